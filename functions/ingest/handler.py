@@ -1,0 +1,114 @@
+"""Ingest Lambda: SQS batches of forwarded agent events -> accepted (stored once) or quarantined.
+
+Thin: Powertools wires logging, metrics, tracing and partial batch failures; the rules live in
+``connect_metering.services.ingest``. A record fails (and SQS redelivers it) only when storage failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from connect_metering.adapters.activity_table import DynamoActivityStore
+from connect_metering.adapters.quarantine_table import DynamoQuarantineStore
+from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.services.ingest import (
+    CachedEnvironmentLookup,
+    IngestResult,
+    IngestService,
+    Message,
+    Outcome,
+)
+from connect_metering.settings import METRICS_NAMESPACE, load_settings
+
+logger = Logger()
+metrics = Metrics(namespace=METRICS_NAMESPACE)
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@lru_cache(maxsize=1)
+def ingest_service() -> IngestService:
+    """Built once per container: settings read once, one DynamoDB client, a warm tenancy cache."""
+    settings = load_settings().require("tenancy_table", "activity_table", "quarantine_table")
+    dynamodb = boto3.client("dynamodb")
+    return IngestService(
+        environments=CachedEnvironmentLookup(
+            DynamoTenancyStore(settings.tenancy_table, dynamodb), monotonic=time.monotonic
+        ),
+        activity=DynamoActivityStore(settings.activity_table, dynamodb),
+        quarantine=DynamoQuarantineStore(
+            settings.quarantine_table, dynamodb, retention_days=settings.quarantine_retention_days
+        ),
+        grace_ms=settings.policy.grace * 1000,
+    )
+
+
+def _log(result: IngestResult, message_id: str) -> None:
+    # Agent ARNs only: names and usernames in the event never reach a log line.
+    if result.outcome is Outcome.QUARANTINED:
+        reason = result.reason.value if result.reason else "unknown"
+        logger.warning("event quarantined", extra={"reason": reason, "message_id": message_id})
+    elif result.late:
+        logger.info("late event", extra={"agent_arn": result.agent_arn, "company": result.company})
+
+
+def publish_counts(results: list[IngestResult]) -> None:
+    """One metric value per batch and name (not per event): cheaper, and never near EMF's 100-value cap."""
+    counts = Counter(result.outcome for result in results)
+    for name, outcome in (("EventsAccepted", Outcome.ACCEPTED), ("DuplicateEvents", Outcome.DUPLICATE)):
+        if counts[outcome]:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[outcome])
+    late = sum(1 for result in results if result.late)
+    if late:
+        metrics.add_metric(name="LateEvents", unit=MetricUnit.Count, value=late)
+    reasons = Counter(result.reason.value for result in results if result.reason is not None)
+    for reason, count in sorted(reasons.items()):
+        with single_metric(
+            name="EventsQuarantined", unit=MetricUnit.Count, value=count, namespace=METRICS_NAMESPACE
+        ) as metric:
+            metric.add_dimension(name="Reason", value=reason)
+
+
+def handle_batch(event: dict[str, Any]) -> tuple[dict[str, Any], list[IngestResult]]:
+    """The batch -> the partial failure response and each successful record's result (replay reads them).
+
+    The service stores the batch with one write per agent-hour; BatchProcessor then turns each record's
+    outcome into the partial batch response: a record fails only if storing it failed."""
+    messages = [
+        Message(record["messageId"], record["body"], int(record.get("attributes", {}).get("SentTimestamp") or 0))
+        for record in event["Records"]
+    ]
+    outcomes = ingest_service().ingest_batch(messages)
+
+    def settle(record: SQSRecord) -> IngestResult:
+        outcome = outcomes[record.message_id]
+        if isinstance(outcome, Exception):
+            raise outcome
+        _log(outcome, record.message_id)
+        return outcome
+
+    results: list[IngestResult] = []
+    with processor(records=event["Records"], handler=settle):
+        for status, value, _ in processor.process():
+            if status == "success" and isinstance(value, IngestResult):
+                results.append(value)
+    publish_counts(results)
+    return processor.response(), results
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response, _ = handle_batch(event)
+    return response

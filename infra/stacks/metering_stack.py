@@ -1,0 +1,39 @@
+"""The seller's back end in the seller's account (us-east-1, where Marketplace metering lives)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from infra.config import InfraSettings
+from infra.constructs.agent_events import AgentEventsIngress
+from infra.constructs.lambda_runtime import LambdaRuntime
+from infra.constructs.tenancy_store import TenancyStore
+
+
+class MeteringStack(cdk.Stack):
+    """Composes the seller-side capabilities; functions are added with `MeteringFunction(runtime=...)`."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: InfraSettings, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.tenancy = TenancyStore(self, "Tenancy")
+        self.agent_events = AgentEventsIngress(self, "AgentEvents", bus_name=settings.agent_events_bus_name)
+        self.runtime = LambdaRuntime(
+            self,
+            "Runtime",
+            powertools_layer_version=settings.powertools_layer_version,
+            log_level=settings.log_level,
+        )
+
+        cdk.CfnOutput(
+            self,
+            "AgentEventsBusArn",
+            value=self.agent_events.bus.event_bus_arn,
+            description="Give this to customers: the SellerEventBusArn parameter of the forwarder",
+        )
+        cdk.CfnOutput(self, "TenancyTableName", value=self.tenancy.table.table_name)
+        cdk.CfnOutput(self, "AgentEventsQueueUrl", value=self.agent_events.queue.queue_url)

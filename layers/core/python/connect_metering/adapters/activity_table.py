@@ -1,0 +1,195 @@
+"""DynamoDB store of accepted agent events and the hourly checkpoints computed from them.
+
+Layout: one partition per (Connect instance, UTC day), sort keys ordered by hour so one query returns an
+hour's checkpoint and events together, and the events of the next hour's first minutes with them:
+
+    pk = <instance arn>#<YYYY-MM-DD>
+    sk = <HH>#C                 checkpoint: the scan state at the start of hour HH (metering)
+    sk = <HH>#E#<agent id>      the agent's accepted events of hour HH: a string set ``ev``
+
+Ingest adds all of a batch's events of one agent-hour with ONE UpdateItem (``ADD ev``) and no read:
+the returned old set tells which events were already there (duplicates), and set semantics make a
+redelivery harmless. An agent-hour that receives events after the hour was metered gets
+``late_shard``/``late_at``, which puts it in the sparse GSI ``late-events`` so the next metering run
+finds the hours to recompute with a few queries instead of a scan.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from connect_metering.domain.agent_events import AgentEvent
+from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
+from connect_metering.domain.sessions import AgentEventPoint, EventKind
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+LATE_EVENTS_INDEX = "late-events"
+LATE_SHARDS = 8
+MS_PER_DAY = 24 * MS_PER_HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    agent_arn: str
+    point: AgentEventPoint
+
+
+@dataclass(frozen=True, slots=True)
+class HourWindow:
+    """What one read returns: checkpoints by hour start and the events, for a span of hours."""
+
+    checkpoints: dict[int, bytes]
+    events: list[StoredEvent]
+
+
+def partition_key(instance_arn: str, hour_ms: int) -> str:
+    return f"{instance_arn}#{datetime.fromtimestamp(hour_ms / 1000, UTC):%Y-%m-%d}"
+
+
+def _hour_of_day(hour_ms: int) -> int:
+    return (hour_ms % MS_PER_DAY) // MS_PER_HOUR
+
+
+def encode_event(event: AgentEvent) -> str:
+    """Compact, exact form of what the session scan needs: ``ts|kind|offline|EventId``."""
+    return f"{event.ts_ms}|{int(event.kind)}|{int(event.offline)}|{event.event_id}"
+
+
+def decode_event(text: str) -> AgentEventPoint:
+    ts_ms, kind, offline, event_id = text.split("|", 3)
+    return AgentEventPoint(int(ts_ms), EventKind(int(kind)), event_id, offline == "1")
+
+
+def late_shard(instance_arn: str) -> str:
+    return f"late#{zlib.crc32(instance_arn.encode()) % LATE_SHARDS}"
+
+
+class DynamoActivityStore:
+    """The activity port on one DynamoDB table; the client is injected."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+        self._table = table_name
+        self._client = client
+
+    def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> set[str]:
+        """Add events of ONE agent and ONE hour; returns the encodings that were new (the others were
+        already stored: duplicates). ``late_at_ms`` marks the agent-hour for recomputation."""
+        first = events[0]
+        hour_ms = hour_floor(first.ts_ms)
+        if any(e.agent_arn != first.agent_arn or hour_floor(e.ts_ms) != hour_ms for e in events):
+            raise ValueError("events: one call stores one agent's events of one hour")
+        encodings = {encode_event(event) for event in events}
+        values: dict[str, Any] = {":events": {"SS": sorted(encodings)}}
+        update = "ADD ev :events"
+        if late_at_ms is not None:
+            update += " SET late_shard = :shard, late_at = :late_at"
+            values[":shard"] = {"S": late_shard(first.instance.arn)}
+            values[":late_at"] = {"N": str(late_at_ms)}
+        response = self._client.update_item(
+            TableName=self._table,
+            Key={
+                "pk": {"S": partition_key(first.instance.arn, hour_ms)},
+                "sk": {"S": f"{_hour_of_day(hour_ms):02d}#E#{first.agent_id}"},
+            },
+            UpdateExpression=update,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",  # the old set, whether or not this call changed it
+        )
+        old = set(response.get("Attributes", {}).get("ev", {}).get("SS", []))
+        return encodings - old
+
+    def read_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> HourWindow:
+        """Checkpoints and events of hours [first, last] of one instance: one query per UTC day touched."""
+        checkpoints: dict[int, bytes] = {}
+        events: list[StoredEvent] = []
+        agent_prefix = f"{instance_arn}/agent/"
+        day_start = first_hour_ms - first_hour_ms % MS_PER_DAY
+        while day_start <= last_hour_ms:
+            low = max(first_hour_ms, day_start)
+            high = min(last_hour_ms, day_start + MS_PER_DAY - MS_PER_HOUR)
+            for item in self._query(
+                partition_key(instance_arn, day_start),
+                f"{_hour_of_day(low):02d}#",
+                f"{_hour_of_day(high):02d}#~",
+            ):
+                sort_key = item["sk"]["S"]
+                hour_ms = day_start + int(sort_key[:2]) * MS_PER_HOUR
+                if sort_key[3] == "C":
+                    checkpoints[hour_ms] = item["doc"]["B"]
+                    continue
+                agent_arn = agent_prefix + sort_key.split("#", 2)[2]
+                events.extend(StoredEvent(agent_arn, decode_event(text)) for text in item["ev"]["SS"])
+            day_start += MS_PER_DAY
+        return HourWindow(checkpoints, events)
+
+    def save_checkpoint(self, instance_arn: str, hour_ms: int, document: bytes) -> None:
+        """The scan state at the start of ``hour_ms`` (compressed JSON, written by the metering job)."""
+        if hour_ms != hour_floor(hour_ms):
+            raise ValueError(f"hour_ms: {hour_ms} is not the start of an hour")
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": partition_key(instance_arn, hour_ms)},
+                "sk": {"S": f"{_hour_of_day(hour_ms):02d}#C"},
+                "doc": {"B": document},
+            },
+        )
+
+    def late_event_hours(self, *, arrived_since_ms: int) -> dict[str, int]:
+        """Instance ARN -> earliest event hour among events that arrived late since the instant."""
+        earliest: dict[str, int] = {}
+        paginator = self._client.get_paginator("query")
+        for shard in range(LATE_SHARDS):
+            for page in paginator.paginate(
+                TableName=self._table,
+                IndexName=LATE_EVENTS_INDEX,
+                KeyConditionExpression="late_shard = :shard AND late_at >= :since",
+                ExpressionAttributeValues={":shard": {"S": f"late#{shard}"}, ":since": {"N": str(arrived_since_ms)}},
+            ):
+                for item in page.get("Items", []):
+                    instance_arn, day = item["pk"]["S"].rsplit("#", 1)
+                    day_ms = int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()) * 1000
+                    hour_ms = day_ms + int(item["sk"]["S"][:2]) * MS_PER_HOUR
+                    earliest[instance_arn] = min(hour_ms, earliest.get(instance_arn, hour_ms))
+        return earliest
+
+    def _query(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
+            ConsistentRead=True,
+        ):
+            yield from page.get("Items", [])
+
+
+def create_activity_table(client: DynamoDBClient, table_name: str) -> None:
+    """Same keys and index as infra/constructs/agent_activity.py (local runtime and tests)."""
+    client.create_table(
+        TableName=table_name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "late_shard", "AttributeType": "S"},
+            {"AttributeName": "late_at", "AttributeType": "N"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": LATE_EVENTS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "late_shard", "KeyType": "HASH"},
+                    {"AttributeName": "late_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )

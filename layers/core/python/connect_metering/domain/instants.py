@@ -1,0 +1,62 @@
+"""UTC instants as integer epoch milliseconds, and whole hours.
+
+The billing contract measures durations in milliseconds; integers keep every sum exact.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+MS_PER_SECOND = 1_000
+MS_PER_MINUTE = 60_000
+MS_PER_HOUR = 3_600_000
+
+
+class InstantError(ValueError):
+    """An instant that is not a well-formed ISO-8601 timestamp with a UTC offset."""
+
+
+def parse_iso(value: str, *, field: str = "timestamp") -> datetime:
+    """Parse ISO-8601 (``Z`` or an offset) into an aware UTC datetime; naive input is refused."""
+    if not isinstance(value, str) or not value:
+        raise InstantError(f"{field}: expected an ISO-8601 timestamp string, got {value!r}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InstantError(f"{field}: {value!r} is not ISO-8601") from exc
+    if parsed.tzinfo is None:
+        raise InstantError(f"{field}: {value!r} has no UTC offset (instants are UTC)")
+    return parsed.astimezone(UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    """Aware datetime -> epoch milliseconds (exact to the millisecond, truncating microseconds)."""
+    if moment.tzinfo is None:
+        raise InstantError("naive datetime: instants must be timezone-aware UTC")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * MS_PER_SECOND + delta.microseconds // 1_000
+
+
+def from_ms(epoch_ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """Epoch ms -> ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    return from_ms(epoch_ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def iso(moment: datetime) -> str:
+    return iso_ms(to_ms(moment))
+
+
+def parse_iso_ms(value: str, *, field: str = "timestamp") -> int:
+    return to_ms(parse_iso(value, field=field))
+
+
+def hour_floor(epoch_ms: int) -> int:
+    """Start of the hour [H, H+1h) that contains the instant."""
+    return epoch_ms - epoch_ms % MS_PER_HOUR

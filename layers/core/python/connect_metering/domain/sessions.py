@@ -1,0 +1,341 @@
+"""Agent sessions and billable time, exactly as BILLING.md section 3 (and section 9) says.
+
+Pure and fast: no boto3, no I/O, no clock reads ("now" is always a parameter). Events are light
+``NamedTuple`` points with integer epoch milliseconds, so the whole path (sort, scan, hourly split)
+runs well above 100,000 events per second on one core (see ``connect_metering.local.bench_core``).
+
+Choices where BILLING.md is silent (each one is tested in ``tests/unit/test_sessions.py``):
+
+- A STATE_CHANGE / HEART_BEAT with no ``CurrentAgentSnapshot.AgentStatus.Name`` is *not* Offline:
+  the contract names the one status that does not open a session, and a missing name is not it
+  (``offline_from_agent_event``). The comparison with ``"Offline"`` is exact (case-sensitive, as
+  ``EventType`` is).
+- Two points with the same ``event_id`` but different content: the first one in the sorted order
+  (``ts_ms``, ``kind``, ``event_id``, then ``offline``) is kept, so the result depends only on the set.
+- Zero-length sessions (e.g. LOGIN and LOGOUT at the same instant) are real sessions and appear in
+  ``sessions_for_agent`` and in the ``logged_in`` intervals; they carry 0 ms, so the hourly split
+  gives them no hour key. Hourly maps only hold hours with more than 0 ms.
+- Policy ``online``: see ``billable_intervals``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import IntEnum, StrEnum
+from typing import Final, NamedTuple
+
+from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
+
+DEFAULT_SILENCE_TIMEOUT_MS: Final = 360_000
+OFFLINE_STATUS_NAME: Final = "Offline"
+
+
+class SessionInputError(ValueError):
+    """Input that breaks a rule of the session core; the message names the field and the rule."""
+
+
+class EventKind(IntEnum):
+    """Agent event types; the values are the tie order of BILLING.md section 3."""
+
+    LOGIN = 0
+    STATE_CHANGE = 1
+    HEART_BEAT = 2
+    LOGOUT = 3
+
+    @classmethod
+    def from_event_type(cls, event_type: object) -> EventKind:
+        """``EventType`` string -> kind; case-sensitive (BILLING.md section 9)."""
+        if isinstance(event_type, str) and event_type in cls.__members__:
+            return cls[event_type]
+        raise SessionInputError(
+            f"EventType: {event_type!r} is not one of LOGIN, STATE_CHANGE, HEART_BEAT, LOGOUT "
+            "(case-sensitive)"
+        )
+
+
+class BillableTimePolicy(StrEnum):
+    """``billable_time`` policy (BILLING.md section 8); ``logged_in`` is the default."""
+
+    LOGGED_IN = "logged_in"
+    ONLINE = "online"
+
+
+class SessionEnd(StrEnum):
+    """Why a session ended: a LOGOUT, the silence timeout, or not yet (open at the end of the data)."""
+
+    LOGOUT = "logout"
+    SILENCE = "silence_timeout"
+    OPEN = "open"
+
+
+class AgentEventPoint(NamedTuple):
+    """One accepted agent event, reduced to what the session scan needs.
+
+    ``offline`` is True exactly when ``CurrentAgentSnapshot.AgentStatus.Name == "Offline"``; a
+    missing snapshot, status or name counts as not Offline (see ``offline_from_agent_event``).
+    The field order is the sort order of section 3: timestamp, then kind, then event id.
+    """
+
+    ts_ms: int
+    kind: EventKind
+    event_id: str
+    offline: bool
+
+
+class Session(NamedTuple):
+    """A session [start_ms, end_ms] of one agent.
+
+    ``last_ms`` is the contract's ``last``: the timestamp of the latest non-LOGOUT event of the
+    session (the opening event included). ``end_ms`` is the LOGOUT timestamp for a session closed by
+    LOGOUT, and ``last_ms`` otherwise (closed by the silence timeout, or still open).
+    """
+
+    start_ms: int
+    end_ms: int
+    last_ms: int
+    end_reason: SessionEnd
+
+    @property
+    def closed(self) -> bool:
+        """Closed by a LOGOUT or by the silence timeout; False when still open at the end of the data."""
+        return self.end_reason is not SessionEnd.OPEN
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+
+_LOGIN: Final = int(EventKind.LOGIN)
+_LOGOUT: Final = int(EventKind.LOGOUT)
+_KIND_VALUES: Final = frozenset(int(kind) for kind in EventKind)
+_POLICY_VALUES: Final = tuple(policy.value for policy in BillableTimePolicy)
+_END_LOGOUT: Final = SessionEnd.LOGOUT
+_END_SILENCE: Final = SessionEnd.SILENCE
+_END_OPEN: Final = SessionEnd.OPEN
+
+
+def offline_from_agent_event(agent_event: Mapping[str, object]) -> bool:
+    """``offline`` for an agent event: its ``CurrentAgentSnapshot.AgentStatus.Name`` is exactly ``Offline``.
+
+    A missing or malformed snapshot, status or name is not Offline.
+    """
+    snapshot = agent_event.get("CurrentAgentSnapshot")
+    if not isinstance(snapshot, Mapping):
+        return False
+    status = snapshot.get("AgentStatus")
+    if not isinstance(status, Mapping):
+        return False
+    return status.get("Name") == OFFLINE_STATUS_NAME
+
+
+def _check_timeout(silence_timeout_ms: object) -> int:
+    if type(silence_timeout_ms) is not int or silence_timeout_ms < 0:
+        raise SessionInputError(
+            f"silence_timeout_ms: must be an integer number of milliseconds >= 0, got {silence_timeout_ms!r}"
+        )
+    return silence_timeout_ms
+
+
+def _check_policy(policy: object) -> BillableTimePolicy:
+    if isinstance(policy, str) and policy in _POLICY_VALUES:
+        return BillableTimePolicy(policy)
+    allowed = ", ".join(_POLICY_VALUES)
+    raise SessionInputError(f"policy: must be one of {allowed}, got {policy!r}")
+
+
+def _sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
+    points = list(events)
+    kinds = _KIND_VALUES
+    for index, point in enumerate(points):
+        try:
+            ts_ms, kind, event_id, offline = point
+        except (TypeError, ValueError):
+            raise SessionInputError(f"events[{index}]: must be an AgentEventPoint, got {point!r}") from None
+        if type(ts_ms) is not int:
+            raise SessionInputError(f"events[{index}].ts_ms: must be integer epoch ms, got {ts_ms!r}")
+        if kind not in kinds or isinstance(kind, bool):
+            raise SessionInputError(f"events[{index}].kind: must be an EventKind (0..3), got {kind!r}")
+        if type(event_id) is not str:
+            raise SessionInputError(f"events[{index}].event_id: must be a string, got {event_id!r}")
+        if type(offline) is not bool:
+            raise SessionInputError(f"events[{index}].offline: must be a bool, got {offline!r}")
+    points.sort()
+    return points
+
+
+def _scan(
+    points: list[AgentEventPoint], timeout: int, track_online: bool
+) -> tuple[list[Session], list[tuple[int, int]]]:
+    """The section 3 scan over sorted points; also the online stretches when ``track_online``."""
+    sessions: list[Session] = []
+    online: list[tuple[int, int]] = []
+    seen: set[str] = set()
+    seen_add = seen.add
+    is_open = False
+    start = last = 0
+    online_since: int | None = None
+    for ts, kind, event_id, offline in points:
+        if event_id in seen:
+            continue
+        seen_add(event_id)
+        if is_open:
+            if ts - last > timeout:
+                sessions.append(Session(start, last, last, _END_SILENCE))
+                if track_online and online_since is not None and last > online_since:
+                    online.append((online_since, last))
+                is_open = False
+                # The event is re-read in state closed below.
+            elif kind == _LOGOUT:
+                sessions.append(Session(start, ts, last, _END_LOGOUT))
+                if track_online and online_since is not None and ts > online_since:
+                    online.append((online_since, ts))
+                is_open = False
+                continue
+            else:
+                last = ts
+                if track_online:
+                    if offline:
+                        if online_since is not None:
+                            if ts > online_since:
+                                online.append((online_since, ts))
+                            online_since = None
+                    elif online_since is None:
+                        # Back online at the very instant it went offline: one stretch, not two.
+                        online_since = online.pop()[0] if online and online[-1][1] == ts else ts
+                continue
+        if kind == _LOGIN or (kind != _LOGOUT and not offline):
+            is_open = True
+            start = last = ts
+            online_since = None if offline else ts
+    if is_open:
+        sessions.append(Session(start, last, last, _END_OPEN))
+        if track_online and online_since is not None and last > online_since:
+            online.append((online_since, last))
+    return sessions, online
+
+
+def sessions_for_agent(
+    events: Iterable[AgentEventPoint], *, silence_timeout_ms: int = DEFAULT_SILENCE_TIMEOUT_MS
+) -> list[Session]:
+    """The sessions of one agent (BILLING.md section 3), in time order; they never overlap.
+
+    ``events`` are the agent's accepted events in any order, duplicates allowed: points are
+    de-duplicated by ``event_id`` (the first in sorted order wins), sorted by (``ts_ms``, ``kind``,
+    ``event_id``) and scanned from state closed. The result depends only on the set of points.
+    """
+    timeout = _check_timeout(silence_timeout_ms)
+    sessions, _ = _scan(_sorted_points(events), timeout, False)
+    return sessions
+
+
+def is_final(session: Session, now_ms: int, silence_timeout_ms: int = DEFAULT_SILENCE_TIMEOUT_MS) -> bool:
+    """Whether no later event can extend the session: closed, or open with ``now - last > timeout``.
+
+    Only events with a timestamp after ``last_ms`` are covered: a late event stamped inside or
+    before the session still changes the result, which is always recomputed from the event set.
+    """
+    timeout = _check_timeout(silence_timeout_ms)
+    if type(now_ms) is not int:
+        raise SessionInputError(f"now_ms: must be integer epoch ms, got {now_ms!r}")
+    return session.closed or now_ms - session.last_ms > timeout
+
+
+def billable_intervals(
+    events: Iterable[AgentEventPoint],
+    *,
+    policy: BillableTimePolicy | str = BillableTimePolicy.LOGGED_IN,
+    silence_timeout_ms: int = DEFAULT_SILENCE_TIMEOUT_MS,
+) -> list[tuple[int, int]]:
+    """Billable intervals [a, b] of one agent, in time order, disjoint; each is worth b - a ms.
+
+    ``logged_in`` (default): each session's [start, end], zero-length sessions included.
+
+    ``online``: the session time whose current status is not Offline. Inside a session the status at
+    t is that of the latest event of the session at or before t in the sorted order, so the stretch
+    from an offline event to the next event of the session (or the session end) is removed; a
+    stretch from an online event runs until the next offline event or the session end. The opening
+    event counts with its own status: a LOGIN whose snapshot is Offline opens the session (it is
+    logged-in time) but is not online time until an event with another status arrives; a
+    STATE_CHANGE / HEART_BEAT only opens when not Offline. The closing LOGOUT ends the session at
+    its timestamp, so its own status covers no time; the time before it keeps the status of the
+    event before it. Events outside sessions (ignored while closed) never count. Only stretches of
+    more than 0 ms are returned.
+    """
+    timeout = _check_timeout(silence_timeout_ms)
+    track_online = _check_policy(policy) is BillableTimePolicy.ONLINE
+    sessions, online = _scan(_sorted_points(events), timeout, track_online)
+    if track_online:
+        return online
+    return [(session.start_ms, session.end_ms) for session in sessions]
+
+
+def billable_ms_by_hour(intervals: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Hour start (epoch ms) -> billable ms inside [H, H + 1 h), in hour order.
+
+    Each interval [a, b] adds exactly b - a, split at hour boundaries, so the values sum to the sum
+    of b - a. Hours with 0 ms (zero-length intervals) get no key. Intervals are added as given: pass
+    disjoint ones (as ``billable_intervals`` returns) to avoid counting time twice.
+    """
+    by_hour: dict[int, int] = {}
+    get = by_hour.get
+    for index, interval in enumerate(intervals):
+        start, end = interval
+        if type(start) is not int or type(end) is not int:
+            raise SessionInputError(f"intervals[{index}]: bounds must be integer epoch ms, got {interval!r}")
+        if end <= start:
+            if end < start:
+                raise SessionInputError(
+                    f"intervals[{index}]: end {end} is before start {start} (need start <= end)"
+                )
+            continue
+        hour = hour_floor(start)
+        next_hour = hour + MS_PER_HOUR
+        if end <= next_hour:
+            by_hour[hour] = get(hour, 0) + end - start
+            continue
+        by_hour[hour] = get(hour, 0) + next_hour - start
+        hour = next_hour
+        while end - hour > MS_PER_HOUR:
+            by_hour[hour] = get(hour, 0) + MS_PER_HOUR
+            hour += MS_PER_HOUR
+        by_hour[hour] = get(hour, 0) + end - hour
+    return dict(sorted(by_hour.items()))
+
+
+def billable_ms_by_hour_for_agents(
+    points_by_agent: Mapping[str, Iterable[AgentEventPoint]],
+    *,
+    policy: BillableTimePolicy | str = BillableTimePolicy.LOGGED_IN,
+    silence_timeout_ms: int = DEFAULT_SILENCE_TIMEOUT_MS,
+) -> dict[str, dict[int, int]]:
+    """AgentARN -> (hour start -> billable ms). Every agent given gets a key, possibly with ``{}``."""
+    timeout = _check_timeout(silence_timeout_ms)
+    track_online = _check_policy(policy) is BillableTimePolicy.ONLINE
+    result: dict[str, dict[int, int]] = {}
+    for agent, points in points_by_agent.items():
+        sessions, online = _scan(_sorted_points(points), timeout, track_online)
+        intervals = online if track_online else [(s.start_ms, s.end_ms) for s in sessions]
+        result[agent] = billable_ms_by_hour(intervals)
+    return result
+
+
+def _check_hour(hour_ms: object) -> int:
+    if type(hour_ms) is not int or hour_ms % MS_PER_HOUR != 0:
+        raise SessionInputError(f"hour_ms: must be the epoch ms of a whole UTC hour, got {hour_ms!r}")
+    return hour_ms
+
+
+def agents_with_billable_time(per_agent_hours: Mapping[str, Mapping[int, int]], hour_ms: int) -> int:
+    """N(H) of contract pricing: how many agents have more than 0 ms of billable time in hour H."""
+    hour = _check_hour(hour_ms)
+    return sum(1 for hours in per_agent_hours.values() if hours.get(hour, 0) > 0)
+
+
+def agents_with_billable_time_by_hour(per_agent_hours: Mapping[str, Mapping[int, int]]) -> dict[int, int]:
+    """Hour start -> N(H), for every hour in which at least one agent has more than 0 ms."""
+    counts: dict[int, int] = {}
+    for hours in per_agent_hours.values():
+        for hour, billable_ms in hours.items():
+            if billable_ms > 0:
+                counts[hour] = counts.get(hour, 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,349 @@
+"""Tenancy: companies, their subscriptions and environments, and the rules that bind them.
+
+BILLING.md section 1 (parties) and section 4 (primary subscription). Pure: no boto3, no clock reads;
+every instant is a parameter. Uniqueness across requests (alias, account, instance) is enforced by the
+tenancy store with conditional writes; the rules that can be decided from values alone live here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Self, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from connect_metering.domain.instants import to_ms
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class TenancyError(ValueError):
+    """A tenancy rule was broken. ``field`` names the input, ``rule`` the rule, ``message`` says why."""
+
+    def __init__(self, field: str, rule: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.rule = rule
+        self.message = message
+
+
+class AliasTaken(TenancyError):
+    def __init__(self, alias: str) -> None:
+        super().__init__("company_alias", "alias_unique", f"the alias {alias!r} is already taken")
+
+
+class AccountOwnedByAnotherCompany(TenancyError):
+    def __init__(self, account_id: str) -> None:
+        super().__init__(
+            "aws_account_id",
+            "one_account_one_company",
+            f"AWS account {account_id} already belongs to another company",
+        )
+
+
+class PricingModelConflict(TenancyError):
+    def __init__(self, existing: PricingModel, requested: PricingModel) -> None:
+        super().__init__(
+            "pricing",
+            "one_pricing_model_per_company",
+            f"the company is billed by {existing.value}; a {requested.value} subscription cannot be added",
+        )
+
+
+class PricingModel(StrEnum):
+    USAGE = "usage"
+    CONTRACT = "contract"
+
+
+ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9]{2,31}")
+ACCOUNT_ID_PATTERN = re.compile(r"\d{12}")
+PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"})
+REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso|-isob)?-[a-z]+-\d{1,2}")
+INSTANCE_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+LICENSE_ARN_PATTERN = re.compile(r"arn:[a-z-]+:license-manager::\d{12}:license:l-[0-9a-zA-Z]+")
+ENVIRONMENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+def validate_alias(alias: str) -> str:
+    """BILLING.md section 1: lower-case letters and digits, 3-32 chars, starting with a letter."""
+    if not isinstance(alias, str) or ALIAS_PATTERN.fullmatch(alias) is None:
+        raise TenancyError(
+            "company_alias",
+            "alias_format",
+            f"{alias!r} is not a valid alias: use 3-32 lower-case letters and digits, starting with a letter",
+        )
+    return alias
+
+
+def validate_account_id(account_id: str, *, field: str = "aws_account_id") -> str:
+    if not isinstance(account_id, str) or ACCOUNT_ID_PATTERN.fullmatch(account_id) is None:
+        raise TenancyError(field, "account_id_format", f"{account_id!r} is not a 12-digit AWS account id")
+    return account_id
+
+
+def _check_license_arn(value: str | None) -> str | None:
+    if value is not None and LICENSE_ARN_PATTERN.fullmatch(value) is None:
+        raise TenancyError(
+            "license_arn",
+            "license_arn_format",
+            f"{value!r} is not a License Manager licence ARN (arn:aws:license-manager::ACCOUNT:license:l-...)",
+        )
+    return value
+
+
+Alias = Annotated[str, AfterValidator(validate_alias)]
+
+
+class InstanceArn(BaseModel):
+    """An Amazon Connect instance ARN: arn:PARTITION:connect:REGION:ACCOUNT:instance/INSTANCE_ID."""
+
+    model_config = ConfigDict(frozen=True)
+
+    partition: str
+    region: str
+    account_id: str
+    instance_id: str
+
+    @classmethod
+    def parse(cls, arn: str, *, field: str = "instance_arn") -> Self:
+        if not isinstance(arn, str):
+            raise TenancyError(
+                field, "instance_arn_format", f"expected an ARN string, got {type(arn).__name__}"
+            )
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "connect":
+            raise TenancyError(
+                field,
+                "instance_arn_format",
+                f"{arn!r} is not an Amazon Connect instance ARN (arn:aws:connect:REGION:ACCOUNT:instance/ID)",
+            )
+        _, partition, _, region, account_id, resource = parts
+        if partition not in PARTITIONS:
+            raise TenancyError(field, "instance_arn_partition", f"unknown partition {partition!r} in {arn!r}")
+        if REGION_PATTERN.fullmatch(region) is None:
+            raise TenancyError(field, "instance_arn_region", f"{region!r} in {arn!r} is not an AWS region")
+        if ACCOUNT_ID_PATTERN.fullmatch(account_id) is None:
+            raise TenancyError(
+                field, "instance_arn_account", f"{account_id!r} in {arn!r} is not a 12-digit AWS account id"
+            )
+        kind, _, instance_id = resource.partition("/")
+        if kind != "instance" or INSTANCE_ID_PATTERN.fullmatch(instance_id) is None:
+            raise TenancyError(
+                field,
+                "instance_arn_resource",
+                f"{resource!r} in {arn!r} is not instance/<instance id> (a lower-case UUID)",
+            )
+        return cls(partition=partition, region=region, account_id=account_id, instance_id=instance_id)
+
+    @property
+    def arn(self) -> str:
+        return f"arn:{self.partition}:connect:{self.region}:{self.account_id}:instance/{self.instance_id}"
+
+    def __str__(self) -> str:
+        return self.arn
+
+
+def instance_arn_of_agent(agent_arn: str) -> str | None:
+    """The instance ARN an agent ARN belongs to (``<instance arn>/agent/<id>``), or None if malformed."""
+    instance, separator, agent_id = agent_arn.rpartition("/agent/")
+    if not separator or not agent_id or "/" in agent_id:
+        return None
+    return instance
+
+
+class Company(BaseModel):
+    """The seller's customer. The alias is immutable once created (the model is frozen)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alias: Alias
+    name: str = Field(default="", max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, value: str) -> str:
+        return value.strip()
+
+
+class SubscriptionIdentity(BaseModel):
+    """Who AWS Marketplace bills. Current API: CustomerAWSAccountId + LicenseArn; legacy: CustomerIdentifier
+    (+ the product code). A UsageRecord never carries both LicenseArn and ProductCode (BILLING.md 1)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_aws_account_id: str | None = None
+    license_arn: str | None = None
+    customer_identifier: str | None = None
+    product_code: str | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Self:
+        if self.license_arn is not None or self.customer_aws_account_id is not None:
+            if self.license_arn is None or self.customer_aws_account_id is None:
+                raise TenancyError(
+                    "license_arn",
+                    "identity_complete",
+                    "the current identity needs both customer_aws_account_id and license_arn",
+                )
+            validate_account_id(self.customer_aws_account_id, field="customer_aws_account_id")
+            _check_license_arn(self.license_arn)
+        elif not self.customer_identifier:
+            raise TenancyError(
+                "customer_identifier",
+                "identity_required",
+                "a subscription needs customer_aws_account_id + license_arn, or a legacy customer_identifier",
+            )
+        return self
+
+    @property
+    def is_legacy(self) -> bool:
+        return self.license_arn is None
+
+    @property
+    def key(self) -> str:
+        """Stable, unique key of the subscription (a licence ARN is globally unique)."""
+        if self.license_arn is not None:
+            return f"license#{self.license_arn}"
+        return f"customer#{self.product_code or ''}#{self.customer_identifier}"
+
+    @property
+    def tie_breaker(self) -> str:
+        """BILLING.md section 9: ties on ``started`` compare LicenseArn if present, else CustomerIdentifier."""
+        return self.license_arn if self.license_arn is not None else (self.customer_identifier or "")
+
+    def usage_record_identity(self) -> dict[str, str]:
+        """The identity fields of a BatchMeterUsage UsageRecord."""
+        if self.license_arn is not None and self.customer_aws_account_id is not None:
+            return {"CustomerAWSAccountId": self.customer_aws_account_id, "LicenseArn": self.license_arn}
+        return {"CustomerIdentifier": self.customer_identifier or ""}
+
+
+class Entitlements(BaseModel):
+    """Contract entitlements from GetEntitlements (BILLING.md section 7)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    licensed_agents: int | None = Field(default=None, ge=0)
+    expires: datetime | None = None
+
+
+class Subscription(BaseModel):
+    """One AWS Marketplace purchase held by a company; active over [started, ended)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    company_alias: Alias
+    identity: SubscriptionIdentity
+    pricing: PricingModel
+    started: datetime | None = None
+    ended: datetime | None = None
+    entitlements: Entitlements = Entitlements()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        for name in ("started", "ended"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise TenancyError(name, "utc_instant", f"{name} must be a timezone-aware UTC instant")
+        if self.started is not None and self.ended is not None and self.ended < self.started:
+            raise TenancyError("ended", "ended_after_started", "a subscription cannot end before it starts")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.identity.key
+
+    @property
+    def is_pending(self) -> bool:
+        """Registered but not yet activated by subscribe-success / License Updated."""
+        return self.started is None
+
+    def is_active_at(self, instant: datetime) -> bool:
+        """Active from ``started`` until ``ended`` (half-open); an expired contract is not active."""
+        if self.started is None or instant < self.started:
+            return False
+        if self.ended is not None and instant >= self.ended:
+            return False
+        expires = self.entitlements.expires
+        return not (self.pricing is PricingModel.CONTRACT and expires is not None and instant >= expires)
+
+    def active_until(self) -> datetime | None:
+        """The instant the subscription stops being active (end or contract expiry), None if open-ended."""
+        limits = [self.ended]
+        if self.pricing is PricingModel.CONTRACT:
+            limits.append(self.entitlements.expires)
+        present = [limit for limit in limits if limit is not None]
+        return min(present) if present else None
+
+    def primary_order(self) -> tuple[int, str]:
+        """Sort key for choosing the primary: earliest ``started``, then the identity tie breaker."""
+        if self.started is None:
+            raise TenancyError("started", "activated", "a pending subscription has no primary order")
+        return (to_ms(self.started), self.identity.tie_breaker)
+
+
+class Environment(BaseModel):
+    """One Amazon Connect instance owned by one company (any account, any region)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    company_alias: Alias
+    name: str
+    instance_arn: InstanceArn
+
+    @field_validator("instance_arn", mode="before")
+    @classmethod
+    def _parse_arn(cls, value: object) -> object:
+        return InstanceArn.parse(value) if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if ENVIRONMENT_NAME_PATTERN.fullmatch(value) is None:
+            raise TenancyError(
+                "environment_name",
+                "environment_name_format",
+                f"{value!r} is not a valid environment name: 1-64 letters, digits, '.', '_' or '-'",
+            )
+        return value
+
+    @property
+    def account_id(self) -> str:
+        return self.instance_arn.account_id
+
+
+def build(model: type[ModelT], **fields: object) -> ModelT:
+    """Validate ``fields`` into ``model``; any failure is a TenancyError naming the field and the rule."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, TenancyError):
+            raise cause from None
+        field = ".".join(str(part) for part in first["loc"]) or model.__name__
+        raise TenancyError(field, first["type"], f"{first['msg']} (got {first.get('input')!r})") from None
+
+
+def ensure_pricing_compatible(existing: Iterable[Subscription], requested: PricingModel) -> None:
+    """BILLING.md section 1: a company's subscriptions share one pricing model."""
+    for subscription in existing:
+        if subscription.pricing is not requested:
+            raise PricingModelConflict(subscription.pricing, requested)
+
+
+def primary_subscription(subscriptions: Iterable[Subscription], instant: datetime) -> Subscription | None:
+    """BILLING.md section 4: the active subscription with the earliest ``started`` (ties: smaller identity)."""
+    active = [subscription for subscription in subscriptions if subscription.is_active_at(instant)]
+    return min(active, key=Subscription.primary_order) if active else None

@@ -1,0 +1,139 @@
+"""Throughput of the pure session core on a realistic synthetic agent event stream.
+
+Run: ``python -m connect_metering.local.bench_core [n_events] [seed]``.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+
+from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_SECOND
+from connect_metering.domain.sessions import (
+    AgentEventPoint,
+    BillableTimePolicy,
+    EventKind,
+    billable_ms_by_hour_for_agents,
+)
+
+_HEARTBEAT_MS = 120 * MS_PER_SECOND
+_DAY_MS = 24 * MS_PER_HOUR
+_EPOCH_2026_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+_EVENTS_PER_AGENT = 1_000  # about three shifts each
+
+
+def _shift(
+    rng: random.Random,
+    agent_no: int,
+    shift_no: int,
+    start_ms: int,
+    out: list[tuple[int, int, AgentEventPoint]],
+) -> None:
+    """One shift: LOGIN, status changes, contacts, breaks, heartbeats, then (usually) LOGOUT.
+
+    Appends ``(arrival key, agent number, point)``; the arrival key is the event time for now.
+    """
+    counter = 0
+
+    def emit(ts_ms: int, kind: EventKind, offline: bool) -> None:
+        nonlocal counter
+        counter += 1
+        point = AgentEventPoint(ts_ms, kind, f"{agent_no:05d}-{shift_no:03d}-{counter:05d}", offline)
+        out.append((ts_ms, agent_no, point))
+
+    now = start_ms
+    emit(now, EventKind.LOGIN, rng.random() < 0.3)
+    now += rng.randint(1, 30) * MS_PER_SECOND
+    emit(now, EventKind.STATE_CHANGE, False)
+    end = start_ms + rng.randint(4, 9) * MS_PER_HOUR + rng.randint(0, MS_PER_HOUR)
+    offline = False
+    while now < end:
+        roll = rng.random()
+        if roll < 0.25:  # a contact or a status change, at a random moment before the next heartbeat
+            now += rng.randint(1, _HEARTBEAT_MS)
+            emit(now, EventKind.STATE_CHANGE, offline)
+        elif roll < 0.27:  # a break (not Offline) or a spell in the Offline status while logged in
+            offline = rng.random() < 0.3
+            now += rng.randint(1, 60) * MS_PER_SECOND
+            emit(now, EventKind.STATE_CHANGE, offline)
+        elif roll < 0.30 and offline:
+            offline = False
+            now += rng.randint(1, 60) * MS_PER_SECOND
+            emit(now, EventKind.STATE_CHANGE, offline)
+        else:
+            now += _HEARTBEAT_MS
+            emit(now, EventKind.HEART_BEAT, offline)
+    if rng.random() < 0.9:
+        now += rng.randint(1, 60) * MS_PER_SECOND
+        emit(now, EventKind.LOGOUT, True)
+        for _ in range(rng.randint(0, 30)):  # heartbeats may keep coming for up to an hour after logout
+            now += _HEARTBEAT_MS
+            emit(now, EventKind.HEART_BEAT, True)
+
+
+def synthetic_stream(n_events: int, seed: int) -> list[tuple[str, AgentEventPoint]]:
+    """Exactly ``n_events`` (AgentARN, point) pairs in arrival order: about 1% duplicates, 2% late."""
+    if type(n_events) is not int or n_events < 1:
+        raise ValueError(f"n_events: must be an integer >= 1, got {n_events!r}")
+    rng = random.Random(seed)
+    n_duplicates = n_events // 100
+    target = n_events - n_duplicates
+    n_agents = max(1, target // _EVENTS_PER_AGENT)
+    generated: list[tuple[int, int, AgentEventPoint]] = []
+    shift_no = 0
+    while len(generated) < target:
+        shift_no += 1
+        day = shift_no - 1
+        for agent_no in range(n_agents):
+            start = _EPOCH_2026_MS + day * _DAY_MS + rng.randint(0, 14 * MS_PER_HOUR)
+            _shift(rng, agent_no, shift_no, start, generated)
+    generated.sort(key=lambda item: item[0])
+    del generated[target:]
+    arrivals: list[tuple[int, int, AgentEventPoint]] = []
+    for ts_ms, agent_no, point in generated:
+        late = rng.random() < 0.02  # Kinesis retries: some points arrive out of order
+        arrivals.append((ts_ms + (rng.randint(1, 600) * MS_PER_SECOND if late else 0), agent_no, point))
+    for ts_ms, agent_no, point in rng.sample(generated, n_duplicates):
+        arrivals.append((ts_ms + rng.randint(0, 900) * MS_PER_SECOND, agent_no, point))
+    arrivals.sort(key=lambda item: item[0])
+    instance = "arn:aws:connect:us-east-1:111122223333:instance/bench"
+    return [(f"{instance}/agent/{agent_no:05d}", point) for _, agent_no, point in arrivals]
+
+
+def session_core_events_per_second(
+    n_events: int = 200_000,
+    seed: int = 1,
+    *,
+    policy: BillableTimePolicy = BillableTimePolicy.LOGGED_IN,
+) -> float:
+    """Events per second through the whole core path: group by agent, sessions, intervals, hours.
+
+    The stream is built before the clock starts; only the core path is timed.
+    """
+    stream = synthetic_stream(n_events, seed)
+    started = time.perf_counter()
+    by_agent: dict[str, list[AgentEventPoint]] = {}
+    for agent, point in stream:
+        points = by_agent.get(agent)
+        if points is None:
+            by_agent[agent] = points = []
+        points.append(point)
+    per_agent_hours = billable_ms_by_hour_for_agents(by_agent, policy=policy)
+    elapsed = time.perf_counter() - started
+    if not any(per_agent_hours.values()):
+        raise RuntimeError("bench stream produced no billable time: the generator is broken")
+    return len(stream) / elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    n_events = int(args[0]) if args else 200_000
+    seed = int(args[1]) if len(args) > 1 else 1
+    for policy in BillableTimePolicy:
+        rate = session_core_events_per_second(n_events, seed, policy=policy)
+        print(f"session core ({policy.value}): {rate:,.0f} events/s over {n_events:,} events")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Embedded AWS for the local runtime: moto for DynamoDB, the Marketplace simulator for Marketplace, and
+a virtual clock that both read, so replay and the demo run hours of billing in seconds, offline."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import boto3
+from moto import mock_aws
+
+from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
+from connect_metering.adapters.quarantine_table import create_quarantine_table
+from connect_metering.adapters.tenancy_table import DynamoTenancyStore, create_tenancy_table
+from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_marketplace_entitlement import MarketplaceEntitlementServiceClient
+    from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
+
+REGION = "us-east-1"
+TENANCY_TABLE = "connect-metering-tenancy"
+ACTIVITY_TABLE = "connect-metering-activity"
+QUARANTINE_TABLE = "connect-metering-quarantine"
+TABLE_ENVIRONMENT = {
+    "TENANCY_TABLE": TENANCY_TABLE,
+    "ACTIVITY_TABLE": ACTIVITY_TABLE,
+    "QUARANTINE_TABLE": QUARANTINE_TABLE,
+}
+
+
+@dataclass
+class VirtualClock:
+    """The local runtime's notion of now; it only moves forward, when told to."""
+
+    now_value: datetime
+    monotonic_value: float = 0.0
+
+    def now(self) -> datetime:
+        return self.now_value
+
+    def monotonic(self) -> float:
+        return self.monotonic_value
+
+    def advance_to(self, moment: datetime) -> None:
+        if moment > self.now_value:
+            self.monotonic_value += (moment - self.now_value).total_seconds()
+            self.now_value = moment
+
+    def sleep(self, seconds: float) -> None:
+        """Client-side pacing in virtual time: the throttle sees the pause, nobody waits for it."""
+        self.monotonic_value += max(0.0, seconds)
+
+
+@dataclass
+class RequestCounter:
+    """Counts real boto3 requests by service and operation through botocore's event hooks."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def watch(self, events: Any) -> None:
+        """Count every call made through clients created from this event emitter (a session's or a
+        client's ``events``)."""
+        events.register("before-call.*.*", self._count)
+
+    def total(self, service: str, operations: tuple[str, ...] | None = None) -> int:
+        return sum(
+            count
+            for name, count in self.counts.items()
+            if name.startswith(f"{service}.") and (operations is None or name.split(".", 1)[1] in operations)
+        )
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.counts[f"{model.service_model.service_id.hyphenize()}.{model.name}"] += 1
+
+
+class EmbeddedAws:
+    """Context manager: every AWS call inside goes to moto or the Marketplace simulator, never out."""
+
+    def __init__(self, *, product_code: str, start: datetime, faults: FaultPlan | None = None) -> None:
+        self.clock = VirtualClock(start)
+        self.requests = RequestCounter()
+        self.marketplace = MarketplaceSimulator(
+            product_code=product_code, clock=self.clock.now, monotonic=self.clock.monotonic, faults=faults
+        )
+        self._mock = mock_aws()
+
+    def __enter__(self) -> Self:
+        self._mock.start()
+        # Every client made from here on (the handlers' too) comes from this session and is counted.
+        boto3.setup_default_session(region_name=REGION)
+        self.requests.watch(boto3.DEFAULT_SESSION.events)
+        os.environ.update(TABLE_ENVIRONMENT)
+        self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
+        self.metering: MarketplaceMeteringClient = self.marketplace.attach(
+            boto3.client("meteringmarketplace", region_name=REGION)
+        )
+        self.entitlements: MarketplaceEntitlementServiceClient = self.marketplace.attach(
+            boto3.client("marketplace-entitlement", region_name=REGION)
+        )
+        create_tenancy_table(self.dynamodb, TENANCY_TABLE)
+        create_activity_table(self.dynamodb, ACTIVITY_TABLE)
+        create_quarantine_table(self.dynamodb, QUARANTINE_TABLE)
+        self.tenancy = DynamoTenancyStore(TENANCY_TABLE, self.dynamodb)
+        self.activity = DynamoActivityStore(ACTIVITY_TABLE, self.dynamodb)
+        self.requests.counts.clear()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._mock.stop()
+        boto3.DEFAULT_SESSION = None

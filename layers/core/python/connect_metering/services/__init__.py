@@ -1,0 +1,1 @@
+"""Use cases over the domain and the ports the adapters implement."""

@@ -1,0 +1,25 @@
+"""Test-wide settings: fake AWS credentials so nothing can reach a real account, and the sample paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # boto3 1.44 with moto 5.2: account-id based endpoints break DynamoDB Streams under moto.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "ConnectMetering",
+        "POWERTOOLS_SERVICE_NAME": "connect-metering-tests",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_SAMPLES = REPO_ROOT.parent / "shared" / "samples"

@@ -1,0 +1,60 @@
+"""Builders of AWS-shaped events for tests, starting from the documented samples in ../shared/samples."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from connect_metering.domain.instants import iso
+from connect_metering.local.traffic import eventbridge_envelope, sqs_batch
+from tests.conftest import SHARED_SAMPLES
+
+SAMPLE_INSTANCE = "arn:aws:connect:us-west-2:012345678901:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111"
+SAMPLE_ACCOUNT = "012345678901"
+
+
+@cache
+def _sample(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((SHARED_SAMPLES / name).read_text())
+    return loaded
+
+
+def agent_event(
+    *,
+    event_id: str = "EventId-1",
+    event_type: str = "HEART_BEAT",
+    at: datetime | str,
+    agent: str = "agent-1",
+    instance_arn: str = SAMPLE_INSTANCE,
+    account: str | None = None,
+    status: str | None = "Available",
+) -> dict[str, Any]:
+    """The documented HEART_BEAT sample, re-aimed at an instance/agent/time/type."""
+    event = copy.deepcopy(_sample("agent-event-heartbeat.json"))
+    event["EventId"] = event_id
+    event["EventType"] = event_type
+    event["EventTimestamp"] = at if isinstance(at, str) else iso(at)
+    event["InstanceARN"] = instance_arn
+    event["AgentARN"] = f"{instance_arn}/agent/{agent}"
+    event["AWSAccountId"] = account or instance_arn.split(":")[4]
+    if status is None:
+        del event["CurrentAgentSnapshot"]["AgentStatus"]
+    else:
+        event["CurrentAgentSnapshot"]["AgentStatus"]["Name"] = status
+    return event
+
+
+def envelope(detail: dict[str, Any], *, arrived: datetime, account: str | None = None) -> dict[str, Any]:
+    """The EventBridge envelope the forwarder produces around an agent event."""
+    return eventbridge_envelope(detail, arrived=arrived, account=account)
+
+
+def sqs_event(bodies: list[str | dict[str, Any]]) -> dict[str, Any]:
+    """An SQS event as Lambda receives it from the agent-events queue."""
+    event = sqs_batch([body if isinstance(body, str) else json.dumps(body) for body in bodies])
+    for record in event["Records"]:
+        record["attributes"]["SentTimestamp"] = "1730000000000"
+    return event

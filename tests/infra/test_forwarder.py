@@ -1,0 +1,262 @@
+"""ForwarderStack: the customer's template (pipe, decoder, local bus, forward rule), bootstrap-free."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Template
+
+from infra.app import FORWARDER_STACK
+from infra.constructs.forwarder import DECODER_SOURCE
+from infra.inline.agent_event_decoder import handler as decode_records
+from infra.stacks.forwarder_stack import TemplateOnlySynthesizer
+from tests.infra.conftest import SynthesizedApp
+from tests.infra.template_helpers import only_resource, resources_of_type
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+SOURCE = "connect-metering.forwarder"
+DETAIL_TYPE = "Amazon Connect Agent Event"
+AGENT_EVENT = {
+    "AWSAccountId": "123456789012",
+    "AgentARN": "arn:aws:connect:eu-west-2:123456789012:instance/i-1/agent/a-1",
+    "CurrentAgentSnapshot": {
+        "AgentStatus": {"ARN": "arn:aws:connect:...:agent-state/s-1", "Name": "Available"},
+        "Configuration": {"Username": "jane", "RoutingProfile": {"Name": "Basic"}},
+        "Contacts": [],
+    },
+    "EventId": "0b5a1d8e-2c4a-4a4e-9c3e-1f2a3b4c5d6e",
+    "EventTimestamp": "2024-05-01T10:00:00.000Z",
+    "EventType": "STATE_CHANGE",
+    "InstanceARN": "arn:aws:connect:eu-west-2:123456789012:instance/i-1",
+    "PreviousAgentSnapshot": None,
+    "Version": "2017-10-01",
+}
+
+
+def _by_prefix(template: dict[str, Any], resource_type: str, prefix: str) -> tuple[str, dict[str, Any]]:
+    matches = {i: r for i, r in resources_of_type(template, resource_type).items() if i.startswith(prefix)}
+    assert len(matches) == 1, sorted(matches)
+    return next(iter(matches.items()))
+
+
+def _policy_statements(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"] and "Condition" not in policy
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_template_asks_for_the_stream_and_the_seller_bus(forwarder_json: dict[str, Any]) -> None:
+    parameters = forwarder_json["Parameters"]
+    assert set(parameters) == {"AgentEventStreamArn", "AgentEventStreamKeyArn", "SellerEventBusArn"}
+    assert parameters["AgentEventStreamArn"]["Type"] == "String"
+    assert parameters["SellerEventBusArn"]["Type"] == "String"
+    assert parameters["AgentEventStreamKeyArn"]["Default"] == ""
+
+
+def test_template_needs_no_bootstrap_and_has_no_assets(
+    synthesized: SynthesizedApp, forwarder_json: dict[str, Any]
+) -> None:
+    assert "Rules" not in forwarder_json
+    assert "BootstrapVersion" not in forwarder_json.get("Parameters", {})
+    assert "CDKMetadata" not in forwarder_json["Resources"]
+    assert "aws:asset:path" not in json.dumps(forwarder_json)
+    assert not (synthesized.outdir / f"{FORWARDER_STACK}.assets.json").exists()
+    manifest = json.loads((synthesized.outdir / "manifest.json").read_text(encoding="utf-8"))
+    artifact = manifest["artifacts"][FORWARDER_STACK]
+    # No bootstrap role to assume: `cdk deploy` uses the caller's credentials.
+    assert "assumeRoleArn" not in artifact["properties"]
+    assert "cloudFormationExecutionRoleArn" not in artifact["properties"]
+    assert artifact.get("dependencies", []) == []
+
+
+def test_synthesizer_refuses_assets(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "index.py").write_text("x = 1\n", encoding="utf-8")
+    stack = cdk.Stack(cdk.App(outdir=str(tmp_path / "out")), "Scratch", synthesizer=TemplateOnlySynthesizer())
+    with pytest.raises(Exception, match="must have no assets"):
+        lambda_.Function(
+            stack,
+            "WithAsset",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler="index.handler",
+            code=lambda_.Code.from_asset(str(tmp_path / "src")),
+        )
+
+
+def test_local_bus_has_the_configured_name(forwarder: Template) -> None:
+    forwarder.has_resource_properties("AWS::Events::EventBus", {"Name": "connect-metering-forwarder"})
+
+
+def test_pipe_reads_the_stream_in_batches_and_parks_failures(forwarder_json: dict[str, Any]) -> None:
+    _, pipe = only_resource(forwarder_json, "AWS::Pipes::Pipe")
+    dlq_id, _ = _by_prefix(forwarder_json, "AWS::SQS::Queue", "ForwarderPipeDeadLetterQueue")
+    properties = pipe["Properties"]
+    assert properties["Source"] == {"Ref": "AgentEventStreamArn"}
+    assert properties["DesiredState"] == "RUNNING"
+    assert properties["SourceParameters"]["KinesisStreamParameters"] == {
+        "StartingPosition": "LATEST",
+        "BatchSize": 10,
+        "MaximumBatchingWindowInSeconds": 5,
+        "MaximumRecordAgeInSeconds": 86400,
+        "MaximumRetryAttempts": 185,
+        "OnPartialBatchItemFailure": "AUTOMATIC_BISECT",
+        "ParallelizationFactor": 1,
+        "DeadLetterConfig": {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}},
+    }
+
+
+def test_pipe_lets_only_agent_events_leave_the_account(forwarder_json: dict[str, Any]) -> None:
+    _, pipe = only_resource(forwarder_json, "AWS::Pipes::Pipe")
+    [pattern] = pipe["Properties"]["SourceParameters"]["FilterCriteria"]["Filters"]
+    assert json.loads(pattern["Pattern"]) == {
+        "data": {"EventType": ["LOGIN", "LOGOUT", "STATE_CHANGE", "HEART_BEAT"]}
+    }
+
+
+def test_pipe_puts_the_decoded_agent_event_on_the_local_bus_with_the_envelope(
+    forwarder_json: dict[str, Any],
+) -> None:
+    _, pipe = only_resource(forwarder_json, "AWS::Pipes::Pipe")
+    bus_id, _ = only_resource(forwarder_json, "AWS::Events::EventBus")
+    decoder_id, _ = only_resource(forwarder_json, "AWS::Lambda::Function")
+    properties = pipe["Properties"]
+    assert properties["Enrichment"] == {"Fn::GetAtt": [decoder_id, "Arn"]}
+    assert properties["Target"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+    # No input template: `<$.data>` alone would arrive with its inner quotes stripped (see forwarder.py).
+    assert properties["TargetParameters"] == {
+        "EventBridgeEventBusParameters": {"Source": SOURCE, "DetailType": DETAIL_TYPE}
+    }
+
+
+def test_decoder_is_inline_code_of_the_tested_source(forwarder_json: dict[str, Any]) -> None:
+    _, decoder = only_resource(forwarder_json, "AWS::Lambda::Function")
+    properties = decoder["Properties"]
+    assert properties["Code"] == {"ZipFile": Path(DECODER_SOURCE).read_text(encoding="utf-8")}
+    assert properties["Handler"] == "index.handler"
+    assert properties["Runtime"] == "python3.14"
+    assert properties["Architectures"] == ["arm64"]
+
+
+def test_decoder_returns_each_agent_event_unchanged() -> None:
+    data = base64.b64encode(json.dumps(AGENT_EVENT).encode()).decode()
+    records = [{"data": data, "sequenceNumber": str(n), "partitionKey": "a-1"} for n in range(3)]
+    assert decode_records(records, None) == [AGENT_EVENT] * 3
+
+
+def test_decoder_accepts_data_pipes_already_parsed() -> None:
+    assert decode_records([{"data": AGENT_EVENT, "sequenceNumber": "1"}], None) == [AGENT_EVENT]
+
+
+def test_decoder_fails_the_batch_on_a_record_that_is_not_an_object() -> None:
+    data = base64.b64encode(b'["not", "an", "event"]').decode()
+    with pytest.raises(TypeError, match="not a JSON object"):
+        decode_records([{"data": data, "sequenceNumber": "7"}], None)
+
+
+def test_pipe_role_is_least_privilege(forwarder_json: dict[str, Any]) -> None:
+    _, pipe = only_resource(forwarder_json, "AWS::Pipes::Pipe")
+    role_id = pipe["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    bus_id, _ = only_resource(forwarder_json, "AWS::Events::EventBus")
+    decoder_id, _ = only_resource(forwarder_json, "AWS::Lambda::Function")
+    dlq_id, _ = _by_prefix(forwarder_json, "AWS::SQS::Queue", "ForwarderPipeDeadLetterQueue")
+    trust = forwarder_json["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [
+        {
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+            "Effect": "Allow",
+            "Principal": {"Service": "pipes.amazonaws.com"},
+        }
+    ]
+    resources_by_action = {
+        action: statement["Resource"]
+        for statement in _policy_statements(forwarder_json, role_id)
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    assert resources_by_action == {
+        "kinesis:DescribeStream": {"Ref": "AgentEventStreamArn"},
+        "kinesis:DescribeStreamSummary": {"Ref": "AgentEventStreamArn"},
+        "kinesis:GetRecords": {"Ref": "AgentEventStreamArn"},
+        "kinesis:GetShardIterator": {"Ref": "AgentEventStreamArn"},
+        "kinesis:ListShards": {"Ref": "AgentEventStreamArn"},
+        "lambda:InvokeFunction": {"Fn::GetAtt": [decoder_id, "Arn"]},
+        "events:PutEvents": {"Fn::GetAtt": [bus_id, "Arn"]},
+        "sqs:SendMessage": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "sqs:GetQueueAttributes": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "sqs:GetQueueUrl": {"Fn::GetAtt": [dlq_id, "Arn"]},
+    }
+
+
+def test_stream_key_grant_exists_only_when_a_key_is_given(forwarder_json: dict[str, Any]) -> None:
+    [key_policy] = [
+        p for p in resources_of_type(forwarder_json, "AWS::IAM::Policy").values() if "Condition" in p
+    ]
+    condition = forwarder_json["Conditions"][key_policy["Condition"]]
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AgentEventStreamKeyArn"}, ""]}]}
+    [statement] = key_policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "kms:Decrypt"
+    assert statement["Resource"] == {"Ref": "AgentEventStreamKeyArn"}
+
+
+def test_forward_rule_sends_agent_events_to_the_seller_bus(forwarder_json: dict[str, Any]) -> None:
+    bus_id, _ = only_resource(forwarder_json, "AWS::Events::EventBus")
+    dlq_id, _ = _by_prefix(forwarder_json, "AWS::SQS::Queue", "ForwarderForwardDeadLetterQueue")
+    role_id, _ = _by_prefix(forwarder_json, "AWS::IAM::Role", "ForwarderForwardRole")
+    _, rule = only_resource(forwarder_json, "AWS::Events::Rule")
+    properties = rule["Properties"]
+    assert properties["EventBusName"] == {"Ref": bus_id}
+    assert properties["EventPattern"] == {"source": [SOURCE], "detail-type": [DETAIL_TYPE]}
+    [target] = properties["Targets"]
+    assert target["Arn"] == {"Ref": "SellerEventBusArn"}
+    assert target["RoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
+    assert "InputTransformer" not in target and "Input" not in target
+
+
+def test_forward_role_may_only_put_events_on_the_seller_bus(forwarder_json: dict[str, Any]) -> None:
+    role_id, role = _by_prefix(forwarder_json, "AWS::IAM::Role", "ForwarderForwardRole")
+    [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert _policy_statements(forwarder_json, role_id) == [
+        {"Action": "events:PutEvents", "Effect": "Allow", "Resource": {"Ref": "SellerEventBusArn"}}
+    ]
+
+
+def test_dead_letter_queues_are_encrypted_kept_two_weeks_and_tls_only(forwarder_json: dict[str, Any]) -> None:
+    queues = resources_of_type(forwarder_json, "AWS::SQS::Queue")
+    assert len(queues) == 2
+    policies = list(resources_of_type(forwarder_json, "AWS::SQS::QueuePolicy").values())
+    for queue_id, queue in queues.items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+        assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+        [policy] = [p for p in policies if p["Properties"]["Queues"] == [{"Ref": queue_id}]]
+        denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert denies == [
+            {
+                "Action": "sqs:*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+            }
+        ]
+
+
+def test_decoder_logs_are_kept_one_month(forwarder_json: dict[str, Any]) -> None:
+    log_group_id, log_group = only_resource(forwarder_json, "AWS::Logs::LogGroup")
+    assert log_group["Properties"]["RetentionInDays"] == 30
+    _, decoder = only_resource(forwarder_json, "AWS::Lambda::Function")
+    assert decoder["Properties"]["LoggingConfig"] == {"LogGroup": {"Ref": log_group_id}}

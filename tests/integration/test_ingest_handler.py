@@ -1,0 +1,230 @@
+"""The ingest Lambda handler on moto DynamoDB, fed SQS-of-EventBridge events built from the samples."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
+from connect_metering.adapters.quarantine_table import create_quarantine_table
+from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.domain.instants import parse_iso, to_ms
+from connect_metering.domain.tenancy import Company, Environment, build
+from connect_metering.settings import load_settings
+from functions.ingest import handler
+from tests.factories import SAMPLE_INSTANCE, agent_event, envelope, sqs_event
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+pytestmark = pytest.mark.integration
+
+H = datetime(2026, 11, 2, 9, tzinfo=UTC)
+OTHER_INSTANCE = "arn:aws:connect:eu-west-1:999988887777:instance/bbbbbbbb-bbbb-cccc-dddd-222222222222"
+
+
+@pytest.fixture
+def ingest(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: DynamoDBClient, tenancy: DynamoTenancyStore
+) -> Iterator[DynamoActivityStore]:
+    create_activity_table(dynamodb, "activity-test")
+    create_quarantine_table(dynamodb, "quarantine-test")
+    monkeypatch.setenv("TENANCY_TABLE", "tenancy-test")
+    monkeypatch.setenv("ACTIVITY_TABLE", "activity-test")
+    monkeypatch.setenv("QUARANTINE_TABLE", "quarantine-test")
+    load_settings.cache_clear()
+    handler.ingest_service.cache_clear()
+    tenancy.create_company(Company(alias="acme"))
+    tenancy.add_environment(build(Environment, company_alias="acme", name="prod", instance_arn=SAMPLE_INSTANCE))
+    yield DynamoActivityStore("activity-test", dynamodb)
+    handler.metrics.clear_metrics()
+    handler.ingest_service.cache_clear()
+    load_settings.cache_clear()
+
+
+def quarantined(dynamodb: DynamoDBClient) -> list[dict[str, str]]:
+    items = dynamodb.scan(TableName="quarantine-test")["Items"]
+    return [{name: value.get("S", value.get("N", "")) for name, value in item.items()} for item in items]
+
+
+def stored_points(activity: DynamoActivityStore, instance: str = SAMPLE_INSTANCE) -> list[Any]:
+    window = activity.read_hours(instance, to_ms(H) - 86_400_000, to_ms(H) + 86_400_000)
+    return sorted((event.agent_arn, event.point) for event in window.events)
+
+
+def run(records: list[str | dict[str, Any]]) -> tuple[dict[str, Any], list[handler.IngestResult]]:
+    return handler.handle_batch(sqs_event(records))
+
+
+def test_sample_heartbeat_is_accepted_and_stored(ingest: DynamoActivityStore) -> None:
+    event = agent_event(at=H + timedelta(minutes=5))
+    response, results = run([envelope(event, arrived=H + timedelta(minutes=5, seconds=2))])
+    assert response == {"batchItemFailures": []}
+    assert [(r.outcome.value, r.company, r.environment, r.late) for r in results] == [
+        ("accepted", "acme", "prod", False)
+    ]
+    [(agent, point)] = stored_points(ingest)
+    assert agent == f"{SAMPLE_INSTANCE}/agent/agent-1"
+    assert (point.ts_ms, point.kind.name, point.event_id, point.offline) == (
+        to_ms(H + timedelta(minutes=5)),
+        "HEART_BEAT",
+        "EventId-1",
+        False,
+    )
+
+
+def test_redelivery_is_a_counted_duplicate_stored_once(ingest: DynamoActivityStore) -> None:
+    body = envelope(agent_event(at=H), arrived=H)
+    run([body])
+    response, results = run([body, body])
+    assert response == {"batchItemFailures": []}
+    assert [r.outcome.value for r in results] == ["duplicate", "duplicate"]
+    assert len(stored_points(ingest)) == 1
+
+
+def test_bad_input_is_quarantined_with_a_reason_and_the_batch_goes_on(
+    ingest: DynamoActivityStore, dynamodb: DynamoDBClient
+) -> None:
+    at = H + timedelta(minutes=1)
+    good = agent_event(event_id="good-1", at=at)
+    missing = agent_event(event_id="missing", at=at)
+    del missing["AgentARN"]
+    mistyped = agent_event(event_id="mistyped", at=at)
+    mistyped["EventTimestamp"] = 1234567
+    oversized = agent_event(event_id="big", at=at)
+    oversized["CurrentAgentSnapshot"]["Contacts"] = ["x" * 1000] * 80
+    cases: list[tuple[str | dict[str, Any], str]] = [
+        ("{not json", "unparseable"),
+        (envelope(missing, arrived=at), "unparseable"),
+        (envelope(mistyped, arrived=at), "unparseable"),
+        (envelope(agent_event(event_id="lower", event_type="heart_beat", at=at), arrived=at), "unsupported_type"),
+        (envelope(agent_event(event_id="typo", event_type="BREAK", at=at), arrived=at), "unsupported_type"),
+        (envelope(agent_event(event_id="unknown", at=at, instance_arn=OTHER_INSTANCE), arrived=at), "unknown_instance"),
+        (envelope(agent_event(event_id="forged", at=at), arrived=at, account="999988887777"), "account_mismatch"),
+        (
+            envelope(agent_event(event_id="claims", at=at, account="999988887777"), arrived=at, account="999988887777"),
+            "account_mismatch",
+        ),
+        (envelope(oversized, arrived=at), "too_large"),
+        (envelope(agent_event(event_id="future", at=at + timedelta(days=2)), arrived=at), "future_timestamp"),
+    ]
+    bodies = [case for case, _ in cases]
+    response, results = run([*bodies[:5], envelope(good, arrived=at), *bodies[5:]])
+    assert response == {"batchItemFailures": []}
+    assert Counter(r.outcome.value for r in results) == {"quarantined": len(cases), "accepted": 1}
+    kept = quarantined(dynamodb)
+    assert sorted(item["reason"] for item in kept) == sorted(reason for _, reason in cases)
+    for item in kept:
+        assert item["message"]
+        arrival_s = to_ms(parse_iso(item["sk"].split("#", 1)[0])) // 1000
+        assert int(item["expires_at"]) - arrival_s >= 14 * 86_400
+    forged = next(item for item in kept if "999988887777" in item.get("account", "") and item["reason"] == "account_mismatch")
+    # the forged event names acme's instance: kept against acme for audit, never billed
+    assert forged["company"] == "acme"
+    assert [point.event_id for _, point in stored_points(ingest)] == ["good-1"]
+
+
+def test_a_forged_copy_first_does_not_suppress_the_real_event(ingest: DynamoActivityStore) -> None:
+    real = agent_event(event_id="same-id", at=H)
+    response, results = run([envelope(real, arrived=H, account="999988887777"), envelope(real, arrived=H)])
+    assert response == {"batchItemFailures": []}
+    assert [r.outcome.value for r in results] == ["quarantined", "accepted"]
+
+
+def test_a_transient_dynamodb_failure_fails_only_that_record_and_redelivery_is_idempotent(
+    ingest: DynamoActivityStore, dynamodb: DynamoDBClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies: list[str | dict[str, Any]] = [
+        envelope(
+            agent_event(event_id=f"e{index}", agent=f"agent-{index}", at=H + timedelta(minutes=index)),
+            arrived=H + timedelta(hours=1),
+        )
+        for index in range(4)
+    ]
+    service = handler.ingest_service()
+    activity = service._activity  # type: ignore[attr-defined]  # noqa: SLF001 - fault injected into the real store
+    original = activity.add_events
+    failed_once: list[str] = []
+
+    def flaky(events: Any, **kwargs: Any) -> set[str]:
+        if events[0].event_id == "e2" and not failed_once:
+            failed_once.append("e2")
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "UpdateItem")
+        result: set[str] = original(events, **kwargs)
+        return result
+
+    monkeypatch.setattr(activity, "add_events", flaky)
+    response, _ = run(bodies)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "message-2"}]}
+    assert sorted(point.event_id for _, point in stored_points(ingest)) == ["e0", "e1", "e3"]
+    # SQS redelivers the whole batch's failed record (and, in the worst case, the others again)
+    response, results = run(bodies)
+    assert response == {"batchItemFailures": []}
+    assert sorted(r.outcome.value for r in results) == ["accepted", "duplicate", "duplicate", "duplicate"]
+    assert sorted(point.event_id for _, point in stored_points(ingest)) == ["e0", "e1", "e2", "e3"]
+
+
+def test_late_events_are_flagged_for_the_metering_job(ingest: DynamoActivityStore) -> None:
+    grace = timedelta(seconds=load_settings().policy.grace)
+    on_time = envelope(agent_event(event_id="on-time", at=H), arrived=H + timedelta(hours=1) + grace - timedelta(milliseconds=1))
+    at_instant = envelope(agent_event(event_id="at-instant", at=H), arrived=H + timedelta(hours=1) + grace)
+    _, results = run([on_time, at_instant])
+    assert [r.late for r in results] == [False, True]
+    hours = ingest.late_event_hours(arrived_since_ms=to_ms(H))
+    assert hours == {SAMPLE_INSTANCE: to_ms(H)}
+
+
+def test_the_same_agent_id_on_two_instances_is_two_agents(ingest: DynamoActivityStore, tenancy: DynamoTenancyStore) -> None:
+    tenancy.add_environment(build(Environment, company_alias="acme", name="eu", instance_arn=OTHER_INSTANCE))
+    events = [
+        envelope(agent_event(event_id="x", at=H, instance_arn=instance), arrived=H)
+        for instance in (SAMPLE_INSTANCE, OTHER_INSTANCE)
+    ]
+    _, results = run(events)
+    assert [(r.outcome.value, r.environment) for r in results] == [("accepted", "prod"), ("accepted", "eu")]
+    assert len(stored_points(ingest, OTHER_INSTANCE)) == 1
+
+
+def test_tenancy_lookups_are_cached_and_writes_are_one_per_agent_hour(
+    ingest: DynamoActivityStore, dynamodb: DynamoDBClient
+) -> None:
+    operations = Counter[str]()
+    handler.ingest_service.cache_clear()
+    client = handler.ingest_service()._activity._client  # type: ignore[attr-defined]  # noqa: SLF001
+    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: operations.update([model.name]))
+    bodies: list[str | dict[str, Any]] = [
+        envelope(agent_event(event_id=f"hb{index}", at=H + timedelta(minutes=2 * index)), arrived=H + timedelta(minutes=2 * index))
+        for index in range(40)
+    ]
+    _, results = run(bodies)
+    assert [result.outcome.value for result in results] == ["accepted"] * 40
+    # one tenancy read for the instance (then cached); one write per agent-hour (40 events span 2 hours)
+    assert operations == {"UpdateItem": 2, "GetItem": 1}
+
+
+def test_logs_carry_agent_arns_never_names(ingest: DynamoActivityStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    captured = io.StringIO()
+    monkeypatch.setattr(handler.logger.registered_handler, "stream", captured)
+    late = envelope(agent_event(event_id="late", at=H), arrived=H + timedelta(hours=3))
+    forged = envelope(agent_event(event_id="forged", at=H), arrived=H, account="999988887777")
+    handler.lambda_handler(sqs_event([late, forged]), FakeContext())
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    assert {line["message"] for line in lines} == {"late event", "event quarantined"}
+    assert any(line.get("agent_arn", "").endswith("/agent/agent-1") for line in lines)
+    output = captured.getvalue()
+    for personal in ("AgentEventStreamTest", "aestest", "FirstName", "Username"):
+        assert personal not in output
+
+
+class FakeContext:
+    function_name = "ingest"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
+    aws_request_id = "request-1"

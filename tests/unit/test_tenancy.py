@@ -1,0 +1,224 @@
+"""Tenancy rules of BILLING.md sections 1 and 4, on values alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from connect_metering.domain.tenancy import (
+    Company,
+    Entitlements,
+    Environment,
+    InstanceArn,
+    PricingModel,
+    PricingModelConflict,
+    Subscription,
+    SubscriptionIdentity,
+    TenancyError,
+    build,
+    ensure_pricing_compatible,
+    instance_arn_of_agent,
+    primary_subscription,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
+INSTANCE = "arn:aws:connect:eu-west-2:123456789012:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111"
+
+
+def license_arn(suffix: str) -> str:
+    return f"arn:aws:license-manager::123456789012:license:l-{suffix}"
+
+
+def subscription(
+    suffix: str, started: datetime | None, ended: datetime | None = None, **extra: object
+) -> Subscription:
+    return build(
+        Subscription,
+        company_alias="acme",
+        identity={"customer_aws_account_id": "210987654321", "license_arn": license_arn(suffix)},
+        pricing=extra.pop("pricing", "usage"),
+        started=started,
+        ended=ended,
+        **extra,
+    )
+
+
+@pytest.mark.parametrize("alias", ["abc", "a12", "acme2026", "a" * 32])
+def test_valid_aliases(alias: str) -> None:
+    assert build(Company, alias=alias).alias == alias
+
+
+@pytest.mark.parametrize(
+    "alias", ["ab", "a" * 33, "1abc", "Acme", "ac-me", "ac_me", "acmé", " acme", "acme\n", ""]
+)
+def test_invalid_alias_names_field_and_rule(alias: str) -> None:
+    with pytest.raises(TenancyError) as caught:
+        build(Company, alias=alias)
+    assert caught.value.field == "company_alias"
+    assert caught.value.rule == "alias_format"
+    assert "3-32 lower-case letters and digits" in str(caught.value)
+
+
+def test_company_alias_is_immutable() -> None:
+    company = build(Company, alias="acme", name="  Acme Ltd ")
+    assert company.name == "Acme Ltd"
+    with pytest.raises(Exception, match="frozen"):
+        company.alias = "other"  # type: ignore[misc]
+
+
+def test_instance_arn_parts() -> None:
+    arn = InstanceArn.parse(INSTANCE)
+    assert (arn.partition, arn.region, arn.account_id) == ("aws", "eu-west-2", "123456789012")
+    assert arn.instance_id == "aaaaaaaa-bbbb-cccc-dddd-111111111111"
+    assert arn.arn == INSTANCE
+    assert InstanceArn.parse(INSTANCE.replace(":aws:", ":aws-us-gov:").replace("eu-west-2", "us-gov-west-1"))
+
+
+@pytest.mark.parametrize(
+    ("arn", "rule"),
+    [
+        (
+            "arn:aws:s3:eu-west-2:123456789012:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111",
+            "instance_arn_format",
+        ),
+        (
+            "arn:nope:connect:eu-west-2:123456789012:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111",
+            "instance_arn_partition",
+        ),
+        (
+            "arn:aws:connect:moon-1:123456789012:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111",
+            "instance_arn_region",
+        ),
+        (
+            "arn:aws:connect:eu-west-2:12345678901:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111",
+            "instance_arn_account",
+        ),
+        ("arn:aws:connect:eu-west-2:123456789012:instance/not-a-uuid", "instance_arn_resource"),
+        (
+            "arn:aws:connect:eu-west-2:123456789012:queue/aaaaaaaa-bbbb-cccc-dddd-111111111111",
+            "instance_arn_resource",
+        ),
+        ("not an arn", "instance_arn_format"),
+    ],
+)
+def test_invalid_instance_arn_names_the_rule(arn: str, rule: str) -> None:
+    with pytest.raises(TenancyError) as caught:
+        build(Environment, company_alias="acme", name="prod", instance_arn=arn)
+    assert caught.value.field == "instance_arn"
+    assert caught.value.rule == rule
+
+
+def test_agent_arn_belongs_to_its_instance() -> None:
+    assert instance_arn_of_agent(f"{INSTANCE}/agent/abc-123") == INSTANCE
+    assert instance_arn_of_agent(INSTANCE) is None
+    assert instance_arn_of_agent(f"{INSTANCE}/agent/") is None
+
+
+def test_environment_account_comes_from_its_arn() -> None:
+    environment = build(Environment, company_alias="acme", name="prod-eu", instance_arn=INSTANCE)
+    assert environment.account_id == "123456789012"
+    with pytest.raises(TenancyError) as caught:
+        build(Environment, company_alias="acme", name="bad name!", instance_arn=INSTANCE)
+    assert caught.value.rule == "environment_name_format"
+
+
+def test_identity_current_and_legacy() -> None:
+    current = SubscriptionIdentity(customer_aws_account_id="210987654321", license_arn=license_arn("abc"))
+    assert current.usage_record_identity() == {
+        "CustomerAWSAccountId": "210987654321",
+        "LicenseArn": license_arn("abc"),
+    }
+    legacy = SubscriptionIdentity(customer_identifier="X01EXAMPLEX", product_code="prod1")
+    assert legacy.is_legacy
+    assert legacy.usage_record_identity() == {"CustomerIdentifier": "X01EXAMPLEX"}
+    assert current.key != legacy.key
+
+
+@pytest.mark.parametrize(
+    ("identity", "rule"),
+    [
+        ({}, "identity_required"),
+        ({"license_arn": license_arn("abc")}, "identity_complete"),
+        ({"customer_aws_account_id": "210987654321"}, "identity_complete"),
+        ({"customer_aws_account_id": "2109", "license_arn": license_arn("abc")}, "account_id_format"),
+        ({"customer_aws_account_id": "210987654321", "license_arn": "arn:aws:s3:::x"}, "license_arn_format"),
+    ],
+)
+def test_incomplete_identity_is_refused(identity: dict[str, str], rule: str) -> None:
+    with pytest.raises(TenancyError) as caught:
+        build(Subscription, company_alias="acme", identity=identity, pricing="usage")
+    assert caught.value.rule == rule
+
+
+def test_active_interval_is_half_open() -> None:
+    sub = subscription("a", T0, T0 + timedelta(hours=2))
+    assert not sub.is_active_at(T0 - timedelta(milliseconds=1))
+    assert sub.is_active_at(T0)
+    assert sub.is_active_at(T0 + timedelta(hours=2, milliseconds=-1))
+    assert not sub.is_active_at(T0 + timedelta(hours=2))
+    assert not subscription("p", None).is_active_at(T0)
+
+
+def test_expired_contract_is_not_active() -> None:
+    expires = T0 + timedelta(days=30)
+    contract = subscription(
+        "c", T0, pricing="contract", entitlements=Entitlements(licensed_agents=10, expires=expires)
+    )
+    assert contract.is_active_at(expires - timedelta(milliseconds=1))
+    assert not contract.is_active_at(expires)
+    assert contract.active_until() == expires
+
+
+def test_subscription_cannot_end_before_it_starts() -> None:
+    with pytest.raises(TenancyError) as caught:
+        subscription("a", T0, T0 - timedelta(seconds=1))
+    assert caught.value.rule == "ended_after_started"
+
+
+def test_one_pricing_model_per_company() -> None:
+    existing = [subscription("a", T0)]
+    ensure_pricing_compatible(existing, PricingModel.USAGE)
+    with pytest.raises(PricingModelConflict) as caught:
+        ensure_pricing_compatible(existing, PricingModel.CONTRACT)
+    assert caught.value.rule == "one_pricing_model_per_company"
+
+
+def test_primary_is_the_oldest_active_subscription() -> None:
+    older = subscription("b", T0, T0 + timedelta(hours=5))
+    newer = subscription("a", T0 + timedelta(hours=1))
+    subs = [newer, older]
+    assert primary_subscription(subs, T0 + timedelta(minutes=30)) == older
+    assert primary_subscription(subs, T0 + timedelta(hours=2)) == older
+    # the older one ends: usage follows the remaining active subscription
+    assert primary_subscription(subs, T0 + timedelta(hours=5)) == newer
+    assert primary_subscription(subs, T0 - timedelta(seconds=1)) is None
+
+
+def test_primary_tie_on_started_takes_the_smaller_identity() -> None:
+    first = subscription("aaa", T0)
+    second = subscription("bbb", T0)
+    assert primary_subscription([second, first], T0) == first
+    legacy_a = build(
+        Subscription,
+        company_alias="acme",
+        identity={"customer_identifier": "A1"},
+        pricing="usage",
+        started=T0,
+    )
+    legacy_b = build(
+        Subscription,
+        company_alias="acme",
+        identity={"customer_identifier": "B1"},
+        pricing="usage",
+        started=T0,
+    )
+    assert primary_subscription([legacy_b, legacy_a], T0) == legacy_a
+
+
+def test_naive_instants_are_refused() -> None:
+    with pytest.raises(TenancyError) as caught:
+        subscription("a", datetime(2026, 1, 1))
+    assert caught.value.rule == "utc_instant"
