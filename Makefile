@@ -10,7 +10,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test lint format unit integration infra e2e synth cdk-synth forwarder-template clean
+.PHONY: install demo test lint format unit integration infra e2e synth cdk-synth forwarder-template bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -58,6 +58,16 @@ synth: $(PY_STAMP)
 # The CDK CLI synth, offline, through cdk.json.
 cdk-synth: $(PY_STAMP) $(NODE_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet
+
+# The CloudFormation template a customer deploys in each account that holds a Connect instance.
+forwarder-template: $(PY_STAMP)
+	$(PY) infra/app.py
+	mkdir -p build
+	cp cdk.out/ForwarderStack.template.json build/forwarder.template.json
+	@echo "Forwarder template: build/forwarder.template.json"
+
+bench: $(PY_STAMP)
+	$(BIN)/connect-metering bench --out build/bench.json
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out out .pytest_cache .mypy_cache .ruff_cache .hypothesis

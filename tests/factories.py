@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -52,7 +53,7 @@ def envelope(detail: dict[str, Any], *, arrived: datetime, account: str | None =
     return eventbridge_envelope(detail, arrived=arrived, account=account)
 
 
-def sqs_event(bodies: list[str | dict[str, Any]]) -> dict[str, Any]:
+def sqs_event(bodies: Sequence[str | dict[str, Any]]) -> dict[str, Any]:
     """An SQS event as Lambda receives it from the agent-events queue."""
     event = sqs_batch([body if isinstance(body, str) else json.dumps(body) for body in bodies])
     for record in event["Records"]:

@@ -85,7 +85,9 @@ def handle_batch(event: dict[str, Any]) -> tuple[dict[str, Any], list[IngestResu
     The service stores the batch with one write per agent-hour; BatchProcessor then turns each record's
     outcome into the partial batch response: a record fails only if storing it failed."""
     messages = [
-        Message(record["messageId"], record["body"], int(record.get("attributes", {}).get("SentTimestamp") or 0))
+        Message(
+            record["messageId"], record["body"], int(record.get("attributes", {}).get("SentTimestamp") or 0)
+        )
         for record in event["Records"]
     ]
     outcomes = ingest_service().ingest_batch(messages)
@@ -103,7 +105,7 @@ def handle_batch(event: dict[str, Any]) -> tuple[dict[str, Any], list[IngestResu
             if status == "success" and isinstance(value, IngestResult):
                 results.append(value)
     publish_counts(results)
-    return processor.response(), results
+    return dict(processor.response()), results
 
 
 @logger.inject_lambda_context

@@ -8,7 +8,9 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.config import InfraSettings
+from infra.constructs.agent_activity import AgentActivityStore, QuarantineStore
 from infra.constructs.agent_events import AgentEventsIngress
+from infra.constructs.ingestion import AgentEventIngestion
 from infra.constructs.lambda_runtime import LambdaRuntime
 from infra.constructs.tenancy_store import TenancyStore
 
@@ -27,6 +29,17 @@ class MeteringStack(cdk.Stack):
             "Runtime",
             powertools_layer_version=settings.powertools_layer_version,
             log_level=settings.log_level,
+        )
+        self.activity = AgentActivityStore(self, "Activity")
+        self.quarantine = QuarantineStore(self, "Quarantine")
+        self.ingestion = AgentEventIngestion(
+            self,
+            "Ingestion",
+            runtime=self.runtime,
+            queue=self.agent_events.queue,
+            tenancy_table=self.tenancy.table,
+            activity_table=self.activity.table,
+            quarantine_table=self.quarantine.table,
         )
 
         cdk.CfnOutput(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from tests.infra.template_helpers import only_resource
+from tests.infra.template_helpers import resource_with_prefix
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -28,16 +28,16 @@ def test_table_is_on_demand_with_pitr_and_deletion_protection(metering: Template
 
 
 def test_table_and_its_key_are_retained(metering_json: dict[str, Any]) -> None:
-    _, table = only_resource(metering_json, "AWS::DynamoDB::Table")
-    _, key = only_resource(metering_json, "AWS::KMS::Key")
+    _, table = resource_with_prefix(metering_json, "AWS::DynamoDB::Table", "Tenancy")
+    _, key = resource_with_prefix(metering_json, "AWS::KMS::Key", "Tenancy")
     for resource in (table, key):
         assert resource["DeletionPolicy"] == "Retain"
         assert resource["UpdateReplacePolicy"] == "Retain"
 
 
 def test_table_is_encrypted_with_a_rotating_customer_managed_key(metering_json: dict[str, Any]) -> None:
-    key_id, key = only_resource(metering_json, "AWS::KMS::Key")
-    _, table = only_resource(metering_json, "AWS::DynamoDB::Table")
+    key_id, key = resource_with_prefix(metering_json, "AWS::KMS::Key", "Tenancy")
+    _, table = resource_with_prefix(metering_json, "AWS::DynamoDB::Table", "Tenancy")
     assert key["Properties"]["EnableKeyRotation"] is True
     assert table["Properties"]["SSESpecification"] == {
         "SSEEnabled": True,

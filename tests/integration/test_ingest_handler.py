@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.instants import parse_iso, to_ms
 from connect_metering.domain.tenancy import Company, Environment, build
+from connect_metering.services.ingest import IngestResult
 from connect_metering.settings import load_settings
 from functions.ingest import handler
 from tests.factories import SAMPLE_INSTANCE, agent_event, envelope, sqs_event
@@ -42,7 +43,9 @@ def ingest(
     load_settings.cache_clear()
     handler.ingest_service.cache_clear()
     tenancy.create_company(Company(alias="acme"))
-    tenancy.add_environment(build(Environment, company_alias="acme", name="prod", instance_arn=SAMPLE_INSTANCE))
+    tenancy.add_environment(
+        build(Environment, company_alias="acme", name="prod", instance_arn=SAMPLE_INSTANCE)
+    )
     yield DynamoActivityStore("activity-test", dynamodb)
     handler.metrics.clear_metrics()
     handler.ingest_service.cache_clear()
@@ -59,7 +62,7 @@ def stored_points(activity: DynamoActivityStore, instance: str = SAMPLE_INSTANCE
     return sorted((event.agent_arn, event.point) for event in window.events)
 
 
-def run(records: list[str | dict[str, Any]]) -> tuple[dict[str, Any], list[handler.IngestResult]]:
+def run(records: Sequence[str | dict[str, Any]]) -> tuple[dict[str, Any], list[IngestResult]]:
     return handler.handle_batch(sqs_event(records))
 
 
@@ -104,12 +107,25 @@ def test_bad_input_is_quarantined_with_a_reason_and_the_batch_goes_on(
         ("{not json", "unparseable"),
         (envelope(missing, arrived=at), "unparseable"),
         (envelope(mistyped, arrived=at), "unparseable"),
-        (envelope(agent_event(event_id="lower", event_type="heart_beat", at=at), arrived=at), "unsupported_type"),
-        (envelope(agent_event(event_id="typo", event_type="BREAK", at=at), arrived=at), "unsupported_type"),
-        (envelope(agent_event(event_id="unknown", at=at, instance_arn=OTHER_INSTANCE), arrived=at), "unknown_instance"),
-        (envelope(agent_event(event_id="forged", at=at), arrived=at, account="999988887777"), "account_mismatch"),
         (
-            envelope(agent_event(event_id="claims", at=at, account="999988887777"), arrived=at, account="999988887777"),
+            envelope(agent_event(event_id="lower", event_type="heart_beat", at=at), arrived=at),
+            "unsupported_type",
+        ),
+        (envelope(agent_event(event_id="typo", event_type="BREAK", at=at), arrived=at), "unsupported_type"),
+        (
+            envelope(agent_event(event_id="unknown", at=at, instance_arn=OTHER_INSTANCE), arrived=at),
+            "unknown_instance",
+        ),
+        (
+            envelope(agent_event(event_id="forged", at=at), arrived=at, account="999988887777"),
+            "account_mismatch",
+        ),
+        (
+            envelope(
+                agent_event(event_id="claims", at=at, account="999988887777"),
+                arrived=at,
+                account="999988887777",
+            ),
             "account_mismatch",
         ),
         (envelope(oversized, arrived=at), "too_large"),
@@ -125,7 +141,11 @@ def test_bad_input_is_quarantined_with_a_reason_and_the_batch_goes_on(
         assert item["message"]
         arrival_s = to_ms(parse_iso(item["sk"].split("#", 1)[0])) // 1000
         assert int(item["expires_at"]) - arrival_s >= 14 * 86_400
-    forged = next(item for item in kept if "999988887777" in item.get("account", "") and item["reason"] == "account_mismatch")
+    forged = next(
+        item
+        for item in kept
+        if "999988887777" in item.get("account", "") and item["reason"] == "account_mismatch"
+    )
     # the forged event names acme's instance: kept against acme for audit, never billed
     assert forged["company"] == "acme"
     assert [point.event_id for _, point in stored_points(ingest)] == ["good-1"]
@@ -149,14 +169,16 @@ def test_a_transient_dynamodb_failure_fails_only_that_record_and_redelivery_is_i
         for index in range(4)
     ]
     service = handler.ingest_service()
-    activity = service._activity  # type: ignore[attr-defined]  # noqa: SLF001 - fault injected into the real store
+    activity = service._activity
     original = activity.add_events
     failed_once: list[str] = []
 
     def flaky(events: Any, **kwargs: Any) -> set[str]:
         if events[0].event_id == "e2" and not failed_once:
             failed_once.append("e2")
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "UpdateItem")
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "UpdateItem"
+            )
         result: set[str] = original(events, **kwargs)
         return result
 
@@ -173,7 +195,10 @@ def test_a_transient_dynamodb_failure_fails_only_that_record_and_redelivery_is_i
 
 def test_late_events_are_flagged_for_the_metering_job(ingest: DynamoActivityStore) -> None:
     grace = timedelta(seconds=load_settings().policy.grace)
-    on_time = envelope(agent_event(event_id="on-time", at=H), arrived=H + timedelta(hours=1) + grace - timedelta(milliseconds=1))
+    on_time = envelope(
+        agent_event(event_id="on-time", at=H),
+        arrived=H + timedelta(hours=1) + grace - timedelta(milliseconds=1),
+    )
     at_instant = envelope(agent_event(event_id="at-instant", at=H), arrived=H + timedelta(hours=1) + grace)
     _, results = run([on_time, at_instant])
     assert [r.late for r in results] == [False, True]
@@ -181,7 +206,9 @@ def test_late_events_are_flagged_for_the_metering_job(ingest: DynamoActivityStor
     assert hours == {SAMPLE_INSTANCE: to_ms(H)}
 
 
-def test_the_same_agent_id_on_two_instances_is_two_agents(ingest: DynamoActivityStore, tenancy: DynamoTenancyStore) -> None:
+def test_the_same_agent_id_on_two_instances_is_two_agents(
+    ingest: DynamoActivityStore, tenancy: DynamoTenancyStore
+) -> None:
     tenancy.add_environment(build(Environment, company_alias="acme", name="eu", instance_arn=OTHER_INSTANCE))
     events = [
         envelope(agent_event(event_id="x", at=H, instance_arn=instance), arrived=H)
@@ -197,10 +224,13 @@ def test_tenancy_lookups_are_cached_and_writes_are_one_per_agent_hour(
 ) -> None:
     operations = Counter[str]()
     handler.ingest_service.cache_clear()
-    client = handler.ingest_service()._activity._client  # type: ignore[attr-defined]  # noqa: SLF001
+    client = handler.ingest_service()._activity._client  # type: ignore[attr-defined]
     client.meta.events.register("before-call.dynamodb.*", lambda model, **_: operations.update([model.name]))
     bodies: list[str | dict[str, Any]] = [
-        envelope(agent_event(event_id=f"hb{index}", at=H + timedelta(minutes=2 * index)), arrived=H + timedelta(minutes=2 * index))
+        envelope(
+            agent_event(event_id=f"hb{index}", at=H + timedelta(minutes=2 * index)),
+            arrived=H + timedelta(minutes=2 * index),
+        )
         for index in range(40)
     ]
     _, results = run(bodies)
@@ -209,7 +239,9 @@ def test_tenancy_lookups_are_cached_and_writes_are_one_per_agent_hour(
     assert operations == {"UpdateItem": 2, "GetItem": 1}
 
 
-def test_logs_carry_agent_arns_never_names(ingest: DynamoActivityStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logs_carry_agent_arns_never_names(
+    ingest: DynamoActivityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     captured = io.StringIO()
     monkeypatch.setattr(handler.logger.registered_handler, "stream", captured)
     late = envelope(agent_event(event_id="late", at=H), arrived=H + timedelta(hours=3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from connect_metering.domain.instants import MS_PER_HOUR, parse_iso_ms
 from connect_metering.domain.sessions import (
     DEFAULT_SILENCE_TIMEOUT_MS,

@@ -6,6 +6,9 @@ import itertools
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, parse_iso_ms
 from connect_metering.domain.sessions import (
     AgentEventPoint,
@@ -16,8 +19,6 @@ from connect_metering.domain.sessions import (
     billable_ms_by_hour_for_agents,
     sessions_for_agent,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 pytestmark = pytest.mark.unit
 

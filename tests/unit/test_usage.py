@@ -348,6 +348,31 @@ def test_checkpoint_keeps_only_open_carries() -> None:
         EnvironmentCheckpoint(X, {AGENT_A: AgentCarry(H0, True, H0 - 5, H0 - 5, True)})
 
 
+def test_checkpoint_keeps_the_hours_an_open_carry_can_still_reach() -> None:
+    timeout = 2 * MS_PER_HOUR  # longer than an hour: ``last`` may sit more than an hour before the boundary
+    later = H0 + 2 * MS_PER_HOUR
+    events = {
+        AGENT_A: [ev(H0 + 10 * MIN, LOGIN), ev(H0 + 20 * MIN, HEART_BEAT), ev(later + 10 * MIN, HEART_BEAT)],
+        AGENT_B: [ev(H0 + 5 * MIN, LOGIN), ev(H0 + 15 * MIN, LOGOUT)],
+    }
+    checkpoint = checkpoint_from_events(events, [OLD], later, silence_timeout_ms=timeout)
+    assert checkpoint.carries == {AGENT_A: AgentCarry(later, True, H0 + 10 * MIN, H0 + 20 * MIN, True)}
+    assert checkpoint.agent_hours == {H0: frozenset({AGENT_A, AGENT_B})}
+    view = resume(
+        checkpoint,
+        {AGENT_A: events[AGENT_A][2:]},
+        [OLD],
+        until_ms=later + MS_PER_HOUR,
+        silence_timeout_ms=timeout,
+    )
+    assert view.agents_by_hour == {
+        H0: frozenset({AGENT_A, AGENT_B}),
+        X: frozenset({AGENT_A}),
+        later: frozenset({AGENT_A}),
+    }
+    assert view.total_ms(OLD.key) == 10 * MIN + 10 * MIN + 110 * MIN
+
+
 def test_next_checkpoint_leaves_out_the_events_of_the_next_hour() -> None:
     next_hour = X + MS_PER_HOUR
     events = {

@@ -9,7 +9,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 METRICS_NAMESPACE = "ConnectMetering"
 
 

@@ -150,7 +150,10 @@ class DynamoActivityStore:
                 TableName=self._table,
                 IndexName=LATE_EVENTS_INDEX,
                 KeyConditionExpression="late_shard = :shard AND late_at >= :since",
-                ExpressionAttributeValues={":shard": {"S": f"late#{shard}"}, ":since": {"N": str(arrived_since_ms)}},
+                ExpressionAttributeValues={
+                    ":shard": {"S": f"late#{shard}"},
+                    ":since": {"N": str(arrived_since_ms)},
+                },
             ):
                 for item in page.get("Items", []):
                     instance_arn, day = item["pk"]["S"].rsplit("#", 1)

@@ -26,7 +26,9 @@ MAX_STORED_BODY = 300 * 1024
 class DynamoQuarantineStore:
     def __init__(self, table_name: str, client: DynamoDBClient, *, retention_days: int = 30) -> None:
         if retention_days < MIN_RETENTION_DAYS:
-            raise ValueError(f"retention_days: quarantined events are kept at least {MIN_RETENTION_DAYS} days")
+            raise ValueError(
+                f"retention_days: quarantined events are kept at least {MIN_RETENTION_DAYS} days"
+            )
         self._table = table_name
         self._client = client
         self._retention_s = retention_days * 86_400

@@ -104,7 +104,9 @@ def parse_envelope(body: str | bytes) -> Envelope:
     """An SQS message body -> the EventBridge envelope of a forwarded agent event."""
     size = len(body.encode() if isinstance(body, str) else body)
     if size > MAX_BODY_BYTES:
-        raise Quarantined(QuarantineReason.TOO_LARGE, f"message of {size} bytes exceeds {MAX_BODY_BYTES} bytes")
+        raise Quarantined(
+            QuarantineReason.TOO_LARGE, f"message of {size} bytes exceeds {MAX_BODY_BYTES} bytes"
+        )
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
@@ -118,7 +120,9 @@ def parse_envelope(body: str | bytes) -> Envelope:
         )
     account = document.get("account")
     if not isinstance(account, str) or ACCOUNT_ID_PATTERN.fullmatch(account) is None:
-        raise Quarantined(QuarantineReason.UNPARSEABLE, f"envelope account {account!r} is not a 12-digit account id")
+        raise Quarantined(
+            QuarantineReason.UNPARSEABLE, f"envelope account {account!r} is not a 12-digit account id"
+        )
     try:
         arrival_ms = parse_iso_ms(document.get("time"), field="envelope time")  # type: ignore[arg-type]
     except InstantError as error:
@@ -141,7 +145,9 @@ def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
     """BILLING.md section 2 rule 1: the fields are present and well-formed."""
     event_id = _text(detail, "EventId")
     if len(event_id) > MAX_EVENT_ID_LENGTH:
-        raise Quarantined(QuarantineReason.UNPARSEABLE, f"EventId longer than {MAX_EVENT_ID_LENGTH} characters")
+        raise Quarantined(
+            QuarantineReason.UNPARSEABLE, f"EventId longer than {MAX_EVENT_ID_LENGTH} characters"
+        )
     event_type = _text(detail, "EventType")
     try:
         kind = EventKind.from_event_type(event_type)
@@ -168,7 +174,9 @@ def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
         )
     account_id = _text(detail, "AWSAccountId")
     if ACCOUNT_ID_PATTERN.fullmatch(account_id) is None:
-        raise Quarantined(QuarantineReason.UNPARSEABLE, f"AWSAccountId {account_id[:20]!r} is not a 12-digit account id")
+        raise Quarantined(
+            QuarantineReason.UNPARSEABLE, f"AWSAccountId {account_id[:20]!r} is not a 12-digit account id"
+        )
     return AgentEvent(
         event_id=event_id,
         kind=kind,

@@ -237,7 +237,7 @@ def _advance(
                 if ts > last and (online or not track_online):
                     append((last, ts))
                 last = ts
-                online = True
+                online = not offline
                 continue
         if kind == _LOGIN or (kind != _LOGOUT and not offline):
             is_open = True

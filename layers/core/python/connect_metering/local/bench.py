@@ -83,8 +83,16 @@ def ingest_requests_per_event(*, agents: int = 40, seed: int = 11) -> list[Figur
     return [
         Figure("ingest events (stream size)", events, "events", "", None),
         Figure("ingest duplicates detected", outcomes["duplicate"], "events", "", None),
-        Figure("ingest DynamoDB writes per accepted event", writes / accepted, "requests", "<= 1.0", writes / accepted <= 1.0),
-        Figure("ingest DynamoDB reads per event", reads / events, "requests", "<= 0.05", reads / events <= 0.05),
+        Figure(
+            "ingest DynamoDB writes per accepted event",
+            writes / accepted,
+            "requests",
+            "<= 1.0",
+            writes / accepted <= 1.0,
+        ),
+        Figure(
+            "ingest DynamoDB reads per event", reads / events, "requests", "<= 0.05", reads / events <= 0.05
+        ),
     ]
 
 
@@ -113,7 +121,11 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
 def _probe(code: str, *arguments: str) -> dict[str, Any]:
-    environment = {"POWERTOOLS_TRACE_DISABLED": "1", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
+    environment = {
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     completed = subprocess.run(  # noqa: S603 - our own interpreter and probe code
         [sys.executable, "-c", code, *arguments],
         capture_output=True,
@@ -136,7 +148,9 @@ def handler_import_ratio(function: str = "ingest", rounds: int = 7) -> Figure:
         handler_times.append(handler["seconds"])
         library_times.append(_probe(_LIBRARY_PROBE, json.dumps(handler["libraries"]))["seconds"])
     ratio = statistics.median(handler_times) / statistics.median(library_times)
-    return Figure(f"{function} handler import / its libraries' import", ratio, "ratio", "<= 1.25", ratio <= 1.25)
+    return Figure(
+        f"{function} handler import / its libraries' import", ratio, "ratio", "<= 1.25", ratio <= 1.25
+    )
 
 
 def run_bench() -> list[Figure]:

@@ -10,6 +10,7 @@ with BatchMeterUsage. Everything printed comes from those calls.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,8 +55,14 @@ BUYERS = (
         "acme0001",
         "usage",
         (
-            ("prod-us", "arn:aws:connect:us-east-1:210987654321:instance/aaaaaaaa-0000-4000-8000-000000000001"),
-            ("prod-eu", "arn:aws:connect:eu-west-2:310987654321:instance/aaaaaaaa-0000-4000-8000-000000000002"),
+            (
+                "prod-us",
+                "arn:aws:connect:us-east-1:210987654321:instance/aaaaaaaa-0000-4000-8000-000000000001",
+            ),
+            (
+                "prod-eu",
+                "arn:aws:connect:eu-west-2:310987654321:instance/aaaaaaaa-0000-4000-8000-000000000002",
+            ),
         ),
     ),
     DemoBuyer(
@@ -64,7 +71,12 @@ BUYERS = (
         "410987654321",
         "globex01",
         "contract",
-        (("main", "arn:aws:connect:ap-southeast-2:410987654321:instance/bbbbbbbb-0000-4000-8000-000000000001"),),
+        (
+            (
+                "main",
+                "arn:aws:connect:ap-southeast-2:410987654321:instance/bbbbbbbb-0000-4000-8000-000000000001",
+            ),
+        ),
     ),
     DemoBuyer(
         "initech",
@@ -81,7 +93,9 @@ def run_demo(out_dir: Path, stream: TextIO) -> dict[str, object]:
     out_dir.mkdir(parents=True, exist_ok=True)
     say = stream.write
     with EmbeddedAws(product_code=PRODUCT_CODE, start=START) as aws:
-        say(f"Embedded AWS at virtual time {iso(aws.clock.now())}: DynamoDB (moto), Marketplace simulator\n\n")
+        say(
+            f"Embedded AWS at virtual time {iso(aws.clock.now())}: DynamoDB (moto), Marketplace simulator\n\n"
+        )
         say("1. Buyers register from AWS Marketplace (ResolveCustomer on each registration token)\n")
         for buyer in BUYERS:
             identity = _register(aws, buyer)
@@ -89,7 +103,7 @@ def run_demo(out_dir: Path, stream: TextIO) -> dict[str, object]:
             say(", ".join(name for name, _ in buyer.instances) + "\n")
 
         say("\n2. Tenancy rules refuse what would let one company affect another's bill\n")
-        refusals = {
+        refusals: dict[str, Callable[[], object]] = {
             "alias taken": lambda: aws.tenancy.create_company(Company(alias="acme", name="Impostor")),
             "account of another company": lambda: _add_environment(
                 aws, "globex", "stolen", BUYERS[0].instances[0][1].replace("0001", "0009")
@@ -105,7 +119,9 @@ def run_demo(out_dir: Path, stream: TextIO) -> dict[str, object]:
                     pricing="contract",
                 )
             ),
-            "malformed instance ARN": lambda: _add_environment(aws, "acme", "bad", "arn:aws:connect:us-east-1:1:x"),
+            "malformed instance ARN": lambda: _add_environment(
+                aws, "acme", "bad", "arn:aws:connect:us-east-1:1:x"
+            ),
             "malformed alias": lambda: aws.tenancy.create_company(build(Company, alias="9lives")),
         }
         refused: dict[str, str] = {}
@@ -120,10 +136,16 @@ def run_demo(out_dir: Path, stream: TextIO) -> dict[str, object]:
 
         hour = START + timedelta(hours=1)
         aws.clock.advance_to(hour + timedelta(hours=1, minutes=10))
-        say(f"\n3. At {iso(aws.clock.now())} the subscriptions due for hour {iso(hour)} come from the index\n")
-        due = list(aws.tenancy.list_metered_subscriptions(active_from=hour, active_before=hour + timedelta(hours=1)))
+        say(
+            f"\n3. At {iso(aws.clock.now())} the subscriptions due for hour {iso(hour)} come from the index\n"
+        )
+        due = list(
+            aws.tenancy.list_metered_subscriptions(active_from=hour, active_before=hour + timedelta(hours=1))
+        )
         for subscription in due:
-            say(f"   {subscription.company_alias:<8} {subscription.pricing.value:<8} {_describe(subscription.identity)}\n")
+            say(
+                f"   {subscription.company_alias:<8} {subscription.pricing.value:<8} {_describe(subscription.identity)}\n"
+            )
 
         say("\n4. BatchMeterUsage sends the hour's records (quantities 0: usage capture is the next issue)\n")
         records = [
@@ -145,7 +167,8 @@ def run_demo(out_dir: Path, stream: TextIO) -> dict[str, object]:
         summary: dict[str, object] = {
             "virtual_time": iso(aws.clock.now()),
             "companies": {
-                buyer.alias: [env.name for env in aws.tenancy.list_environments(buyer.alias)] for buyer in BUYERS
+                buyer.alias: [env.name for env in aws.tenancy.list_environments(buyer.alias)]
+                for buyer in BUYERS
             },
             "refused": refused,
             "records": first,
@@ -195,7 +218,7 @@ def _add_environment(aws: EmbeddedAws, alias: str, name: str, arn: str) -> None:
     aws.tenancy.add_environment(build(Environment, company_alias=alias, name=name, instance_arn=arn))
 
 
-def _meter(aws: EmbeddedAws, records: list[dict[str, object]]) -> list[dict[str, str]]:
+def _meter(aws: EmbeddedAws, records: Sequence[Mapping[str, object]]) -> list[dict[str, str]]:
     """Legacy (CustomerIdentifier) records travel with the ProductCode; current-identity records must
     not carry it, so the two kinds go in separate calls."""
     legacy = [record for record in records if "CustomerIdentifier" in record]

@@ -94,7 +94,7 @@ class EmbeddedAws:
         self._mock.start()
         # Every client made from here on (the handlers' too) comes from this session and is counted.
         boto3.setup_default_session(region_name=REGION)
-        self.requests.watch(boto3.DEFAULT_SESSION.events)
+        self.requests.watch(boto3._get_default_session().events)
         os.environ.update(TABLE_ENVIRONMENT)
         self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
         self.metering: MarketplaceMeteringClient = self.marketplace.attach(

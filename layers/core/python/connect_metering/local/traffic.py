@@ -48,7 +48,14 @@ def _snapshot(instance_arn: str, status: str, since: datetime, agent_id: str) ->
 
 
 def agent_event(
-    *, instance_arn: str, agent_id: str, event_id: str, event_type: str, at: datetime, status: str, since: datetime
+    *,
+    instance_arn: str,
+    agent_id: str,
+    event_id: str,
+    event_type: str,
+    at: datetime,
+    status: str,
+    since: datetime,
 ) -> dict[str, Any]:
     return {
         "AWSAccountId": instance_arn.split(":")[4],
@@ -111,7 +118,9 @@ def shift_events(shift: Shift, rng: random.Random) -> Iterator[dict[str, Any]]:
         yield emit("HEART_BEAT", shift.end + beat * HEARTBEAT)
 
 
-def eventbridge_envelope(detail: dict[str, Any], *, arrived: datetime, account: str | None = None) -> dict[str, Any]:
+def eventbridge_envelope(
+    detail: dict[str, Any], *, arrived: datetime, account: str | None = None
+) -> dict[str, Any]:
     """The envelope EventBridge delivers for a forwarded agent event."""
     return {
         "version": "0",

@@ -124,12 +124,14 @@ class IngestService:
             key = (event.agent_arn, hour_floor(event.ts_ms))
             groups[key].append((message.message_id, event, envelope.arrival_ms, environment))
         for members in groups.values():
-            late_arrivals = [arrival for _, event, arrival, _ in members if is_late(event, arrival, self._grace_ms)]
+            late_arrivals = [
+                arrival for _, event, arrival, _ in members if is_late(event, arrival, self._grace_ms)
+            ]
             try:
                 new = self._activity.add_events(
                     [event for _, event, _, _ in members], late_at_ms=max(late_arrivals, default=None)
                 )
-            except Exception as error:  # noqa: BLE001 - any storage failure fails exactly these records
+            except Exception as error:
                 results.update((message_id, error) for message_id, *_ in members)
                 continue
             for message_id, event, arrival, environment in members:
@@ -167,7 +169,7 @@ class IngestService:
     def _keep_safely(self, message: Message, rejection: Quarantined) -> IngestResult | Exception:
         try:
             return self._keep(message, rejection)
-        except Exception as error:  # noqa: BLE001 - not kept yet: fail the record so it comes back
+        except Exception as error:
             return error
 
     def _keep(self, message: Message, rejection: Quarantined) -> IngestResult:
