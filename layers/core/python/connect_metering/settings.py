@@ -35,6 +35,8 @@ class Settings(BaseModel):
     tenancy_table: str = ""
     activity_table: str = ""
     quarantine_table: str = ""
+    ledger_table: str = ""
+    meter_queue_url: str = ""
     quarantine_retention_days: int = Field(default=30, ge=14)
     product_code: str = ""
     policy: BillingPolicy = BillingPolicy()
@@ -50,6 +52,8 @@ TABLE_VARIABLES = {
     "tenancy_table": "TENANCY_TABLE",
     "activity_table": "ACTIVITY_TABLE",
     "quarantine_table": "QUARANTINE_TABLE",
+    "ledger_table": "LEDGER_TABLE",
+    "meter_queue_url": "METER_QUEUE_URL",
     "product_code": "PRODUCT_CODE",
 }
 

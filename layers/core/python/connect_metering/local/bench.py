@@ -6,14 +6,16 @@ import time of exactly the libraries it loads), because this machine is shared a
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import statistics
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from connect_metering.domain.tenancy import Company, Environment, build
@@ -169,3 +171,22 @@ def render_table(figures: list[Figure]) -> str:
         met = "" if figure.meets_target is None else ("yes" if figure.meets_target else "NO")
         lines.append(f"| {figure.name} | {value} {figure.unit} | {figure.target} | {met} |")
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("build/bench.json"), help="JSON file of the figures")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    out: Path = arguments.out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.touch()
+    except OSError as error:
+        print(f"bench: cannot write {out}: {error.strerror}", file=sys.stderr)
+        return 2
+    figures = run_bench()
+    print(render_table(figures))
+    out.write_text(json.dumps([asdict(figure) for figure in figures], indent=2) + "\n")
+    print(f"\nFigures written to {out}")
+    return 0 if all(figure.meets_target is not False for figure in figures) else 1

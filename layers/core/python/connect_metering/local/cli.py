@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 EXIT_BAD_INPUT = 2
 
@@ -27,7 +30,7 @@ def _offline_aws_environment() -> None:
     os.environ.pop("AWS_PROFILE", None)
 
 
-def _writable_dir(value: str) -> Path:
+def writable_dir(value: str) -> Path:
     path = Path(value)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -39,22 +42,49 @@ def _writable_dir(value: str) -> Path:
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Each command lives in its own module with `add_arguments(parser)` and `run(arguments) -> int`, so
+# commands are imported only when used (the CLI starts fast) and can be developed apart.
+COMMANDS = {
+    "demo": ("connect_metering.local.demo", "run the product's end-to-end path on embedded AWS"),
+    "bench": ("connect_metering.local.bench", "measure every performance figure (table + JSON)"),
+    "serve": ("connect_metering.local.serve", "run the registration and admin endpoints on 127.0.0.1"),
+    "admin": ("connect_metering.local.admin", "environments and licence information of a company"),
+    "replay": ("connect_metering.local.replay", "replay agent events through the real handlers"),
+    "simulate": ("connect_metering.local.simulate", "generate traffic with its ground truth and replay it"),
+    "cost": ("connect_metering.local.cost", "the AWS cost of running the metering for a load"),
+}
+
+
+def _command_module(name: str) -> ModuleType | None:
+    module_name, _ = COMMANDS[name]
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    return importlib.import_module(module_name)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connect-metering", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the product's end-to-end path on embedded AWS")
-    demo.add_argument("--out", type=_writable_dir, default=Path("out/demo"), help="output folder")
+    for name, (module_name, help_text) in COMMANDS.items():
+        if importlib.util.find_spec(module_name) is None:
+            continue  # not built yet: not offered
+        sub = commands.add_parser(name, help=help_text)
+        if name == command:
+            module = _command_module(name)
+            if module is not None:
+                module.add_arguments(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if word in COMMANDS), None)
+    arguments = build_parser(command).parse_args(argv)
     _offline_aws_environment()
-    if arguments.command == "demo":
-        from connect_metering.local.demo import run_demo
-
-        run_demo(arguments.out, sys.stdout)
-    return 0
+    module = _command_module(arguments.command)
+    assert module is not None
+    result: int = module.run(arguments)
+    return result
 
 
 if __name__ == "__main__":

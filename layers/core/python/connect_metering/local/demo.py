@@ -9,7 +9,9 @@ with BatchMeterUsage. Everything printed comes from those calls.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,7 @@ from connect_metering.domain.tenancy import (
     TenancyError,
     build,
 )
+from connect_metering.local.cli import writable_dir
 from connect_metering.local.embedded import EmbeddedAws
 
 PRODUCT_CODE = "connectmeter0demo1"
@@ -87,6 +90,15 @@ BUYERS = (
         (("desk", "arn:aws:connect:us-west-2:510987654321:instance/cccccccc-0000-4000-8000-000000000001"),),
     ),
 )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=writable_dir, default=Path("out/demo"), help="output folder")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    run_demo(arguments.out, sys.stdout)
+    return 0
 
 
 def run_demo(out_dir: Path, stream: TextIO) -> dict[str, object]:
