@@ -4,6 +4,8 @@ One table, ``pk``/``sk`` keys. Uniqueness rules hold under concurrent requests b
 conditional write, and every multi-item change is one TransactWriteItems:
 
     COMPANY#<alias>          #COMPANY        the company; ``pricing`` fixed by its first subscription
+    COMPANY#<alias>          #METER          the metering worker's state for the company (versioned JSON)
+    COMPANY#<alias>          PENDING#<hour>… a ledger record not yet settled with AWS Marketplace
     COMPANY#<alias>          SUB#<key>       a subscription (GSI attributes while it must be metered)
     COMPANY#<alias>          ENV#<name>      an environment
     SUBSCRIPTION#<key>       #CLAIM          which company holds a Marketplace subscription
@@ -18,6 +20,7 @@ subscriptions that still need hourly records, so the hourly job lists them with 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -52,11 +55,25 @@ INDEX_SORT_KEY = "started"
 INDEX_SHARDS = 4
 
 COMPANY_SK = "#COMPANY"
+# The metering worker's per-company state (JSON, versioned), beside the company so one query reads both.
+METER_SK = "#METER"
+# A marker per ledger record still pending (oldest hour first), so the same query finds what to resend.
+PENDING_PREFIX = "PENDING#"
 CLAIM_SK = "#CLAIM"
 INSTANCE_SK = "#ENV"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class CompanySnapshot:
+    company: Company
+    subscriptions: list[Subscription]
+    environments: list[Environment]
+    meter_state: str | None
+    meter_version: int
+    pending_records: list[str]
 
 
 class CompanyNotFound(TenancyError):
@@ -252,6 +269,27 @@ class DynamoTenancyStore:
             for page in pages:
                 for item in page.get("Items", []):
                     yield self._subscription_from(_plain(item))
+
+    def load_company(self, alias: str) -> CompanySnapshot | None:
+        """The company, its subscriptions, its environments and its meter state: ONE query (the metering
+        worker's read of a company)."""
+        items = list(self._query_company(alias, ""))
+        company_item = next((item for item in items if item[SORT_KEY] == COMPANY_SK), None)
+        if company_item is None:
+            return None
+        meter_item = next((item for item in items if item[SORT_KEY] == METER_SK), None)
+        return CompanySnapshot(
+            company=Company(alias=company_item["alias"], name=company_item.get("name", "")),
+            subscriptions=[self._subscription_from(item) for item in items if item[SORT_KEY].startswith("SUB#")],
+            environments=[
+                Environment(company_alias=alias, name=item["name"], instance_arn=InstanceArn.parse(item["instance_arn"]))
+                for item in items
+                if item[SORT_KEY].startswith("ENV#")
+            ],
+            meter_state=str(meter_item["state"]) if meter_item else None,
+            meter_version=int(meter_item["version"]) if meter_item else 0,
+            pending_records=[str(item["record"]) for item in items if item[SORT_KEY].startswith(PENDING_PREFIX)],
+        )
 
     # Environments ----------------------------------------------------------------------------------
 

@@ -1,0 +1,180 @@
+"""BatchMeterUsage with the product's own retries and pacing (the AWS client's retries are off).
+
+Records are sent as stored: at most 25 per call, licence identities and legacy CustomerIdentifier ones
+in separate calls (the latter with the ProductCode, the former never with it). Throttling, 5xx and
+UnprocessedRecords are retried inside the run with exponential back-off and full jitter; whatever is
+still unsettled stays pending and is resent by the next run. Calls are paced client-side so all
+workers together stay under Marketplace's 10 calls per second (reserved concurrency x rate < 10).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from connect_metering.domain.instants import hour_floor, iso_ms, parse_iso, to_ms
+from connect_metering.domain.metering import MeteringRecord, RecordStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
+
+MAX_RECORDS_PER_CALL = 25
+RETRYABLE_ERRORS = frozenset({"ThrottlingException", "InternalServiceErrorException", "ServiceUnavailable"})
+
+
+class WorkerCrash(Exception):
+    """Fault injection only: the worker dies right after a call returned, before storing its outcome."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    record: MeteringRecord
+    status: str  # Success | DuplicateRecord | CustomerNotSubscribed | Unprocessed | Error:<code>
+    sent_at_ms: int
+
+
+Observer = Callable[[SendResult], None]
+
+
+def _identity(usage_record: dict[str, Any] | Any) -> tuple[str, str, str, int]:
+    timestamp = usage_record["Timestamp"]
+    moment = timestamp if isinstance(timestamp, datetime) else parse_iso(str(timestamp))
+    return (
+        str(usage_record.get("LicenseArn") or usage_record.get("CustomerIdentifier") or ""),
+        str(usage_record.get("CustomerAWSAccountId") or ""),
+        str(usage_record["Dimension"]),
+        hour_floor(to_ms(moment)),
+    )
+
+
+def wire_record(record: MeteringRecord) -> dict[str, Any]:
+    """The stored UsageRecord as boto3 takes it (Timestamp as a datetime)."""
+    wire = dict(record.usage_record)
+    wire["Timestamp"] = parse_iso(str(wire["Timestamp"]))
+    return wire
+
+
+class MarketplaceMeter:
+    def __init__(
+        self,
+        client: MarketplaceMeteringClient,
+        *,
+        now_ms: Callable[[], int],
+        monotonic: Callable[[], float],
+        sleep: Callable[[float], None],
+        rng: random.Random,
+        calls_per_second: float = 4.0,
+        max_attempts: int = 5,
+        base_delay_s: float = 0.2,
+        max_delay_s: float = 5.0,
+        observer: Observer | None = None,
+        crash: Callable[[], bool] | None = None,
+    ) -> None:
+        self._client = client
+        self._now_ms = now_ms
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._rng = rng
+        self._interval = 1.0 / calls_per_second
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay_s
+        self._max_delay = max_delay_s
+        self._observer = observer
+        self._crash = crash
+        self._last_call: float | None = None
+        self.calls = 0
+        self.retried_records = 0
+
+    def send(self, records: Sequence[MeteringRecord]) -> list[MeteringRecord]:
+        """Send records (oldest first); returns those Marketplace settled, with their new status.
+        Records not returned are still pending."""
+        settled: list[MeteringRecord] = []
+        groups: dict[str | None, list[MeteringRecord]] = {}
+        for record in sorted(records, key=lambda r: (r.hour_ms, r.subscription_key, r.dimension)):
+            groups.setdefault(record.product_code if record.is_legacy else None, []).append(record)
+        for product_code, group in groups.items():
+            for first in range(0, len(group), MAX_RECORDS_PER_CALL):
+                settled += self._send_chunk(group[first : first + MAX_RECORDS_PER_CALL], product_code)
+        return settled
+
+    def _send_chunk(self, chunk: list[MeteringRecord], product_code: str | None) -> list[MeteringRecord]:
+        settled: list[MeteringRecord] = []
+        remaining = chunk
+        for attempt in range(self._max_attempts):
+            if attempt:
+                self.retried_records += len(remaining)
+                self._sleep(self._backoff(attempt))
+            remaining, done = self._call(remaining, product_code)
+            settled += done
+            if not remaining:
+                break
+        return settled
+
+    def _call(
+        self, chunk: list[MeteringRecord], product_code: str | None
+    ) -> tuple[list[MeteringRecord], list[MeteringRecord]]:
+        self._pace()
+        extra = {"ProductCode": product_code} if product_code else {}
+        sent_at = self._now_ms()
+        self.calls += 1
+        try:
+            response = self._client.batch_meter_usage(
+                UsageRecords=[wire_record(record) for record in chunk],  # type: ignore[misc]
+                **extra,  # type: ignore[arg-type]
+            )
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            for record in chunk:
+                self._observe(record, f"Error:{code}", sent_at)
+            if self._crash is not None and self._crash():
+                raise WorkerCrash("injected crash after BatchMeterUsage returned") from None
+            if code in RETRYABLE_ERRORS:
+                return chunk, []
+            # Not retryable (a malformed record would be a bug): leave it pending and alarmed.
+            return [], []
+        by_identity = {_identity(record.usage_record): record for record in chunk}
+        settled: list[MeteringRecord] = []
+        for result in response.get("Results", []):
+            record = by_identity.pop(_identity(result["UsageRecord"]), None)
+            if record is None:
+                continue
+            status = result["Status"]
+            self._observe(record, status, sent_at)
+            if status in ("Success", "DuplicateRecord"):
+                # DuplicateRecord: AWS already holds this hour; it counts as accepted (and is alarmed).
+                settled.append(record.settled(RecordStatus.ACCEPTED, status, result.get("MeteringRecordId")))
+            elif status == "CustomerNotSubscribed":
+                settled.append(record.settled(RecordStatus.NOT_SUBSCRIBED, status))
+        for unprocessed in response.get("UnprocessedRecords", []):
+            record = by_identity.get(_identity(unprocessed))
+            if record is not None:
+                self._observe(record, "Unprocessed", sent_at)
+        if self._crash is not None and self._crash():
+            raise WorkerCrash("injected crash after BatchMeterUsage returned")
+        return list(by_identity.values()), settled
+
+    def _observe(self, record: MeteringRecord, status: str, sent_at_ms: int) -> None:
+        if self._observer is not None:
+            self._observer(SendResult(record, status, sent_at_ms))
+
+    def _pace(self) -> None:
+        now = self._monotonic()
+        if self._last_call is not None:
+            wait = self._last_call + self._interval - now
+            if wait > 0:
+                self._sleep(wait)
+                now += wait
+        self._last_call = now
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: a random delay up to base * 2^attempt, capped."""
+        return self._rng.uniform(0, min(self._max_delay, self._base_delay * 2**attempt))
+
+
+def sent_at_iso(result: SendResult) -> str:
+    return iso_ms(result.sent_at_ms)

@@ -1,0 +1,226 @@
+"""The metering worker's unit of work on DynamoDB: the write-ahead ledger, the per-company state and the
+hourly checkpoints, written together.
+
+    ledger table   pk = SUB#<subscription key>   sk = <dimension>#<hour ISO>      one record, forever
+    tenancy table  pk = COMPANY#<alias>          sk = #METER                       state (versioned JSON)
+    tenancy table  pk = COMPANY#<alias>          sk = PENDING#<hour>#<key>#<dim>   while a record is pending
+    activity table pk = <instance>#<day>         sk = <HH>#C                       checkpoint at hour HH
+
+``commit`` stores new records (each only if absent: a stored record is never rewritten, so every retry
+sends the same record), their pending markers, the state that counts their minutes, and checkpoints, in
+one TransactWriteItems whose condition on the state's version makes a second, concurrent run of the same
+company fail instead of billing twice. ``settle`` stores outcomes after the call to Marketplace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from connect_metering.adapters.activity_table import partition_key as activity_partition
+from connect_metering.adapters.tenancy_table import METER_SK, PENDING_PREFIX, company_pk
+from connect_metering.domain.instants import MS_PER_HOUR, iso_ms
+from connect_metering.domain.metering import CompanyMeterState, MeteringRecord, RecordStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+# DynamoDB allows 100 actions per transaction; one is always the state.
+MAX_TRANSACTION_ITEMS = 100
+BATCH_WRITE_ITEMS = 25
+
+
+class ConcurrentMeterRun(Exception):
+    """Another run of the same company committed first; this one stops before sending anything."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    instance_arn: str
+    hour_ms: int
+    document: bytes
+
+
+def ledger_key(record: MeteringRecord) -> dict[str, Any]:
+    return {
+        "pk": {"S": f"SUB#{record.subscription_key}"},
+        "sk": {"S": f"{record.dimension}#{iso_ms(record.hour_ms)}"},
+    }
+
+
+def marker_key(record: MeteringRecord) -> dict[str, Any]:
+    return {
+        "pk": {"S": company_pk(record.company)},
+        "sk": {"S": f"{PENDING_PREFIX}{iso_ms(record.hour_ms)}#{record.subscription_key}#{record.dimension}"},
+    }
+
+
+class DynamoMeterStore:
+    def __init__(
+        self, *, tenancy_table: str, ledger_table: str, activity_table: str, client: DynamoDBClient
+    ) -> None:
+        self._tenancy = tenancy_table
+        self._ledger = ledger_table
+        self._activity = activity_table
+        self._client = client
+
+    def commit(
+        self,
+        company: str,
+        *,
+        version: int,
+        state: CompanyMeterState,
+        new_records: Sequence[MeteringRecord],
+        settled: Sequence[MeteringRecord] = (),
+        checkpoints: Sequence[Checkpoint] = (),
+    ) -> int:
+        """Write the records and outcomes atomically with the state that counts them: one transaction,
+        so B(s, e) can never disagree with the stored records. Checkpoints ride along when they fit;
+        otherwise they are written first (they are idempotent, and the state only points at them once
+        they exist). Returns the new version; raises ConcurrentMeterRun on a version clash."""
+        records = [
+            *(action for record in new_records for action in self._new_record(record)),
+            *(action for record in settled for action in self._settle_actions(record)),
+        ]
+        if 1 + len(records) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"{len(records) // 2} records in one commit: commit hour by hour")
+        riding = [self._checkpoint(checkpoint) for checkpoint in checkpoints]
+        if 1 + len(records) + len(riding) > MAX_TRANSACTION_ITEMS:
+            puts = [(self._activity, {"PutRequest": {"Item": action["Put"]["Item"]}}) for action in riding]
+            for first in range(0, len(puts), BATCH_WRITE_ITEMS):
+                self._batch_write(puts[first : first + BATCH_WRITE_ITEMS])
+            riding = []
+        self._transact([self._state(company, version, state), *records, *riding])
+        return version + 1
+
+    def settle(self, records: Sequence[MeteringRecord]) -> None:
+        """Store accepted outcomes: the ledger record with its status, and the pending marker removed.
+        No state change (pending and accepted both count in B), so a batch write is enough."""
+        requests: list[tuple[str, dict[str, Any]]] = []
+        for record in records:
+            if record.status is not RecordStatus.ACCEPTED:
+                raise ValueError(f"settle: {record.key} is {record.status}; use commit for what changes B")
+            requests.append((self._ledger, {"PutRequest": {"Item": self._ledger_item(record)}}))
+            requests.append((self._tenancy, {"DeleteRequest": {"Key": marker_key(record)}}))
+        for first in range(0, len(requests), BATCH_WRITE_ITEMS):
+            self._batch_write(requests[first : first + BATCH_WRITE_ITEMS])
+
+    def get_record(self, subscription_key: str, dimension: str, hour_ms: int) -> MeteringRecord | None:
+        response = self._client.get_item(
+            TableName=self._ledger,
+            Key={"pk": {"S": f"SUB#{subscription_key}"}, "sk": {"S": f"{dimension}#{iso_ms(hour_ms)}"}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return MeteringRecord.from_json(json.loads(item["record"]["S"])) if item else None
+
+    def records_of(self, subscription_key: str) -> list[MeteringRecord]:
+        paginator = self._client.get_paginator("query")
+        records: list[MeteringRecord] = []
+        for page in paginator.paginate(
+            TableName=self._ledger,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"SUB#{subscription_key}"}},
+            ConsistentRead=True,
+        ):
+            records.extend(MeteringRecord.from_json(json.loads(item["record"]["S"])) for item in page["Items"])
+        return sorted(records, key=lambda record: (record.hour_ms, record.dimension))
+
+    # Item shapes -----------------------------------------------------------------------------------
+
+    def _state(self, company: str, version: int, state: CompanyMeterState) -> dict[str, Any]:
+        condition = "attribute_not_exists(pk)" if version == 0 else "version = :version"
+        put: dict[str, Any] = {
+            "TableName": self._tenancy,
+            "Item": {
+                "pk": {"S": company_pk(company)},
+                "sk": {"S": METER_SK},
+                "state": {"S": state.to_json()},
+                "version": {"N": str(version + 1)},
+            },
+            "ConditionExpression": condition,
+        }
+        if version:
+            put["ExpressionAttributeValues"] = {":version": {"N": str(version)}}
+        return {"Put": put}
+
+    def _ledger_item(self, record: MeteringRecord) -> dict[str, Any]:
+        item = {
+            **ledger_key(record),
+            "company": {"S": record.company},
+            "status": {"S": record.status.value},
+            "quantity": {"N": str(record.quantity)},
+            "record": {"S": json.dumps(record.to_json(), separators=(",", ":"), sort_keys=True)},
+        }
+        if record.metering_record_id:
+            item["metering_record_id"] = {"S": record.metering_record_id}
+        return item
+
+    def _new_record(self, record: MeteringRecord) -> list[dict[str, Any]]:
+        return [
+            {
+                "Put": {
+                    "TableName": self._ledger,
+                    "Item": self._ledger_item(record),
+                    # A stored record is never rewritten: retries send exactly what was stored.
+                    "ConditionExpression": "attribute_not_exists(sk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._tenancy,
+                    "Item": {
+                        **marker_key(record),
+                        "record": {"S": json.dumps(record.to_json(), separators=(",", ":"), sort_keys=True)},
+                    },
+                }
+            },
+        ]
+
+    def _settle_actions(self, record: MeteringRecord) -> list[dict[str, Any]]:
+        if record.status is RecordStatus.PENDING:
+            raise ValueError(f"settle: {record.key} is still pending")
+        return [
+            {"Put": {"TableName": self._ledger, "Item": self._ledger_item(record)}},
+            {"Delete": {"TableName": self._tenancy, "Key": marker_key(record)}},
+        ]
+
+    def _checkpoint(self, checkpoint: Checkpoint) -> dict[str, Any]:
+        if checkpoint.hour_ms % MS_PER_HOUR:
+            raise ValueError(f"checkpoint hour {checkpoint.hour_ms} is not a whole hour")
+        hour_of_day = (checkpoint.hour_ms // MS_PER_HOUR) % 24
+        return {
+            "Put": {
+                "TableName": self._activity,
+                "Item": {
+                    "pk": {"S": activity_partition(checkpoint.instance_arn, checkpoint.hour_ms)},
+                    "sk": {"S": f"{hour_of_day:02d}#C"},
+                    "doc": {"B": checkpoint.document},
+                },
+            }
+        }
+
+    def _transact(self, actions: list[dict[str, Any]]) -> None:
+        try:
+            self._client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons", [])
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise ConcurrentMeterRun("another run of this company committed first") from None
+            raise
+
+    def _batch_write(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
+        pending: dict[str, list[dict[str, Any]]] = {}
+        for table, request in requests:
+            pending.setdefault(table, []).append(request)
+        unprocessed: dict[str, Any] = pending
+        for _ in range(8):
+            if not unprocessed:
+                return
+            response = self._client.batch_write_item(RequestItems=unprocessed)
+            unprocessed = response.get("UnprocessedItems", {})
+        raise RuntimeError(f"DynamoDB left {sum(len(v) for v in unprocessed.values())} writes unprocessed")

@@ -1,0 +1,441 @@
+"""Hourly metering: dispatch companies, and for each one compute, store (write-ahead), send, settle.
+
+BILLING.md sections 4-7. A worker run for a company:
+
+1. reads the company, its subscriptions, environments, state and pending records (one query);
+2. expires pending records past the acceptance window (their minutes leave B and flow into the next
+   record), then, hour by hour, computes each environment's usage from checkpoints and the stored
+   events, plans the records (usage: Q per environment with carry; contract: overage for the primary),
+   and commits them with the state that counts them and the new checkpoints, in one transaction;
+3. sends every pending record, oldest first, with retries; stores the outcomes.
+
+A crash anywhere leaves either nothing (before the commit) or stored pending records that the next run
+sends unchanged: Marketplace answers an identical repeat with the same MeteringRecordId, so nothing is
+billed twice, and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from connect_metering.adapters.activity_table import HourWindow
+from connect_metering.adapters.meter_store import Checkpoint
+from connect_metering.adapters.tenancy_table import CompanySnapshot
+from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, iso_ms, parse_iso_ms, to_ms
+from connect_metering.domain.metering import (
+    CompanyMeterState,
+    MeteringRecord,
+    RecordStatus,
+    active_in_hour,
+    is_expired,
+    overage_payer,
+    plan_overage_record,
+    plan_usage_record,
+)
+from connect_metering.domain.sessions import AgentEventPoint, BillableTimePolicy
+from connect_metering.domain.tenancy import Environment, PricingModel, Subscription
+from connect_metering.domain.usage import EnvironmentCheckpoint, UsageView, resume
+from connect_metering.settings import BillingPolicy
+
+MS_PER_DAY = 24 * MS_PER_HOUR
+# How far back a missing checkpoint is looked for before the environment's history is taken as empty.
+MAX_LOOKBACK_DAYS = 62
+
+
+class CompanyReader(Protocol):
+    def load_company(self, alias: str) -> CompanySnapshot | None: ...
+    def save_subscription(self, subscription: Subscription, *, metered: bool | None = None) -> None: ...
+
+
+class ActivityReader(Protocol):
+    def read_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> HourWindow: ...
+
+
+class MeterStore(Protocol):
+    def commit(
+        self,
+        company: str,
+        *,
+        version: int,
+        state: CompanyMeterState,
+        new_records: Sequence[MeteringRecord],
+        settled: Sequence[MeteringRecord] = (),
+        checkpoints: Sequence[Checkpoint] = (),
+    ) -> int: ...
+    def settle(self, records: Sequence[MeteringRecord]) -> None: ...
+
+
+class Marketplace(Protocol):
+    def send(self, records: Sequence[MeteringRecord]) -> list[MeteringRecord]: ...
+
+
+@dataclass(frozen=True)
+class MeterRequest:
+    """``hourly``: meter every hour due through ``through_ms``; ``final``: a subscription ended at ``at_ms``."""
+
+    company: str
+    kind: str
+    through_ms: int
+    subscription: str | None = None
+    recompute_from: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"kind": self.kind, "company": self.company}
+        if self.kind == "final":
+            document.update(subscription=self.subscription, at=iso_ms(self.through_ms))
+        else:
+            document["through"] = iso_ms(self.through_ms)
+            if self.recompute_from:
+                document["recompute_from"] = {arn: iso_ms(hour) for arn, hour in self.recompute_from.items()}
+        return document
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> MeterRequest:
+        kind = document.get("kind")
+        if kind == "final":
+            return cls(
+                company=str(document["company"]),
+                kind="final",
+                through_ms=parse_iso_ms(str(document["at"]), field="at"),
+                subscription=str(document["subscription"]),
+            )
+        if kind == "hourly":
+            return cls(
+                company=str(document["company"]),
+                kind="hourly",
+                through_ms=parse_iso_ms(str(document["through"]), field="through"),
+                recompute_from={
+                    str(arn): parse_iso_ms(str(hour), field="recompute_from")
+                    for arn, hour in dict(document.get("recompute_from", {})).items()
+                },
+            )
+        raise ValueError(f"kind: {kind!r} is not 'hourly' or 'final'")
+
+
+@dataclass
+class MeterReport:
+    company: str
+    records_stored: list[MeteringRecord] = field(default_factory=list)
+    records_settled: list[MeteringRecord] = field(default_factory=list)
+    records_expired: list[MeteringRecord] = field(default_factory=list)
+    still_pending: int = 0
+
+    @property
+    def metered_minutes(self) -> int:
+        return sum(record.quantity for record in self.records_settled if record.status is RecordStatus.ACCEPTED)
+
+
+def _checkpoint_document(checkpoint: EnvironmentCheckpoint) -> bytes:
+    import json
+
+    return zlib.compress(json.dumps(checkpoint.to_json(), separators=(",", ":")).encode())
+
+
+def _checkpoint_from(document: bytes) -> EnvironmentCheckpoint:
+    import json
+
+    return EnvironmentCheckpoint.from_json(json.loads(zlib.decompress(document)))
+
+
+class MeterWorker:
+    def __init__(
+        self,
+        *,
+        companies: CompanyReader,
+        activity: ActivityReader,
+        store: MeterStore,
+        marketplace: Marketplace,
+        policy: BillingPolicy,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self._companies = companies
+        self._activity = activity
+        self._store = store
+        self._marketplace = marketplace
+        self._policy = policy
+        self._now_ms = now_ms
+
+    @property
+    def _billable(self) -> BillableTimePolicy:
+        return BillableTimePolicy(self._policy.billable_time)
+
+    def run(self, request: MeterRequest) -> MeterReport:
+        now = self._now_ms()
+        report = MeterReport(request.company)
+        snapshot = self._companies.load_company(request.company)
+        if snapshot is None:
+            return report
+        state = CompanyMeterState.from_json(snapshot.meter_state)
+        version = snapshot.meter_version
+        pending = [MeteringRecord.from_json(_json(text)) for text in snapshot.pending_records]
+        subscriptions = [sub for sub in snapshot.subscriptions if sub.started is not None]
+
+        expired = [
+            record.settled(RecordStatus.EXPIRED, "Expired")
+            for record in pending
+            if is_expired(record, now, self._policy.max_record_age * 1000)
+        ]
+        for record in expired:
+            state.count(record, -1)
+        pending = [record for record in pending if not is_expired(record, now, self._policy.max_record_age * 1000)]
+        report.records_expired = expired
+
+        hours = self._hours_to_meter(request, subscriptions, state)
+        if hours or expired or request.recompute_from:
+            version, new_records = self._meter_hours(
+                request, snapshot, subscriptions, state, version, hours, expired
+            )
+            report.records_stored = new_records
+            pending += new_records
+
+        settled = self._marketplace.send(pending) if pending else []
+        report.records_settled = settled
+        self._store_outcomes(request.company, state, version, settled)
+        settled_keys = {record.key for record in settled}
+        report.still_pending = sum(1 for record in pending if record.key not in settled_keys)
+        if report.still_pending == 0:
+            self._retire_finished(subscriptions, state, now)
+        return report
+
+    # Which hours -----------------------------------------------------------------------------------
+
+    def _hours_to_meter(
+        self, request: MeterRequest, subscriptions: Sequence[Subscription], state: CompanyMeterState
+    ) -> list[int]:
+        last_by_subscription = {}
+        for sub in subscriptions:
+            if request.kind == "final" and sub.key != request.subscription:
+                continue
+            end = request.through_ms
+            if request.kind == "final":
+                end = hour_floor(request.through_ms - 1)
+            until = sub.active_until()
+            if until is not None:
+                end = min(end, hour_floor(to_ms(until) - 1))
+            progress = state.progress(sub.key)
+            first = progress.through_ms + MS_PER_HOUR if progress.through_ms is not None else None
+            start = first if first is not None else hour_floor(to_ms(sub.started))  # type: ignore[arg-type]
+            if start <= end:
+                last_by_subscription[sub.key] = (start, end)
+        if not last_by_subscription:
+            return []
+        first = min(start for start, _ in last_by_subscription.values())
+        last = max(end for _, end in last_by_subscription.values())
+        return list(range(first, last + 1, MS_PER_HOUR))
+
+    # Compute and commit ----------------------------------------------------------------------------
+
+    def _meter_hours(
+        self,
+        request: MeterRequest,
+        snapshot: CompanySnapshot,
+        subscriptions: list[Subscription],
+        state: CompanyMeterState,
+        version: int,
+        hours: list[int],
+        expired: list[MeteringRecord],
+    ) -> tuple[int, list[MeteringRecord]]:
+        hourly = request.kind == "hourly"
+        last_hour = hours[-1] if hours else request.through_ms
+        views = {
+            environment.name: self._usage_by_hour(environment, request, state, subscriptions, hours, last_hour)
+            for environment in snapshot.environments
+        }
+        stored: list[MeteringRecord] = []
+        # Hourly runs store the checkpoints (final metering runs before its hour is complete: never).
+        checkpoints = (
+            [
+                Checkpoint(env.instance_arn.arn, boundary, _checkpoint_document(checkpoint))
+                for env in snapshot.environments
+                for boundary, checkpoint in views[env.name][1].items()
+            ]
+            if hourly
+            else []
+        )
+        to_settle = list(expired)
+        # One transaction per hour: hour H's records are stored with the B that counts them before
+        # hour H + 1 is computed from that B (BILLING.md section 9). The last one also points the state
+        # at the new checkpoints, which it stores (or which were stored just before it).
+        for index, hour in enumerate([*hours] or [None]):
+            records = (
+                self._plan_hour(request, subscriptions, state, hour, {name: v[0][hour] for name, v in views.items()})
+                if hour is not None
+                else []
+            )
+            is_last = index == max(len(hours) - 1, 0)
+            if is_last and hourly:
+                state.checkpoint_through_ms = last_hour + MS_PER_HOUR
+            version = self._store.commit(
+                request.company,
+                version=version,
+                state=state,
+                new_records=records,
+                settled=to_settle,
+                checkpoints=checkpoints if is_last else [],
+            )
+            to_settle = []
+            stored += records
+        return version, stored
+
+    def _plan_hour(
+        self,
+        request: MeterRequest,
+        subscriptions: list[Subscription],
+        state: CompanyMeterState,
+        hour: int,
+        views: Mapping[str, UsageView],
+    ) -> list[MeteringRecord]:
+        records: list[MeteringRecord] = []
+        due = [
+            sub
+            for sub in subscriptions
+            if (request.kind == "hourly" or sub.key == request.subscription)
+            and (state.progress(sub.key).through_ms or 0) < hour
+            and hour <= _last_hour(sub, request)
+        ]
+        for sub in due:
+            progress = state.progress(sub.key)
+            if sub.pricing is PricingModel.USAGE and active_in_hour(sub, hour):
+                totals = {name: view.total_ms(sub.key) for name, view in views.items()}
+                record = plan_usage_record(
+                    sub,
+                    hour_ms=hour,
+                    totals_ms=totals,
+                    billed=progress.billed,
+                    dimension=self._policy.usage_dimension,
+                    tag_key=self._policy.allocation_tag_key,
+                )
+                state.count(record, +1)
+                records.append(record)
+            progress.through_ms = hour
+        payer, licensed = overage_payer(subscriptions, hour)
+        if payer is not None and payer.key in {sub.key for sub in due}:
+            agents = set().union(*(view.agents_by_hour.get(hour, frozenset()) for view in views.values()))
+            records.append(
+                plan_overage_record(
+                    payer, hour_ms=hour, agents=len(agents), licensed=licensed, dimension=self._policy.overage_dimension
+                )
+            )
+        if request.kind == "final":
+            state.progress(request.subscription or "").final = True
+        return records
+
+    def _usage_by_hour(
+        self,
+        environment: Environment,
+        request: MeterRequest,
+        state: CompanyMeterState,
+        subscriptions: list[Subscription],
+        hours: list[int],
+        last_hour: int,
+    ) -> tuple[dict[int, UsageView], dict[int, EnvironmentCheckpoint]]:
+        """Usage views for each hour to meter, and the checkpoints at every boundary after the start."""
+        arn = environment.instance_arn.arn
+        starts = [hour for hour in (hours[0] if hours else None, state.checkpoint_through_ms) if hour is not None]
+        late = request.recompute_from.get(arn)
+        if late is not None:
+            starts.append(late)
+        start = min(starts) if starts else last_hour
+        checkpoint, points = self._base(arn, start, last_hour + MS_PER_HOUR)
+        timeout = self._policy.silence_timeout * 1000
+        views: dict[int, UsageView] = {}
+        checkpoints: dict[int, EnvironmentCheckpoint] = {}
+        wanted = set(hours)
+        hour = checkpoint.boundary_ms
+        while hour <= last_hour:
+            view = resume(
+                checkpoint,
+                _from(points, checkpoint.boundary_ms),
+                subscriptions,
+                until_ms=hour + MS_PER_HOUR,
+                policy=self._billable,
+                silence_timeout_ms=timeout,
+            )
+            if hour in wanted:
+                views[hour] = view
+            checkpoint = view.checkpoint_at(hour + MS_PER_HOUR)
+            checkpoints[hour + MS_PER_HOUR] = checkpoint
+            hour += MS_PER_HOUR
+        return views, checkpoints
+
+    def _base(self, arn: str, start: int, last_hour: int) -> tuple[EnvironmentCheckpoint, dict[str, list[AgentEventPoint]]]:
+        """The latest checkpoint at or before ``start`` and every stored event from it through
+        ``last_hour``. A missing checkpoint is looked for day by day; a day without any item means the
+        agents were all logged out, so an empty checkpoint at the next day is exact."""
+        window = self._activity.read_hours(arn, start, last_hour)
+        events = list(window.events)
+        checkpoint_doc = window.checkpoints.get(start)
+        boundary = start
+        day = start - start % MS_PER_DAY
+        searched_to = start
+        for _ in range(MAX_LOOKBACK_DAYS):
+            if checkpoint_doc is not None:
+                break
+            earlier = self._activity.read_hours(arn, day, searched_to - MS_PER_HOUR) if searched_to > day else HourWindow({}, [])
+            events += earlier.events
+            if earlier.checkpoints:
+                boundary = max(earlier.checkpoints)
+                checkpoint_doc = earlier.checkpoints[boundary]
+                break
+            if not earlier.events and searched_to - day == MS_PER_DAY:
+                boundary = searched_to
+                break
+            searched_to, day = day, day - MS_PER_DAY
+            boundary = searched_to
+        timeout = self._policy.silence_timeout * 1000
+        checkpoint = (
+            _checkpoint_from(checkpoint_doc)
+            if checkpoint_doc is not None
+            else EnvironmentCheckpoint.empty(boundary, policy=self._billable, silence_timeout_ms=timeout)
+        )
+        by_agent: dict[str, list[AgentEventPoint]] = defaultdict(list)
+        for stored in events:
+            if stored.point.ts_ms >= checkpoint.boundary_ms:
+                by_agent[stored.agent_arn].append(stored.point)
+        return checkpoint, by_agent
+
+    # Outcomes --------------------------------------------------------------------------------------
+
+    def _store_outcomes(
+        self, company: str, state: CompanyMeterState, version: int, settled: list[MeteringRecord]
+    ) -> None:
+        accepted = [record for record in settled if record.status is RecordStatus.ACCEPTED]
+        refused = [record for record in settled if record.status is not RecordStatus.ACCEPTED]
+        if accepted:
+            self._store.settle(accepted)
+        if refused:
+            # CustomerNotSubscribed is final: its minutes leave B (section 5), with the state.
+            for record in refused:
+                state.count(record, -1)
+            self._store.commit(company, version=version, state=state, new_records=[], settled=refused)
+
+    def _retire_finished(self, subscriptions: Sequence[Subscription], state: CompanyMeterState, now: int) -> None:
+        """An ended subscription with every hour metered and nothing pending leaves the hourly index."""
+        for sub in subscriptions:
+            until = sub.active_until()
+            if until is None or to_ms(until) > now:
+                continue
+            progress = state.subscriptions.get(sub.key)
+            if progress is not None and (progress.through_ms or 0) >= hour_floor(to_ms(until) - 1):
+                self._companies.save_subscription(sub, metered=False)
+
+
+def _last_hour(subscription: Subscription, request: MeterRequest) -> int:
+    end = hour_floor(request.through_ms - 1) if request.kind == "final" else request.through_ms
+    until = subscription.active_until()
+    return min(end, hour_floor(to_ms(until) - 1)) if until is not None else end
+
+
+def _from(points: Mapping[str, list[AgentEventPoint]], boundary: int) -> dict[str, list[AgentEventPoint]]:
+    return {agent: [p for p in agent_points if p.ts_ms >= boundary] for agent, agent_points in points.items()}
+
+
+def _json(text: str) -> dict[str, Any]:
+    import json
+
+    document: dict[str, Any] = json.loads(text)
+    return document
