@@ -20,8 +20,8 @@ subscriptions that still need hourly records, so the hourly job lists them with 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -460,11 +460,14 @@ class DynamoTenancyStore:
         return _plain(item) if item else None
 
     def _query_company(self, alias: str, prefix: str) -> Iterator[dict[str, Any]]:
+        """The company partition's items whose sort key starts with ``prefix`` (all of them for "")."""
+        condition = "pk = :pk AND begins_with(sk, :prefix)" if prefix else "pk = :pk"
+        values = {":pk": company_pk(alias), ":prefix": prefix} if prefix else {":pk": company_pk(alias)}
         paginator = self._client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self._table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=_item({":pk": company_pk(alias), ":prefix": prefix}),
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=_item(values),
             ConsistentRead=True,
         ):
             for item in page.get("Items", []):

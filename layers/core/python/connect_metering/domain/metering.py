@@ -162,7 +162,7 @@ def active_in_hour(subscription: Subscription, hour_ms: int) -> bool:
     if subscription.started is None or to_ms(subscription.started) >= hour_ms + MS_PER_HOUR:
         return False
     until = subscription.active_until()
-    return until is None or to_ms(until) > hour_ms and to_ms(until) > to_ms(subscription.started)
+    return until is None or (to_ms(until) > hour_ms and to_ms(until) > to_ms(subscription.started))
 
 
 def overage_payer(subscriptions: Sequence[Subscription], hour_ms: int) -> tuple[Subscription | None, int]:

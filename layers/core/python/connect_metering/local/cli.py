@@ -22,6 +22,8 @@ def _offline_aws_environment() -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "POWERTOOLS_TRACE_DISABLED": "1",
+        # The handlers run in-process: their logs would drown the command's own output.
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
         "POWERTOOLS_METRICS_NAMESPACE": "ConnectMetering",
         # Handlers run in-process here: their EMF metrics would only clutter the terminal.
         "POWERTOOLS_METRICS_DISABLED": "true",

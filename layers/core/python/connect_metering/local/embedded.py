@@ -14,6 +14,7 @@ import boto3
 from moto import mock_aws
 
 from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
+from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore, create_tenancy_table
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
@@ -22,15 +23,19 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_marketplace_entitlement import MarketplaceEntitlementServiceClient
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
+    from mypy_boto3_sqs import SQSClient
 
 REGION = "us-east-1"
 TENANCY_TABLE = "connect-metering-tenancy"
 ACTIVITY_TABLE = "connect-metering-activity"
 QUARANTINE_TABLE = "connect-metering-quarantine"
+LEDGER_TABLE = "connect-metering-ledger"
+METER_QUEUE = "connect-metering-meter-work"
 TABLE_ENVIRONMENT = {
     "TENANCY_TABLE": TENANCY_TABLE,
     "ACTIVITY_TABLE": ACTIVITY_TABLE,
     "QUARANTINE_TABLE": QUARANTINE_TABLE,
+    "LEDGER_TABLE": LEDGER_TABLE,
 }
 
 
@@ -82,11 +87,22 @@ class RequestCounter:
 class EmbeddedAws:
     """Context manager: every AWS call inside goes to moto or the Marketplace simulator, never out."""
 
-    def __init__(self, *, product_code: str, start: datetime, faults: FaultPlan | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        product_code: str,
+        start: datetime,
+        faults: FaultPlan | None = None,
+        dimensions: tuple[str, ...] = ("agent_minutes", "overage_agents"),
+    ) -> None:
         self.clock = VirtualClock(start)
         self.requests = RequestCounter()
         self.marketplace = MarketplaceSimulator(
-            product_code=product_code, clock=self.clock.now, monotonic=self.clock.monotonic, faults=faults
+            product_code=product_code,
+            dimensions=dimensions,
+            clock=self.clock.now,
+            monotonic=self.clock.monotonic,
+            faults=faults,
         )
         self._mock = mock_aws()
 
@@ -106,6 +122,11 @@ class EmbeddedAws:
         create_tenancy_table(self.dynamodb, TENANCY_TABLE)
         create_activity_table(self.dynamodb, ACTIVITY_TABLE)
         create_quarantine_table(self.dynamodb, QUARANTINE_TABLE)
+        create_ledger_table(self.dynamodb, LEDGER_TABLE)
+        self.sqs: SQSClient = boto3.client("sqs", region_name=REGION)
+        self.meter_queue_url = self.sqs.create_queue(QueueName=METER_QUEUE)["QueueUrl"]
+        os.environ["METER_QUEUE_URL"] = self.meter_queue_url
+        os.environ["PRODUCT_CODE"] = self.marketplace.product_code
         self.tenancy = DynamoTenancyStore(TENANCY_TABLE, self.dynamodb)
         self.activity = DynamoActivityStore(ACTIVITY_TABLE, self.dynamodb)
         self.requests.counts.clear()
@@ -116,3 +137,28 @@ class EmbeddedAws:
     ) -> None:
         self._mock.stop()
         boto3.DEFAULT_SESSION = None
+
+
+def drain(aws: EmbeddedAws, queue_url: str) -> list[dict[str, Any]]:
+    """Every message now on an embedded queue, removed, as Lambda's SQS event records."""
+    records: list[dict[str, Any]] = []
+    while True:
+        response = aws.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"])
+        messages = response.get("Messages", [])
+        if not messages:
+            return records
+        for message in messages:
+            records.append(
+                {
+                    "messageId": message["MessageId"],
+                    "receiptHandle": message["ReceiptHandle"],
+                    "body": message["Body"],
+                    "attributes": message.get("Attributes", {}),
+                    "messageAttributes": {},
+                    "md5OfBody": message.get("MD5OfBody", ""),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": f"arn:aws:sqs:{REGION}:000000000000:{queue_url.rsplit('/', 1)[1]}",
+                    "awsRegion": REGION,
+                }
+            )
+            aws.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

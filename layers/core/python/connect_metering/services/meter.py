@@ -70,6 +70,8 @@ class MeterStore(Protocol):
 
 
 class Marketplace(Protocol):
+    retried_records: int
+
     def send(self, records: Sequence[MeteringRecord]) -> list[MeteringRecord]: ...
 
 
@@ -123,6 +125,7 @@ class MeterReport:
     records_settled: list[MeteringRecord] = field(default_factory=list)
     records_expired: list[MeteringRecord] = field(default_factory=list)
     still_pending: int = 0
+    records_retried: int = 0
 
     @property
     def metered_minutes(self) -> int:
@@ -192,7 +195,9 @@ class MeterWorker:
             report.records_stored = new_records
             pending += new_records
 
+        retried_before = self._marketplace.retried_records
         settled = self._marketplace.send(pending) if pending else []
+        report.records_retried = self._marketplace.retried_records - retried_before
         report.records_settled = settled
         self._store_outcomes(request.company, state, version, settled)
         settled_keys = {record.key for record in settled}

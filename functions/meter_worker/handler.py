@@ -1,0 +1,132 @@
+"""Meter worker Lambda: one company per work item -> records stored, sent with BatchMeterUsage, settled.
+
+Reserved concurrency x the per-worker pace keeps all workers under Marketplace's 10 calls/s. A failed
+item (a concurrent run of the same company, a crash, a storage error) is redelivered by SQS; a rerun
+resends the stored pending records unchanged, so it never bills twice.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from connect_metering.adapters.activity_table import DynamoActivityStore
+from connect_metering.adapters.marketplace_meter import MarketplaceMeter, Observer
+from connect_metering.adapters.meter_store import DynamoMeterStore
+from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.domain.metering import RecordStatus
+from connect_metering.services.meter import MeterReport, MeterRequest, MeterWorker
+from connect_metering.settings import METRICS_NAMESPACE, load_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
+
+logger = Logger()
+metrics = Metrics(namespace=METRICS_NAMESPACE)
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+# Two workers at 4 calls/s each: 8 calls/s, under the 10 calls/s Marketplace quota.
+CALLS_PER_SECOND = 4.0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@lru_cache(maxsize=1)
+def worker() -> MeterWorker:
+    return build_worker(now_ms=_now_ms, monotonic=time.monotonic, sleep=time.sleep, rng=random.Random())  # noqa: S311
+
+
+def build_worker(
+    *,
+    now_ms: Callable[[], int],
+    monotonic: Callable[[], float],
+    sleep: Callable[[float], None],
+    rng: random.Random,
+    observer: Observer | None = None,
+    crash: Callable[[], bool] | None = None,
+    metering: MarketplaceMeteringClient | None = None,
+) -> MeterWorker:
+    """The worker on its AWS clients. Time and fault hooks are parameters so that replay drives this
+    very code on a virtual clock."""
+    settings = load_settings().require("tenancy_table", "activity_table", "ledger_table")
+    dynamodb = boto3.client("dynamodb")
+    # The product retries itself (back-off with jitter, pending records resent by the next run).
+    metering = metering or boto3.client("meteringmarketplace", config=Config(retries={"total_max_attempts": 1}))
+    return MeterWorker(
+        companies=DynamoTenancyStore(settings.tenancy_table, dynamodb),
+        activity=DynamoActivityStore(settings.activity_table, dynamodb),
+        store=DynamoMeterStore(
+            tenancy_table=settings.tenancy_table,
+            ledger_table=settings.ledger_table,
+            activity_table=settings.activity_table,
+            client=dynamodb,
+        ),
+        marketplace=MarketplaceMeter(
+            metering,
+            now_ms=now_ms,
+            monotonic=monotonic,
+            sleep=sleep,
+            rng=rng,
+            calls_per_second=CALLS_PER_SECOND,
+            observer=observer,
+            crash=crash,
+        ),
+        policy=settings.policy,
+        now_ms=now_ms,
+    )
+
+
+def publish(report: MeterReport) -> None:
+    settled = report.records_settled
+    counts = {
+        "RecordsAccepted": sum(1 for r in settled if r.status is RecordStatus.ACCEPTED),
+        "DuplicateRecord": sum(1 for r in settled if r.result == "DuplicateRecord"),
+        "CustomerNotSubscribed": sum(1 for r in settled if r.status is RecordStatus.NOT_SUBSCRIBED),
+        "RecordsExpired": len(report.records_expired),
+        "RecordsPending": report.still_pending,
+        "RecordsRetried": report.records_retried,
+        "MeteredMinutes": report.metered_minutes,
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if counts["DuplicateRecord"] or counts["CustomerNotSubscribed"] or counts["RecordsExpired"]:
+        logger.warning("records need attention", extra={"company": report.company, **counts})
+
+
+def handle_batch(event: dict[str, Any], meter: MeterWorker | None = None) -> tuple[dict[str, Any], list[MeterReport]]:
+    """Work items -> partial batch response and the reports (replay passes its virtual-clock worker)."""
+    active = meter or worker()
+
+    def meter_record(record: SQSRecord) -> MeterReport:
+        report = active.run(MeterRequest.from_json(json.loads(record.body)))
+        publish(report)
+        return report
+
+    reports: list[MeterReport] = []
+    with processor(records=event["Records"], handler=meter_record):
+        for status, value, _ in processor.process():
+            if status == "success" and isinstance(value, MeterReport):
+                reports.append(value)
+    return dict(processor.response()), reports
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response, _ = handle_batch(event)
+    return response

@@ -1,0 +1,442 @@
+"""The tenancy table, extended for registration and the subscription lifecycle (same table, more items):
+
+    COMPANY#<alias>            SUB#<key>        a subscription, rewritten only by compare-and-set here
+    LIFECYCLE#<key>            #PENDING         notifications that arrived before the buyer signed up
+    LIFECYCLE#<key>            EVENT#<at>#<id>  every Marketplace notification (audit; duplicates once)
+    REGISTRATION#<sha256(id)>  #REGISTRATION    a pending registration (TTL ``expires_at``)
+    TOKEN#<sha256(token)>      #USED            a registration token already posted (TTL ``expires_at``)
+
+Lifecycle changes are compare-and-set on the fields they read (started, ended, entitlements, index
+membership), so concurrent notifications, a sign-up applying a kept activation and the meter retiring
+a subscription can interleave without losing an update. Sign-up is one TransactWriteItems: the
+registration is consumed, the alias, the subscription, the buyer account and the first environment are
+claimed, or nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from connect_metering.adapters.tenancy_table import (
+    COMPANY_SK,
+    INDEX_PARTITION_KEY,
+    INDEX_SORT_KEY,
+    INSTANCE_SK,
+    PARTITION_KEY,
+    SORT_KEY,
+    DynamoTenancyStore,
+    EnvironmentNameTaken,
+    InstanceAlreadyRegistered,
+    SubscriptionHeldByAnotherCompany,
+    company_pk,
+)
+from connect_metering.domain.instants import iso, parse_iso, to_ms
+from connect_metering.domain.lifecycle import Effect, LifecycleEvent, PendingLifecycle
+from connect_metering.domain.registration import (
+    PendingRegistration,
+    RegistrationState,
+    ResolvedCustomer,
+)
+from connect_metering.domain.tenancy import (
+    AccountOwnedByAnotherCompany,
+    AliasTaken,
+    Company,
+    Entitlements,
+    Environment,
+    PricingModel,
+    Subscription,
+    TenancyError,
+)
+
+TTL_ATTRIBUTE = "expires_at"
+PENDING_SK = "#PENDING"
+REGISTRATION_SK = "#REGISTRATION"
+TOKEN_SK = "#USED"
+# The attributes a lifecycle change reads; a write succeeds only if none changed since the read.
+COMPARED_ATTRIBUTES = (INDEX_SORT_KEY, "ended", "licensed_agents", "expires", INDEX_PARTITION_KEY)
+_PENDING_FIELDS = {Effect.ACTIVATE: "activated", Effect.END: "ended"}
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items() if value is not None}
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def _epoch_seconds(moment: datetime) -> int:
+    return to_ms(moment) // 1000
+
+
+def _failed(error: ClientError) -> list[bool]:
+    reasons = error.response.get("CancellationReasons", [])
+    return [reason.get("Code") == "ConditionalCheckFailed" for reason in reasons]
+
+
+class TokenAlreadyUsed(Exception):
+    """The registration token was posted before (a replay, a reload after success, a second tab)."""
+
+
+class RegistrationClosed(Exception):
+    """The pending registration is no longer open: completed, expired, or not this browser's."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSubscription:
+    """A subscription as read, with what a compare-and-set needs to know nothing changed since."""
+
+    subscription: Subscription
+    metered: bool
+    compared: dict[str, Any]
+
+
+class TenancyLifecycleStore(DynamoTenancyStore):
+    """DynamoTenancyStore plus the items of registration and the subscription lifecycle."""
+
+    # Subscriptions: compare-and-set --------------------------------------------------------------
+
+    def read_subscription(self, alias: str, key: str) -> StoredSubscription | None:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key=_item({PARTITION_KEY: company_pk(alias), SORT_KEY: f"SUB#{key}"}),
+            ConsistentRead=True,
+        )
+        raw = response.get("Item")
+        if not raw:
+            return None
+        return StoredSubscription(
+            subscription=self._subscription_from(_plain(raw)),
+            metered=INDEX_PARTITION_KEY in raw,
+            compared={name: raw[name] for name in COMPARED_ATTRIBUTES if name in raw},
+        )
+
+    def replace_subscription(self, new: Subscription, *, previous: StoredSubscription) -> bool:
+        """Write ``new`` if the stored subscription is still ``previous``; False if it changed meanwhile.
+
+        Index membership is kept as the meter left it: a subscription it retired after final metering
+        stays out of the active-subscriptions index; one activated here goes in."""
+        retired = previous.subscription.started is not None and not previous.metered
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        conditions = ["attribute_exists(sk)"]
+        for position, name in enumerate(COMPARED_ATTRIBUTES):
+            names[f"#c{position}"] = name
+            if name in previous.compared:
+                values[f":c{position}"] = previous.compared[name]
+                conditions.append(f"#c{position} = :c{position}")
+            else:
+                conditions.append(f"attribute_not_exists(#c{position})")
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._subscription_item(new, metered=False if retired else None),
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames=names,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # Lifecycle: audit log and notifications kept until sign-up ----------------------------------
+
+    def log_event(self, event: LifecycleEvent, *, recorded_at: datetime) -> bool:
+        """Keep the notification; False when this very event (same instant and id) was kept before."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_item(
+                    {
+                        PARTITION_KEY: f"LIFECYCLE#{event.log_key}",
+                        SORT_KEY: f"EVENT#{iso(event.at)}#{event.event_id}",
+                        "name": event.name,
+                        "source": event.source.value,
+                        "effect": event.effect.value,
+                        "at": iso(event.at),
+                        "product_code": event.product_code,
+                        "agreement_id": event.agreement_id,
+                        "recorded_at": iso(recorded_at),
+                        "body": event.body,
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def keep_pending(self, event: LifecycleEvent) -> None:
+        """Merge an event for a subscription nobody has signed up for yet: the earliest activation, the
+        earliest end, the latest entitlement change. Each is one conditional update, so the result does
+        not depend on the order or the number of deliveries."""
+        if event.subscription_key is None:
+            return
+        name = _PENDING_FIELDS.get(event.effect, "entitlements_changed")
+        keep_if = "<" if name == "entitlements_changed" else ">"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_item({PARTITION_KEY: f"LIFECYCLE#{event.subscription_key}", SORT_KEY: PENDING_SK}),
+                UpdateExpression="SET #field = :at",
+                ConditionExpression=f"attribute_not_exists(#field) OR #field {keep_if} :at",
+                ExpressionAttributeNames={"#field": name},
+                ExpressionAttributeValues=_item({":at": iso(event.at)}),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def pending_lifecycle(self, subscription_key: str) -> PendingLifecycle | None:
+        item = self._get(f"LIFECYCLE#{subscription_key}", PENDING_SK)
+        if item is None:
+            return None
+
+        def instant(name: str) -> datetime | None:
+            value = item.get(name)
+            return parse_iso(value) if isinstance(value, str) else None
+
+        return PendingLifecycle(
+            activated=instant("activated"),
+            ended=instant("ended"),
+            entitlements_changed=instant("entitlements_changed"),
+        )
+
+    # Registrations -------------------------------------------------------------------------------
+
+    def claim_token(self, token_digest: str, *, until: datetime) -> None:
+        """Remember a registration token (by digest) as used; TokenAlreadyUsed if it was."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_item(
+                    {
+                        PARTITION_KEY: f"TOKEN#{token_digest}",
+                        SORT_KEY: TOKEN_SK,
+                        TTL_ATTRIBUTE: _epoch_seconds(until),
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise TokenAlreadyUsed from None
+            raise
+
+    def put_registration(self, registration: PendingRegistration) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item=self._registration_item(registration),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def get_registration(self, id_digest: str) -> PendingRegistration | None:
+        item = self._get(f"REGISTRATION#{id_digest}", REGISTRATION_SK)
+        if item is None:
+            return None
+        licensed = item.get("licensed_agents")
+        entitlement_expires = item.get("entitlement_expires")
+        return PendingRegistration(
+            id_digest=id_digest,
+            browser_digest=str(item["browser"]),
+            csrf_token=str(item["csrf"]),
+            customer=ResolvedCustomer(
+                product_code=str(item["product_code"]),
+                customer_aws_account_id=item.get("customer_aws_account_id"),
+                license_arn=item.get("license_arn"),
+                customer_identifier=item.get("customer_identifier"),
+            ),
+            pricing=PricingModel(item["pricing"]),
+            entitlements=Entitlements(
+                licensed_agents=int(licensed) if licensed is not None else None,
+                expires=parse_iso(entitlement_expires) if entitlement_expires else None,
+            ),
+            entitlements_fetched=parse_iso(str(item["entitlements_fetched"])),
+            expires=parse_iso(str(item["expires"])),
+            offer_type=item.get("offer_type"),
+            state=RegistrationState(item["state"]),
+            company_alias=item.get("company"),
+            outcome=item.get("outcome"),
+        )
+
+    def complete_registration(
+        self,
+        registration: PendingRegistration,
+        *,
+        browser_digest: str,
+        company: Company,
+        contact_email: str,
+        environment: Environment | None,
+        now: datetime,
+    ) -> Subscription:
+        """Sign-up in one transaction: consume the registration (open, this browser, not expired), create
+        the company with its pricing model, claim and store the subscription, claim the buyer account,
+        and add the first environment (claiming its account). Raises the rule that failed."""
+        alias = company.alias
+        subscription = registration.subscription_for(alias)
+        buyer_account = registration.customer.customer_aws_account_id
+        actions: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _item(
+                        {PARTITION_KEY: f"REGISTRATION#{registration.id_digest}", SORT_KEY: REGISTRATION_SK}
+                    ),
+                    "UpdateExpression": "SET #state = :completed, company = :alias, outcome = :outcome",
+                    "ConditionExpression": "#state = :open AND browser = :browser AND expires_at > :now",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": _item(
+                        {
+                            ":completed": RegistrationState.COMPLETED.value,
+                            ":open": RegistrationState.OPEN.value,
+                            ":alias": alias,
+                            ":outcome": "created",
+                            ":browser": browser_digest,
+                            ":now": _epoch_seconds(now),
+                        }
+                    ),
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(
+                        {
+                            PARTITION_KEY: company_pk(alias),
+                            SORT_KEY: COMPANY_SK,
+                            "alias": alias,
+                            "name": company.name,
+                            "pricing": subscription.pricing.value,
+                            "contact_email": contact_email,
+                            "created": iso(now),
+                        }
+                    ),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            self._claim(f"SUBSCRIPTION#{subscription.key}", alias),
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._subscription_item(subscription),
+                    "ConditionExpression": "attribute_not_exists(sk)",
+                }
+            },
+        ]
+        failures: list[Exception] = [
+            RegistrationClosed(),
+            AliasTaken(alias),
+            SubscriptionHeldByAnotherCompany(subscription.key),
+            SubscriptionHeldByAnotherCompany(subscription.key),
+        ]
+        if buyer_account is not None:
+            actions.append(self._claim(f"ACCOUNT#{buyer_account}", alias))
+            failures.append(AccountOwnedByAnotherCompany(buyer_account))
+        if environment is not None:
+            arn = environment.instance_arn.arn
+            actions += [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": _item(
+                            {
+                                PARTITION_KEY: company_pk(alias),
+                                SORT_KEY: f"ENV#{environment.name}",
+                                "name": environment.name,
+                                "instance_arn": arn,
+                            }
+                        ),
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": _item(
+                            {
+                                PARTITION_KEY: f"INSTANCE#{arn}",
+                                SORT_KEY: INSTANCE_SK,
+                                "company": alias,
+                                "name": environment.name,
+                            }
+                        ),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+            failures += [EnvironmentNameTaken(environment.name), InstanceAlreadyRegistered(arn)]
+            if environment.account_id != buyer_account:
+                actions.append(self._claim(f"ACCOUNT#{environment.account_id}", alias))
+                failures.append(
+                    TenancyError(
+                        "instance_arn",
+                        "one_account_one_company",
+                        f"AWS account {environment.account_id} already belongs to another company",
+                    )
+                )
+        try:
+            self._client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            for failed, failure in zip(_failed(error), failures, strict=False):
+                if failed:
+                    raise failure from None
+            raise
+        return subscription
+
+    def complete_registration_for(self, registration: PendingRegistration, *, alias: str, outcome: str) -> None:
+        """Record, on a registration created already completed (returning buyer), where it landed."""
+        self._client.update_item(
+            TableName=self._table,
+            Key=_item({PARTITION_KEY: f"REGISTRATION#{registration.id_digest}", SORT_KEY: REGISTRATION_SK}),
+            UpdateExpression="SET #state = :completed, company = :alias, outcome = :outcome",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues=_item(
+                {":completed": RegistrationState.COMPLETED.value, ":alias": alias, ":outcome": outcome}
+            ),
+        )
+
+    def company_contact(self, alias: str) -> str | None:
+        item = self._get(company_pk(alias), COMPANY_SK)
+        return str(item["contact_email"]) if item and "contact_email" in item else None
+
+    @staticmethod
+    def _registration_item(registration: PendingRegistration) -> dict[str, Any]:
+        customer = registration.customer
+        entitlements = registration.entitlements
+        return _item(
+            {
+                PARTITION_KEY: f"REGISTRATION#{registration.id_digest}",
+                SORT_KEY: REGISTRATION_SK,
+                "state": registration.state.value,
+                "browser": registration.browser_digest,
+                "csrf": registration.csrf_token,
+                "product_code": customer.product_code,
+                "customer_aws_account_id": customer.customer_aws_account_id,
+                "license_arn": customer.license_arn,
+                "customer_identifier": customer.customer_identifier,
+                "pricing": registration.pricing.value,
+                "licensed_agents": entitlements.licensed_agents,
+                "entitlement_expires": iso(entitlements.expires) if entitlements.expires else None,
+                "entitlements_fetched": iso(registration.entitlements_fetched),
+                "expires": iso(registration.expires),
+                TTL_ATTRIBUTE: _epoch_seconds(registration.expires),
+                "offer_type": registration.offer_type,
+                "company": registration.company_alias,
+                "outcome": registration.outcome,
+            }
+        )

@@ -1,0 +1,617 @@
+"""`connect-metering replay`: agent events through the real handlers, on embedded AWS and a virtual clock.
+
+    connect-metering replay --registry R.json --events E.jsonl --until ISO --out DIR [--faults F.json]
+
+The registry is loaded as if registration and activation had happened; each line of E.jsonl is delivered
+to the ingest handler, in file order, in SQS-sized batches; the clock is the running maximum of arrival
+times, and every metering action due at an instant (hour H at H + 1 h + grace, through the dispatcher
+and the meter workers; a subscription's end, as a License Deprovisioned event to the subscription
+lifecycle handler, whose final-metering request the worker serves at once) runs as soon as the clock
+reaches it, before the line that moved the clock is ingested. Formats: README.md, section Replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import random
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connect_metering.adapters.marketplace_meter import SendResult, WorkerCrash
+from connect_metering.adapters.meter_store import DynamoMeterStore
+from connect_metering.domain.instants import (
+    MS_PER_HOUR,
+    from_ms,
+    hour_floor,
+    iso_ms,
+    parse_iso,
+    parse_iso_ms,
+    to_ms,
+)
+from connect_metering.domain.metering import RecordStatus
+from connect_metering.domain.sessions import BillableTimePolicy
+from connect_metering.domain.tenancy import (
+    Company,
+    Entitlements,
+    Environment,
+    PricingModel,
+    Subscription,
+    SubscriptionIdentity,
+    TenancyError,
+    build,
+)
+from connect_metering.domain.usage import attribute, primary_segments
+from connect_metering.local.embedded import EmbeddedAws, drain
+from connect_metering.local.lambdas import handler_module
+from connect_metering.local.marketplace_sim import FaultPlan, Outage
+from connect_metering.local.traffic import eventbridge_envelope, sqs_batch
+from connect_metering.settings import POLICY_VARIABLES, BillingPolicy
+
+EXIT_BAD_INPUT = 2
+SQS_BATCH = 100
+DEFAULT_PRODUCT_CODE = "connectmetering"
+
+
+POLICY_ALIASES = {
+    "dimension (usage)": "usage_dimension",
+    "dimension (contract overage)": "overage_dimension",
+    "entitlement dimension": "entitlement_dimension",
+    "allocation tag key": "allocation_tag_key",
+}
+
+
+class BadInput(Exception):
+    """Input the replay cannot run: the message names the file and the line or field."""
+
+
+# Input formats ---------------------------------------------------------------------------------------
+
+
+class RegistrySubscription(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_aws_account_id: str | None = None
+    license_arn: str | None = None
+    customer_identifier: str | None = None
+    pricing: Literal["usage", "contract"]
+    started: datetime
+    ended: datetime | None = None
+    entitlements: dict[str, int] | None = None
+    expires: datetime | None = None
+
+    @field_validator("started", "ended", "expires", mode="before")
+    @classmethod
+    def _utc(cls, value: object) -> object:
+        return parse_iso(value) if isinstance(value, str) else value
+
+
+class RegistryEnvironment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    instance_arn: str
+
+
+class RegistryCompany(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str
+    name: str = ""
+    subscriptions: list[RegistrySubscription] = Field(default_factory=list)
+    environments: list[RegistryEnvironment] = Field(default_factory=list)
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_code: str = DEFAULT_PRODUCT_CODE
+    policy: BillingPolicy = BillingPolicy()
+    companies: list[RegistryCompany]
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_names(cls, value: Any) -> Any:
+        """BILLING.md section 8 names (``dimension (usage)``, ``allocation tag key``...) or setting names."""
+        if isinstance(value, dict):
+            return {POLICY_ALIASES.get(name, name): setting for name, setting in value.items()}
+        return value
+
+
+class FaultsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    outages: list[dict[str, str]] = Field(default_factory=list)
+    unprocessed_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    crash_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    def plan(self) -> FaultPlan:
+        outages = []
+        for index, outage in enumerate(self.outages):
+            error = outage.get("error")
+            if error not in ("ThrottlingException", "InternalServiceErrorException"):
+                raise ValueError(f"outages[{index}].error: {error!r} is not ThrottlingException or InternalServiceErrorException")
+            outages.append(Outage(start=parse_iso(outage["start"]), end=parse_iso(outage["end"]), error=error))
+        return FaultPlan(seed=self.seed, outages=tuple(outages), unprocessed_rate=self.unprocessed_rate)
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise BadInput(f"{path}: cannot read the {what}: {error.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadInput(f"{path}:{error.lineno}: not JSON ({error.msg})") from None
+
+
+def _validation_message(path: Path, error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{path}: {where}: {first['msg']}"
+
+
+def load_registry(path: Path) -> Registry:
+    try:
+        return Registry.model_validate(_load_json(path, "registry"))
+    except ValidationError as error:
+        raise BadInput(_validation_message(path, error)) from None
+
+
+def load_faults(path: Path | None) -> FaultsFile:
+    if path is None:
+        return FaultsFile()
+    try:
+        return FaultsFile.model_validate(_load_json(path, "faults"))
+    except (ValidationError, ValueError, KeyError) as error:
+        message = _validation_message(path, error) if isinstance(error, ValidationError) else f"{path}: {error}"
+        raise BadInput(message) from None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One line of E.jsonl as EventBridge would deliver it."""
+
+    line: int
+    arrival_ms: int | None
+    body: str
+    event_ms: int | None = None
+
+
+def read_events(path: Path) -> Iterator[Delivery]:
+    """Raw agent events (arrival = EventTimestamp, account = AWSAccountId) or whole envelopes
+    (arrival = ``time``). A line that is not an event is still delivered: the product quarantines it."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as error:
+        raise BadInput(f"{path}: cannot read the events: {error.strerror}") from None
+    with handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            yield _delivery(number, text.strip())
+
+
+def _arrival(value: object) -> int | None:
+    try:
+        return parse_iso_ms(value, field="arrival") if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _delivery(number: int, text: str) -> Delivery:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return Delivery(number, None, text)
+    if not isinstance(document, dict):
+        return Delivery(number, None, text)
+    if "detail" in document and "source" in document:
+        detail = document.get("detail")
+        event_ms = _arrival(detail.get("EventTimestamp")) if isinstance(detail, dict) else None
+        return Delivery(number, _arrival(document.get("time")), text, event_ms)
+    arrival = _arrival(document.get("EventTimestamp"))
+    account = document.get("AWSAccountId")
+    envelope = eventbridge_envelope(
+        document,
+        arrived=from_ms(arrival or 0),
+        account=account if isinstance(account, str) else "",
+    )
+    if arrival is None:
+        envelope["time"] = document.get("EventTimestamp")
+    return Delivery(number, arrival, json.dumps(envelope), arrival)
+
+
+# The run -------------------------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class Action:
+    at_ms: int
+    order: int
+    kind: str = field(compare=False)
+    subscription: Subscription | None = field(default=None, compare=False)
+
+
+@dataclass
+class Tally:
+    accepted: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    late: Counter[str] = field(default_factory=Counter)
+    quarantined: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+
+class Replay:
+    def __init__(self, registry: Registry, faults: FaultsFile, out: Path) -> None:
+        self.registry = registry
+        self.faults = faults
+        self.out = out
+        self.results: list[SendResult] = []
+        self.tally = Tally()
+        self._crash_rng = random.Random(faults.seed)
+        self._sequence = 0
+        self._earliest_event = sys.maxsize
+
+    def run(self, deliveries: Iterator[Delivery], until_ms: int) -> dict[str, Any]:
+        first_start = min(
+            (to_ms(sub.started) for company in self.registry.companies for sub in company.subscriptions),
+            default=until_ms,
+        )
+        with EmbeddedAws(
+            product_code=self.registry.product_code,
+            start=from_ms(first_start),
+            faults=self.faults.plan(),
+            dimensions=(self.registry.policy.usage_dimension, self.registry.policy.overage_dimension),
+        ) as aws:
+            self.aws = aws
+            self._configure_handlers()
+            loaded = self._load_registry()
+            actions = self._schedule(loaded, first_start, until_ms)
+            clock = first_start
+            batch: list[str] = []
+            for delivery in deliveries:
+                if delivery.event_ms is not None:
+                    self._earliest_event = min(self._earliest_event, delivery.event_ms)
+                arrival = delivery.arrival_ms
+                if arrival is not None and arrival > clock:
+                    if actions and actions[0].at_ms <= arrival:
+                        self._ingest(batch)
+                        batch = []
+                        self._run_due(actions, arrival)
+                    clock = arrival
+                    aws.clock.advance_to(_moment(clock))
+                batch.append(delivery.body)
+                if len(batch) == SQS_BATCH:
+                    self._ingest(batch)
+                    batch = []
+            self._ingest(batch)
+            self._run_due(actions, until_ms)
+            aws.clock.advance_to(_moment(max(clock, until_ms)))
+            summary = self._summary(until_ms)
+        self._write(summary)
+        return summary
+
+    def _configure_handlers(self) -> None:
+        import os
+
+        policy = self.registry.policy
+        for name, variable in POLICY_VARIABLES.items():
+            os.environ[variable] = str(getattr(policy, name))
+        from connect_metering.settings import load_settings
+
+        load_settings.cache_clear()
+        self.ingest = handler_module("ingest")
+        self.ingest.ingest_service.cache_clear()
+        self.dispatch = handler_module("meter_dispatch")
+        self.dispatch.dispatcher.cache_clear()
+        self.worker_handler = handler_module("meter_worker")
+        clock = self.aws.clock
+        self.worker = self.worker_handler.build_worker(
+            now_ms=lambda: to_ms(clock.now()),
+            monotonic=clock.monotonic,
+            sleep=clock.sleep,
+            rng=random.Random(self.faults.seed),
+            observer=self.results.append,
+            crash=self._crash if self.faults.crash_rate > 0 else None,
+            metering=self.aws.metering,
+        )
+
+    def _crash(self) -> bool:
+        return self._crash_rng.random() < self.faults.crash_rate
+
+    def _load_registry(self) -> list[tuple[RegistrySubscription, Subscription]]:
+        tenancy = self.aws.tenancy
+        loaded: list[tuple[RegistrySubscription, Subscription]] = []
+        for index, entry in enumerate(self.registry.companies):
+            where = f"companies[{index}]"
+            try:
+                tenancy.create_company(build(Company, alias=entry.alias, name=entry.name))
+                for env in entry.environments:
+                    tenancy.add_environment(
+                        build(Environment, company_alias=entry.alias, name=env.name, instance_arn=env.instance_arn)
+                    )
+                for number, sub in enumerate(entry.subscriptions):
+                    where = f"companies[{index}].subscriptions[{number}]"
+                    subscription = self._subscription(entry.alias, sub)
+                    tenancy.add_subscription(subscription.model_copy(update={"started": None}))
+                    tenancy.save_subscription(subscription)
+                    self._register_buyer(subscription, sub)
+                    loaded.append((sub, subscription))
+            except TenancyError as error:
+                raise BadInput(f"registry: {where}: {error}") from None
+        return loaded
+
+    def _subscription(self, alias: str, sub: RegistrySubscription) -> Subscription:
+        licensed = (sub.entitlements or {}).get(self.registry.policy.entitlement_dimension)
+        return build(
+            Subscription,
+            company_alias=alias,
+            identity=SubscriptionIdentity(
+                customer_aws_account_id=sub.customer_aws_account_id,
+                license_arn=sub.license_arn,
+                customer_identifier=sub.customer_identifier,
+                product_code=self.registry.product_code if sub.license_arn is None else None,
+            ),
+            pricing=PricingModel(sub.pricing),
+            started=sub.started,
+            entitlements=Entitlements(licensed_agents=licensed, expires=sub.expires),
+        )
+
+    def _register_buyer(self, subscription: Subscription, sub: RegistrySubscription) -> None:
+        identity = subscription.identity
+        self.aws.marketplace.add_subscription(
+            customer_aws_account_id=identity.customer_aws_account_id,
+            license_arn=identity.license_arn,
+            customer_identifier=identity.customer_identifier,
+            started=sub.started,
+        )
+        licensed = subscription.entitlements.licensed_agents
+        if licensed is not None:
+            self.aws.marketplace.set_entitlement(
+                license_arn=identity.license_arn,
+                customer_aws_account_id=identity.customer_aws_account_id,
+                customer_identifier=identity.customer_identifier,
+                dimension=self.registry.policy.entitlement_dimension,
+                value=licensed,
+                expiration=sub.expires,
+            )
+
+    def _schedule(
+        self, loaded: list[tuple[RegistrySubscription, Subscription]], first_ms: int, until_ms: int
+    ) -> list[Action]:
+        grace = self.registry.policy.grace * 1000
+        actions: list[Action] = []
+        hour = hour_floor(first_ms)
+        while hour + MS_PER_HOUR + grace <= until_ms:
+            actions.append(Action(hour + MS_PER_HOUR + grace, self._next(), "hourly"))
+            hour += MS_PER_HOUR
+        for entry, subscription in loaded:
+            if entry.ended is not None and to_ms(entry.ended) <= until_ms:
+                actions.append(Action(to_ms(entry.ended), self._next(), "ended", subscription))
+        heapq.heapify(actions)
+        return actions
+
+    def _next(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    def _run_due(self, actions: list[Action], now_ms: int) -> None:
+        while actions and actions[0].at_ms <= now_ms:
+            action = heapq.heappop(actions)
+            self.aws.clock.advance_to(_moment(action.at_ms))
+            if action.kind == "hourly":
+                self.dispatch.dispatch({"time": iso_ms(action.at_ms)})
+            elif action.subscription is not None:
+                self._end(action.subscription, action.at_ms)
+            self._work()
+
+    def _end(self, subscription: Subscription, at_ms: int) -> None:
+        """License Deprovisioned at ``at_ms``, delivered to the subscription lifecycle handler."""
+        identity = subscription.identity
+        self.aws.marketplace.end_subscription(
+            license_arn=identity.license_arn,
+            customer_identifier=identity.customer_identifier,
+            ended=_moment(at_ms),
+        )
+        lifecycle = handler_module("lifecycle")
+        envelope = {
+            "version": "0",
+            "id": f"deprovisioned-{self._next()}",
+            "detail-type": "License Deprovisioned - Manufacturer",
+            "source": "aws.agreement-marketplace",
+            "account": "123456789012",
+            "time": iso_ms(at_ms),
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "product": {"code": self.registry.product_code},
+                "license": {"arn": identity.license_arn} if identity.license_arn else {},
+                "acceptor": {"accountId": identity.customer_aws_account_id},
+                "customerIdentifier": identity.customer_identifier,
+            },
+        }
+        if identity.license_arn is None:
+            message = {
+                "action": "unsubscribe-pending",
+                "customer-identifier": identity.customer_identifier,
+                "product-code": self.registry.product_code,
+            }
+            body = json.dumps({"Type": "Notification", "Message": json.dumps(message), "Timestamp": iso_ms(at_ms)})
+        else:
+            body = json.dumps(envelope)
+        response, _ = lifecycle.handle_batch(sqs_batch([body]))
+        if response.get("batchItemFailures"):
+            raise RuntimeError(f"the lifecycle handler failed the end of {subscription.key}")
+
+    def _work(self) -> None:
+        """Serve every work item on the meter queue; a crashed worker's item is dropped (the next
+        scheduled run recovers its pending records)."""
+        while records := drain(self.aws, self.aws.meter_queue_url):
+            for record in records:
+                try:
+                    self.worker_handler.handle_batch({"Records": [record]}, meter=self.worker)
+                except BatchProcessingError as failure:
+                    errors = [error for _, error, _ in failure.child_exceptions]
+                    if not all(isinstance(error, WorkerCrash) for error in errors):
+                        raise
+            self.worker_handler.metrics.clear_metrics()
+
+    def _ingest(self, bodies: list[str]) -> None:
+        if not bodies:
+            return
+        response, results = self.ingest.handle_batch(sqs_batch(bodies, first_message=self._next() * 1000))
+        self.ingest.metrics.clear_metrics()
+        if response.get("batchItemFailures"):
+            raise RuntimeError(f"ingest failed {len(response['batchItemFailures'])} records")
+        for result in results:
+            company = result.company or "(unattributed)"
+            if result.reason is not None:
+                self.tally.quarantined[company][result.reason.value] += 1
+            elif result.outcome.value == "duplicate":
+                self.tally.duplicates[company] += 1
+            else:
+                self.tally.accepted[company] += 1
+                if result.late:
+                    self.tally.late[company] += 1
+
+    # Output ----------------------------------------------------------------------------------------
+
+    def _summary(self, until_ms: int) -> dict[str, Any]:
+        store = DynamoMeterStore(
+            tenancy_table="connect-metering-tenancy",
+            ledger_table="connect-metering-ledger",
+            activity_table="connect-metering-activity",
+            client=self.aws.dynamodb,
+        )
+        policy = BillableTimePolicy(self.registry.policy.billable_time)
+        timeout = self.registry.policy.silence_timeout * 1000
+        companies: dict[str, Any] = {}
+        for entry in self.registry.companies:
+            snapshot = self.aws.tenancy.load_company(entry.alias)
+            subs = [sub for sub in (snapshot.subscriptions if snapshot else []) if sub.started]
+            records = [record for sub in subs for record in store.records_of(sub.key)]
+            environments: dict[str, Any] = {}
+            for env in entry.environments:
+                billed, unbilled = self._billable(env.instance_arn, subs, until_ms, policy, timeout)
+                env_records = [record for record in records if env.name in record.allocations]
+                environments[env.name] = {
+                    "billable_ms": billed + unbilled,
+                    "unbilled_ms": unbilled,
+                    "minutes_accepted": sum(
+                        record.allocations[env.name] for record in env_records if record.status is RecordStatus.ACCEPTED
+                    ),
+                    "records_by_status": dict(Counter(record.status.value for record in env_records)),
+                }
+            companies[entry.alias] = {
+                "events_accepted": self.tally.accepted[entry.alias],
+                "duplicates": self.tally.duplicates[entry.alias],
+                "late": self.tally.late[entry.alias],
+                "quarantined": dict(self.tally.quarantined.get(entry.alias, {})),
+                "records_by_status": dict(Counter(record.status.value for record in records)),
+                "minutes_accepted": sum(r.quantity for r in records if r.status is RecordStatus.ACCEPTED and r.dimension == self.registry.policy.usage_dimension),
+                "environments": environments,
+            }
+        unattributed = dict(self.tally.quarantined.get("(unattributed)", {}))
+        return {
+            "until": iso_ms(until_ms),
+            "companies": companies,
+            "quarantined_unattributed": unattributed,
+            "records_sent": len(self.results),
+            "marketplace_calls": self.aws.marketplace.counter("BatchMeterUsage").calls,
+        }
+
+    def _billable(
+        self, instance_arn: str, subs: list[Subscription], until_ms: int, policy: BillableTimePolicy, timeout: int
+    ) -> tuple[int, int]:
+        """Billable ms of an environment over the whole run, from the stored events with the whole-set
+        session core, split into attributed and unbilled (no active subscription)."""
+        from connect_metering.domain.sessions import billable_intervals
+
+        if self._earliest_event == sys.maxsize:
+            return 0, 0
+        window = self.aws.activity.read_hours(
+            instance_arn, hour_floor(self._earliest_event), hour_floor(until_ms) + 48 * MS_PER_HOUR
+        )
+        by_agent: dict[str, list[Any]] = defaultdict(list)
+        for stored in window.events:
+            by_agent[stored.agent_arn].append(stored.point)
+        pieces = [
+            piece
+            for points in by_agent.values()
+            for piece in billable_intervals(points, policy=policy, silence_timeout_ms=timeout)
+            if piece[1] > piece[0]
+        ]
+        if not pieces:
+            return 0, 0
+        segments = primary_segments(subs, min(p[0] for p in pieces), max(p[1] for p in pieces) + 1)
+        totals = attribute(pieces, segments)
+        unbilled = totals.pop(None, 0)
+        return sum(totals.values()), unbilled
+
+    def _write(self, summary: dict[str, Any]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with (self.out / "records.jsonl").open("w", encoding="utf-8") as handle:
+            for result in self.results:
+                handle.write(
+                    json.dumps(
+                        {
+                            "usage_record": dict(result.record.usage_record),
+                            "status": result.status,
+                            "sent_at": iso_ms(result.sent_at_ms),
+                        },
+                        sort_keys=True,
+                    )
+                    + "\n"
+                )
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def _moment(epoch_ms: int) -> datetime:
+    return from_ms(epoch_ms)
+
+
+# CLI -------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", type=Path, required=True, help="companies, subscriptions, environments (JSON)")
+    parser.add_argument("--events", type=Path, required=True, help="agent events or EventBridge envelopes (JSON lines)")
+    parser.add_argument("--until", required=True, help="ISO-8601 instant the clock moves to at the end")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (records.jsonl, summary.json)")
+    parser.add_argument("--faults", type=Path, default=None, help="fault injection (JSON)")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    try:
+        registry = load_registry(arguments.registry)
+        faults = load_faults(arguments.faults)
+        try:
+            until_ms = parse_iso_ms(arguments.until, field="--until")
+        except ValueError as error:
+            raise BadInput(str(error)) from None
+        try:
+            arguments.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BadInput(f"{arguments.out}: cannot create the output folder: {error.strerror}") from None
+        if not arguments.events.is_file():
+            raise BadInput(f"{arguments.events}: no such events file")
+        summary = Replay(registry, faults, arguments.out).run(read_events(arguments.events), until_ms)
+    except BadInput as error:
+        print(f"replay: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"replayed until {summary['until']}: {summary['records_sent']} record results, "
+        f"{summary['marketplace_calls']} BatchMeterUsage calls; see {arguments.out}/summary.json"
+    )
+    return 0
