@@ -44,6 +44,7 @@ class InfraSettings:
     forwarder_bus_name: str
     powertools_layer_version: int
     log_level: str
+    product_code: str
 
     @classmethod
     def from_scope(cls, scope: Construct) -> InfraSettings:
@@ -60,4 +61,6 @@ class InfraSettings:
             # -c on the command line passes strings: accept "27" as well as 27.
             powertools_layer_version=int(read("powertools_layer_version")),
             log_level=str(read("log_level")).upper(),
+            # The Marketplace product code (set with -c product_code=... at deploy).
+            product_code=str(read("product_code")),
         )

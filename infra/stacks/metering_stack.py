@@ -12,6 +12,8 @@ from infra.constructs.agent_activity import AgentActivityStore, QuarantineStore
 from infra.constructs.agent_events import AgentEventsIngress
 from infra.constructs.ingestion import AgentEventIngestion
 from infra.constructs.lambda_runtime import LambdaRuntime
+from infra.constructs.metering import HourlyMetering
+from infra.constructs.operations import MeteringOperations
 from infra.constructs.tenancy_store import TenancyStore
 
 
@@ -40,6 +42,31 @@ class MeteringStack(cdk.Stack):
             tenancy_table=self.tenancy.table,
             activity_table=self.activity.table,
             quarantine_table=self.quarantine.table,
+        )
+
+        self.metering = HourlyMetering(
+            self,
+            "Metering",
+            runtime=self.runtime,
+            tenancy_table=self.tenancy.table,
+            activity_table=self.activity.table,
+            product_code=settings.product_code,
+        )
+        self.meter_queue = self.metering.queue
+        self.operations = MeteringOperations(
+            self,
+            "Operations",
+            functions=[
+                self.ingestion.handler.function,
+                self.metering.dispatcher.function,
+                self.metering.worker.function,
+            ],
+            dead_letter_queues=[
+                self.agent_events.dead_letter_queue,
+                self.agent_events.rule_dead_letter_queue,
+                self.metering.dead_letter_queue,
+                self.metering.schedule_dead_letter_queue,
+            ],
         )
 
         cdk.CfnOutput(

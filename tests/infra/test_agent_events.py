@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from tests.infra.template_helpers import only_resource, resources_of_type
+from tests.infra.template_helpers import only_resource, resource_with_prefix, resources_of_type
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -47,7 +47,7 @@ def test_rule_matches_forwarded_agent_events_into_the_queue_with_its_own_dlq(
     bus_id, _ = only_resource(metering_json, "AWS::Events::EventBus")
     queue_id = _logical_id(metering_json, "AWS::SQS::Queue", "AgentEventsQueue")
     rule_dlq_id = _logical_id(metering_json, "AWS::SQS::Queue", "AgentEventsRuleDeadLetterQueue")
-    _, rule = only_resource(metering_json, "AWS::Events::Rule")
+    _, rule = resource_with_prefix(metering_json, "AWS::Events::Rule", "AgentEvents")
     properties = rule["Properties"]
     assert properties["EventBusName"] == {"Ref": bus_id}
     assert properties["EventPattern"] == {"source": [SOURCE], "detail-type": [DETAIL_TYPE]}
@@ -71,7 +71,7 @@ def test_queue_suits_a_60_second_consumer_and_redrives_to_its_dlq(metering_json:
 
 def test_every_queue_is_encrypted_and_denies_plain_http(metering_json: dict[str, Any]) -> None:
     queues = resources_of_type(metering_json, "AWS::SQS::Queue")
-    assert len(queues) == 3
+    assert len(queues) >= 3
     policies = resources_of_type(metering_json, "AWS::SQS::QueuePolicy").values()
     for queue_id, queue in queues.items():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True, queue_id
@@ -86,7 +86,7 @@ def test_every_queue_is_encrypted_and_denies_plain_http(metering_json: dict[str,
 
 
 def test_only_the_rule_may_send_to_the_queue(metering: Template, metering_json: dict[str, Any]) -> None:
-    rule_id, _ = only_resource(metering_json, "AWS::Events::Rule")
+    rule_id, _ = resource_with_prefix(metering_json, "AWS::Events::Rule", "AgentEvents")
     metering.has_resource_properties(
         "AWS::SQS::QueuePolicy",
         {

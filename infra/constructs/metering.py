@@ -1,0 +1,136 @@
+"""Hourly metering: schedule (minute 10) -> dispatcher -> meter queue -> workers -> BatchMeterUsage.
+
+The workers' reserved concurrency (2) times their client-side pace (4 calls/s each) keeps the whole
+product under Marketplace's 10 calls/s quota. Every queue has a dead-letter queue; the ledger table is
+the durable write-ahead record of every UsageRecord sent.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.ingestion import allow_table_access
+from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
+from infra.constructs.queues import dead_letter_queue, secure_queue
+from infra.constructs.tables import encrypted_table
+from infra.nag import acknowledge
+
+WORKER_TIMEOUT = cdk.Duration.seconds(300)
+WORKER_CONCURRENCY = 2
+# A work item is retried a few times (a concurrent run, a crash), then kept for an operator; the next
+# hourly run resends whatever it left pending anyway.
+MAX_RECEIVE_COUNT = 3
+# Minute 10 of every hour: the grace after the hour (BILLING.md section 6).
+SCHEDULE = events.Schedule.cron(minute="10")
+TRANSACTION_ACTIONS = ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"]
+
+
+class HourlyMetering(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        runtime: LambdaRuntime,
+        tenancy_table: dynamodb.ITable,
+        activity_table: dynamodb.ITable,
+        product_code: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        ledger = Construct(self, "Ledger")
+        self.ledger_table, self.ledger_key = encrypted_table(ledger, description="connect-metering ledger")
+        self.dead_letter_queue = dead_letter_queue(self, "MeterWorkDeadLetterQueue")
+        self.queue = secure_queue(
+            self,
+            "MeterWorkQueue",
+            visibility_timeout=cdk.Duration.seconds(6 * WORKER_TIMEOUT.to_seconds()),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue),
+        )
+        environment = {
+            "TENANCY_TABLE": tenancy_table.table_name,
+            "ACTIVITY_TABLE": activity_table.table_name,
+            "LEDGER_TABLE": self.ledger_table.table_name,
+            "METER_QUEUE_URL": self.queue.queue_url,
+            "PRODUCT_CODE": product_code,
+        }
+        self.dispatcher = MeteringFunction(
+            self,
+            "Dispatcher",
+            runtime=runtime,
+            name="meter_dispatch",
+            description="Hourly: one work item per company to meter",
+            timeout=cdk.Duration.seconds(120),
+            environment=environment,
+        )
+        self.worker = MeteringFunction(
+            self,
+            "Worker",
+            runtime=runtime,
+            name="meter_worker",
+            description="Meters a company: write-ahead ledger, BatchMeterUsage, outcomes",
+            timeout=WORKER_TIMEOUT,
+            reserved_concurrent_executions=WORKER_CONCURRENCY,
+            environment=environment,
+        )
+        self.schedule_dead_letter_queue = dead_letter_queue(self, "ScheduleDeadLetterQueue")
+        self.schedule = events.Rule(
+            self,
+            "HourlySchedule",
+            description="Meter every hour at minute 10",
+            schedule=SCHEDULE,
+            targets=[
+                targets.LambdaFunction(
+                    self.dispatcher.function,
+                    retry_attempts=3,
+                    max_event_age=cdk.Duration.minutes(45),
+                    dead_letter_queue=self.schedule_dead_letter_queue,
+                )
+            ],
+        )
+        self.worker.function.add_event_source(
+            sources.SqsEventSource(self.queue, batch_size=1, report_batch_item_failures=True)
+        )
+        self._grant(tenancy_table, activity_table)
+        for queue in (self.dead_letter_queue, self.schedule_dead_letter_queue):
+            acknowledge(
+                queue,
+                "AwsSolutions-SQS3",
+                "This queue is itself a dead-letter queue; it has no dead-letter queue of its own.",
+            )
+
+    def _grant(self, tenancy_table: dynamodb.ITable, activity_table: dynamodb.ITable) -> None:
+        dispatcher = self.dispatcher.function
+        allow_table_access(dispatcher, tenancy_table, ["dynamodb:Query", "dynamodb:GetItem"], writes=False)
+        _allow_index(dispatcher, tenancy_table, "active-subscriptions")
+        allow_table_access(dispatcher, activity_table, ["dynamodb:Query"], writes=False)
+        _allow_index(dispatcher, activity_table, "late-events")
+        allow_table_access(dispatcher, self.ledger_table, ["dynamodb:GetItem", "dynamodb:PutItem"], writes=True)
+        self.queue.grant_send_messages(dispatcher)
+
+        worker = self.worker.function
+        allow_table_access(worker, tenancy_table, ["dynamodb:Query", "dynamodb:BatchWriteItem", *TRANSACTION_ACTIONS], writes=True)
+        allow_table_access(worker, activity_table, ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem"], writes=True)
+        allow_table_access(
+            worker, self.ledger_table, ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchWriteItem", *TRANSACTION_ACTIONS], writes=True
+        )
+        worker.add_to_role_policy(
+            iam.PolicyStatement(actions=["aws-marketplace:BatchMeterUsage"], resources=["*"])
+        )
+        acknowledge(
+            self.worker.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "aws-marketplace:BatchMeterUsage has no resource-level permissions; X-Ray needs * as well.",
+        )
+
+
+def _allow_index(grantee: iam.IGrantable, table: dynamodb.ITable, index: str) -> None:
+    iam.Grant.add_to_principal(
+        grantee=grantee, actions=["dynamodb:Query"], resource_arns=[f"{table.table_arn}/index/{index}"]
+    )

@@ -1,0 +1,110 @@
+"""Alarms and a dashboard for the people who must trust the bill.
+
+Alarms fire on anything that means a minute may be lost or billed wrongly: an expired record (its minutes
+moved on, but AWS never took that hour), a record AWS refused as not subscribed, a DuplicateRecord
+(impossible when records are stored before sending), any message in any dead-letter queue, and errors of
+the metering and ingest functions. An SNS topic (encrypted, TLS only) receives them for on-call routing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import METRICS_NAMESPACE
+
+WORKER_SERVICE = "connect-metering-meter-worker"
+INGEST_SERVICE = "connect-metering-ingest"
+PERIOD = cdk.Duration.minutes(5)
+
+
+def product_metric(name: str, service: str, statistic: str = "Sum") -> cloudwatch.Metric:
+    """A Powertools EMF metric: namespace ConnectMetering, dimension ``service``."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": service},
+        statistic=statistic,
+        period=PERIOD,
+    )
+
+
+class MeteringOperations(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: Sequence[lambda_.IFunction],
+        dead_letter_queues: Sequence[sqs.IQueue],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, description="connect-metering alarms")
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                resources=["*"],
+            )
+        )
+        self.topic = sns.Topic(self, "AlarmTopic", display_name="connect-metering alarms", master_key=key, enforce_ssl=True)
+        self.alarms: list[cloudwatch.Alarm] = []
+        for name, why in (
+            ("RecordsExpired", "a record left the acceptance window unaccepted"),
+            ("CustomerNotSubscribed", "Marketplace refused a record: the buyer is not subscribed"),
+            ("DuplicateRecord", "Marketplace already held a record for an hour the ledger had not sent"),
+        ):
+            self._alarm(name, product_metric(name, WORKER_SERVICE), why)
+        for function in functions:
+            self._alarm(
+                f"{cdk.Names.node_unique_id(function.node)[-40:]}Errors",
+                function.metric_errors(period=PERIOD),
+                "the function failed an invocation",
+            )
+        for queue in dead_letter_queues:
+            self._alarm(
+                f"{cdk.Names.node_unique_id(queue.node)[-40:]}Depth",
+                queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
+                "a message reached a dead-letter queue",
+            )
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name="connect-metering")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Metered minutes and records",
+                left=[product_metric(name, WORKER_SERVICE) for name in ("MeteredMinutes", "RecordsAccepted")],
+                right=[
+                    product_metric(name, WORKER_SERVICE)
+                    for name in ("RecordsRetried", "RecordsExpired", "CustomerNotSubscribed", "DuplicateRecord")
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Agent events",
+                left=[product_metric(name, INGEST_SERVICE) for name in ("EventsAccepted", "DuplicateEvents", "LateEvents")],
+                width=12,
+            ),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24),
+        )
+
+    def _alarm(self, name: str, metric: cloudwatch.IMetric, why: str) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            f"{name}Alarm",
+            alarm_description=f"connect-metering: {why}",
+            metric=metric,
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
