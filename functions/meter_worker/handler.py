@@ -65,7 +65,9 @@ def build_worker(
     settings = load_settings().require("tenancy_table", "activity_table", "ledger_table")
     dynamodb = boto3.client("dynamodb")
     # The product retries itself (back-off with jitter, pending records resent by the next run).
-    metering = metering or boto3.client("meteringmarketplace", config=Config(retries={"total_max_attempts": 1}))
+    metering = metering or boto3.client(
+        "meteringmarketplace", config=Config(retries={"total_max_attempts": 1})
+    )
     return MeterWorker(
         companies=DynamoTenancyStore(settings.tenancy_table, dynamodb),
         activity=DynamoActivityStore(settings.activity_table, dynamodb),
@@ -97,27 +99,36 @@ def publish(report: MeterReport) -> None:
         "DuplicateRecord": sum(1 for r in settled if r.result == "DuplicateRecord"),
         "CustomerNotSubscribed": sum(1 for r in settled if r.status is RecordStatus.NOT_SUBSCRIBED),
         "RecordsExpired": len(report.records_expired),
+        "RecordsUnconfirmed": len(report.records_unconfirmed),
         "RecordsPending": report.still_pending,
         "RecordsRetried": report.records_retried,
         "MeteredMinutes": report.metered_minutes,
     }
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    if counts["DuplicateRecord"] or counts["CustomerNotSubscribed"] or counts["RecordsExpired"]:
+    if any(counts[name] for name in ("DuplicateRecord", "CustomerNotSubscribed", "RecordsExpired", "RecordsUnconfirmed")):
         logger.warning("records need attention", extra={"company": report.company, **counts})
 
 
 def handle_batch(event: dict[str, Any], meter: MeterWorker | None = None) -> tuple[dict[str, Any], list[MeterReport]]:
-    """Work items -> partial batch response and the reports (replay passes its virtual-clock worker)."""
+    """Work items (one company each) -> partial batch response and the reports. The companies of a batch
+    share BatchMeterUsage calls; a company whose run failed is redelivered alone. Replay passes its
+    virtual-clock worker."""
     active = meter or worker()
+    requests = {
+        record["messageId"]: MeterRequest.from_json(json.loads(record["body"])) for record in event["Records"]
+    }
+    outcomes = dict(zip(requests, active.run_batch(list(requests.values())), strict=True))
 
-    def meter_record(record: SQSRecord) -> MeterReport:
-        report = active.run(MeterRequest.from_json(json.loads(record.body)))
-        publish(report)
-        return report
+    def settle(record: SQSRecord) -> MeterReport:
+        outcome = outcomes[record.message_id]
+        if isinstance(outcome, Exception):
+            raise outcome
+        publish(outcome)
+        return outcome
 
     reports: list[MeterReport] = []
-    with processor(records=event["Records"], handler=meter_record):
+    with processor(records=event["Records"], handler=settle):
         for status, value, _ in processor.process():
             if status == "success" and isinstance(value, MeterReport):
                 reports.append(value)

@@ -62,6 +62,7 @@ class MeteringOperations(Construct):
             ("RecordsExpired", "a record left the acceptance window unaccepted"),
             ("CustomerNotSubscribed", "Marketplace refused a record: the buyer is not subscribed"),
             ("DuplicateRecord", "Marketplace already held a record for an hour the ledger had not sent"),
+            ("RecordsUnconfirmed", "a record's answer was lost and it left the window: reconcile with AWS"),
         ):
             self._alarm(name, product_metric(name, WORKER_SERVICE), why)
         for function in functions:

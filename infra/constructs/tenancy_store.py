@@ -21,6 +21,7 @@ SORT_KEY = "sk"
 ACTIVE_SUBSCRIPTIONS_INDEX = "active-subscriptions"
 ACTIVE_SUBSCRIPTIONS_PARTITION_KEY = "meter_shard"
 ACTIVE_SUBSCRIPTIONS_SORT_KEY = "started"
+TTL_ATTRIBUTE = "expires_at"
 
 
 class TenancyStore(Construct):
@@ -48,6 +49,8 @@ class TenancyStore(Construct):
             deletion_protection=True,
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=self.key,
+            # Pending registrations and spent registration tokens expire (epoch seconds; issue 5).
+            time_to_live_attribute=TTL_ATTRIBUTE,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         # Sparse: only items that carry `meter_shard` (active subscriptions) are projected, so the

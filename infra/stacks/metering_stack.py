@@ -8,12 +8,15 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.config import InfraSettings
+from infra.constructs.admin_api import AdminApi
 from infra.constructs.agent_activity import AgentActivityStore, QuarantineStore
 from infra.constructs.agent_events import AgentEventsIngress
 from infra.constructs.ingestion import AgentEventIngestion
 from infra.constructs.lambda_runtime import LambdaRuntime
 from infra.constructs.metering import HourlyMetering
 from infra.constructs.operations import MeteringOperations
+from infra.constructs.registration_api import RegistrationApi
+from infra.constructs.subscription_lifecycle import SubscriptionLifecycle, sns_topic_arns_from_context
 from infra.constructs.tenancy_store import TenancyStore
 
 
@@ -77,3 +80,46 @@ class MeteringStack(cdk.Stack):
         )
         cdk.CfnOutput(self, "TenancyTableName", value=self.tenancy.table.table_name)
         cdk.CfnOutput(self, "AgentEventsQueueUrl", value=self.agent_events.queue.queue_url)
+
+        # --- registration and subscription lifecycle (issue 5) ---
+        self.lifecycle = SubscriptionLifecycle(
+            self,
+            "Lifecycle",
+            runtime=self.runtime,
+            tenancy_table=self.tenancy.table,
+            product_code=settings.product_code,
+            meter_queue=self.meter_queue,
+            sns_topic_arns=sns_topic_arns_from_context(self),
+            alarm_topic=self.operations.topic,
+        )
+        self.registration = RegistrationApi(
+            self,
+            "Registration",
+            runtime=self.runtime,
+            tenancy_table=self.tenancy.table,
+            product_code=settings.product_code,
+            meter_queue=self.meter_queue,
+            agent_events_bus_arn=self.agent_events.bus.event_bus_arn,
+            forwarder_template_url=str(self.node.try_get_context("forwarder_template_url") or ""),
+        )
+        self.admin = AdminApi(
+            self,
+            "Admin",
+            runtime=self.runtime,
+            tenancy_table=self.tenancy.table,
+            activity_table=self.activity.table,
+            product_code=settings.product_code,
+        )
+        cdk.CfnOutput(
+            self,
+            "RegistrationUrl",
+            value=self.registration.registration_url,
+            description="The SaaS fulfilment URL to set on the AWS Marketplace listing",
+        )
+        cdk.CfnOutput(
+            self,
+            "AdminApiUrl",
+            value=self.admin.api.api_endpoint,
+            description="connect-metering admin --endpoint (IAM-authenticated)",
+        )
+        cdk.CfnOutput(self, "LifecycleQueueUrl", value=self.lifecycle.queue.queue_url)

@@ -41,7 +41,7 @@ def test_worker_reads_the_meter_queue_which_has_a_dead_letter_queue(metering: Te
     metering.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
-            "BatchSize": 1,
+            "BatchSize": 100,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "EventSourceArn": {"Fn::GetAtt": [Match.string_like_regexp("MeteringMeterWorkQueue"), "Arn"]},
         },
@@ -72,7 +72,7 @@ def test_only_the_worker_may_call_batch_meter_usage(metering_json: dict[str, Any
 def test_alarms_cover_billing_risks_dead_letters_and_errors(metering_json: dict[str, Any]) -> None:
     alarms = resources_of_type(metering_json, "AWS::CloudWatch::Alarm")
     metric_names = {alarm["Properties"].get("MetricName") for alarm in alarms.values()}
-    assert {"RecordsExpired", "CustomerNotSubscribed", "DuplicateRecord"} <= metric_names
+    assert {"RecordsExpired", "CustomerNotSubscribed", "DuplicateRecord", "RecordsUnconfirmed"} <= metric_names
     assert sum(1 for alarm in alarms.values() if alarm["Properties"].get("MetricName") == "Errors") == 3
     dead_letter_alarms = [
         alarm for alarm in alarms.values() if alarm["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"

@@ -169,7 +169,8 @@ def test_at_most_25_records_per_call(tmp_path: Path) -> None:
         company["subscriptions"][0]["customer_aws_account_id"] = f"3333444455{n:02d}"  # type: ignore[index]
     result = replay(tmp_path, registry(*companies), [], until=at(9, 10))
     assert len(result.records) == 30
-    assert result.summary["marketplace_calls"] == 30  # one company per work item: one call each
+    # the 30 companies' records share calls: ceil(30 / 25) = 2
+    assert result.summary["marketplace_calls"] == 2
 
 
 def test_contract_overage_is_billed_to_the_primary(tmp_path: Path) -> None:
@@ -204,3 +205,41 @@ def test_an_expired_contract_is_not_active(tmp_path: Path) -> None:
     )
     result = replay(tmp_path, registry(company), [], until=at(11, 10))
     assert [r["usage_record"]["Timestamp"] for r in result.records] == ["2026-11-02T08:00:00.000Z"]
+
+
+def test_final_metering_when_a_subscription_ends(tmp_path: Path) -> None:
+    company = usage_company(
+        subscriptions=[
+            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("end"), "pricing": "usage",
+             "started": "2026-11-02T08:00:00Z", "ended": "2026-11-02T10:20:00Z"}
+        ]
+    )
+    events = [*session(instance(), "a1", at(9, 30), at(9, 40)), *session(instance(), "a1", at(10, 0), at(10, 15))]
+    # usage after the end is not the subscription's
+    events += session(instance(), "a2", at(10, 25), at(10, 50))
+    result = replay(tmp_path, registry(company), events, until=at(13))
+    stamps = [(r["usage_record"]["Timestamp"], r["usage_record"]["Quantity"], r["sent_at"]) for r in result.records]
+    assert stamps == [
+        ("2026-11-02T08:00:00.000Z", 0, "2026-11-02T09:10:00.000Z"),
+        ("2026-11-02T09:00:00.000Z", 10, "2026-11-02T10:10:00.000Z"),
+        # the hour containing the end is metered at the end, with the usage known then
+        ("2026-11-02T10:00:00.000Z", 15, "2026-11-02T10:20:00.000Z"),
+    ]
+    environment = result.summary["companies"]["acme"]["environments"]["prod"]
+    assert environment["unbilled_ms"] == 25 * 60_000
+
+
+def test_final_metering_covers_every_unmetered_hour_up_to_the_end(tmp_path: Path) -> None:
+    company = usage_company(
+        subscriptions=[
+            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("end"), "pricing": "usage",
+             "started": "2026-11-02T08:00:00Z", "ended": "2026-11-02T09:05:00Z"}
+        ]
+    )
+    events = session(instance(), "a1", at(8, 50), at(9, 3))
+    result = replay(tmp_path, registry(company), events, until=at(12))
+    # at 09:05 hour 8 (due 09:10) and hour 9 are both unmetered: both are sent at the end
+    assert [(r["usage_record"]["Timestamp"], r["usage_record"]["Quantity"], r["sent_at"]) for r in result.records] == [
+        ("2026-11-02T08:00:00.000Z", 10, "2026-11-02T09:05:00.000Z"),
+        ("2026-11-02T09:00:00.000Z", 3, "2026-11-02T09:05:00.000Z"),
+    ]

@@ -40,6 +40,9 @@ class Settings(BaseModel):
     quarantine_retention_days: int = Field(default=30, ge=14)
     product_code: str = ""
     policy: BillingPolicy = BillingPolicy()
+    # Registration and subscription lifecycle (issue 5): what the sign-up success page tells buyers.
+    agent_events_bus_arn: str = ""
+    forwarder_template_url: str = ""
 
     def require(self, *names: str) -> Settings:
         missing = [TABLE_VARIABLES[name] for name in names if not getattr(self, name)]
@@ -56,6 +59,10 @@ TABLE_VARIABLES = {
     "meter_queue_url": "METER_QUEUE_URL",
     "product_code": "PRODUCT_CODE",
 }
+# Registration and subscription lifecycle (issue 5).
+TABLE_VARIABLES.update(
+    {"agent_events_bus_arn": "AGENT_EVENTS_BUS_ARN", "forwarder_template_url": "FORWARDER_TEMPLATE_URL"}
+)
 
 
 POLICY_VARIABLES = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClientError, ParamValidationError
 
 from connect_metering.domain.lifecycle import ENTITLEMENT_DIMENSION, EntitlementRecord, summarize_entitlements
 from connect_metering.domain.registration import ResolvedCustomer
@@ -72,6 +72,8 @@ class MarketplaceCustomers:
             if _is_unavailable(error):
                 raise MarketplaceUnavailable("ResolveCustomer", code) from None
             raise RuntimeError(f"ResolveCustomer failed: {code}") from None
+        except ParamValidationError:
+            raise InvalidRegistrationToken from None  # its message could quote the token
         except (EndpointConnectionError, HTTPClientError) as error:
             raise MarketplaceUnavailable("ResolveCustomer", type(error).__name__) from None
         return ResolvedCustomer(

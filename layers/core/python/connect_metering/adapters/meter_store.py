@@ -109,6 +109,12 @@ class DynamoMeterStore:
         for first in range(0, len(requests), BATCH_WRITE_ITEMS):
             self._batch_write(requests[first : first + BATCH_WRITE_ITEMS])
 
+    def mark_in_flight(self, records: Sequence[MeteringRecord]) -> None:
+        """Rewrite pending markers (a record's flags), a batch write: no count changes."""
+        requests = [(self._tenancy, {"PutRequest": {"Item": self._marker_item(record)}}) for record in records]
+        for first in range(0, len(requests), BATCH_WRITE_ITEMS):
+            self._batch_write(requests[first : first + BATCH_WRITE_ITEMS])
+
     def get_record(self, subscription_key: str, dimension: str, hour_ms: int) -> MeteringRecord | None:
         response = self._client.get_item(
             TableName=self._ledger,
@@ -170,16 +176,14 @@ class DynamoMeterStore:
                     "ConditionExpression": "attribute_not_exists(sk)",
                 }
             },
-            {
-                "Put": {
-                    "TableName": self._tenancy,
-                    "Item": {
-                        **marker_key(record),
-                        "record": {"S": json.dumps(record.to_json(), separators=(",", ":"), sort_keys=True)},
-                    },
-                }
-            },
+            {"Put": {"TableName": self._tenancy, "Item": self._marker_item(record)}},
         ]
+
+    def _marker_item(self, record: MeteringRecord) -> dict[str, Any]:
+        return {
+            **marker_key(record),
+            "record": {"S": json.dumps(record.to_json(), separators=(",", ":"), sort_keys=True)},
+        }
 
     def _settle_actions(self, record: MeteringRecord) -> list[dict[str, Any]]:
         if record.status is RecordStatus.PENDING:

@@ -5,6 +5,7 @@
     LIFECYCLE#<key>            EVENT#<at>#<id>  every Marketplace notification (audit; duplicates once)
     REGISTRATION#<sha256(id)>  #REGISTRATION    a pending registration (TTL ``expires_at``)
     TOKEN#<sha256(token)>      #USED            a registration token already posted (TTL ``expires_at``)
+    COMPANY#<alias>            BUYER#<account>  the account bought a subscription of the company
 
 Lifecycle changes are compare-and-set on the fields they read (started, ended, entitlements, index
 membership), so concurrent notifications, a sign-up applying a kept activation and the meter retiring
@@ -30,6 +31,7 @@ from connect_metering.adapters.tenancy_table import (
     INSTANCE_SK,
     PARTITION_KEY,
     SORT_KEY,
+    TTL_ATTRIBUTE,
     DynamoTenancyStore,
     EnvironmentNameTaken,
     InstanceAlreadyRegistered,
@@ -54,13 +56,19 @@ from connect_metering.domain.tenancy import (
     TenancyError,
 )
 
-TTL_ATTRIBUTE = "expires_at"
 PENDING_SK = "#PENDING"
 REGISTRATION_SK = "#REGISTRATION"
-TOKEN_SK = "#USED"
+TOKEN_SK = "#USED"  # noqa: S105 (a sort key, not a secret)
+# Marks an AWS account as a buyer of the company (legacy identities do not carry the account).
+BUYER_SK_PREFIX = "BUYER#"
 # The attributes a lifecycle change reads; a write succeeds only if none changed since the read.
 COMPARED_ATTRIBUTES = (INDEX_SORT_KEY, "ended", "licensed_agents", "expires", INDEX_PARTITION_KEY)
-_PENDING_FIELDS = {Effect.ACTIVATE: "activated", Effect.END: "ended"}
+# Field kept per effect, and the comparison under which a new instant replaces the stored one.
+_PENDING_FIELDS = {
+    Effect.ACTIVATE: (("activated", ">"), ("entitlements_changed", "<")),
+    Effect.END: (("ended", ">"),),
+    Effect.REFRESH_ENTITLEMENTS: (("entitlements_changed", "<"),),
+}
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -136,14 +144,16 @@ class TenancyLifecycleStore(DynamoTenancyStore):
                 conditions.append(f"#c{position} = :c{position}")
             else:
                 conditions.append(f"attribute_not_exists(#c{position})")
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": self._subscription_item(new, metered=False if retired else None),
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=self._subscription_item(new, metered=False if retired else None),
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=names,
-                **({"ExpressionAttributeValues": values} if values else {}),
-            )
+            self._client.put_item(**request)
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
@@ -181,24 +191,23 @@ class TenancyLifecycleStore(DynamoTenancyStore):
 
     def keep_pending(self, event: LifecycleEvent) -> None:
         """Merge an event for a subscription nobody has signed up for yet: the earliest activation, the
-        earliest end, the latest entitlement change. Each is one conditional update, so the result does
-        not depend on the order or the number of deliveries."""
+        earliest end, the latest licence change (License Updated is one too). Each is one conditional
+        update, so the result does not depend on the order or the number of deliveries."""
         if event.subscription_key is None:
             return
-        name = _PENDING_FIELDS.get(event.effect, "entitlements_changed")
-        keep_if = "<" if name == "entitlements_changed" else ">"
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=_item({PARTITION_KEY: f"LIFECYCLE#{event.subscription_key}", SORT_KEY: PENDING_SK}),
-                UpdateExpression="SET #field = :at",
-                ConditionExpression=f"attribute_not_exists(#field) OR #field {keep_if} :at",
-                ExpressionAttributeNames={"#field": name},
-                ExpressionAttributeValues=_item({":at": iso(event.at)}),
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        for name, keep_if in _PENDING_FIELDS.get(event.effect, ()):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_item({PARTITION_KEY: f"LIFECYCLE#{event.subscription_key}", SORT_KEY: PENDING_SK}),
+                    UpdateExpression="SET #field = :at",
+                    ConditionExpression=f"attribute_not_exists(#field) OR #field {keep_if} :at",
+                    ExpressionAttributeNames={"#field": name},
+                    ExpressionAttributeValues=_item({":at": iso(event.at)}),
+                )
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
 
     def pending_lifecycle(self, subscription_key: str) -> PendingLifecycle | None:
         item = self._get(f"LIFECYCLE#{subscription_key}", PENDING_SK)
@@ -343,8 +352,11 @@ class TenancyLifecycleStore(DynamoTenancyStore):
             SubscriptionHeldByAnotherCompany(subscription.key),
         ]
         if buyer_account is not None:
-            actions.append(self._claim(f"ACCOUNT#{buyer_account}", alias))
-            failures.append(AccountOwnedByAnotherCompany(buyer_account))
+            actions += [
+                self._claim(f"ACCOUNT#{buyer_account}", alias),
+                {"Put": {"TableName": self._table, "Item": self._buyer_marker(alias, buyer_account)}},
+            ]
+            failures += [AccountOwnedByAnotherCompany(buyer_account), RegistrationClosed()]
         if environment is not None:
             arn = environment.instance_arn.arn
             actions += [
@@ -398,7 +410,9 @@ class TenancyLifecycleStore(DynamoTenancyStore):
             raise
         return subscription
 
-    def complete_registration_for(self, registration: PendingRegistration, *, alias: str, outcome: str) -> None:
+    def complete_registration_for(
+        self, registration: PendingRegistration, *, alias: str, outcome: str
+    ) -> None:
         """Record, on a registration created already completed (returning buyer), where it landed."""
         self._client.update_item(
             TableName=self._table,
@@ -409,6 +423,21 @@ class TenancyLifecycleStore(DynamoTenancyStore):
                 {":completed": RegistrationState.COMPLETED.value, ":alias": alias, ":outcome": outcome}
             ),
         )
+
+    def is_buyer_account(self, alias: str, account_id: str) -> bool:
+        """Whether the account bought a subscription of the company (not merely holds an environment)."""
+        if self._get(company_pk(alias), f"{BUYER_SK_PREFIX}{account_id}") is not None:
+            return True
+        return any(
+            subscription.identity.customer_aws_account_id == account_id
+            for subscription in self.list_subscriptions(alias)
+        )
+
+    def mark_buyer_account(self, alias: str, account_id: str) -> None:
+        self._client.put_item(TableName=self._table, Item=self._buyer_marker(alias, account_id))
+
+    def _buyer_marker(self, alias: str, account_id: str) -> dict[str, Any]:
+        return _item({PARTITION_KEY: company_pk(alias), SORT_KEY: f"{BUYER_SK_PREFIX}{account_id}"})
 
     def company_contact(self, alias: str) -> str | None:
         item = self._get(company_pk(alias), COMPANY_SK)

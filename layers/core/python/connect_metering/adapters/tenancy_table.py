@@ -53,6 +53,8 @@ INDEX_PARTITION_KEY = "meter_shard"
 INDEX_SORT_KEY = "started"
 # Spreads the index over a few partitions so 10,000s of subscriptions never make one hot key.
 INDEX_SHARDS = 4
+# DynamoDB TTL attribute (epoch seconds) of items that expire: pending registrations, spent tokens.
+TTL_ATTRIBUTE = "expires_at"
 
 COMPANY_SK = "#COMPANY"
 # The metering worker's per-company state (JSON, versioned), beside the company so one query reads both.
@@ -500,4 +502,8 @@ def create_tenancy_table(client: DynamoDBClient, table_name: str) -> None:
                 "Projection": {"ProjectionType": "ALL"},
             }
         ],
+    )
+    # Pending registrations and spent registration tokens expire (issue 5); the CDK table has the same TTL.
+    client.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
     )

@@ -44,6 +44,9 @@ class MeteringRecord:
     result: str | None = None
     metering_record_id: str | None = None
     attempts: int = 0
+    # Sent, outcome not stored yet (set before each call); sticky once an outcome was lost to a crash.
+    in_flight: bool = False
+    possibly_accepted: bool = False
 
     @property
     def quantity(self) -> int:
@@ -65,7 +68,28 @@ class MeteringRecord:
             result=result,
             metering_record_id=metering_record_id or self.metering_record_id,
             attempts=self.attempts + 1,
+            in_flight=False,
         )
+
+    def sending(self) -> MeteringRecord:
+        """About to be sent (marked before the call, so a lost answer is noticed)."""
+        return replace(self, in_flight=True)
+
+    def recovered(self) -> MeteringRecord:
+        """Loaded by a new run. Still in flight means the previous attempt's answer was lost (the worker
+        died after the call): AWS may hold the record, and that stays known."""
+        return replace(self, possibly_accepted=self.possibly_accepted or self.in_flight)
+
+    def after_known_failure(self) -> MeteringRecord:
+        return replace(self, in_flight=False, attempts=self.attempts + 1)
+
+    def expire(self) -> MeteringRecord:
+        """Past the acceptance window. Known never accepted: EXPIRED, its minutes leave B and flow into the
+        next record. Possibly accepted by a call whose answer was lost: counted as accepted, unconfirmed
+        (alarmed), because moving its minutes could bill them twice."""
+        if self.in_flight or self.possibly_accepted:
+            return self.settled(RecordStatus.ACCEPTED, "Unconfirmed")
+        return self.settled(RecordStatus.EXPIRED, "Expired")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +104,8 @@ class MeteringRecord:
             "result": self.result,
             "metering_record_id": self.metering_record_id,
             "attempts": self.attempts,
+            "in_flight": self.in_flight,
+            "possibly_accepted": self.possibly_accepted,
         }
 
     @classmethod
@@ -97,6 +123,8 @@ class MeteringRecord:
             result=document.get("result"),
             metering_record_id=document.get("metering_record_id"),
             attempts=int(document.get("attempts", 0)),
+            in_flight=bool(document.get("in_flight", False)),
+            possibly_accepted=bool(document.get("possibly_accepted", False)),
         )
 
 

@@ -37,7 +37,9 @@ FREE_TRIAL = "free-trial"
 
 FORM_FIELDS = ("company_alias", "company_name", "contact_email", "instance_arn")
 MAX_LENGTHS = {"company_alias": 32, "company_name": 200, "contact_email": 254, "instance_arn": 200}
-EMAIL_PATTERN = re.compile(r"[^@\s<>\"',;()\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
+EMAIL_PATTERN = re.compile(
+    r"[^@\s<>\"',;()\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -688,6 +688,15 @@ class MarketplaceSimulator:
         client.meta.events.register(event, handler, unique_id=f"marketplace-sim-{id(self)}")
         return client
 
+    def attach_session(self, events: Any) -> None:
+        """Answer every metering and entitlement client created *later* from the session whose event
+        emitter is ``events`` (clients copy it), e.g. the clients the Lambda handlers build themselves."""
+        handler = cast("Callable[..., None]", self._on_before_call)
+        for service_id in ("marketplace-metering", "marketplace-entitlement-service"):
+            events.register(
+                f"before-call.{service_id}", handler, unique_id=f"marketplace-sim-session-{service_id}-{id(self)}"
+            )
+
     def _on_before_call(self, *, model: OperationModel, params: Json, **_: Any) -> tuple[AWSResponse, Json]:
         with self._lock:
             request_id = self._ids.uuid("request")

@@ -59,6 +59,8 @@ from connect_metering.settings import POLICY_VARIABLES, BillingPolicy
 
 EXIT_BAD_INPUT = 2
 SQS_BATCH = 100
+# The meter queue's event source batch size (infra/constructs/metering.py).
+WORKER_BATCH = 100
 DEFAULT_PRODUCT_CODE = "connectmetering"
 
 
@@ -458,9 +460,13 @@ class Replay:
         """Serve every work item on the meter queue; a crashed worker's item is dropped (the next
         scheduled run recovers its pending records)."""
         while records := drain(self.aws, self.aws.meter_queue_url):
-            for record in records:
+            for first in range(0, len(records), WORKER_BATCH):
                 try:
-                    self.worker_handler.handle_batch({"Records": [record]}, meter=self.worker)
+                    self.worker_handler.handle_batch(
+                        {"Records": records[first : first + WORKER_BATCH]}, meter=self.worker
+                    )
+                except WorkerCrash:
+                    continue  # the invocation died after a call returned
                 except BatchProcessingError as failure:
                     errors = [error for _, error, _ in failure.child_exceptions]
                     if not all(isinstance(error, WorkerCrash) for error in errors):

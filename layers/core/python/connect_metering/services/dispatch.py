@@ -41,7 +41,9 @@ def due_hour(now_ms: int, grace_ms: int) -> int:
 
 
 class MeterDispatcher:
-    def __init__(self, *, index: SubscriptionIndex, late: LateEvents, queue: WorkQueue, grace_ms: int) -> None:
+    def __init__(
+        self, *, index: SubscriptionIndex, late: LateEvents, queue: WorkQueue, grace_ms: int
+    ) -> None:
         self._index = index
         self._late = late
         self._queue = queue
@@ -63,7 +65,9 @@ class MeterDispatcher:
             if environment is not None and hour <= through:
                 recompute.setdefault(environment.company_alias, {})[instance_arn] = hour
         requests = [
-            MeterRequest(company=company, kind="hourly", through_ms=through, recompute_from=recompute.get(company, {}))
+            MeterRequest(
+                company=company, kind="hourly", through_ms=through, recompute_from=recompute.get(company, {})
+            )
             for company in companies
         ]
         if requests:

@@ -121,10 +121,16 @@ class LifecycleService:
 
     def handle(self, event: LifecycleEvent) -> LifecycleResult:
         first_delivery = self._store.log_event(event, recorded_at=self._clock())
-        base = {"effect": event.effect, "name": event.name, "duplicate": not first_delivery}
+        duplicate = not first_delivery
+
+        def result(outcome: Outcome, **found: Any) -> LifecycleResult:
+            return LifecycleResult(
+                outcome=outcome, effect=event.effect, name=event.name, duplicate=duplicate, **found
+            )
+
         if event.effect in (Effect.RECORD, Effect.IGNORE) or event.subscription_key is None:
             outcome = Outcome.RECORDED if event.effect is Effect.RECORD else Outcome.IGNORED
-            return LifecycleResult(outcome=outcome, subscription_key=event.subscription_key, **base)
+            return result(outcome, subscription_key=event.subscription_key)
         key = event.subscription_key
         alias = self._store.owner_of_subscription(key)
         if alias is None:
@@ -132,20 +138,19 @@ class LifecycleService:
             # Sign-up may have completed between the first look and the keeping: look again.
             alias = self._store.owner_of_subscription(key)
             if alias is None:
-                return LifecycleResult(outcome=Outcome.KEPT_FOR_SIGNUP, subscription_key=key, **base)
+                return result(Outcome.KEPT_FOR_SIGNUP, subscription_key=key)
         before, after = self._update(alias, key, self._transition(event.effect, event.at))
         final = self._maybe_final(alias, key, before, after, always=event.effect is Effect.END)
         refreshed = False
         if event.effect in (Effect.ACTIVATE, Effect.REFRESH_ENTITLEMENTS):
             refreshed = self.refresh_entitlements(alias, key, product_code=event.product_code)
         changed = before != after or refreshed
-        return LifecycleResult(
-            outcome=Outcome.APPLIED if changed else Outcome.UNCHANGED,
+        return result(
+            Outcome.APPLIED if changed else Outcome.UNCHANGED,
             subscription_key=key,
             company=alias,
             final_metering=final,
             entitlements_refreshed=refreshed,
-            **base,
         )
 
     def apply_pending(

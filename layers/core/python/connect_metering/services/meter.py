@@ -55,6 +55,16 @@ class ActivityReader(Protocol):
     def read_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> HourWindow: ...
 
 
+@dataclass
+class _Prepared:
+    report: MeterReport
+    pending: list[MeteringRecord]
+    state: CompanyMeterState
+    version: int
+    subscriptions: list[Subscription]
+    to_mark: list[MeteringRecord] = field(default_factory=list)
+
+
 class MeterStore(Protocol):
     def commit(
         self,
@@ -67,6 +77,7 @@ class MeterStore(Protocol):
         checkpoints: Sequence[Checkpoint] = (),
     ) -> int: ...
     def settle(self, records: Sequence[MeteringRecord]) -> None: ...
+    def mark_in_flight(self, records: Sequence[MeteringRecord]) -> None: ...
 
 
 class Marketplace(Protocol):
@@ -126,10 +137,13 @@ class MeterReport:
     records_expired: list[MeteringRecord] = field(default_factory=list)
     still_pending: int = 0
     records_retried: int = 0
+    records_unconfirmed: list[MeteringRecord] = field(default_factory=list)
 
     @property
     def metered_minutes(self) -> int:
-        return sum(record.quantity for record in self.records_settled if record.status is RecordStatus.ACCEPTED)
+        return sum(
+            record.quantity for record in self.records_settled if record.status is RecordStatus.ACCEPTED
+        )
 
 
 def _checkpoint_document(checkpoint: EnvironmentCheckpoint) -> bytes:
@@ -167,44 +181,83 @@ class MeterWorker:
         return BillableTimePolicy(self._policy.billable_time)
 
     def run(self, request: MeterRequest) -> MeterReport:
+        """One company (tests and tools); the Lambda meters a whole SQS batch with ``run_batch``."""
+        outcome = self.run_batch([request])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def run_batch(self, requests: Sequence[MeterRequest]) -> list[MeterReport | Exception]:
+        """Meter several companies: each is computed and committed on its own; their pending records then
+        share BatchMeterUsage calls of up to 25, so calls per hour stay at ceil(records / 25)."""
         now = self._now_ms()
+        outcomes: list[MeterReport | Exception] = []
+        prepared: list[_Prepared] = []
+        for request in requests:
+            try:
+                prepared.append(self._prepare(request, now))
+                outcomes.append(prepared[-1].report)
+            except Exception as error:  # noqa: BLE001 - this company's item fails alone and is redelivered
+                outcomes.append(error)
+        pending = [record for item in prepared for record in item.pending]
+        if not pending:
+            return outcomes
+        # An attempt whose outcome is never stored (the worker dies after the call) may have been
+        # accepted: records are marked in flight before the call (new ones were stored so), so
+        # expiry can tell a lost answer from a known refusal.
+        self._store.mark_in_flight([record for item in prepared for record in item.to_mark])
+        retried_before = self._marketplace.retried_records
+        settled = self._marketplace.send(pending)
+        retried = self._marketplace.retried_records - retried_before
+        settled_by_key = {record.key: record for record in settled}
+        unsettled = [record.sending() for record in pending if record.key not in settled_by_key]
+        if unsettled:
+            # Every attempt of these got an answer (throttled, 5xx, unprocessed): known not accepted.
+            self._store.mark_in_flight([record.after_known_failure() for record in unsettled])
+        accepted = [record for record in settled if record.status is RecordStatus.ACCEPTED]
+        if accepted:
+            self._store.settle(accepted)
+        for item in prepared:
+            mine = [settled_by_key[r.key] for r in item.pending if r.key in settled_by_key]
+            item.report.records_settled = mine
+            item.report.records_retried = retried if item is prepared[0] else 0
+            item.report.still_pending = len(item.pending) - len(mine)
+            try:
+                self._store_refusals(item, mine)
+                if item.report.still_pending == 0:
+                    self._retire_finished(item.subscriptions, item.state, now)
+            except Exception as error:  # noqa: BLE001 - stored again by the next run
+                outcomes[outcomes.index(item.report)] = error
+        return outcomes
+
+    def _prepare(self, request: MeterRequest, now: int) -> _Prepared:
         report = MeterReport(request.company)
         snapshot = self._companies.load_company(request.company)
         if snapshot is None:
-            return report
+            return _Prepared(report, [], CompanyMeterState(), 0, [])
         state = CompanyMeterState.from_json(snapshot.meter_state)
         version = snapshot.meter_version
-        pending = [MeteringRecord.from_json(_json(text)) for text in snapshot.pending_records]
+        loaded = [MeteringRecord.from_json(_json(text)) for text in snapshot.pending_records]
+        pending = [record.recovered() for record in loaded]
         subscriptions = [sub for sub in snapshot.subscriptions if sub.started is not None]
-
-        expired = [
-            record.settled(RecordStatus.EXPIRED, "Expired")
-            for record in pending
-            if is_expired(record, now, self._policy.max_record_age * 1000)
-        ]
+        max_age = self._policy.max_record_age * 1000
+        expired = [record.expire() for record in pending if is_expired(record, now, max_age)]
         for record in expired:
-            state.count(record, -1)
-        pending = [record for record in pending if not is_expired(record, now, self._policy.max_record_age * 1000)]
-        report.records_expired = expired
-
+            if record.status is RecordStatus.EXPIRED:
+                state.count(record, -1)  # never accepted: its minutes flow into the next record
+        pending = [record for record in pending if not is_expired(record, now, max_age)]
+        report.records_expired = [record for record in expired if record.status is RecordStatus.EXPIRED]
+        report.records_unconfirmed = [record for record in expired if record.status is not RecordStatus.EXPIRED]
+        before = {record.key: record for record in loaded}
+        # Marked before the call: records not in flight, and those whose lost answer must now be kept.
+        to_mark = [record.sending() for record in pending if not record.in_flight or record != before[record.key]]
+        pending = [record.sending() for record in pending]
         hours = self._hours_to_meter(request, subscriptions, state)
         if hours or expired or request.recompute_from:
-            version, new_records = self._meter_hours(
-                request, snapshot, subscriptions, state, version, hours, expired
-            )
+            version, new_records = self._meter_hours(request, snapshot, subscriptions, state, version, hours, expired)
             report.records_stored = new_records
             pending += new_records
-
-        retried_before = self._marketplace.retried_records
-        settled = self._marketplace.send(pending) if pending else []
-        report.records_retried = self._marketplace.retried_records - retried_before
-        report.records_settled = settled
-        self._store_outcomes(request.company, state, version, settled)
-        settled_keys = {record.key for record in settled}
-        report.still_pending = sum(1 for record in pending if record.key not in settled_keys)
-        if report.still_pending == 0:
-            self._retire_finished(subscriptions, state, now)
-        return report
+        return _Prepared(report, pending, state, version, subscriptions, to_mark)
 
     # Which hours -----------------------------------------------------------------------------------
 
@@ -247,7 +300,9 @@ class MeterWorker:
         hourly = request.kind == "hourly"
         last_hour = hours[-1] if hours else request.through_ms
         views = {
-            environment.name: self._usage_by_hour(environment, request, state, subscriptions, hours, last_hour)
+            environment.name: self._usage_by_hour(
+                environment, request, state, subscriptions, hours, last_hour
+            )
             for environment in snapshot.environments
         }
         stored: list[MeteringRecord] = []
@@ -267,7 +322,9 @@ class MeterWorker:
         # at the new checkpoints, which it stores (or which were stored just before it).
         for index, hour in enumerate([*hours] or [None]):
             records = (
-                self._plan_hour(request, subscriptions, state, hour, {name: v[0][hour] for name, v in views.items()})
+                self._plan_hour(
+                    request, subscriptions, state, hour, {name: v[0][hour] for name, v in views.items()}
+                )
                 if hour is not None
                 else []
             )
@@ -322,7 +379,11 @@ class MeterWorker:
             agents = set().union(*(view.agents_by_hour.get(hour, frozenset()) for view in views.values()))
             records.append(
                 plan_overage_record(
-                    payer, hour_ms=hour, agents=len(agents), licensed=licensed, dimension=self._policy.overage_dimension
+                    payer,
+                    hour_ms=hour,
+                    agents=len(agents),
+                    licensed=licensed,
+                    dimension=self._policy.overage_dimension,
                 )
             )
         if request.kind == "final":
@@ -340,7 +401,9 @@ class MeterWorker:
     ) -> tuple[dict[int, UsageView], dict[int, EnvironmentCheckpoint]]:
         """Usage views for each hour to meter, and the checkpoints at every boundary after the start."""
         arn = environment.instance_arn.arn
-        starts = [hour for hour in (hours[0] if hours else None, state.checkpoint_through_ms) if hour is not None]
+        starts = [
+            hour for hour in (hours[0] if hours else None, state.checkpoint_through_ms) if hour is not None
+        ]
         late = request.recompute_from.get(arn)
         if late is not None:
             starts.append(late)
@@ -367,7 +430,9 @@ class MeterWorker:
             hour += MS_PER_HOUR
         return views, checkpoints
 
-    def _base(self, arn: str, start: int, last_hour: int) -> tuple[EnvironmentCheckpoint, dict[str, list[AgentEventPoint]]]:
+    def _base(
+        self, arn: str, start: int, last_hour: int
+    ) -> tuple[EnvironmentCheckpoint, dict[str, list[AgentEventPoint]]]:
         """The latest checkpoint at or before ``start`` and every stored event from it through
         ``last_hour``. A missing checkpoint is looked for day by day; a day without any item means the
         agents were all logged out, so an empty checkpoint at the next day is exact."""
@@ -380,7 +445,11 @@ class MeterWorker:
         for _ in range(MAX_LOOKBACK_DAYS):
             if checkpoint_doc is not None:
                 break
-            earlier = self._activity.read_hours(arn, day, searched_to - MS_PER_HOUR) if searched_to > day else HourWindow({}, [])
+            earlier = (
+                self._activity.read_hours(arn, day, searched_to - MS_PER_HOUR)
+                if searched_to > day
+                else HourWindow({}, [])
+            )
             events += earlier.events
             if earlier.checkpoints:
                 boundary = max(earlier.checkpoints)
@@ -405,20 +474,19 @@ class MeterWorker:
 
     # Outcomes --------------------------------------------------------------------------------------
 
-    def _store_outcomes(
-        self, company: str, state: CompanyMeterState, version: int, settled: list[MeteringRecord]
-    ) -> None:
-        accepted = [record for record in settled if record.status is RecordStatus.ACCEPTED]
+    def _store_refusals(self, item: _Prepared, settled: list[MeteringRecord]) -> None:
         refused = [record for record in settled if record.status is not RecordStatus.ACCEPTED]
-        if accepted:
-            self._store.settle(accepted)
         if refused:
             # CustomerNotSubscribed is final: its minutes leave B (section 5), with the state.
             for record in refused:
-                state.count(record, -1)
-            self._store.commit(company, version=version, state=state, new_records=[], settled=refused)
+                item.state.count(record, -1)
+            item.version = self._store.commit(
+                item.report.company, version=item.version, state=item.state, new_records=[], settled=refused
+            )
 
-    def _retire_finished(self, subscriptions: Sequence[Subscription], state: CompanyMeterState, now: int) -> None:
+    def _retire_finished(
+        self, subscriptions: Sequence[Subscription], state: CompanyMeterState, now: int
+    ) -> None:
         """An ended subscription with every hour metered and nothing pending leaves the hourly index."""
         for sub in subscriptions:
             until = sub.active_until()

@@ -1,0 +1,270 @@
+"""Registration Lambda behind the public HTTP API: the AWS Marketplace registration POST and the sign-up pages.
+
+    POST /register   form x-amzn-marketplace-token (+ x-amzn-marketplace-offer-type): resolve at once,
+                     303 to /signup?id=<opaque registration id> with a browser-binding cookie
+    GET  /signup     the sign-up form, or the success page once the registration is completed
+    POST /signup     create the company; 303 back to /signup (success page), or the form again with
+                     the reasons next to the fields (409 taken, 422 malformed)
+
+Thin: Powertools routes, logs, traces and counts; ``RegistrationService`` decides. The registration
+token is never logged: the event is not logged, botocore's debug logging (which prints request
+bodies) is held at WARNING, and only outcome names reach a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import traceback
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from connect_metering.adapters.marketplace import MarketplaceCustomers, MarketplaceEntitlements
+from connect_metering.adapters.meter_queue import SqsFinalMetering
+from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
+from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
+from connect_metering.domain.tenancy import PricingModel
+from connect_metering.services.lifecycle import FinalMetering, FinalMeteringNotConfigured, LifecycleService
+from connect_metering.services.registration import (
+    Completed,
+    Problem,
+    RegistrationProblem,
+    RegistrationService,
+)
+from connect_metering.settings import METRICS_NAMESPACE, Settings, load_settings
+from connect_metering.web.forms import BROWSER_COOKIE, FormTooLarge, MalformedForm, cookie_value, parse_form
+from connect_metering.web.pages import problem_page, security_headers, signup_page, success_page
+
+if TYPE_CHECKING:
+    from connect_metering.domain.registration import PendingRegistration
+
+logger = Logger()
+metrics = Metrics(namespace=METRICS_NAMESPACE)
+tracer = Tracer()
+# debug=False: the resolver's debug mode prints whole events, and POST /register carries the token.
+app = APIGatewayHttpResolver(debug=False)
+for _noisy in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+MARKETPLACE_REGION = "us-east-1"
+# API Gateway gives an integration 30 s; two quick attempts per Marketplace call fit well inside.
+MARKETPLACE_CONFIG = Config(
+    connect_timeout=2, read_timeout=4, retries={"mode": "standard", "max_attempts": 2}
+)
+RETRY_AFTER_SECONDS = "60"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def final_metering(settings: Settings) -> FinalMetering:
+    if settings.meter_queue_url:
+        return SqsFinalMetering(settings.meter_queue_url, boto3.client("sqs"))
+    return FinalMeteringNotConfigured(lambda message, fields: logger.warning(message, extra=fields))
+
+
+@lru_cache(maxsize=1)
+def registration_service() -> RegistrationService:
+    """Built once per container: settings, clients and the store."""
+    settings = load_settings().require("tenancy_table")
+    store = TenancyLifecycleStore(settings.tenancy_table, boto3.client("dynamodb"))
+    entitlements = MarketplaceEntitlements(
+        boto3.client("marketplace-entitlement", region_name=MARKETPLACE_REGION, config=MARKETPLACE_CONFIG),
+        dimension=settings.policy.entitlement_dimension,
+    )
+    lifecycle = LifecycleService(
+        store=store,
+        entitlements=entitlements,
+        final_metering=final_metering(settings),
+        clock=lambda: now(),
+        default_product_code=settings.product_code,
+    )
+    return RegistrationService(
+        customers=MarketplaceCustomers(
+            boto3.client("meteringmarketplace", region_name=MARKETPLACE_REGION, config=MARKETPLACE_CONFIG)
+        ),
+        entitlements=entitlements,
+        store=store,
+        lifecycle=lifecycle,
+        clock=lambda: now(),
+    )
+
+
+def _https() -> bool:
+    return app.current_event.headers.get("x-forwarded-proto", "https") != "http"
+
+
+def _html(status: int, body: str, **extra_headers: str) -> Response[str]:
+    return Response(
+        status_code=status, body=body, headers={**security_headers(https=_https()), **extra_headers}
+    )
+
+
+def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response(
+        status_code=303,
+        body="",
+        headers={**security_headers(https=_https()), "Location": location},
+        cookies=cookies,
+    )
+
+
+def _form() -> dict[str, str]:
+    event = app.current_event
+    body = event.body or ""
+    raw = base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode()
+    return parse_form(raw)
+
+
+def _browser() -> str | None:
+    return cookie_value(app.current_event.cookies, BROWSER_COOKIE)
+
+
+def _count(name: str, dimension: str, value: str) -> None:
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE) as metric:
+        metric.add_dimension(name=dimension, value=value)
+
+
+@app.post("/register")
+def register() -> Response[str]:
+    fields = _form()
+    begun = registration_service().begin(
+        fields.get("x-amzn-marketplace-token", ""), offer_type=fields.get("x-amzn-marketplace-offer-type")
+    )
+    fields.clear()
+    _count("Registrations", "Landing", begun.landing.value)
+    logger.info(
+        "registration token resolved", extra={"landing": begun.landing.value, "company": begun.company_alias}
+    )
+    cookie = Cookie(
+        name=BROWSER_COOKIE,
+        value=begun.browser_secret,
+        path="/signup",
+        secure=_https(),
+        http_only=True,
+        max_age=int(REGISTRATION_TTL.total_seconds()),
+        same_site=SameSite.LAX_MODE,
+    )
+    return _see_other(f"/signup?id={begun.registration_id}", [cookie])
+
+
+def _success(registration: PendingRegistration) -> Response[str]:
+    alias = registration.company_alias or ""
+    company = registration_service().company(alias)
+    settings = load_settings()
+    return _html(
+        200,
+        success_page(
+            alias=alias,
+            company_name=company.name if company else "",
+            landing=registration.outcome or "created",
+            agent_events_bus_arn=settings.agent_events_bus_arn,
+            forwarder_template_url=settings.forwarder_template_url,
+        ),
+    )
+
+
+@app.get("/signup")
+def signup() -> Response[str]:
+    registration_id = app.current_event.get_query_string_value("id", "") or ""
+    registration = registration_service().show(registration_id, _browser())
+    if registration.state is RegistrationState.COMPLETED:
+        return _success(registration)
+    return _html(
+        200,
+        signup_page(
+            registration_id=registration_id,
+            csrf_token=registration.csrf_token,
+            contract=registration.pricing is PricingModel.CONTRACT,
+            free_trial=registration.offer_type == FREE_TRIAL,
+        ),
+    )
+
+
+@app.post("/signup")
+def complete_signup() -> Response[str]:
+    fields = _form()
+    registration_id = fields.pop("registration", "")
+    csrf_token = fields.pop("csrf_token", None)
+    service = registration_service()
+    result = service.complete(registration_id, _browser(), csrf_token, fields)
+    if isinstance(result, Completed):
+        if result.pending_error:
+            logger.error(
+                "kept lifecycle changes not applied at sign-up",
+                extra={"company": result.company_alias, "error": result.pending_error},
+            )
+            metrics.add_metric(name="PendingLifecycleFailures", unit=MetricUnit.Count, value=1)
+        logger.info("company registered", extra={"company": result.company_alias})
+        return _see_other(f"/signup?id={registration_id}")
+    rejected = sorted(result.form.errors)
+    logger.info("sign-up refused", extra={"status": result.status, "fields": rejected})
+    registration = service.show(registration_id, _browser())
+    return _html(
+        result.status,
+        signup_page(
+            registration_id=registration_id,
+            csrf_token=registration.csrf_token,
+            form=result.form,
+            contract=registration.pricing is PricingModel.CONTRACT,
+            free_trial=registration.offer_type == FREE_TRIAL,
+        ),
+    )
+
+
+def on_problem(problem: RegistrationProblem) -> Response[str]:
+    _count("RegistrationProblems", "Problem", problem.problem.value)
+    logger.warning("registration refused", extra={"problem": problem.problem.value, "detail": problem.detail})
+    status, page = problem_page(problem.problem.value)
+    if problem.problem is Problem.MARKETPLACE_UNAVAILABLE:
+        return _html(status, page, **{"Retry-After": RETRY_AFTER_SECONDS})
+    return _html(status, page)
+
+
+def on_too_large(_: FormTooLarge) -> Response[str]:
+    return _html(*problem_page("too_large"))
+
+
+def on_malformed(_: MalformedForm) -> Response[str]:
+    return _html(*problem_page("bad_request"))
+
+
+def on_bad_encoding(_: binascii.Error) -> Response[str]:
+    return _html(*problem_page("bad_request"))
+
+
+@app.not_found
+def not_found(_: Exception) -> Response[str]:
+    return _html(*problem_page("not_found"))
+
+
+def on_error(error: Exception) -> Response[str]:
+    # The type and the frames only: an exception message could quote input, and input may be the token.
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    logger.error("registration step failed", extra={"error": type(error).__name__, "frames": frames})
+    return _html(*problem_page("internal"))
+
+
+app.exception_handler(RegistrationProblem)(on_problem)
+app.exception_handler(FormTooLarge)(on_too_large)
+app.exception_handler(MalformedForm)(on_malformed)
+app.exception_handler(binascii.Error)(on_bad_encoding)
+app.exception_handler(Exception)(on_error)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,84 @@
+"""The admin API: environments, licence information and the seat check, IAM-authenticated on every route.
+
+Callers sign requests with SigV4 (``connect-metering admin`` does) and need ``execute-api:Invoke`` on
+this API: the seller's operators, and the seller's own app for the seat check at agent login.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from infra.constructs.ingestion import allow_table_access
+from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
+from infra.constructs.registration_api import throttled_stage
+
+# The seat check runs at each agent login of every customer: sized for logins, not for operators.
+RATE_LIMIT = 50
+BURST_LIMIT = 100
+ROUTES = (
+    ("/companies/{alias}/environments", (apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST)),
+    ("/companies/{alias}/environments/{name}", (apigwv2.HttpMethod.DELETE,)),
+    ("/companies/{alias}/license", (apigwv2.HttpMethod.GET,)),
+    ("/seat-check", (apigwv2.HttpMethod.POST,)),
+)
+
+
+class AdminApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        runtime: LambdaRuntime,
+        tenancy_table: dynamodb.ITable,
+        activity_table: dynamodb.ITable,
+        product_code: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = MeteringFunction(
+            self,
+            "Admin",
+            runtime=runtime,
+            name="admin",
+            description="Environments, licence information and seat check (IAM-authenticated)",
+            timeout=cdk.Duration.seconds(15),
+            environment={
+                "TENANCY_TABLE": tenancy_table.table_name,
+                "ACTIVITY_TABLE": activity_table.table_name,
+                "PRODUCT_CODE": product_code,
+            },
+        )
+        function = self.handler.function
+        # Adding and removing an environment are transactions: Put/Delete plus a ConditionCheck.
+        allow_table_access(
+            function,
+            tenancy_table,
+            [
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:ConditionCheckItem",
+            ],
+            writes=True,
+        )
+        allow_table_access(function, activity_table, ["dynamodb:Query"], writes=False)
+
+        self.api = apigwv2.HttpApi(
+            self,
+            "Api",
+            description="connect-metering: admin (environments, licence, seat check)",
+            create_default_stage=False,
+            default_authorizer=authorizers.HttpIamAuthorizer(),
+        )
+        integration = integrations.HttpLambdaIntegration("AdminIntegration", function)
+        for path, methods in ROUTES:
+            self.api.add_routes(path=path, methods=list(methods), integration=integration)
+        self.stage, self.access_logs = throttled_stage(
+            self, self.api, rate_limit=RATE_LIMIT, burst_limit=BURST_LIMIT
+        )

@@ -1,0 +1,156 @@
+"""The public registration endpoint: an HTTP API (throttled, access-logged) in front of the register Lambda.
+
+AWS Marketplace sends the buyer's browser to ``POST /register`` (the product's fulfilment URL) with the
+registration token as a form field; the sign-up pages live on the same API. It is public by nature (an
+anonymous browser arrives from Marketplace), so it is protected by what the Lambda checks (a token only
+Marketplace can issue, an opaque single-use registration id bound to the browser, a CSRF token) and by
+stage throttling that bounds what abuse can cost. Access logs record the route and status, never the
+query string (it carries the registration id) or the body (it carries the token).
+"""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.ingestion import allow_table_access
+from infra.constructs.lambda_runtime import LOG_RETENTION, LambdaRuntime, MeteringFunction
+from infra.nag import acknowledge
+
+# Sign-ups are people filling a form: a few per minute at most. 10 requests/s sustained with bursts of
+# 20 serves a launch-day rush and caps what a flood can cost.
+RATE_LIMIT = 10
+BURST_LIMIT = 20
+FUNCTION_TIMEOUT = cdk.Duration.seconds(15)
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "requestTime": "$context.requestTime",
+        "sourceIp": "$context.identity.sourceIp",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "responseLength": "$context.responseLength",
+        "integrationLatency": "$context.integrationLatency",
+        "integrationError": "$context.integrationErrorMessage",
+        "userAgent": "$context.identity.userAgent",
+    },
+    separators=(",", ":"),
+)
+TRANSACTION_ACTIONS = ["dynamodb:ConditionCheckItem"]
+
+
+def throttled_stage(
+    scope: Construct, api: apigwv2.HttpApi, *, rate_limit: int, burst_limit: int
+) -> tuple[apigwv2.HttpStage, logs.LogGroup]:
+    """The API's ``$default`` stage: auto-deployed, throttled, access logs in a retained log group."""
+    log_group = logs.LogGroup(
+        scope, "AccessLogs", retention=LOG_RETENTION, removal_policy=cdk.RemovalPolicy.RETAIN
+    )
+    stage = apigwv2.HttpStage(
+        scope,
+        "Stage",
+        http_api=api,
+        stage_name="$default",
+        auto_deploy=True,
+        throttle=apigwv2.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
+    )
+    cfn_stage = stage.node.default_child
+    assert isinstance(cfn_stage, apigwv2.CfnStage)
+    cfn_stage.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(
+        destination_arn=log_group.log_group_arn, format=ACCESS_LOG_FORMAT
+    )
+    return stage, log_group
+
+
+class RegistrationApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        runtime: LambdaRuntime,
+        tenancy_table: dynamodb.ITable,
+        product_code: str,
+        meter_queue: sqs.IQueue | None,
+        agent_events_bus_arn: str,
+        forwarder_template_url: str = "",
+    ) -> None:
+        super().__init__(scope, construct_id)
+        environment = {
+            "TENANCY_TABLE": tenancy_table.table_name,
+            "PRODUCT_CODE": product_code,
+            "AGENT_EVENTS_BUS_ARN": agent_events_bus_arn,
+        }
+        if forwarder_template_url:
+            environment["FORWARDER_TEMPLATE_URL"] = forwarder_template_url
+        if meter_queue is not None:
+            environment["METER_QUEUE_URL"] = meter_queue.queue_url
+        self.handler = MeteringFunction(
+            self,
+            "Register",
+            runtime=runtime,
+            name="register",
+            description="AWS Marketplace registration: token -> pending registration -> company",
+            timeout=FUNCTION_TIMEOUT,
+            environment=environment,
+        )
+        function = self.handler.function
+        allow_table_access(
+            function,
+            tenancy_table,
+            [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:Query",
+                *TRANSACTION_ACTIONS,
+            ],
+            writes=True,
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["aws-marketplace:ResolveCustomer", "aws-marketplace:GetEntitlements"],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            self.handler.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "aws-marketplace:ResolveCustomer and GetEntitlements support no resource-level permissions (the "
+            "Service Authorization Reference lists no resource type for them), so their resource must be *; "
+            "X-Ray tracing adds its two actions on * as well.",
+        )
+        if meter_queue is not None:
+            meter_queue.grant_send_messages(function)
+
+        self.api = apigwv2.HttpApi(
+            self,
+            "Api",
+            description="connect-metering: AWS Marketplace registration and sign-up pages",
+            create_default_stage=False,
+        )
+        integration = integrations.HttpLambdaIntegration("RegisterIntegration", function)
+        self.api.add_routes(path="/register", methods=[apigwv2.HttpMethod.POST], integration=integration)
+        self.api.add_routes(
+            path="/signup", methods=[apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST], integration=integration
+        )
+        self.stage, self.access_logs = throttled_stage(
+            self, self.api, rate_limit=RATE_LIMIT, burst_limit=BURST_LIMIT
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG4",
+            "Public by design: AWS Marketplace sends the buyer's anonymous browser here. Each request is "
+            "authorised by what only the buyer holds (a Marketplace registration token resolved at once, "
+            "then an opaque single-use registration id bound to the browser by a cookie, plus a CSRF "
+            "token), and the stage is throttled.",
+        )
+        self.registration_url = f"{self.api.api_endpoint}/register"

@@ -1,0 +1,205 @@
+"""Subscription lifecycle: AWS Marketplace notifications -> one queue -> the lifecycle Lambda.
+
+Two sources feed the same queue: a rule on the account's *default* bus for ``aws.agreement-marketplace``
+(License Updated / Deprovisioned, Purchase Agreement Created / Amended / Ended, as Manufacturer and as
+Proposer) and, for listings that still use them, the product's legacy Marketplace SNS topics (given as
+context ``marketplace_sns_topic_arns``; Marketplace owns them, the subscription is created here). The
+Lambda reports partial batch failures; a message that keeps failing lands in the dead-letter queue, and
+a delivery EventBridge or SNS could not make lands in the delivery dead-letter queue. Both alarm: a lost
+activation or end is a wrong bill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.ingestion import allow_table_access
+from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
+from infra.constructs.queues import dead_letter_queue, secure_queue
+from infra.nag import acknowledge
+
+MARKETPLACE_EVENT_SOURCE = "aws.agreement-marketplace"
+# Same list as connect_metering.domain.lifecycle.DETAIL_TYPES (a unit test keeps them equal).
+MARKETPLACE_DETAIL_TYPES = tuple(
+    f"{name} - {role}"
+    for name in (
+        "License Updated",
+        "License Deprovisioned",
+        "Purchase Agreement Created",
+        "Purchase Agreement Amended",
+        "Purchase Agreement Ended",
+    )
+    for role in ("Manufacturer", "Proposer")
+)
+FUNCTION_TIMEOUT = cdk.Duration.seconds(60)
+# Lifecycle events are few (a handful per subscription); small batches keep a retry cheap.
+BATCH_SIZE = 10
+MAX_RECEIVE_COUNT = 5
+# Marketplace retries SNS deliveries itself; ours are kept the longest SQS allows for an outage.
+QUEUE_RETENTION = cdk.Duration.days(14)
+ALARM_PERIOD = cdk.Duration.minutes(5)
+
+
+def sns_topic_arns_from_context(scope: Construct) -> tuple[str, ...]:
+    """Context ``marketplace_sns_topic_arns``: a list, or a comma-separated string (``-c`` passes strings)."""
+    value = scope.node.try_get_context("marketplace_sns_topic_arns")
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    arns = tuple(str(item).strip() for item in items if str(item).strip())
+    for arn in arns:
+        if not arn.startswith("arn:") or ":sns:" not in arn:
+            raise ValueError(f"marketplace_sns_topic_arns: {arn!r} is not an SNS topic ARN")
+    return arns
+
+
+class SubscriptionLifecycle(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        runtime: LambdaRuntime,
+        tenancy_table: dynamodb.ITable,
+        product_code: str,
+        meter_queue: sqs.IQueue | None,
+        sns_topic_arns: Sequence[str] = (),
+        alarm_topic: sns.ITopic | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
+        self.queue = secure_queue(
+            self,
+            "Queue",
+            visibility_timeout=cdk.Duration.seconds(6 * FUNCTION_TIMEOUT.to_seconds()),
+            retention_period=QUEUE_RETENTION,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
+            ),
+        )
+        # Deliveries EventBridge or SNS gave up on (after their own retries) are kept here, not dropped.
+        self.delivery_dead_letter_queue = dead_letter_queue(self, "DeliveryDeadLetterQueue")
+        acknowledge(
+            self.delivery_dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter queue of the EventBridge rule target and of the SNS "
+            "subscriptions, which cdk-nag cannot see because no queue redrive policy points at it.",
+        )
+        self.rule = events.Rule(
+            self,
+            "MarketplaceEvents",
+            event_bus=events.EventBus.from_event_bus_name(self, "DefaultBus", "default"),
+            description="AWS Marketplace agreement and licence events -> subscription lifecycle queue",
+            event_pattern=events.EventPattern(
+                source=[MARKETPLACE_EVENT_SOURCE], detail_type=list(MARKETPLACE_DETAIL_TYPES)
+            ),
+            targets=[
+                targets.SqsQueue(
+                    self.queue,
+                    dead_letter_queue=self.delivery_dead_letter_queue,
+                    retry_attempts=185,
+                    max_event_age=cdk.Duration.hours(24),
+                )
+            ],
+        )
+        self.topics = [
+            sns.Topic.from_topic_arn(self, f"MarketplaceTopic{index}", arn)
+            for index, arn in enumerate(sns_topic_arns)
+        ]
+        for topic in self.topics:
+            # Not raw: the SNS envelope carries the Timestamp the legacy message itself lacks.
+            topic.add_subscription(
+                subscriptions.SqsSubscription(
+                    self.queue, raw_message_delivery=False, dead_letter_queue=self.delivery_dead_letter_queue
+                )
+            )
+
+        environment = {"TENANCY_TABLE": tenancy_table.table_name, "PRODUCT_CODE": product_code}
+        if meter_queue is not None:
+            environment["METER_QUEUE_URL"] = meter_queue.queue_url
+        self.handler = MeteringFunction(
+            self,
+            "Lifecycle",
+            runtime=runtime,
+            name="lifecycle",
+            description="Marketplace notifications -> subscription activation, end, entitlements",
+            timeout=FUNCTION_TIMEOUT,
+            environment=environment,
+        )
+        function = self.handler.function
+        function.add_event_source(
+            sources.SqsEventSource(self.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True)
+        )
+        allow_table_access(
+            function,
+            tenancy_table,
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            writes=True,
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["aws-marketplace:GetEntitlements"], resources=["*"])
+        )
+        acknowledge(
+            self.handler.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "aws-marketplace:GetEntitlements supports no resource-level permissions (the Service "
+            "Authorization Reference lists no resource type for it), so its resource must be *; X-Ray "
+            "tracing adds its two actions on * as well.",
+        )
+        if meter_queue is not None:
+            meter_queue.grant_send_messages(function)
+
+        self.alarms = [
+            self._alarm(
+                "DeadLetters",
+                self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=ALARM_PERIOD, statistic="Maximum"
+                ),
+                "a Marketplace notification could not be applied (dead-letter queue)",
+                alarm_topic,
+            ),
+            self._alarm(
+                "UndeliveredEvents",
+                self.delivery_dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=ALARM_PERIOD, statistic="Maximum"
+                ),
+                "a Marketplace notification never reached the lifecycle queue",
+                alarm_topic,
+            ),
+            self._alarm(
+                "Errors",
+                function.metric_errors(period=ALARM_PERIOD),
+                "the lifecycle function failed",
+                alarm_topic,
+            ),
+        ]
+
+    def _alarm(
+        self, name: str, metric: cloudwatch.IMetric, why: str, topic: sns.ITopic | None
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            f"{name}Alarm",
+            alarm_description=f"connect-metering: {why}",
+            metric=metric,
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if topic is not None:
+            alarm.add_alarm_action(actions.SnsAction(topic))
+        return alarm
