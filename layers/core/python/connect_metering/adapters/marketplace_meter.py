@@ -28,7 +28,8 @@ RETRYABLE_ERRORS = frozenset({"ThrottlingException", "InternalServiceErrorExcept
 
 
 class WorkerCrash(Exception):
-    """Fault injection only: the worker dies right after a call returned, before storing its outcome."""
+    """Fault injection only: the worker dies right after a call returned its results, before storing
+    them (the case that matters: AWS accepted records the ledger still holds as pending)."""
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,6 @@ class MarketplaceMeter:
             code = error.response["Error"]["Code"]
             for record in chunk:
                 self._observe(record, f"Error:{code}", sent_at)
-            if self._crash is not None and self._crash():
-                raise WorkerCrash("injected crash after BatchMeterUsage returned") from None
             if code in RETRYABLE_ERRORS:
                 return chunk, []
             # Not retryable (a malformed record would be a bug): leave it pending and alarmed.
