@@ -13,6 +13,7 @@ environment, 409 a uniqueness rule (one account one company, instance or name ta
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import Enum
@@ -35,6 +36,8 @@ logger = Logger()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
 tracer = Tracer()
 app = APIGatewayHttpResolver(debug=False)
+# Page views and reads publish no metric; that is expected, not worth a warning per request.
+warnings.filterwarnings("ignore", "No application metrics to publish")
 
 NOT_FOUND_RULES = frozenset({"company_exists", "environment_exists"})
 CONFLICT_RULES = frozenset(

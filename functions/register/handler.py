@@ -17,6 +17,7 @@ import base64
 import binascii
 import logging
 import traceback
+import warnings
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,8 @@ metrics = Metrics(namespace=METRICS_NAMESPACE)
 tracer = Tracer()
 # debug=False: the resolver's debug mode prints whole events, and POST /register carries the token.
 app = APIGatewayHttpResolver(debug=False)
+# Page views and reads publish no metric; that is expected, not worth a warning per request.
+warnings.filterwarnings("ignore", "No application metrics to publish")
 for _noisy in ("botocore", "boto3", "urllib3"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 

@@ -179,12 +179,6 @@ class SubscriptionLifecycle(Construct):
                 "a Marketplace notification never reached the lifecycle queue",
                 alarm_topic,
             ),
-            self._alarm(
-                "Errors",
-                function.metric_errors(period=ALARM_PERIOD),
-                "the lifecycle function failed",
-                alarm_topic,
-            ),
         ]
 
     def _alarm(

@@ -18,15 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connect_metering.domain.tenancy import Company, Environment, build
+from connect_metering.domain.tenancy import Company, Environment, Subscription, build
 from connect_metering.local.bench_core import session_core_events_per_second
-from connect_metering.local.embedded import EmbeddedAws
+from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import REPO_ROOT, handler_module
 from connect_metering.local.traffic import Shift, eventbridge_envelope, shift_events, sqs_batch
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 READ_OPERATIONS = ("GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems")
 SQS_BATCH_SIZE = 100
+WORKER_BATCH = 100
 START = datetime(2026, 11, 2, 8, tzinfo=UTC)
 
 
@@ -98,6 +99,91 @@ def ingest_requests_per_event(*, agents: int = 40, seed: int = 11) -> list[Figur
     ]
 
 
+def metering_requests(*, subscriptions: int = 1000, active_share: float = 0.3, seed: int = 5) -> list[Figure]:
+    """An hour of metering for ``subscriptions`` companies (one usage subscription and one environment each,
+    ``active_share`` of them with agents logged in): BatchMeterUsage calls against the minimum, and
+    DynamoDB requests per subscription-hour in a steady hour (the second one: the first also looks for
+    checkpoints that do not exist yet)."""
+    rng = random.Random(seed)
+    with EmbeddedAws(product_code="bench", start=START) as aws:
+        events: list[str] = []
+        for number in range(subscriptions):
+            alias, account = f"co{number:06d}", f"{100000000000 + number}"
+            licence = f"arn:aws:license-manager::123456789012:license:l-{number:08d}"
+            arn = f"arn:aws:connect:us-east-1:{account}:instance/aaaaaaaa-0000-4000-8000-{number:012d}"
+            aws.tenancy.create_company(Company(alias=alias))
+            subscription = build(
+                Subscription,
+                company_alias=alias,
+                identity={"customer_aws_account_id": account, "license_arn": licence},
+                pricing="usage",
+            )
+            aws.tenancy.add_subscription(subscription)
+            aws.tenancy.save_subscription(subscription.model_copy(update={"started": START}))
+            aws.tenancy.add_environment(build(Environment, company_alias=alias, name="prod", instance_arn=arn))
+            aws.marketplace.add_subscription(customer_aws_account_id=account, license_arn=licence, started=START)
+            if rng.random() < active_share:
+                shift = Shift(arn, f"agent-{number}", START + timedelta(minutes=rng.randint(0, 30)), START + timedelta(hours=2, minutes=30))
+                events += [json.dumps(eventbridge_envelope(e, arrived=_at(e))) for e in shift_events(shift, rng)]
+        ingest = handler_module("ingest")
+        ingest.ingest_service.cache_clear()
+        for first in range(0, len(events), SQS_BATCH_SIZE):
+            ingest.handle_batch(sqs_batch(events[first : first + SQS_BATCH_SIZE], first_message=first))
+        ingest.metrics.clear_metrics()
+        dispatcher = handler_module("meter_dispatch")
+        dispatcher.dispatcher.cache_clear()
+        worker_module = handler_module("meter_worker")
+        clock = aws.clock
+        worker = worker_module.build_worker(
+            now_ms=lambda: int(clock.now().timestamp() * 1000),
+            monotonic=clock.monotonic,
+            sleep=clock.sleep,
+            rng=random.Random(seed),
+            metering=aws.metering,
+        )
+        measured: dict[str, float] = {}
+        for hour in (1, 2):
+            instant = START + timedelta(hours=hour, minutes=10)
+            clock.advance_to(instant)
+            aws.requests.counts.clear()
+            calls_before = aws.marketplace.counter("BatchMeterUsage").calls
+            paced_from = clock.monotonic()
+            dispatcher.dispatch({"time": instant.isoformat()})
+            work = drain(aws, aws.meter_queue_url)
+            for first in range(0, len(work), WORKER_BATCH):
+                worker_module.handle_batch({"Records": work[first : first + WORKER_BATCH]}, meter=worker)
+            worker_module.metrics.clear_metrics()
+            measured = {
+                "calls": aws.marketplace.counter("BatchMeterUsage").calls - calls_before,
+                "dynamodb": aws.requests.total("dynamodb"),
+                "paced_seconds": clock.monotonic() - paced_from,
+            }
+        records = subscriptions
+        minimum = -(-records // 25)
+        throttled = aws.marketplace.counter("BatchMeterUsage").throttled
+    ratio = measured["calls"] / minimum
+    per_hour = measured["dynamodb"] / subscriptions
+    # Two workers run in parallel (reserved concurrency), each at its own pace.
+    hour_seconds = measured["paced_seconds"] / 2
+    return [
+        Figure(f"metering: subscriptions metered in an hour", subscriptions, "subscriptions", "", None),
+        Figure("metering: BatchMeterUsage calls / ceil(records / 25)", ratio, "ratio", "1.00", abs(ratio - 1) < 1e-9),
+        Figure("metering: DynamoDB requests per subscription-hour", per_hour, "requests", "<= 3", per_hour <= 3),
+        Figure("metering: throttled BatchMeterUsage calls", throttled, "calls", "0", throttled == 0),
+        Figure(
+            "metering: time to send the hour at the paced rate (2 workers x 4 calls/s)",
+            hour_seconds,
+            "s",
+            "< 3600 and < 10 calls/s",
+            hour_seconds < 3600,
+        ),
+    ]
+
+
+def _at(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(event["EventTimestamp"]).replace("Z", "+00:00")) + timedelta(seconds=2)
+
+
 _IMPORT_PROBE = """
 import sys, time, json
 before = set(sys.modules)
@@ -155,12 +241,13 @@ def handler_import_ratio(function: str = "ingest", rounds: int = 7) -> Figure:
     )
 
 
-def run_bench() -> list[Figure]:
+def run_bench(subscriptions: int = 1000) -> list[Figure]:
     core = session_core_events_per_second()
     return [
         *ingest_requests_per_event(),
-        handler_import_ratio("ingest"),
+        *(handler_import_ratio(function) for function in ("ingest", "meter_worker")),
         Figure("session core throughput (one core)", core, "events/s", ">= 100000", core >= 100_000),
+        *metering_requests(subscriptions=subscriptions),
     ]
 
 
@@ -175,6 +262,9 @@ def render_table(figures: list[Figure]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/bench.json"), help="JSON file of the figures")
+    parser.add_argument(
+        "--subscriptions", type=int, default=1000, help="subscriptions metered in the metering benchmark"
+    )
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -185,7 +275,10 @@ def run(arguments: argparse.Namespace) -> int:
     except OSError as error:
         print(f"bench: cannot write {out}: {error.strerror}", file=sys.stderr)
         return 2
-    figures = run_bench()
+    if not 1 <= arguments.subscriptions <= 20_000:
+        print("bench: --subscriptions must be between 1 and 20000", file=sys.stderr)
+        return 2
+    figures = run_bench(arguments.subscriptions)
     print(render_table(figures))
     out.write_text(json.dumps([asdict(figure) for figure in figures], indent=2) + "\n")
     print(f"\nFigures written to {out}")

@@ -3,8 +3,11 @@ a virtual clock that both read, so replay and the demo run hours of billing in s
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -12,6 +15,10 @@ from typing import TYPE_CHECKING, Any, Self
 
 import boto3
 from moto import mock_aws
+from moto.dynamodb import models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 
 from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
 from connect_metering.adapters.meter_store import create_ledger_table
@@ -84,6 +91,77 @@ class RequestCounter:
         self.counts[f"{model.service_model.service_id.hyphenize()}.{model.name}"] += 1
 
 
+@contextmanager
+def item_level_transaction_rollback() -> Iterator[None]:
+    """moto backs up every table a TransactWriteItems touches with a deep copy, once per action: the cost
+    grows with the table, and a day of replay spends its time copying. This keeps moto's semantics (all
+    actions applied, or none) by saving just the items the transaction touches and restoring them on
+    failure, and lets moto's own table backup be the table itself."""
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        saved: list[tuple[Any, Any, Any, Any]] = []
+        for action in transact_items:
+            _, operation = next(iter(action.items()))
+            table = backend.get_table(operation["TableName"])
+            key = operation.get("Key") or operation["Item"]
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+            previous = table.get_item(hash_value, range_value)
+            saved.append((table, hash_value, range_value, copy.deepcopy(previous)))
+        models.copy = _TablesByReference  # type: ignore[attr-defined]
+        try:
+            original(backend, transact_items)
+        except Exception:
+            for table, hash_value, range_value, previous in reversed(saved):
+                bucket = table.items[hash_value] if range_value is not None else table.items
+                slot = range_value if range_value is not None else hash_value
+                if previous is None:
+                    bucket.pop(slot, None)
+                else:
+                    bucket[slot] = previous
+            raise
+        finally:
+            models.copy = copy  # type: ignore[attr-defined]
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def partition_scoped_queries() -> Iterator[None]:
+    """moto answers a base-table Query by filtering every item of the table; DynamoDB reads one
+    partition. Handing moto only the queried partition keeps replay's cost per query independent of
+    how much history the tables hold; results, order and paging are moto's own."""
+    original = Table.query
+
+    def query(table: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name is not None or hash_key is None or not table.range_key_attr:
+            return original(table, hash_key, *args, **kwargs)
+        partition = table.items.get(hash_key) or {}
+        table.all_items = lambda: list(partition.values())  # type: ignore[method-assign]
+        try:
+            return original(table, hash_key, *args, **kwargs)
+        finally:
+            del table.all_items
+
+    Table.query = query  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Table.query = original  # type: ignore[method-assign]
+
+
+class _TablesByReference:
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
 class EmbeddedAws:
     """Context manager: every AWS call inside goes to moto or the Marketplace simulator, never out."""
 
@@ -108,6 +186,9 @@ class EmbeddedAws:
 
     def __enter__(self) -> Self:
         self._mock.start()
+        self._moto_speedups = ExitStack()
+        self._moto_speedups.enter_context(item_level_transaction_rollback())
+        self._moto_speedups.enter_context(partition_scoped_queries())
         # Every client made from here on (the handlers' too) comes from this session and is counted.
         boto3.setup_default_session(region_name=REGION)
         self.requests.watch(boto3._get_default_session().events)
@@ -135,6 +216,7 @@ class EmbeddedAws:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
+        self._moto_speedups.close()
         self._mock.stop()
         boto3.DEFAULT_SESSION = None
 

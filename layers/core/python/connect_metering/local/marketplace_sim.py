@@ -694,7 +694,9 @@ class MarketplaceSimulator:
         handler = cast("Callable[..., None]", self._on_before_call)
         for service_id in ("marketplace-metering", "marketplace-entitlement-service"):
             events.register(
-                f"before-call.{service_id}", handler, unique_id=f"marketplace-sim-session-{service_id}-{id(self)}"
+                f"before-call.{service_id}",
+                handler,
+                unique_id=f"marketplace-sim-session-{service_id}-{id(self)}",
             )
 
     def _on_before_call(self, *, model: OperationModel, params: Json, **_: Any) -> tuple[AWSResponse, Json]:

@@ -1,0 +1,243 @@
+"""Marketplace notifications -> internal lifecycle events, and the order-independent subscription state."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connect_metering.domain.instants import parse_iso
+from connect_metering.domain.lifecycle import (
+    DETAIL_TYPES,
+    EVENTBRIDGE_SOURCE,
+    SNS_ACTION_EFFECTS,
+    Effect,
+    EntitlementRecord,
+    LifecycleEvent,
+    LifecycleInputError,
+    PendingLifecycle,
+    Source,
+    activate,
+    end,
+    legacy_key,
+    license_key,
+    parse_lifecycle_message,
+    pricing_for,
+    refreshed_entitlements,
+    summarize_entitlements,
+)
+from connect_metering.domain.tenancy import Entitlements, PricingModel, Subscription, build
+from infra.constructs.subscription_lifecycle import MARKETPLACE_DETAIL_TYPES, MARKETPLACE_EVENT_SOURCE
+from tests.conftest import SHARED_SAMPLES
+from tests.registration_support import eventbridge, sns_message, sns_notification
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+LICENCE = "arn:aws:license-manager::123456789012:license:l-abc"
+
+
+def parse(body: object, *, sent_at_ms: int = 0) -> LifecycleEvent:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return parse_lifecycle_message(text, message_id="sqs-1", sent_at_ms=sent_at_ms)
+
+
+def pending(pricing: str = "usage") -> Subscription:
+    return build(
+        Subscription,
+        company_alias="acme",
+        identity={"customer_aws_account_id": "210987654321", "license_arn": LICENCE},
+        pricing=pricing,
+    )
+
+
+def test_the_documented_eventbridge_sample_is_an_activation() -> None:
+    body = (SHARED_SAMPLES / "marketplace-license-updated.json").read_text()
+    event = parse_lifecycle_message(body, message_id="m", sent_at_ms=0)
+    assert event.effect is Effect.ACTIVATE
+    assert event.source is Source.EVENTBRIDGE
+    assert event.at == parse_iso("2024-08-30T21:36:03Z")
+    assert (
+        event.license_arn
+        == "arn:aws:license-manager::123456789012:license:l-e52c0000000000000000000000000000"
+    )
+    assert event.subscription_key == license_key(event.license_arn)
+    assert (event.customer_aws_account_id, event.product_code) == (
+        "845735284135",
+        "aw4fgf5exampleproductcode",
+    )
+    assert event.agreement_id == "agmt-4mwg0000000000000000000"
+    assert event.event_id == "9f0c2f6e-0000-4000-8000-000000000001"
+
+
+def test_the_documented_sns_sample_is_an_end_of_a_legacy_subscription() -> None:
+    message = (SHARED_SAMPLES / "marketplace-sns-subscription.json").read_text()
+    envelope = {
+        "Type": "Notification",
+        "MessageId": "sns-9",
+        "Message": message,
+        "Timestamp": "2026-11-02T10:00:00.000Z",
+    }
+    event = parse_lifecycle_message(json.dumps(envelope), message_id="m", sent_at_ms=0)
+    assert (event.effect, event.source, event.name) == (Effect.END, Source.SNS, "unsubscribe-pending")
+    assert event.subscription_key == legacy_key("n0123EXAMPLEXXXXXXXXXXXX", "X01EXAMPLEX")
+    assert event.at == parse_iso("2026-11-02T10:00:00Z")
+    assert event.event_id == "sns-9"
+
+
+@pytest.mark.parametrize("detail_type", DETAIL_TYPES)
+def test_every_detail_type_maps_to_its_effect(detail_type: str) -> None:
+    event = parse(eventbridge(detail_type, licence=LICENCE, account="210987654321", at=T0))
+    expected = {
+        "License Updated": Effect.ACTIVATE,
+        "License Deprovisioned": Effect.END,
+    }.get(detail_type.rsplit(" - ", 1)[0], Effect.RECORD)
+    assert event.effect is expected
+
+
+@pytest.mark.parametrize(("action", "effect"), sorted(SNS_ACTION_EFFECTS.items()))
+def test_every_sns_action_maps_to_its_effect(action: str, effect: Effect) -> None:
+    event = parse(sns_notification(sns_message(action, customer="C1"), at=T0))
+    assert event.effect is effect
+    assert event.at == T0
+
+
+def test_raw_sns_messages_take_the_queue_time_and_unknown_ones_are_ignored() -> None:
+    event = parse(sns_message("subscribe-success", customer="C1"), sent_at_ms=1_800_000_000_000)
+    assert event.at == datetime.fromtimestamp(1_800_000_000, UTC)
+    assert event.effect is Effect.ACTIVATE
+    assert (
+        parse(sns_notification(sns_message("free-trial-ending", customer="C1"), at=T0)).effect
+        is Effect.IGNORE
+    )
+    other = eventbridge("Offer Released", licence=LICENCE, account=None, at=T0)
+    assert parse(other).effect is Effect.IGNORE
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[]",
+        json.dumps(
+            {
+                "source": EVENTBRIDGE_SOURCE,
+                "detail-type": "License Updated - Manufacturer",
+                "time": "x",
+                "detail": {"license": {"arn": LICENCE}},
+            }
+        ),
+        json.dumps(
+            {
+                "source": EVENTBRIDGE_SOURCE,
+                "detail-type": "License Deprovisioned - Manufacturer",
+                "time": "2026-01-01T00:00:00Z",
+                "detail": {},
+            }
+        ),
+        json.dumps({"source": EVENTBRIDGE_SOURCE, "time": "2026-01-01T00:00:00Z"}),
+        json.dumps({"Type": "Notification", "Message": "{broken", "Timestamp": "2026-01-01T00:00:00Z"}),
+        json.dumps(
+            {
+                "Type": "Notification",
+                "Message": json.dumps({"action": "subscribe-success"}),
+                "Timestamp": "2026-01-01T00:00:00Z",
+            }
+        ),
+        json.dumps({"action": 3}),
+        json.dumps({"something": "else"}),
+    ],
+)
+def test_unreadable_messages_are_refused(body: str) -> None:
+    with pytest.raises(LifecycleInputError):
+        parse(body)
+
+
+def test_the_rule_and_the_parser_know_the_same_detail_types() -> None:
+    assert set(MARKETPLACE_DETAIL_TYPES) == set(DETAIL_TYPES)
+    assert MARKETPLACE_EVENT_SOURCE == EVENTBRIDGE_SOURCE
+
+
+# Transitions ----------------------------------------------------------------------------------------
+
+
+def test_activation_keeps_the_earliest_instant_before_the_end() -> None:
+    once = activate(pending(), T0)
+    assert once.started == T0
+    assert activate(once, T0 + timedelta(days=1)) == once  # a renewal does not move it
+    assert activate(once, T0 - timedelta(hours=1)).started == T0 - timedelta(hours=1)
+    ended = end(once, T0 + timedelta(hours=2))
+    assert activate(ended, T0 + timedelta(hours=3)) == ended  # after the end: nothing
+
+
+def test_an_end_at_or_before_the_activation_means_never_active() -> None:
+    started = activate(pending(), T0)
+    at_start = end(started, T0)
+    assert (at_start.started, at_start.ended) == (None, T0)
+    assert end(at_start, T0 + timedelta(hours=1)) == at_start  # the earliest end stays
+
+
+instants = st.integers(min_value=0, max_value=20).map(lambda minutes: T0 + timedelta(minutes=minutes))
+events = st.lists(st.tuples(st.sampled_from(["activate", "end"]), instants), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events, st.randoms(use_true_random=False))
+def test_the_state_depends_only_on_the_set_of_events(
+    history: list[tuple[str, datetime]], rng: random.Random
+) -> None:
+    def replay(order: list[tuple[str, datetime]]) -> Subscription:
+        state = pending()
+        for kind, at in order:
+            state = activate(state, at) if kind == "activate" else end(state, at)
+        return state
+
+    shuffled = list(history)
+    rng.shuffle(shuffled)
+    doubled = history + history  # every event delivered twice
+    assert replay(history) == replay(shuffled) == replay(doubled)
+    ends = [at for kind, at in history if kind == "end"]
+    ended = min(ends) if ends else None
+    valid = [at for kind, at in history if kind == "activate" and (ended is None or at < ended)]
+    result = replay(history)
+    assert (result.started, result.ended) == (min(valid) if valid else None, ended)
+
+
+def test_pending_lifecycle_applies_like_the_events() -> None:
+    kept = PendingLifecycle(activated=T0, ended=T0 + timedelta(hours=1))
+    assert kept.apply_to(pending()) == end(activate(pending(), T0), T0 + timedelta(hours=1))
+    assert PendingLifecycle().apply_to(pending()) == pending()
+
+
+# Entitlements ---------------------------------------------------------------------------------------
+
+
+def test_licensed_agents_sum_over_entitlements_and_the_latest_expiry_wins() -> None:
+    records = [
+        EntitlementRecord("licensed_agents", 10, T0 + timedelta(days=30)),
+        EntitlementRecord("licensed_agents", 5, T0 + timedelta(days=60)),
+        EntitlementRecord("licensed_agents", None, None),
+        EntitlementRecord("other", 99, T0),
+    ]
+    assert summarize_entitlements(records) == Entitlements(
+        licensed_agents=15, expires=T0 + timedelta(days=60)
+    )
+    assert summarize_entitlements([EntitlementRecord("other", 1, None)]) is None
+    assert pricing_for(None) is PricingModel.USAGE
+    assert pricing_for(Entitlements(licensed_agents=0)) is PricingModel.CONTRACT
+
+
+def test_a_refresh_that_finds_nothing_keeps_a_contracts_expiry() -> None:
+    contract = pending("contract").model_copy(
+        update={"entitlements": Entitlements(licensed_agents=10, expires=T0 + timedelta(days=9))}
+    )
+    assert refreshed_entitlements(contract, None) == Entitlements(
+        licensed_agents=0, expires=T0 + timedelta(days=9)
+    )
+    assert refreshed_entitlements(pending(), None) == Entitlements()
+    fresh = Entitlements(licensed_agents=3)
+    assert refreshed_entitlements(contract, fresh) == fresh
