@@ -44,7 +44,9 @@ def session(
     while moment + timedelta(seconds=step_s) < end:
         moment += timedelta(seconds=step_s)
         number += 1
-        events.append(agent_event(instance_arn, agent, f"{agent}-{start:%H%M%S}-{number}", "HEART_BEAT", moment))
+        events.append(
+            agent_event(instance_arn, agent, f"{agent}-{start:%H%M%S}-{number}", "HEART_BEAT", moment)
+        )
     last_type = "LOGOUT" if logout else "HEART_BEAT"
     events.append(agent_event(instance_arn, agent, f"{agent}-{start:%H%M%S}-end", last_type, end))
     return events
@@ -72,7 +74,9 @@ class ReplayResult:
     def sent(self, status: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.records if status is None or r["status"] == status]
 
-    def accepted_by_hour(self, dimension: str = "agent_minutes", license_suffix: str | None = None) -> dict[str, int]:
+    def accepted_by_hour(
+        self, dimension: str = "agent_minutes", license_suffix: str | None = None
+    ) -> dict[str, int]:
         """Hour -> accepted Quantity (Success and DuplicateRecord count as accepted)."""
         result: dict[str, int] = {}
         for record in self.records:
@@ -133,5 +137,7 @@ def usage_company(
                 "started": "2026-11-02T08:00:00Z",
             }
         ],
-        "environments": [{"name": name, "instance_arn": arn} for name, arn in (environments or [("prod", instance())])],
+        "environments": [
+            {"name": name, "instance_arn": arn} for name, arn in (environments or [("prod", instance())])
+        ],
     }

@@ -118,7 +118,9 @@ def publish(reports: list[MeterReport]) -> None:
             logger.warning("records need attention", extra={"company": report.company, **attention})
 
 
-def handle_batch(event: dict[str, Any], meter: MeterWorker | None = None) -> tuple[dict[str, Any], list[MeterReport]]:
+def handle_batch(
+    event: dict[str, Any], meter: MeterWorker | None = None
+) -> tuple[dict[str, Any], list[MeterReport]]:
     """Work items (one company each) -> partial batch response and the reports. The companies of a batch
     share BatchMeterUsage calls; a company whose run failed is redelivered alone. Replay passes its
     virtual-clock worker."""
@@ -126,7 +128,9 @@ def handle_batch(event: dict[str, Any], meter: MeterWorker | None = None) -> tup
     requests = {
         record["messageId"]: MeterRequest.from_json(json.loads(record["body"])) for record in event["Records"]
     }
-    outcomes = dict(zip(requests, active.run_batch(list(requests.values())), strict=True))
+    outcomes: dict[str, MeterReport | Exception] = dict(
+        zip(requests, active.run_batch(list(requests.values())), strict=True)
+    )
 
     def settle(record: SQSRecord) -> MeterReport:
         outcome = outcomes[record.message_id]

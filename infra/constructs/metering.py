@@ -52,7 +52,9 @@ class HourlyMetering(Construct):
             self,
             "MeterWorkQueue",
             visibility_timeout=cdk.Duration.seconds(6 * WORKER_TIMEOUT.to_seconds()),
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue
+            ),
         )
         environment = {
             "TENANCY_TABLE": tenancy_table.table_name,
@@ -119,14 +121,29 @@ class HourlyMetering(Construct):
         _allow_index(dispatcher, tenancy_table, "active-subscriptions")
         allow_table_access(dispatcher, activity_table, ["dynamodb:Query"], writes=False)
         _allow_index(dispatcher, activity_table, "late-events")
-        allow_table_access(dispatcher, self.ledger_table, ["dynamodb:GetItem", "dynamodb:PutItem"], writes=True)
+        allow_table_access(
+            dispatcher, self.ledger_table, ["dynamodb:GetItem", "dynamodb:PutItem"], writes=True
+        )
         self.queue.grant_send_messages(dispatcher)
 
         worker = self.worker.function
-        allow_table_access(worker, tenancy_table, ["dynamodb:Query", "dynamodb:BatchWriteItem", *TRANSACTION_ACTIONS], writes=True)
-        allow_table_access(worker, activity_table, ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem"], writes=True)
         allow_table_access(
-            worker, self.ledger_table, ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchWriteItem", *TRANSACTION_ACTIONS], writes=True
+            worker,
+            tenancy_table,
+            ["dynamodb:Query", "dynamodb:BatchWriteItem", *TRANSACTION_ACTIONS],
+            writes=True,
+        )
+        allow_table_access(
+            worker,
+            activity_table,
+            ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem"],
+            writes=True,
+        )
+        allow_table_access(
+            worker,
+            self.ledger_table,
+            ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchWriteItem", *TRANSACTION_ACTIONS],
+            writes=True,
         )
         worker.add_to_role_policy(
             iam.PolicyStatement(actions=["aws-marketplace:BatchMeterUsage"], resources=["*"])

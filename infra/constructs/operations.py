@@ -56,7 +56,9 @@ class MeteringOperations(Construct):
                 resources=["*"],
             )
         )
-        self.topic = sns.Topic(self, "AlarmTopic", display_name="connect-metering alarms", master_key=key, enforce_ssl=True)
+        self.topic = sns.Topic(
+            self, "AlarmTopic", display_name="connect-metering alarms", master_key=key, enforce_ssl=True
+        )
         self.alarms: list[cloudwatch.Alarm] = []
         for name, why in (
             ("RecordsExpired", "a record left the acceptance window unaccepted"),
@@ -84,13 +86,21 @@ class MeteringOperations(Construct):
                 left=[product_metric(name, WORKER_SERVICE) for name in ("MeteredMinutes", "RecordsAccepted")],
                 right=[
                     product_metric(name, WORKER_SERVICE)
-                    for name in ("RecordsRetried", "RecordsExpired", "CustomerNotSubscribed", "DuplicateRecord")
+                    for name in (
+                        "RecordsRetried",
+                        "RecordsExpired",
+                        "CustomerNotSubscribed",
+                        "DuplicateRecord",
+                    )
                 ],
                 width=12,
             ),
             cloudwatch.GraphWidget(
                 title="Agent events",
-                left=[product_metric(name, INGEST_SERVICE) for name in ("EventsAccepted", "DuplicateEvents", "LateEvents")],
+                left=[
+                    product_metric(name, INGEST_SERVICE)
+                    for name in ("EventsAccepted", "DuplicateEvents", "LateEvents")
+                ],
                 width=12,
             ),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24),

@@ -37,7 +37,9 @@ def test_workers_are_capped_to_stay_under_the_marketplace_quota(metering_json: d
     assert worker["Properties"]["Environment"]["Variables"]["LEDGER_TABLE"]
 
 
-def test_worker_reads_the_meter_queue_which_has_a_dead_letter_queue(metering: Template, metering_json: dict[str, Any]) -> None:
+def test_worker_reads_the_meter_queue_which_has_a_dead_letter_queue(
+    metering: Template, metering_json: dict[str, Any]
+) -> None:
     metering.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
@@ -63,7 +65,8 @@ def test_only_the_worker_may_call_batch_meter_usage(metering_json: dict[str, Any
         logical_id
         for logical_id, policy in resources_of_type(metering_json, "AWS::IAM::Policy").items()
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        if "aws-marketplace:BatchMeterUsage" in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+        if "aws-marketplace:BatchMeterUsage"
+        in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
     }
     assert len(holders) == 1
     assert next(iter(holders)).startswith("MeteringWorker")
@@ -72,12 +75,23 @@ def test_only_the_worker_may_call_batch_meter_usage(metering_json: dict[str, Any
 def test_alarms_cover_billing_risks_dead_letters_and_errors(metering_json: dict[str, Any]) -> None:
     alarms = resources_of_type(metering_json, "AWS::CloudWatch::Alarm")
     metric_names = {alarm["Properties"].get("MetricName") for alarm in alarms.values()}
-    assert {"RecordsExpired", "CustomerNotSubscribed", "DuplicateRecord", "RecordsUnconfirmed"} <= metric_names
+    assert {
+        "RecordsExpired",
+        "CustomerNotSubscribed",
+        "DuplicateRecord",
+        "RecordsUnconfirmed",
+    } <= metric_names
     assert sum(1 for alarm in alarms.values() if alarm["Properties"].get("MetricName") == "Errors") == 3
     dead_letter_alarms = [
-        alarm for alarm in alarms.values() if alarm["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        alarm
+        for alarm in alarms.values()
+        if alarm["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
     ]
-    queues = [logical_id for logical_id in resources_of_type(metering_json, "AWS::SQS::Queue") if "DeadLetter" in logical_id]
+    queues = [
+        logical_id
+        for logical_id in resources_of_type(metering_json, "AWS::SQS::Queue")
+        if "DeadLetter" in logical_id
+    ]
     assert len(dead_letter_alarms) >= len(queues) - 0 and len(queues) >= 4
     for alarm in alarms.values():
         assert alarm["Properties"]["Threshold"] == 0

@@ -57,7 +57,9 @@ def test_fractions_of_a_minute_carry_to_later_hours(tmp_path: Path) -> None:
 
 
 def test_allocations_per_environment_sum_to_the_quantity(tmp_path: Path) -> None:
-    company = usage_company(environments=[("eu", instance(2, "222233334444", "eu-west-1")), ("us", instance(1))])
+    company = usage_company(
+        environments=[("eu", instance(2, "222233334444", "eu-west-1")), ("us", instance(1))]
+    )
     events = [
         *session(instance(1), "a1", at(8, 0), at(8, 20)),
         *session(instance(2, "222233334444", "eu-west-1"), "b1", at(8, 10), at(8, 15)),
@@ -74,7 +76,9 @@ def test_allocations_per_environment_sum_to_the_quantity(tmp_path: Path) -> None
 
 
 def test_an_environment_without_minutes_gets_no_allocation(tmp_path: Path) -> None:
-    company = usage_company(environments=[("eu", instance(2, "222233334444", "eu-west-1")), ("us", instance(1))])
+    company = usage_company(
+        environments=[("eu", instance(2, "222233334444", "eu-west-1")), ("us", instance(1))]
+    )
     result = replay(tmp_path, registry(company), session(instance(1), "a1", at(8), at(8, 7)), until=at(9, 10))
     [record] = result.records
     assert [a["Tags"][0]["Value"] for a in record["usage_record"]["UsageAllocations"]] == ["us"]
@@ -100,17 +104,26 @@ def test_an_event_arriving_exactly_at_the_metering_instant_waits_for_the_next_ho
 
 def test_a_session_into_the_grace_minutes_counts_for_the_metered_hour(tmp_path: Path) -> None:
     # heartbeats keep the session open across 09:00; the 09:02 event arrived before 09:10
-    result = replay(tmp_path, registry(usage_company()), session(instance(), "a1", at(8, 50), at(9, 2)), until=at(9, 10))
+    result = replay(
+        tmp_path, registry(usage_company()), session(instance(), "a1", at(8, 50), at(9, 2)), until=at(9, 10)
+    )
     assert result.accepted_by_hour() == {"2026-11-02T08:00:00.000Z": 10}
 
 
 def test_no_active_subscription_means_unbilled(tmp_path: Path) -> None:
     company = usage_company(
         subscriptions=[
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("x"), "pricing": "usage", "started": "2026-11-02T09:00:00Z"}
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("x"),
+                "pricing": "usage",
+                "started": "2026-11-02T09:00:00Z",
+            }
         ]
     )
-    result = replay(tmp_path, registry(company), session(instance(), "a1", at(8, 30), at(9, 15)), until=at(10, 10))
+    result = replay(
+        tmp_path, registry(company), session(instance(), "a1", at(8, 30), at(9, 15)), until=at(10, 10)
+    )
     assert result.accepted_by_hour() == {"2026-11-02T09:00:00.000Z": 15}
     environment = result.summary["companies"]["acme"]["environments"]["prod"]
     assert environment["unbilled_ms"] == 30 * 60_000
@@ -120,8 +133,18 @@ def test_no_active_subscription_means_unbilled(tmp_path: Path) -> None:
 def test_usage_follows_the_oldest_active_subscription(tmp_path: Path) -> None:
     company = usage_company(
         subscriptions=[
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("young"), "pricing": "usage", "started": "2026-11-02T08:00:00Z"},
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("old"), "pricing": "usage", "started": "2026-11-01T08:00:00Z"},
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("young"),
+                "pricing": "usage",
+                "started": "2026-11-02T08:00:00Z",
+            },
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("old"),
+                "pricing": "usage",
+                "started": "2026-11-01T08:00:00Z",
+            },
         ]
     )
     result = replay(tmp_path, registry(company), session(instance(), "a1", at(8), at(8, 20)), until=at(9, 10))
@@ -132,8 +155,18 @@ def test_usage_follows_the_oldest_active_subscription(tmp_path: Path) -> None:
 def test_a_tie_on_started_goes_to_the_smaller_licence(tmp_path: Path) -> None:
     company = usage_company(
         subscriptions=[
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("bbb"), "pricing": "usage", "started": "2026-11-02T08:00:00Z"},
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("aaa"), "pricing": "usage", "started": "2026-11-02T08:00:00Z"},
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("bbb"),
+                "pricing": "usage",
+                "started": "2026-11-02T08:00:00Z",
+            },
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("aaa"),
+                "pricing": "usage",
+                "started": "2026-11-02T08:00:00Z",
+            },
         ]
     )
     result = replay(tmp_path, registry(company), session(instance(), "a1", at(8), at(8, 12)), until=at(9, 10))
@@ -141,9 +174,16 @@ def test_a_tie_on_started_goes_to_the_smaller_licence(tmp_path: Path) -> None:
     assert result.accepted_by_hour(license_suffix="bbb") == {"2026-11-02T08:00:00.000Z": 0}
 
 
-def test_an_outage_past_the_acceptance_window_moves_minutes_into_the_next_accepted_record(tmp_path: Path) -> None:
+def test_an_outage_past_the_acceptance_window_moves_minutes_into_the_next_accepted_record(
+    tmp_path: Path,
+) -> None:
     events = session(instance(), "a1", at(8, 0), at(8, 30))
-    outage = {"seed": 1, "outages": [{"start": "2026-11-02T09:00:00Z", "end": "2026-11-02T15:00:00Z", "error": "ThrottlingException"}]}
+    outage = {
+        "seed": 1,
+        "outages": [
+            {"start": "2026-11-02T09:00:00Z", "end": "2026-11-02T15:00:00Z", "error": "ThrottlingException"}
+        ],
+    }
     result = replay(tmp_path, registry(usage_company()), events, until=at(16, 10), faults=outage)
     accepted = result.accepted_by_hour()
     # hour 8's record never got through before it was 6 h old: its 30 minutes went into a later record
@@ -155,7 +195,16 @@ def test_an_outage_past_the_acceptance_window_moves_minutes_into_the_next_accept
 
 def test_retries_resend_the_stored_record_unchanged(tmp_path: Path) -> None:
     events = session(instance(), "a1", at(8, 0), at(8, 30))
-    faults = {"seed": 3, "outages": [{"start": "2026-11-02T09:00:00Z", "end": "2026-11-02T10:30:00Z", "error": "InternalServiceErrorException"}]}
+    faults = {
+        "seed": 3,
+        "outages": [
+            {
+                "start": "2026-11-02T09:00:00Z",
+                "end": "2026-11-02T10:30:00Z",
+                "error": "InternalServiceErrorException",
+            }
+        ],
+    }
     result = replay(tmp_path, registry(usage_company()), events, until=at(11, 10), faults=faults)
     hour8 = [r for r in result.records if r["usage_record"]["Timestamp"] == "2026-11-02T08:00:00.000Z"]
     assert {r["status"] for r in hour8} == {"Error:InternalServiceErrorException", "Success"}
@@ -164,9 +213,12 @@ def test_retries_resend_the_stored_record_unchanged(tmp_path: Path) -> None:
 
 
 def test_at_most_25_records_per_call(tmp_path: Path) -> None:
-    companies = [usage_company(f"co{n:03d}", environments=[("e", instance(n, f"3333444455{n:02d}"))]) for n in range(30)]
+    companies = [
+        usage_company(f"co{n:03d}", environments=[("e", instance(n, f"3333444455{n:02d}"))])
+        for n in range(30)
+    ]
     for n, company in enumerate(companies):
-        company["subscriptions"][0]["customer_aws_account_id"] = f"3333444455{n:02d}"  # type: ignore[index]
+        company["subscriptions"][0]["customer_aws_account_id"] = f"3333444455{n:02d}"
     result = replay(tmp_path, registry(*companies), [], until=at(9, 10))
     assert len(result.records) == 30
     # the 30 companies' records share calls: ceil(30 / 25) = 2
@@ -177,10 +229,20 @@ def test_contract_overage_is_billed_to_the_primary(tmp_path: Path) -> None:
     company = usage_company(
         "bigco",
         subscriptions=[
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("c1"), "pricing": "contract",
-             "started": "2026-11-02T07:30:00Z", "entitlements": {"licensed_agents": 1}},
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("c2"), "pricing": "contract",
-             "started": "2026-11-02T07:45:00Z", "entitlements": {"licensed_agents": 1}},
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("c1"),
+                "pricing": "contract",
+                "started": "2026-11-02T07:30:00Z",
+                "entitlements": {"licensed_agents": 1},
+            },
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("c2"),
+                "pricing": "contract",
+                "started": "2026-11-02T07:45:00Z",
+                "entitlements": {"licensed_agents": 1},
+            },
         ],
     )
     events = [event for n in range(4) for event in session(instance(), f"agent{n}", at(8, n), at(8, 30))]
@@ -199,8 +261,14 @@ def test_an_expired_contract_is_not_active(tmp_path: Path) -> None:
     company = usage_company(
         "bigco",
         subscriptions=[
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("c1"), "pricing": "contract",
-             "started": "2026-11-02T08:00:00Z", "entitlements": {"licensed_agents": 5}, "expires": "2026-11-02T09:00:00Z"},
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("c1"),
+                "pricing": "contract",
+                "started": "2026-11-02T08:00:00Z",
+                "entitlements": {"licensed_agents": 5},
+                "expires": "2026-11-02T09:00:00Z",
+            },
         ],
     )
     result = replay(tmp_path, registry(company), [], until=at(11, 10))
@@ -210,15 +278,25 @@ def test_an_expired_contract_is_not_active(tmp_path: Path) -> None:
 def test_final_metering_when_a_subscription_ends(tmp_path: Path) -> None:
     company = usage_company(
         subscriptions=[
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("end"), "pricing": "usage",
-             "started": "2026-11-02T08:00:00Z", "ended": "2026-11-02T10:20:00Z"}
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("end"),
+                "pricing": "usage",
+                "started": "2026-11-02T08:00:00Z",
+                "ended": "2026-11-02T10:20:00Z",
+            }
         ]
     )
-    events = [*session(instance(), "a1", at(9, 30), at(9, 40)), *session(instance(), "a1", at(10, 0), at(10, 15))]
+    events = [
+        *session(instance(), "a1", at(9, 30), at(9, 40)),
+        *session(instance(), "a1", at(10, 0), at(10, 15)),
+    ]
     # usage after the end is not the subscription's
     events += session(instance(), "a2", at(10, 25), at(10, 50))
     result = replay(tmp_path, registry(company), events, until=at(13))
-    stamps = [(r["usage_record"]["Timestamp"], r["usage_record"]["Quantity"], r["sent_at"]) for r in result.records]
+    stamps = [
+        (r["usage_record"]["Timestamp"], r["usage_record"]["Quantity"], r["sent_at"]) for r in result.records
+    ]
     assert stamps == [
         ("2026-11-02T08:00:00.000Z", 0, "2026-11-02T09:10:00.000Z"),
         ("2026-11-02T09:00:00.000Z", 10, "2026-11-02T10:10:00.000Z"),
@@ -232,14 +310,21 @@ def test_final_metering_when_a_subscription_ends(tmp_path: Path) -> None:
 def test_final_metering_covers_every_unmetered_hour_up_to_the_end(tmp_path: Path) -> None:
     company = usage_company(
         subscriptions=[
-            {"customer_aws_account_id": "111122223333", "license_arn": LICENSE.format("end"), "pricing": "usage",
-             "started": "2026-11-02T08:00:00Z", "ended": "2026-11-02T09:05:00Z"}
+            {
+                "customer_aws_account_id": "111122223333",
+                "license_arn": LICENSE.format("end"),
+                "pricing": "usage",
+                "started": "2026-11-02T08:00:00Z",
+                "ended": "2026-11-02T09:05:00Z",
+            }
         ]
     )
     events = session(instance(), "a1", at(8, 50), at(9, 3))
     result = replay(tmp_path, registry(company), events, until=at(12))
     # at 09:05 hour 8 (due 09:10) and hour 9 are both unmetered: both are sent at the end
-    assert [(r["usage_record"]["Timestamp"], r["usage_record"]["Quantity"], r["sent_at"]) for r in result.records] == [
+    assert [
+        (r["usage_record"]["Timestamp"], r["usage_record"]["Quantity"], r["sent_at"]) for r in result.records
+    ] == [
         ("2026-11-02T08:00:00.000Z", 10, "2026-11-02T09:05:00.000Z"),
         ("2026-11-02T09:00:00.000Z", 3, "2026-11-02T09:05:00.000Z"),
     ]

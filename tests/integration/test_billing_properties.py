@@ -63,13 +63,21 @@ def test_accepted_minutes_equal_billable_time_under_faults(
         end = begin + timedelta(minutes=minutes)
         # one agent per session: sessions never overlap, so the truth is the sum of spans
         for event in session(ENVIRONMENTS[env], f"agent{number}", begin, end):
-            arrival = datetime.fromisoformat(event["EventTimestamp"].replace("Z", "+00:00")) + timedelta(minutes=delay)
+            arrival = datetime.fromisoformat(event["EventTimestamp"].replace("Z", "+00:00")) + timedelta(
+                minutes=delay
+            )
             events.append(envelope(event, arrived=arrival))
         truth_ms[env] += int((end - begin).total_seconds() * 1000)
     events.sort(key=lambda e: e["time"])
     company = usage_company(environments=[(name, arn) for name, arn in sorted(ENVIRONMENTS.items())])
     with TemporaryDirectory() as folder:
-        result = replay(Path(folder), {"product_code": "prod1", "companies": [company]}, events, until=START + timedelta(hours=20), faults=faults)
+        result = replay(
+            Path(folder),
+            {"product_code": "prod1", "companies": [company]},
+            events,
+            until=START + timedelta(hours=20),
+            faults=faults,
+        )
     accepted: dict[str, int] = defaultdict(int)
     hours_seen: set[str] = set()
     for record in result.records:

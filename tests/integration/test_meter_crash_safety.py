@@ -45,7 +45,9 @@ def aws() -> Iterator[EmbeddedAws]:
     saved = dict(os.environ)
     with EmbeddedAws(product_code="prod1", start=H8) as embedded:
         embedded.tenancy.create_company(Company(alias="acme"))
-        embedded.tenancy.add_environment(build(Environment, company_alias="acme", name="prod", instance_arn=instance()))
+        embedded.tenancy.add_environment(
+            build(Environment, company_alias="acme", name="prod", instance_arn=instance())
+        )
         subscription = build(
             Subscription,
             company_alias="acme",
@@ -54,12 +56,20 @@ def aws() -> Iterator[EmbeddedAws]:
         )
         embedded.tenancy.add_subscription(subscription)
         embedded.tenancy.save_subscription(subscription.model_copy(update={"started": H8}))
-        embedded.marketplace.add_subscription(customer_aws_account_id="111122223333", license_arn=LICENCE, started=H8)
+        embedded.marketplace.add_subscription(
+            customer_aws_account_id="111122223333", license_arn=LICENCE, started=H8
+        )
         ingest = handler_module("ingest")
         ingest.ingest_service.cache_clear()
         bodies = [
-            json.dumps(envelope(event, arrived=datetime.fromisoformat(event["EventTimestamp"].replace("Z", "+00:00"))))
-            for event in session(instance(), "a1", H8 + timedelta(minutes=5), H8 + timedelta(hours=2, minutes=35))
+            json.dumps(
+                envelope(
+                    event, arrived=datetime.fromisoformat(event["EventTimestamp"].replace("Z", "+00:00"))
+                )
+            )
+            for event in session(
+                instance(), "a1", H8 + timedelta(minutes=5), H8 + timedelta(hours=2, minutes=35)
+            )
         ]
         response, _ = ingest.handle_batch(sqs_batch(bodies))
         assert response == {"batchItemFailures": []}
@@ -69,7 +79,9 @@ def aws() -> Iterator[EmbeddedAws]:
     os.environ.update(saved)
 
 
-def build_worker(aws: EmbeddedAws, crashes: Crashes, before_send: Callable[[], None] | None = None) -> MeterWorker:
+def build_worker(
+    aws: EmbeddedAws, crashes: Crashes, before_send: Callable[[], None] | None = None
+) -> MeterWorker:
     handler = handler_module("meter_worker")
     worker: MeterWorker = handler.build_worker(
         now_ms=lambda: to_ms(aws.clock.now()),
@@ -80,7 +92,7 @@ def build_worker(aws: EmbeddedAws, crashes: Crashes, before_send: Callable[[], N
         metering=aws.metering,
     )
     if before_send is not None:
-        marketplace = worker._marketplace  # noqa: SLF001 - fault injection into the real sender
+        marketplace = worker._marketplace
         original = marketplace.send
 
         def dying_send(records: Any) -> Any:
@@ -171,7 +183,7 @@ def test_a_concurrent_run_of_the_same_company_stops_before_sending(aws: Embedded
     assert snapshot is not None
     run_hour(aws, worker, H8)
     # the other run read the company before the first one committed
-    other._companies.load_company = lambda alias: snapshot  # type: ignore[method-assign]  # noqa: SLF001
+    other._companies.load_company = lambda alias: snapshot  # type: ignore[method-assign]
     with pytest.raises(ConcurrentMeterRun):
         other.run(MeterRequest(company="acme", kind="hourly", through_ms=to_ms(H8)))
     assert total_accepted(aws) == 55

@@ -126,7 +126,7 @@ class MarketplaceMeter:
         try:
             response = self._client.batch_meter_usage(
                 UsageRecords=[wire_record(record) for record in chunk],  # type: ignore[misc]
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
         except ClientError as error:
             code = error.response["Error"]["Code"]
@@ -136,12 +136,15 @@ class MarketplaceMeter:
                 return chunk, []
             # Not retryable (a malformed record would be a bug): leave it pending and alarmed.
             return [], []
-        by_identity = {_identity(record.usage_record): record for record in chunk}
+        by_identity: dict[tuple[str, str, str, int], MeteringRecord | None] = {
+            _identity(record.usage_record): record for record in chunk
+        }
         settled: list[MeteringRecord] = []
         for result in response.get("Results", []):
-            record = by_identity.pop(_identity(result["UsageRecord"]), None)
-            if record is None:
+            answered = by_identity.pop(_identity(result["UsageRecord"]), None)
+            if answered is None:
                 continue
+            record = answered
             status = result["Status"]
             self._observe(record, status, sent_at)
             if status in ("Success", "DuplicateRecord"):
@@ -150,12 +153,12 @@ class MarketplaceMeter:
             elif status == "CustomerNotSubscribed":
                 settled.append(record.settled(RecordStatus.NOT_SUBSCRIBED, status))
         for unprocessed in response.get("UnprocessedRecords", []):
-            record = by_identity.get(_identity(unprocessed))
-            if record is not None:
-                self._observe(record, "Unprocessed", sent_at)
+            left = by_identity.get(_identity(unprocessed))
+            if left is not None:
+                self._observe(left, "Unprocessed", sent_at)
         if self._crash is not None and self._crash():
             raise WorkerCrash("injected crash after BatchMeterUsage returned")
-        return list(by_identity.values()), settled
+        return [record for record in by_identity.values() if record is not None], settled
 
     def _observe(self, record: MeteringRecord, status: str, sent_at_ms: int) -> None:
         if self._observer is not None:

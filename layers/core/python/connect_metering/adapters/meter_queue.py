@@ -46,7 +46,10 @@ class SqsFinalMetering:
         self._queue.send(
             [
                 MeterRequest(
-                    company=company_alias, kind="final", through_ms=to_ms(ended_at), subscription=subscription_key
+                    company=company_alias,
+                    kind="final",
+                    through_ms=to_ms(ended_at),
+                    subscription=subscription_key,
                 )
             ]
         )

@@ -111,7 +111,9 @@ class DynamoMeterStore:
 
     def mark_in_flight(self, records: Sequence[MeteringRecord]) -> None:
         """Rewrite pending markers (a record's flags), a batch write: no count changes."""
-        requests = [(self._tenancy, {"PutRequest": {"Item": self._marker_item(record)}}) for record in records]
+        requests = [
+            (self._tenancy, {"PutRequest": {"Item": self._marker_item(record)}}) for record in records
+        ]
         for first in range(0, len(requests), BATCH_WRITE_ITEMS):
             self._batch_write(requests[first : first + BATCH_WRITE_ITEMS])
 
@@ -133,7 +135,9 @@ class DynamoMeterStore:
             ExpressionAttributeValues={":pk": {"S": f"SUB#{subscription_key}"}},
             ConsistentRead=True,
         ):
-            records.extend(MeteringRecord.from_json(json.loads(item["record"]["S"])) for item in page["Items"])
+            records.extend(
+                MeteringRecord.from_json(json.loads(item["record"]["S"])) for item in page["Items"]
+            )
         return sorted(records, key=lambda record: (record.hour_ms, record.dimension))
 
     # Item shapes -----------------------------------------------------------------------------------

@@ -282,15 +282,23 @@ class DynamoTenancyStore:
         meter_item = next((item for item in items if item[SORT_KEY] == METER_SK), None)
         return CompanySnapshot(
             company=Company(alias=company_item["alias"], name=company_item.get("name", "")),
-            subscriptions=[self._subscription_from(item) for item in items if item[SORT_KEY].startswith("SUB#")],
+            subscriptions=[
+                self._subscription_from(item) for item in items if item[SORT_KEY].startswith("SUB#")
+            ],
             environments=[
-                Environment(company_alias=alias, name=item["name"], instance_arn=InstanceArn.parse(item["instance_arn"]))
+                Environment(
+                    company_alias=alias,
+                    name=item["name"],
+                    instance_arn=InstanceArn.parse(item["instance_arn"]),
+                )
                 for item in items
                 if item[SORT_KEY].startswith("ENV#")
             ],
             meter_state=str(meter_item["state"]) if meter_item else None,
             meter_version=int(meter_item["version"]) if meter_item else 0,
-            pending_records=[str(item["record"]) for item in items if item[SORT_KEY].startswith(PENDING_PREFIX)],
+            pending_records=[
+                str(item["record"]) for item in items if item[SORT_KEY].startswith(PENDING_PREFIX)
+            ],
         )
 
     # Environments ----------------------------------------------------------------------------------

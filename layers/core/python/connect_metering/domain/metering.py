@@ -61,7 +61,9 @@ class MeteringRecord:
         """Legacy (CustomerIdentifier) records are sent with the ProductCode, in calls of their own."""
         return "CustomerIdentifier" in self.usage_record
 
-    def settled(self, status: RecordStatus, result: str, metering_record_id: str | None = None) -> MeteringRecord:
+    def settled(
+        self, status: RecordStatus, result: str, metering_record_id: str | None = None
+    ) -> MeteringRecord:
         return replace(
             self,
             status=status,
@@ -201,7 +203,11 @@ def overage_payer(subscriptions: Sequence[Subscription], hour_ms: int) -> tuple[
     contracts = [sub for sub in subscriptions if sub.pricing is PricingModel.CONTRACT and sub.started]
     instants = sorted(
         {hour_ms}
-        | {to_ms(sub.started) for sub in contracts if sub.started and hour_ms < to_ms(sub.started) < hour_ms + MS_PER_HOUR}
+        | {
+            to_ms(sub.started)
+            for sub in contracts
+            if sub.started and hour_ms < to_ms(sub.started) < hour_ms + MS_PER_HOUR
+        }
     )
     for instant in instants:
         moment = from_ms(instant)
@@ -215,12 +221,18 @@ def overage_payer(subscriptions: Sequence[Subscription], hour_ms: int) -> tuple[
 
 
 def usage_record(
-    subscription: Subscription, *, dimension: str, hour_ms: int, quantities: Mapping[str, int], tag_key: str | None
+    subscription: Subscription,
+    *,
+    dimension: str,
+    hour_ms: int,
+    quantities: Mapping[str, int],
+    tag_key: str | None,
 ) -> dict[str, Any]:
     """The exact UsageRecord: identity, Timestamp = H, Dimension, Quantity and, when Quantity > 0 and a tag
     key is given, one allocation per environment with Q > 0 (BILLING.md sections 5 and 9)."""
+    allocations: list[dict[str, Any]] = []
     if tag_key is None:
-        quantity, allocations = sum(quantities.values()), []
+        quantity = sum(quantities.values())
     else:
         quantity, allocations = usage_allocations(quantities, tag_key=tag_key)
     record: dict[str, Any] = {
@@ -245,9 +257,12 @@ def plan_usage_record(
 ) -> MeteringRecord:
     """Q(s, e, H) = max(0, floor(T(s, e, H) / 60 s) - B(s, e)) per environment (BILLING.md section 5)."""
     quantities = {
-        environment: hour_quantity(total, billed.get(environment, 0)) for environment, total in totals_ms.items()
+        environment: hour_quantity(total, billed.get(environment, 0))
+        for environment, total in totals_ms.items()
     }
-    record = usage_record(subscription, dimension=dimension, hour_ms=hour_ms, quantities=quantities, tag_key=tag_key)
+    record = usage_record(
+        subscription, dimension=dimension, hour_ms=hour_ms, quantities=quantities, tag_key=tag_key
+    )
     return MeteringRecord(
         company=subscription.company_alias,
         subscription_key=subscription.key,
@@ -264,7 +279,9 @@ def plan_overage_record(
 ) -> MeteringRecord:
     """Quantity = max(0, N(H) - L(H)) on the overage dimension, no allocations (BILLING.md section 7)."""
     quantity = max(0, agents - licensed)
-    record = usage_record(payer, dimension=dimension, hour_ms=hour_ms, quantities={"": quantity}, tag_key=None)
+    record = usage_record(
+        payer, dimension=dimension, hour_ms=hour_ms, quantities={"": quantity}, tag_key=None
+    )
     return MeteringRecord(
         company=payer.company_alias,
         subscription_key=payer.key,

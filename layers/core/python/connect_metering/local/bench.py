@@ -120,11 +120,22 @@ def metering_requests(*, subscriptions: int = 1000, active_share: float = 0.3, s
             )
             aws.tenancy.add_subscription(subscription)
             aws.tenancy.save_subscription(subscription.model_copy(update={"started": START}))
-            aws.tenancy.add_environment(build(Environment, company_alias=alias, name="prod", instance_arn=arn))
-            aws.marketplace.add_subscription(customer_aws_account_id=account, license_arn=licence, started=START)
+            aws.tenancy.add_environment(
+                build(Environment, company_alias=alias, name="prod", instance_arn=arn)
+            )
+            aws.marketplace.add_subscription(
+                customer_aws_account_id=account, license_arn=licence, started=START
+            )
             if rng.random() < active_share:
-                shift = Shift(arn, f"agent-{number}", START + timedelta(minutes=rng.randint(0, 30)), START + timedelta(hours=2, minutes=30))
-                events += [json.dumps(eventbridge_envelope(e, arrived=_at(e))) for e in shift_events(shift, rng)]
+                shift = Shift(
+                    arn,
+                    f"agent-{number}",
+                    START + timedelta(minutes=rng.randint(0, 30)),
+                    START + timedelta(hours=2, minutes=30),
+                )
+                events += [
+                    json.dumps(eventbridge_envelope(e, arrived=_at(e))) for e in shift_events(shift, rng)
+                ]
         ingest = handler_module("ingest")
         ingest.ingest_service.cache_clear()
         for first in range(0, len(events), SQS_BATCH_SIZE):
@@ -166,9 +177,17 @@ def metering_requests(*, subscriptions: int = 1000, active_share: float = 0.3, s
     # Two workers run in parallel (reserved concurrency), each at its own pace.
     hour_seconds = measured["paced_seconds"] / 2
     return [
-        Figure(f"metering: subscriptions metered in an hour", subscriptions, "subscriptions", "", None),
-        Figure("metering: BatchMeterUsage calls / ceil(records / 25)", ratio, "ratio", "1.00", abs(ratio - 1) < 1e-9),
-        Figure("metering: DynamoDB requests per subscription-hour", per_hour, "requests", "<= 3", per_hour <= 3),
+        Figure("metering: subscriptions metered in an hour", subscriptions, "subscriptions", "", None),
+        Figure(
+            "metering: BatchMeterUsage calls / ceil(records / 25)",
+            ratio,
+            "ratio",
+            "1.00",
+            abs(ratio - 1) < 1e-9,
+        ),
+        Figure(
+            "metering: DynamoDB requests per subscription-hour", per_hour, "requests", "<= 3", per_hour <= 3
+        ),
         Figure("metering: throttled BatchMeterUsage calls", throttled, "calls", "0", throttled == 0),
         Figure(
             "metering: time to send the hour at the paced rate (2 workers x 4 calls/s)",

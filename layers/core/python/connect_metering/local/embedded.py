@@ -109,7 +109,7 @@ def item_level_transaction_rollback() -> Iterator[None]:
             range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
             previous = table.get_item(hash_value, range_value)
             saved.append((table, hash_value, range_value, copy.deepcopy(previous)))
-        models.copy = _TablesByReference  # type: ignore[attr-defined]
+        setattr(models, "copy", _TablesByReference)  # noqa: B010 - moto reads its module global
         try:
             original(backend, transact_items)
         except Exception:
@@ -122,13 +122,13 @@ def item_level_transaction_rollback() -> Iterator[None]:
                     bucket[slot] = previous
             raise
         finally:
-            models.copy = copy  # type: ignore[attr-defined]
+            setattr(models, "copy", copy)  # noqa: B010
 
-    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    setattr(DynamoDBBackend, "transact_write_items", transact_write_items)  # noqa: B010
     try:
         yield
     finally:
-        DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
+        setattr(DynamoDBBackend, "transact_write_items", original)  # noqa: B010
 
 
 @contextmanager
@@ -149,11 +149,11 @@ def partition_scoped_queries() -> Iterator[None]:
         finally:
             del table.all_items
 
-    Table.query = query  # type: ignore[method-assign]
+    setattr(Table, "query", query)  # noqa: B010
     try:
         yield
     finally:
-        Table.query = original  # type: ignore[method-assign]
+        setattr(Table, "query", original)  # noqa: B010
 
 
 class _TablesByReference:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -53,7 +53,7 @@ from connect_metering.domain.tenancy import (
 from connect_metering.domain.usage import attribute, primary_segments
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import handler_module
-from connect_metering.local.marketplace_sim import FaultPlan, Outage
+from connect_metering.local.marketplace_sim import FaultPlan, Outage, OutageError
 from connect_metering.local.traffic import eventbridge_envelope, sqs_batch
 from connect_metering.settings import POLICY_VARIABLES, BillingPolicy
 
@@ -142,8 +142,16 @@ class FaultsFile(BaseModel):
         for index, outage in enumerate(self.outages):
             error = outage.get("error")
             if error not in ("ThrottlingException", "InternalServiceErrorException"):
-                raise ValueError(f"outages[{index}].error: {error!r} is not ThrottlingException or InternalServiceErrorException")
-            outages.append(Outage(start=parse_iso(outage["start"]), end=parse_iso(outage["end"]), error=error))
+                raise ValueError(
+                    f"outages[{index}].error: {error!r} is not ThrottlingException or InternalServiceErrorException"
+                )
+            outages.append(
+                Outage(
+                    start=parse_iso(outage["start"]),
+                    end=parse_iso(outage["end"]),
+                    error=cast(OutageError, error),
+                )
+            )
         return FaultPlan(seed=self.seed, outages=tuple(outages), unprocessed_rate=self.unprocessed_rate)
 
 
@@ -177,7 +185,9 @@ def load_faults(path: Path | None) -> FaultsFile:
     try:
         return FaultsFile.model_validate(_load_json(path, "faults"))
     except (ValidationError, ValueError, KeyError) as error:
-        message = _validation_message(path, error) if isinstance(error, ValidationError) else f"{path}: {error}"
+        message = (
+            _validation_message(path, error) if isinstance(error, ValidationError) else f"{path}: {error}"
+        )
         raise BadInput(message) from None
 
 
@@ -341,7 +351,12 @@ class Replay:
                 tenancy.create_company(build(Company, alias=entry.alias, name=entry.name))
                 for env in entry.environments:
                     tenancy.add_environment(
-                        build(Environment, company_alias=entry.alias, name=env.name, instance_arn=env.instance_arn)
+                        build(
+                            Environment,
+                            company_alias=entry.alias,
+                            name=env.name,
+                            instance_arn=env.instance_arn,
+                        )
                     )
                 for number, sub in enumerate(entry.subscriptions):
                     where = f"companies[{index}].subscriptions[{number}]"
@@ -449,7 +464,9 @@ class Replay:
                 "customer-identifier": identity.customer_identifier,
                 "product-code": self.registry.product_code,
             }
-            body = json.dumps({"Type": "Notification", "Message": json.dumps(message), "Timestamp": iso_ms(at_ms)})
+            body = json.dumps(
+                {"Type": "Notification", "Message": json.dumps(message), "Timestamp": iso_ms(at_ms)}
+            )
         else:
             body = json.dumps(envelope)
         response, _ = lifecycle.handle_batch(sqs_batch([body]))
@@ -515,7 +532,9 @@ class Replay:
                     "billable_ms": billed + unbilled,
                     "unbilled_ms": unbilled,
                     "minutes_accepted": sum(
-                        record.allocations[env.name] for record in env_records if record.status is RecordStatus.ACCEPTED
+                        record.allocations[env.name]
+                        for record in env_records
+                        if record.status is RecordStatus.ACCEPTED
                     ),
                     "records_by_status": dict(Counter(record.status.value for record in env_records)),
                 }
@@ -525,7 +544,12 @@ class Replay:
                 "late": self.tally.late[entry.alias],
                 "quarantined": dict(self.tally.quarantined.get(entry.alias, {})),
                 "records_by_status": dict(Counter(record.status.value for record in records)),
-                "minutes_accepted": sum(r.quantity for r in records if r.status is RecordStatus.ACCEPTED and r.dimension == self.registry.policy.usage_dimension),
+                "minutes_accepted": sum(
+                    r.quantity
+                    for r in records
+                    if r.status is RecordStatus.ACCEPTED
+                    and r.dimension == self.registry.policy.usage_dimension
+                ),
                 "environments": environments,
             }
         unattributed = dict(self.tally.quarantined.get("(unattributed)", {}))
@@ -538,7 +562,12 @@ class Replay:
         }
 
     def _billable(
-        self, instance_arn: str, subs: list[Subscription], until_ms: int, policy: BillableTimePolicy, timeout: int
+        self,
+        instance_arn: str,
+        subs: list[Subscription],
+        until_ms: int,
+        policy: BillableTimePolicy,
+        timeout: int,
     ) -> tuple[int, int]:
         """Billable ms of an environment over the whole run, from the stored events with the whole-set
         session core, split into attributed and unbilled (no active subscription)."""
@@ -591,8 +620,12 @@ def _moment(epoch_ms: int) -> datetime:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--registry", type=Path, required=True, help="companies, subscriptions, environments (JSON)")
-    parser.add_argument("--events", type=Path, required=True, help="agent events or EventBridge envelopes (JSON lines)")
+    parser.add_argument(
+        "--registry", type=Path, required=True, help="companies, subscriptions, environments (JSON)"
+    )
+    parser.add_argument(
+        "--events", type=Path, required=True, help="agent events or EventBridge envelopes (JSON lines)"
+    )
     parser.add_argument("--until", required=True, help="ISO-8601 instant the clock moves to at the end")
     parser.add_argument("--out", type=Path, required=True, help="output folder (records.jsonl, summary.json)")
     parser.add_argument("--faults", type=Path, default=None, help="fault injection (JSON)")

@@ -197,7 +197,7 @@ class MeterWorker:
             try:
                 prepared.append(self._prepare(request, now))
                 outcomes.append(prepared[-1].report)
-            except Exception as error:  # noqa: BLE001 - this company's item fails alone and is redelivered
+            except Exception as error:
                 outcomes.append(error)
         pending = [record for item in prepared for record in item.pending]
         if not pending:
@@ -226,7 +226,7 @@ class MeterWorker:
                 self._store_refusals(item, mine)
                 if item.report.still_pending == 0:
                     self._retire_finished(item.subscriptions, item.state, now)
-            except Exception as error:  # noqa: BLE001 - stored again by the next run
+            except Exception as error:
                 outcomes[outcomes.index(item.report)] = error
         return outcomes
 
@@ -247,14 +247,20 @@ class MeterWorker:
                 state.count(record, -1)  # never accepted: its minutes flow into the next record
         pending = [record for record in pending if not is_expired(record, now, max_age)]
         report.records_expired = [record for record in expired if record.status is RecordStatus.EXPIRED]
-        report.records_unconfirmed = [record for record in expired if record.status is not RecordStatus.EXPIRED]
+        report.records_unconfirmed = [
+            record for record in expired if record.status is not RecordStatus.EXPIRED
+        ]
         before = {record.key: record for record in loaded}
         # Marked before the call: records not in flight, and those whose lost answer must now be kept.
-        to_mark = [record.sending() for record in pending if not record.in_flight or record != before[record.key]]
+        to_mark = [
+            record.sending() for record in pending if not record.in_flight or record != before[record.key]
+        ]
         pending = [record.sending() for record in pending]
         hours = self._hours_to_meter(request, subscriptions, state)
         if hours or expired or request.recompute_from:
-            version, new_records = self._meter_hours(request, snapshot, subscriptions, state, version, hours, expired)
+            version, new_records = self._meter_hours(
+                request, snapshot, subscriptions, state, version, hours, expired
+            )
             report.records_stored = new_records
             pending += new_records
         return _Prepared(report, pending, state, version, subscriptions, to_mark)
