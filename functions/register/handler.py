@@ -146,6 +146,11 @@ def register() -> Response[str]:
         fields.get("x-amzn-marketplace-token", ""), offer_type=fields.get("x-amzn-marketplace-offer-type")
     )
     fields.clear()
+    if begun.pending_error:
+        logger.error(
+            "kept lifecycle changes not applied on attach",
+            extra={"company": begun.company_alias, "error": begun.pending_error},
+        )
     _count("Registrations", "Landing", begun.landing.value)
     logger.info(
         "registration token resolved", extra={"landing": begun.landing.value, "company": begun.company_alias}

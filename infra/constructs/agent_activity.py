@@ -6,9 +6,8 @@ from __future__ import annotations
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from connect_metering.adapters.activity_table import LATE_EVENTS_INDEX
 from infra.constructs.tables import encrypted_table
-
-LATE_EVENTS_INDEX = "late-events"
 
 
 class AgentActivityStore(Construct):

@@ -16,11 +16,19 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-PARTITION_KEY = "pk"
-SORT_KEY = "sk"
-ACTIVE_SUBSCRIPTIONS_INDEX = "active-subscriptions"
-ACTIVE_SUBSCRIPTIONS_PARTITION_KEY = "meter_shard"
-ACTIVE_SUBSCRIPTIONS_SORT_KEY = "started"
+# The names the adapter reads and writes: one definition for the code and the infrastructure.
+from connect_metering.adapters.tenancy_table import (
+    ACTIVE_SUBSCRIPTIONS_INDEX,
+    PARTITION_KEY,
+    SORT_KEY,
+)
+from connect_metering.adapters.tenancy_table import (
+    INDEX_PARTITION_KEY as ACTIVE_SUBSCRIPTIONS_PARTITION_KEY,
+)
+from connect_metering.adapters.tenancy_table import (
+    INDEX_SORT_KEY as ACTIVE_SUBSCRIPTIONS_SORT_KEY,
+)
+
 TTL_ATTRIBUTE = "expires_at"
 
 

@@ -15,10 +15,12 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match, Template
 
+from connect_metering.domain.lifecycle import DETAIL_TYPES, EVENTBRIDGE_SOURCE
 from infra.app import METERING_STACK
 from infra.constructs.lambda_runtime import LambdaRuntime
 from infra.constructs.subscription_lifecycle import (
     MARKETPLACE_DETAIL_TYPES,
+    MARKETPLACE_EVENT_SOURCE,
     SubscriptionLifecycle,
     sns_topic_arns_from_context,
 )
@@ -254,6 +256,11 @@ def test_the_core_layer_ships_the_web_pages(
     )
     assert (staged / "web" / "pages.py").is_file() and (staged / "services" / "registration.py").is_file()
     assert not (staged / "local").exists()  # serve, admin and the simulator stay out
+
+
+def test_the_rule_and_the_parser_know_the_same_detail_types() -> None:
+    assert set(MARKETPLACE_DETAIL_TYPES) == set(DETAIL_TYPES)
+    assert MARKETPLACE_EVENT_SOURCE == EVENTBRIDGE_SOURCE
 
 
 # Legacy SNS topics ----------------------------------------------------------------------------------

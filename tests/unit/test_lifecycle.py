@@ -31,7 +31,6 @@ from connect_metering.domain.lifecycle import (
     summarize_entitlements,
 )
 from connect_metering.domain.tenancy import Entitlements, PricingModel, Subscription, build
-from infra.constructs.subscription_lifecycle import MARKETPLACE_DETAIL_TYPES, MARKETPLACE_EVENT_SOURCE
 from tests.conftest import SHARED_SAMPLES
 from tests.registration_support import eventbridge, sns_message, sns_notification
 
@@ -155,11 +154,6 @@ def test_raw_sns_messages_take_the_queue_time_and_unknown_ones_are_ignored() -> 
 def test_unreadable_messages_are_refused(body: str) -> None:
     with pytest.raises(LifecycleInputError):
         parse(body)
-
-
-def test_the_rule_and_the_parser_know_the_same_detail_types() -> None:
-    assert set(MARKETPLACE_DETAIL_TYPES) == set(DETAIL_TYPES)
-    assert MARKETPLACE_EVENT_SOURCE == EVENTBRIDGE_SOURCE
 
 
 # Transitions ----------------------------------------------------------------------------------------

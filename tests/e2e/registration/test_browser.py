@@ -39,6 +39,12 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
         yield browser
 
 
+@pytest.fixture(scope="module")
+def site(chromium: Chromium, served: LocalServer) -> LocalServer:
+    """`serve`, started only once Chromium is known to be there."""
+    return served
+
+
 @pytest.fixture
 def tab(chromium: Chromium) -> Tab:
     return chromium.new_tab()
@@ -54,13 +60,13 @@ def fill_signup(tab: Tab, alias: str, name: str) -> None:
     tab.fill("#contact_email", "ops@example.com")
 
 
-def test_the_happy_path_from_marketplace_to_the_success_page(served: LocalServer, tab: Tab) -> None:
-    assert tab.goto(f"{served.url}/dev/marketplace?pricing=contract") == 200
+def test_the_happy_path_from_marketplace_to_the_success_page(site: LocalServer, tab: Tab) -> None:
+    assert tab.goto(f"{site.url}/dev/marketplace?pricing=contract") == 200
     assert "AWS Marketplace (simulated)" in tab.text("h1")
     shot(tab, "01-marketplace")
 
     assert tab.click("#setup") == 200  # POST /register -> 303 -> GET /signup
-    assert tab.url.startswith(f"{served.url}/signup?id=")
+    assert tab.url.startswith(f"{site.url}/signup?id=")
     assert "token" not in tab.url
     assert tab.text("h1") == "Create your company account"
     assert "contract" in tab.text("main p")
@@ -75,22 +81,22 @@ def test_the_happy_path_from_marketplace_to_the_success_page(served: LocalServer
     assert "Deploy the forwarder template" in tab.text("main")
     shot(tab, "03-success")
 
-    licence = served.aws.tenancy.list_subscriptions("browserco")
+    licence = site.aws.tenancy.list_subscriptions("browserco")
     assert [s.started is not None for s in licence] == [True]  # the early activation was applied
-    assert [e.instance_arn.arn for e in served.aws.tenancy.list_environments("browserco")] == [INSTANCE]
+    assert [e.instance_arn.arn for e in site.aws.tenancy.list_environments("browserco")] == [INSTANCE]
 
 
-def test_an_expired_token_gets_a_clear_page(served: LocalServer, tab: Tab) -> None:
-    assert tab.goto(f"{served.url}/dev/marketplace?token=expired") == 200
+def test_an_expired_token_gets_a_clear_page(site: LocalServer, tab: Tab) -> None:
+    assert tab.goto(f"{site.url}/dev/marketplace?token=expired") == 200
     assert tab.click("#setup") == 410
     assert tab.text("h1") == "This registration link has expired"
     assert "Set up your account" in tab.text("main")
     shot(tab, "04-expired-token")
 
 
-def test_a_taken_alias_keeps_the_form_and_says_why_at_the_field(served: LocalServer, tab: Tab) -> None:
+def test_a_taken_alias_keeps_the_form_and_says_why_at_the_field(site: LocalServer, tab: Tab) -> None:
     for alias in ("takenco", "takenco"):
-        assert tab.goto(f"{served.url}/dev/marketplace") == 200
+        assert tab.goto(f"{site.url}/dev/marketplace") == 200
         assert tab.click("#setup") == 200
         fill_signup(tab, alias, "Second Company")
         status = tab.click("button[type=submit]")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -324,10 +323,10 @@ def test_without_a_meter_queue_the_final_request_is_reported_not_sent(
     subscription = registered(world, "one")
     licence = subscription.identity.license_arn or ""
     world.deliver(world.license_updated("210987654321", licence, A))
-    with caplog.at_level(logging.WARNING):
-        _, [result] = world.deliver(world.deprovisioned(licence, E))
+    _, [result] = world.deliver(world.deprovisioned(licence, E))
     assert result.final_metering is True
     assert world.final_requests() == []
+    assert "final metering not sent: no meter queue configured" in caplog.messages
 
 
 def test_a_subscription_the_meter_retired_stays_out_of_the_index(world: World) -> None:

@@ -78,7 +78,7 @@ def ingest_requests_per_event(*, agents: int = 40, seed: int = 11) -> list[Figur
             if response["batchItemFailures"]:
                 raise RuntimeError(f"ingest failed records: {response['batchItemFailures']}")
             outcomes.update(result.outcome.value for result in results)
-        ingest.metrics.clear_metrics()
+            ingest.metrics.clear_metrics()  # in-process: Lambda would flush them after each batch
         writes = aws.requests.total("dynamodb", WRITE_OPERATIONS)
         reads = aws.requests.total("dynamodb", READ_OPERATIONS)
     events = len(bodies)
@@ -140,7 +140,7 @@ def metering_requests(*, subscriptions: int = 1000, active_share: float = 0.3, s
         ingest.ingest_service.cache_clear()
         for first in range(0, len(events), SQS_BATCH_SIZE):
             ingest.handle_batch(sqs_batch(events[first : first + SQS_BATCH_SIZE], first_message=first))
-        ingest.metrics.clear_metrics()
+            ingest.metrics.clear_metrics()
         dispatcher = handler_module("meter_dispatch")
         dispatcher.dispatcher.cache_clear()
         worker_module = handler_module("meter_worker")
@@ -284,6 +284,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subscriptions", type=int, default=1000, help="subscriptions metered in the metering benchmark"
     )
+    parser.add_argument(
+        "--readme", type=Path, default=None, help="rewrite this file's performance section with the figures"
+    )
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -301,4 +304,23 @@ def run(arguments: argparse.Namespace) -> int:
     print(render_table(figures))
     out.write_text(json.dumps([asdict(figure) for figure in figures], indent=2) + "\n")
     print(f"\nFigures written to {out}")
+    if arguments.readme is not None:
+        update_readme(arguments.readme, render_table(figures), arguments.subscriptions)
+        print(f"Performance section of {arguments.readme} rewritten")
     return 0 if all(figure.meets_target is not False for figure in figures) else 1
+
+
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+
+def update_readme(path: Path, table: str, subscriptions: int) -> None:
+    """Replace what stands between the bench markers with the table just measured."""
+    text = path.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path}: no {README_START} ... {README_END} section to rewrite")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    command = f"connect-metering bench --subscriptions {subscriptions} --readme {path.name}"
+    body = f"\nMeasured by `{command}` (one run, this machine):\n\n{table}\n"
+    path.write_text(head + README_START + body + README_END + tail, encoding="utf-8")

@@ -143,6 +143,7 @@ class Begun:
     browser_secret: str
     landing: Landing
     company_alias: str | None = None
+    pending_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,24 +214,24 @@ class RegistrationService:
             expires=now + REGISTRATION_TTL,
             offer_type=FREE_TRIAL if offer_type == FREE_TRIAL else None,
         )
-        landing, alias = self._land(registration)
+        landing, alias, pending_error = self._land(registration)
         if alias is not None:
             registration = replace(
                 registration, state=RegistrationState.COMPLETED, company_alias=alias, outcome=landing.value
             )
         self._store.put_registration(registration)
-        return Begun(registration_id, browser_secret, landing, alias)
+        return Begun(registration_id, browser_secret, landing, alias, pending_error)
 
-    def _land(self, registration: PendingRegistration) -> tuple[Landing, str | None]:
+    def _land(self, registration: PendingRegistration) -> tuple[Landing, str | None, str | None]:
         customer = registration.customer
         key = customer.identity().key
         owner = self._store.owner_of_subscription(key)
         if owner is not None:
-            return Landing.RETURNING, owner
+            return Landing.RETURNING, owner, None
         account = customer.customer_aws_account_id
         account_owner = self._store.owner_of_account(account) if account else None
         if account is None or account_owner is None:
-            return Landing.SIGNUP, None
+            return Landing.SIGNUP, None, None
         if not self._store.is_buyer_account(account_owner, account):
             raise RegistrationProblem(Problem.ACCOUNT_OWNED)
         try:
@@ -242,13 +243,16 @@ class RegistrationService:
         except AccountOwnedByAnotherCompany:
             raise RegistrationProblem(Problem.ACCOUNT_OWNED) from None
         self._store.mark_buyer_account(account_owner, account)
-        self._lifecycle.apply_pending(
-            account_owner,
-            key,
-            entitlements_known_at=registration.entitlements_fetched,
-            product_code=customer.product_code,
-        )
-        return Landing.ATTACHED, account_owner
+        try:
+            self._lifecycle.apply_pending(
+                account_owner,
+                key,
+                entitlements_known_at=registration.entitlements_fetched,
+                product_code=customer.product_code,
+            )
+        except Exception as error:  # attached already; the kept change is reported for a redrive
+            return Landing.ATTACHED, account_owner, type(error).__name__
+        return Landing.ATTACHED, account_owner, None
 
     # GET /signup ---------------------------------------------------------------------------------
 
