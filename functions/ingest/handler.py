@@ -50,6 +50,7 @@ def ingest_service() -> IngestService:
             settings.quarantine_table, dynamodb, retention_days=settings.quarantine_retention_days
         ),
         grace_ms=settings.policy.grace * 1000,
+        counter=DynamoTenancyStore(settings.tenancy_table, dynamodb),
     )
 
 

@@ -54,11 +54,13 @@ ALARM_PERIOD = cdk.Duration.minutes(5)
 
 
 def sns_topic_arns_from_context(scope: Construct) -> tuple[str, ...]:
-    """Context ``marketplace_sns_topic_arns``: a list, or a comma-separated string (``-c`` passes strings)."""
-    value = scope.node.try_get_context("marketplace_sns_topic_arns")
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else list(value)
+    """Context ``marketplace_sns_topic_arns`` (a list, or a comma-separated string: ``-c`` passes strings)
+    and/or ``marketplace_sns_topic_arn`` (one topic)."""
+    items: list[object] = []
+    for key in ("marketplace_sns_topic_arns", "marketplace_sns_topic_arn"):
+        value = scope.node.try_get_context(key)
+        if value is not None:
+            items += value.split(",") if isinstance(value, str) else list(value)
     arns = tuple(str(item).strip() for item in items if str(item).strip())
     for arn in arns:
         if not arn.startswith("arn:") or ":sns:" not in arn:

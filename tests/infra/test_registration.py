@@ -276,6 +276,8 @@ def test_sns_topic_arns_come_from_the_context(tmp_path: Path) -> None:
     assert read(None) == ()
     assert read([TOPIC]) == (TOPIC,)
     assert read(f"{TOPIC}, {ENTITLEMENT_TOPIC}") == (TOPIC, ENTITLEMENT_TOPIC)
+    single = cdk.App(outdir=str(tmp_path), context={"marketplace_sns_topic_arn": TOPIC})
+    assert sns_topic_arns_from_context(single) == (TOPIC,)
     with pytest.raises(ValueError, match="not an SNS topic ARN"):
         read("arn:aws:sqs:us-east-1:1:q")
 

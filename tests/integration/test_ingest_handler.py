@@ -219,7 +219,7 @@ def test_the_same_agent_id_on_two_instances_is_two_agents(
     assert len(stored_points(ingest, OTHER_INSTANCE)) == 1
 
 
-def test_tenancy_lookups_are_cached_and_writes_are_one_per_agent_hour(
+def test_tenancy_lookups_are_cached_and_writes_are_one_per_agent_hour_and_environment(
     ingest: DynamoActivityStore, dynamodb: DynamoDBClient
 ) -> None:
     operations = Counter[str]()
@@ -236,7 +236,8 @@ def test_tenancy_lookups_are_cached_and_writes_are_one_per_agent_hour(
     _, results = run(bodies)
     assert [result.outcome.value for result in results] == ["accepted"] * 40
     # one tenancy read for the instance (then cached); one write per agent-hour (40 events span 2 hours)
-    assert operations == {"UpdateItem": 2, "GetItem": 1}
+    # and one per environment for the meter's activity counter
+    assert operations == {"UpdateItem": 3, "GetItem": 1}
 
 
 def test_logs_carry_agent_arns_never_names(

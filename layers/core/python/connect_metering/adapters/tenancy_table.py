@@ -6,6 +6,7 @@ conditional write, and every multi-item change is one TransactWriteItems:
     COMPANY#<alias>          #COMPANY        the company; ``pricing`` fixed by its first subscription
     COMPANY#<alias>          #METER          the metering worker's state for the company (versioned JSON)
     COMPANY#<alias>          PENDING#<hour>… a ledger record not yet settled with AWS Marketplace
+    COMPANY#<alias>          ACT#<env>       how many agent events ingest stored for the environment
     COMPANY#<alias>          SUB#<key>       a subscription (GSI attributes while it must be metered)
     COMPANY#<alias>          ENV#<name>      an environment
     SUBSCRIPTION#<key>       #CLAIM          which company holds a Marketplace subscription
@@ -61,6 +62,9 @@ COMPANY_SK = "#COMPANY"
 METER_SK = "#METER"
 # A marker per ledger record still pending (oldest hour first), so the same query finds what to resend.
 PENDING_PREFIX = "PENDING#"
+# Per environment, a counter of the agent events ingest stored (it only grows): when it has not moved
+# since the meter last read an idle environment, the meter need not read that environment again.
+ACTIVITY_PREFIX = "ACT#"
 CLAIM_SK = "#CLAIM"
 INSTANCE_SK = "#ENV"
 
@@ -76,6 +80,7 @@ class CompanySnapshot:
     meter_state: str | None
     meter_version: int
     pending_records: list[str]
+    activity_counts: dict[str, int]
 
 
 class CompanyNotFound(TenancyError):
@@ -296,9 +301,23 @@ class DynamoTenancyStore:
             ],
             meter_state=str(meter_item["state"]) if meter_item else None,
             meter_version=int(meter_item["version"]) if meter_item else 0,
+            activity_counts={
+                str(item["environment"]): int(item["events"])
+                for item in items
+                if item[SORT_KEY].startswith(ACTIVITY_PREFIX)
+            },
             pending_records=[
                 str(item["record"]) for item in items if item[SORT_KEY].startswith(PENDING_PREFIX)
             ],
+        )
+
+    def count_activity(self, alias: str, environment: str, events: int) -> None:
+        """Ingest's signal to the meter: ``events`` more were stored (or retried) for the environment."""
+        self._client.update_item(
+            TableName=self._table,
+            Key=_item({PARTITION_KEY: company_pk(alias), SORT_KEY: f"{ACTIVITY_PREFIX}{environment}"}),
+            UpdateExpression="ADD events :events SET environment = :environment",
+            ExpressionAttributeValues=_item({":events": events, ":environment": environment}),
         )
 
     # Environments ----------------------------------------------------------------------------------

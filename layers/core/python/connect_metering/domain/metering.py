@@ -141,11 +141,24 @@ class SubscriptionProgress:
 
 
 @dataclass
+class IdleEnvironment:
+    """An environment whose checkpoint at ``boundary_ms`` has nobody logged in and no stored event at or
+    after it, as of ingest's event count ``events_seen``: while that count does not move, later hours add
+    no billable time and the checkpoint is rebuilt from this without reading the environment."""
+
+    boundary_ms: int
+    events_seen: int
+    billed_ms: dict[str, int]
+    unbilled_ms: int
+
+
+@dataclass
 class CompanyMeterState:
     """The worker's per-company state, stored as versioned JSON beside the company."""
 
     subscriptions: dict[str, SubscriptionProgress] = field(default_factory=dict)
     checkpoint_through_ms: int | None = None
+    idle: dict[str, IdleEnvironment] = field(default_factory=dict)
 
     def progress(self, key: str) -> SubscriptionProgress:
         return self.subscriptions.setdefault(key, SubscriptionProgress())
@@ -158,6 +171,15 @@ class CompanyMeterState:
                     for key, p in sorted(self.subscriptions.items())
                 },
                 "checkpoint_through": self.checkpoint_through_ms,
+                "idle": {
+                    name: {
+                        "boundary": idle.boundary_ms,
+                        "events_seen": idle.events_seen,
+                        "billed": idle.billed_ms,
+                        "unbilled": idle.unbilled_ms,
+                    }
+                    for name, idle in sorted(self.idle.items())
+                },
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -178,6 +200,15 @@ class CompanyMeterState:
                 for key, value in document.get("subscriptions", {}).items()
             },
             checkpoint_through_ms=document.get("checkpoint_through"),
+            idle={
+                name: IdleEnvironment(
+                    boundary_ms=int(value["boundary"]),
+                    events_seen=int(value["events_seen"]),
+                    billed_ms={key: int(ms) for key, ms in value["billed"].items()},
+                    unbilled_ms=int(value["unbilled"]),
+                )
+                for name, value in document.get("idle", {}).items()
+            },
         )
 
     def count(self, record: MeteringRecord, sign: int) -> None:

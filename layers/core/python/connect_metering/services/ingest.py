@@ -7,7 +7,7 @@ redelivered; everything else ends in a definite outcome and never fails the batc
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -30,6 +30,10 @@ from connect_metering.domain.tenancy import Environment
 
 class EnvironmentLookup(Protocol):
     def environment_for_instance(self, instance_arn: str) -> Environment | None: ...
+
+
+class ActivityCounter(Protocol):
+    def count_activity(self, alias: str, environment: str, events: int) -> None: ...
 
 
 class ActivityStore(Protocol):
@@ -102,7 +106,9 @@ class IngestService:
         activity: ActivityStore,
         quarantine: QuarantineStore,
         grace_ms: int,
+        counter: ActivityCounter | None = None,
     ) -> None:
+        self._counter = counter
         self._environments = environments
         self._activity = activity
         self._quarantine = quarantine
@@ -123,6 +129,7 @@ class IngestService:
                 continue
             key = (event.agent_arn, hour_floor(event.ts_ms))
             groups[key].append((message.message_id, event, envelope.arrival_ms, environment))
+        stored_by_environment: dict[tuple[str, str], list[str]] = defaultdict(list)
         for members in groups.values():
             late_arrivals = [
                 arrival for _, event, arrival, _ in members if is_late(event, arrival, self._grace_ms)
@@ -145,7 +152,21 @@ class IngestService:
                     agent_arn=event.agent_arn,
                     late=first_copy and is_late(event, arrival, self._grace_ms),
                 )
+            stored_by_environment[(members[0][3].company_alias, members[0][3].name)] += [m[0] for m in members]
+        self._count(stored_by_environment, results)
         return results
+
+    def _count(self, stored: Mapping[tuple[str, str], list[str]], results: dict[str, IngestResult | Exception]) -> None:
+        """One counter write per environment and batch, after its events are stored (so the meter never
+        trusts a count whose events it could not read yet), counting every event tried, duplicates too:
+        over-counting only costs the meter a read. If it fails, those records come back (harmless)."""
+        if self._counter is None:
+            return
+        for (company, environment), message_ids in stored.items():
+            try:
+                self._counter.count_activity(company, environment, len(message_ids))
+            except Exception as error:  # noqa: BLE001 - SQS redelivers them; storing again is harmless
+                results.update((message_id, error) for message_id in message_ids)
 
     def _admit(self, message: Message) -> tuple[Envelope, AgentEvent, Environment]:
         """BILLING.md section 2: parse, check the sender, find the environment; else Quarantined."""

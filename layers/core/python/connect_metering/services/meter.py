@@ -28,6 +28,7 @@ from connect_metering.adapters.tenancy_table import CompanySnapshot
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, iso_ms, parse_iso_ms, to_ms
 from connect_metering.domain.metering import (
     CompanyMeterState,
+    IdleEnvironment,
     MeteringRecord,
     RecordStatus,
     active_in_hour,
@@ -307,7 +308,13 @@ class MeterWorker:
         last_hour = hours[-1] if hours else request.through_ms
         views = {
             environment.name: self._usage_by_hour(
-                environment, request, state, subscriptions, hours, last_hour
+                environment,
+                request,
+                state,
+                subscriptions,
+                hours,
+                last_hour,
+                snapshot.activity_counts.get(environment.name, 0),
             )
             for environment in snapshot.environments
         }
@@ -404,6 +411,7 @@ class MeterWorker:
         subscriptions: list[Subscription],
         hours: list[int],
         last_hour: int,
+        events_stored: int,
     ) -> tuple[dict[int, UsageView], dict[int, EnvironmentCheckpoint]]:
         """Usage views for each hour to meter, and the checkpoints at every boundary after the start."""
         arn = environment.instance_arn.arn
@@ -414,8 +422,20 @@ class MeterWorker:
         if late is not None:
             starts.append(late)
         start = min(starts) if starts else last_hour
-        checkpoint, points = self._base(arn, start, last_hour + MS_PER_HOUR)
         timeout = self._policy.silence_timeout * 1000
+        idle = state.idle.get(environment.name)
+        if late is None and idle is not None and idle.events_seen == events_stored and idle.boundary_ms <= start:
+            # Nobody logged in and no event stored since: no read, the checkpoint carries forward.
+            checkpoint = EnvironmentCheckpoint(
+                idle.boundary_ms,
+                billed_ms=idle.billed_ms,
+                unbilled_ms=idle.unbilled_ms,
+                policy=self._billable,
+                silence_timeout_ms=timeout,
+            )
+            points: dict[str, list[AgentEventPoint]] = {}
+        else:
+            checkpoint, points = self._base(arn, start, last_hour + MS_PER_HOUR)
         views: dict[int, UsageView] = {}
         checkpoints: dict[int, EnvironmentCheckpoint] = {}
         wanted = set(hours)
@@ -434,6 +454,14 @@ class MeterWorker:
             checkpoint = view.checkpoint_at(hour + MS_PER_HOUR)
             checkpoints[hour + MS_PER_HOUR] = checkpoint
             hour += MS_PER_HOUR
+        if request.kind == "hourly":
+            later = any(p.ts_ms >= checkpoint.boundary_ms for agent_points in points.values() for p in agent_points)
+            if checkpoint.carries or later:
+                state.idle.pop(environment.name, None)
+            else:
+                state.idle[environment.name] = IdleEnvironment(
+                    checkpoint.boundary_ms, events_stored, dict(checkpoint.billed_ms), checkpoint.unbilled_ms
+                )
         return views, checkpoints
 
     def _base(

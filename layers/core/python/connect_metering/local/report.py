@@ -1,0 +1,398 @@
+"""The simulate command's outputs: a progress bar on a terminal, the text table, the PNG chart and the
+self-contained HTML report (the chart embedded, every echoed value HTML-escaped)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_MINUTE, from_ms, iso_ms
+
+if TYPE_CHECKING:
+    from connect_metering.local.simulate import CompanyResult, Outcome, Scenario
+
+MAX_SERIES = 15  # chart series beyond these are summed into "others"
+
+
+# Progress -------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """One line on stderr, redrawn in place: phase, bar, done/total. Silent when disabled."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO | None, *, interval_s: float = 0.1) -> None:
+        self._stream = stream
+        self._interval = interval_s
+        self._phase = ""
+        self._total = 1
+        self._last_draw = 0.0
+        self._drawn = False
+
+    @classmethod
+    def for_stderr(cls) -> Progress:
+        """Enabled only when stderr is a terminal: quiet in pipes, logs and CI."""
+        return cls(sys.stderr if sys.stderr.isatty() else None)
+
+    @property
+    def enabled(self) -> bool:
+        return self._stream is not None
+
+    def phase(self, name: str, total: int) -> None:
+        if self._drawn and self._stream is not None:
+            self._draw(self._total, force=True)
+            self._stream.write("\n")
+        self._phase, self._total, self._drawn = name, max(total, 1), False
+        self._draw(0, force=True)
+
+    def update(self, done: int) -> None:
+        self._draw(done)
+
+    def done(self) -> None:
+        if self._stream is not None and self._drawn:
+            self._draw(self._total, force=True)
+            self._stream.write("\n")
+            self._stream.flush()
+        self._drawn = False
+
+    def _draw(self, done: int, *, force: bool = False) -> None:
+        if self._stream is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < self._interval:
+            return
+        self._last_draw = now
+        share = min(max(done / self._total, 0.0), 1.0)
+        filled = int(share * self.WIDTH)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self._stream.write(f"\r{self._phase:<11} [{bar}] {share:4.0%} {done:,}/{self._total:,}   ")
+        self._stream.flush()
+        self._drawn = True
+
+
+# Text -----------------------------------------------------------------------------------------------
+
+
+def duration(ms: int) -> str:
+    seconds = ms // 1000
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def statuses(counts: dict[str, int]) -> str:
+    return ", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "-"
+
+
+def company_rows(outcome: Outcome) -> list[list[str]]:
+    rows = []
+    for company in outcome.companies:
+        rows.append(
+            [
+                company.alias,
+                company.role,
+                str(company.environments),
+                duration(company.billable_ms),
+                duration(company.unbilled_ms),
+                _billed(company, company.billed),
+                _billed(company, company.expected),
+                statuses(company.records_by_status),
+                str(company.quarantined),
+                "yes" if company.matches else "NO",
+            ]
+        )
+    return rows
+
+
+COMPANY_HEADERS = [
+    "company",
+    "scenario",
+    "envs",
+    "billable (truth)",
+    "unbilled",
+    "billed (accepted)",
+    "ground truth",
+    "records by status",
+    "quarantined",
+    "match",
+]
+
+
+def _billed(company: CompanyResult, value: int) -> str:
+    if company.unit == "minutes":
+        return f"{value:,} min"
+    return f"{value:,} overage agent-h"
+
+
+def render_text(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    table = [list(headers), *[list(row) for row in rows]]
+    widths = [max(len(row[column]) for row in table) for column in range(len(headers))]
+    lines = []
+    for number, row in enumerate(table):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def text_table(scenario: Scenario, outcome: Outcome) -> str:
+    header = (
+        f"simulate: {scenario.companies} companies x {scenario.agents} agents, {scenario.hours} h from "
+        f"{iso_ms(scenario.window_start_ms)}, seed {scenario.seed}"
+    )
+    footer = (
+        f"quarantined without a company: {outcome.unattributed_observed} "
+        f"(generated {outcome.unattributed_expected})"
+    )
+    return f"{header}\n\n{render_text(COMPANY_HEADERS, company_rows(outcome))}\n{footer}"
+
+
+# Chart ----------------------------------------------------------------------------------------------
+
+
+def _series(
+    hourly: dict[tuple[str, str, int], int], keep: list[tuple[str, str]]
+) -> dict[str, dict[int, float]]:
+    series: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    kept = set(keep)
+    for (company, environment, hour), value in hourly.items():
+        name = f"{company} / {environment}" if (company, environment) in kept else "others"
+        series[name][hour] += value
+    return series
+
+
+def render_chart(path: Path, outcome: Outcome, scenario: Scenario) -> None:
+    """Two panels of stacked bars per hour, one colour per company / environment: the ground truth's
+    agent-minutes, and the agent-minutes AWS Marketplace accepted, by the hour of their record."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth = {key: ms / MS_PER_MINUTE for key, ms in outcome.hourly_truth.items()}
+    billed = {key: float(minutes) for key, minutes in outcome.hourly_billed.items()}
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for (company, environment, _), value in truth.items():
+        totals[(company, environment)] += value
+    ranked = sorted(totals, key=lambda key: (-totals[key], key))
+    keep = ranked if len(ranked) <= MAX_SERIES else ranked[: MAX_SERIES - 1]
+    names = [f"{company} / {environment}" for company, environment in keep]
+    if len(keep) < len(ranked):
+        names.append("others")
+    hours_seen = [hour for (_, _, hour) in (*truth, *billed)]
+    first = min([scenario.window_start_ms - MS_PER_HOUR, *hours_seen])
+    last = max([scenario.window_end_ms, *hours_seen])
+    hours = list(range(first, last + 1, MS_PER_HOUR))
+    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+
+    figure, axes = plt.subplots(2, 1, figsize=(13, 8), sharex=True, constrained_layout=True)
+    panels = [
+        (axes[0], _series(truth, keep), "Ground truth: agent-minutes logged in, per hour"),
+        (axes[1], _series(billed, keep), "Accepted by AWS Marketplace: agent_minutes, by record hour"),
+    ]
+    positions = list(range(len(hours)))
+    for axis, series, title in panels:
+        bottom = [0.0] * len(hours)
+        for index, name in enumerate(names):
+            values = [series.get(name, {}).get(hour, 0.0) for hour in hours]
+            axis.bar(
+                positions,
+                values,
+                bottom=bottom,
+                width=0.8,
+                color=colours[index % len(colours)],
+                label=name,
+                edgecolor="white",
+                linewidth=0.3,
+            )
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        axis.set_title(title, loc="left", fontsize=11)
+        axis.set_ylabel("agent-minutes")
+        axis.grid(axis="y", alpha=0.3)
+        axis.set_axisbelow(True)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="company / environment")
+    step = max(1, len(hours) // 24)
+    axes[1].set_xticks(positions[::step])
+    axes[1].set_xticklabels(
+        [from_ms(hour).strftime("%d %H:00") for hour in hours[::step]], rotation=45, ha="right", fontsize=8
+    )
+    axes[1].set_xlabel("hour (UTC)")
+    figure.suptitle(
+        f"connect-metering simulate: {scenario.companies} companies x {scenario.agents} agents, "
+        f"{scenario.hours} h, seed {scenario.seed} (contract usage is billed as overage, not minutes)",
+        fontsize=10,
+    )
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# HTML -----------------------------------------------------------------------------------------------
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, caption: str = "") -> str:
+    head = "".join(f"<th scope='col'>{_e(header)}</th>" for header in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>\n" for row in rows)
+    caption_html = f"<caption>{_e(caption)}</caption>" if caption else ""
+    return f"<table>{caption_html}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #1b1b1b; max-width: 88rem; }
+table { border-collapse: collapse; margin: 1rem 0 2rem; font-size: 0.9rem; }
+caption { text-align: left; font-weight: 600; padding: 0.3rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+.ok { color: #0a6b2d; } .bad { color: #b00020; }
+img { max-width: 100%; border: 1px solid #ddd; }
+code { background: #f5f5f5; padding: 0 0.2rem; }
+"""
+
+
+def render_html(
+    *,
+    title: str,
+    verdict: str,
+    matches: bool,
+    parameters: Sequence[tuple[str, object]],
+    png: bytes,
+    png_name: str,
+    tables: Sequence[str],
+    problems: Sequence[str],
+    files: Sequence[str],
+) -> str:
+    """A self-contained page; the caller's strings are escaped here, ``tables`` come from html_table."""
+    image = base64.b64encode(png).decode("ascii")
+    params = "".join(f"<li>{_e(name)}: <code>{_e(value)}</code></li>" for name, value in parameters)
+    problem_items = "".join(f"<li>{_e(problem)}</li>" for problem in problems)
+    problem_html = f"<h2>Differences</h2><ul class='bad'>{problem_items}</ul>" if problems else ""
+    file_items = "".join(f"<li><code>{_e(name)}</code></li>" for name in files)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{_e(title)}</h1>
+<p class="{"ok" if matches else "bad"}"><strong>{_e(verdict)}</strong></p>
+<ul>{params}</ul>
+<h2>Hourly agent-minutes per company and environment</h2>
+<p><img src="data:image/png;base64,{image}" alt="Stacked bars of hourly agent-minutes per company and environment: ground truth above, accepted by AWS Marketplace below"></p>
+<p>The same chart as a file: <a href="{_e(png_name)}">{_e(png_name)}</a>.</p>
+{"".join(tables)}
+{problem_html}
+<h2>Files</h2><ul>{file_items}</ul>
+</body></html>
+"""
+
+
+def write_report(
+    out: Path,
+    scenario: Scenario,
+    outcome: Outcome,
+    summary: dict[str, Any],
+    timings: dict[str, float],
+    tick: Callable[[int], None],
+) -> dict[str, Path]:
+    png_path, html_path = out / "report.png", out / "report.html"
+    render_chart(png_path, outcome, scenario)
+    tick(1)
+    command = (
+        f"connect-metering simulate --companies {scenario.companies} --agents {scenario.agents} "
+        f"--hours {scenario.hours} --seed {scenario.seed}"
+    )
+    verdict = (
+        "Billing matches the ground truth (BILLING.md) for every company."
+        if outcome.matches
+        else f"MISMATCH: billing differs from the ground truth. Reproduce with: {command}"
+    )
+    environment_rows = [
+        [
+            env.company,
+            env.name,
+            env.region,
+            env.account,
+            duration(env.truth_ms),
+            duration(env.unbilled_ms),
+            "-" if env.product_ms is None else duration(env.product_ms),
+            f"{env.minutes_accepted:,}",
+            f"{env.minutes_expected:,}",
+        ]
+        for env in outcome.environments
+    ]
+    companies = summary.get("companies", {})
+    event_rows = [
+        [
+            company.alias,
+            f"{company.events_accepted:,}",
+            f"{company.duplicates:,}",
+            companies.get(company.alias, {}).get("late", 0),
+            statuses(companies.get(company.alias, {}).get("quarantined") or {}),
+        ]
+        for company in outcome.companies
+    ]
+    event_rows.append(
+        ["(no company)", "-", "-", "-", statuses(summary.get("quarantined_unattributed") or {})]
+    )
+    tables = [
+        html_table(COMPANY_HEADERS, company_rows(outcome), caption="Per company"),
+        html_table(
+            [
+                "company",
+                "environment",
+                "region",
+                "account",
+                "billable (truth)",
+                "unbilled (truth)",
+                "billable (replay summary)",
+                "minutes accepted",
+                "minutes expected",
+            ],
+            environment_rows,
+            caption="Per environment (contract environments bill overage, not minutes)",
+        ),
+        html_table(
+            ["company", "events accepted", "duplicates", "late (product's count)", "quarantined by reason"],
+            event_rows,
+            caption="Events",
+        ),
+    ]
+    problems = [*outcome.global_problems]
+    problems += [f"{company.alias}: {problem}" for company in outcome.companies for problem in company.problems]
+    page = render_html(
+        title="connect-metering simulate",
+        verdict=verdict,
+        matches=outcome.matches,
+        parameters=[
+            ("command", command),
+            ("window", f"{iso_ms(scenario.window_start_ms)} + {scenario.hours} h"),
+            ("replayed until", iso_ms(scenario.until_ms)),
+            ("lines in E.jsonl", f"{len(scenario.lines):,}"),
+            ("replay", f"{timings['replay_s']:.1f} s ({timings['events_per_s']:,.0f} lines/s)"),
+            ("records sent", summary.get("records_sent", 0)),
+            ("BatchMeterUsage calls", summary.get("marketplace_calls", 0)),
+        ],
+        png=png_path.read_bytes(),
+        png_name=png_path.name,
+        tables=tables,
+        problems=problems,
+        files=[
+            "R.json",
+            "E.jsonl",
+            "records.jsonl",
+            "summary.json",
+            "truth.json",
+            png_path.name,
+            html_path.name,
+        ],
+    )
+    html_path.write_text(page, encoding="utf-8")
+    tick(2)
+    return {"png": png_path, "html": html_path}
