@@ -15,12 +15,12 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.quarantine_table import DynamoQuarantineStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.batch_response import respond
 from connect_metering.services.ingest import (
     CachedEnvironmentLookup,
     IngestResult,
@@ -91,22 +91,9 @@ def handle_batch(event: dict[str, Any]) -> tuple[dict[str, Any], list[IngestResu
         )
         for record in event["Records"]
     ]
-    outcomes = ingest_service().ingest_batch(messages)
-
-    def settle(record: SQSRecord) -> IngestResult:
-        outcome = outcomes[record.message_id]
-        if isinstance(outcome, Exception):
-            raise outcome
-        _log(outcome, record.message_id)
-        return outcome
-
-    results: list[IngestResult] = []
-    with processor(records=event["Records"], handler=settle):
-        for status, value, _ in processor.process():
-            if status == "success" and isinstance(value, IngestResult):
-                results.append(value)
+    response, results = respond(processor, event["Records"], ingest_service().ingest_batch(messages), _log)
     publish_counts(results)
-    return dict(processor.response()), results
+    return response, results
 
 
 @logger.inject_lambda_context

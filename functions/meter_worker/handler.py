@@ -18,7 +18,6 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -26,6 +25,7 @@ from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.marketplace_meter import MarketplaceMeter, Observer
 from connect_metering.adapters.meter_store import DynamoMeterStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.batch_response import respond
 from connect_metering.domain.metering import RecordStatus
 from connect_metering.services.meter import MeterReport, MeterRequest, MeterWorker
 from connect_metering.settings import METRICS_NAMESPACE, load_settings
@@ -128,23 +128,10 @@ def handle_batch(
     requests = {
         record["messageId"]: MeterRequest.from_json(json.loads(record["body"])) for record in event["Records"]
     }
-    outcomes: dict[str, MeterReport | Exception] = dict(
-        zip(requests, active.run_batch(list(requests.values())), strict=True)
-    )
-
-    def settle(record: SQSRecord) -> MeterReport:
-        outcome = outcomes[record.message_id]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    reports: list[MeterReport] = []
-    with processor(records=event["Records"], handler=settle):
-        for status, value, _ in processor.process():
-            if status == "success" and isinstance(value, MeterReport):
-                reports.append(value)
+    outcomes = dict(zip(requests, active.run_batch(list(requests.values())), strict=True))
+    response, reports = respond(processor, event["Records"], outcomes)
     publish(reports)
-    return dict(processor.response()), reports
+    return response, reports
 
 
 @logger.inject_lambda_context

@@ -17,7 +17,7 @@ from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_MINUTE, from_ms
 if TYPE_CHECKING:
     from connect_metering.local.simulate import CompanyResult, Outcome, Scenario
 
-MAX_SERIES = 15  # chart series beyond these are summed into "others"
+MAX_SERIES = 16  # more company / environment pairs than this: one series per company
 
 
 # Progress -------------------------------------------------------------------------------------------
@@ -155,58 +155,82 @@ def text_table(scenario: Scenario, outcome: Outcome) -> str:
 # Chart ----------------------------------------------------------------------------------------------
 
 
-def _series(
-    hourly: dict[tuple[str, str, int], int], keep: list[tuple[str, str]]
-) -> dict[str, dict[int, float]]:
-    series: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    kept = set(keep)
-    for (company, environment, hour), value in hourly.items():
-        name = f"{company} / {environment}" if (company, environment) in kept else "others"
-        series[name][hour] += value
-    return series
+def _grouping(
+    truth: dict[tuple[str, str, int], float], order: list[str]
+) -> tuple[list[tuple[str, str]], Callable[[str, str], str]]:
+    """The chart's series: one per company / environment when they are few, else one per company (the
+    largest ones; the rest summed as "others"). Returns the series (company, label) in stacking order
+    and the function naming the series of a (company, environment)."""
+    pairs = sorted({(company, env) for company, env, _ in truth}, key=lambda p: (order.index(p[0]), p[1]))
+    if len(pairs) <= MAX_SERIES:
+        return [(company, f"{company} / {env}") for company, env in pairs], lambda c, e: f"{c} / {e}"
+    totals: dict[str, float] = defaultdict(float)
+    for (company, _, _), value in truth.items():
+        totals[company] += value
+    top = sorted(totals, key=lambda company: (-totals[company], company))[: MAX_SERIES - 1]
+    kept = sorted(top, key=order.index)
+    series = [(company, company) for company in kept]
+    if len(totals) > len(kept):
+        series.append(("", "others"))
+    chosen = set(kept)
+    return series, lambda company, _env: company if company in chosen else "others"
+
+
+def _colour(base: tuple[float, float, float], shade: int) -> tuple[float, float, float]:
+    """The company's hue; each further environment of the company a lighter shade of it."""
+    mix = min(0.65, 0.3 * shade)
+    red, green, blue = base
+    return (red + (1 - red) * mix, green + (1 - green) * mix, blue + (1 - blue) * mix)
 
 
 def render_chart(path: Path, outcome: Outcome, scenario: Scenario) -> None:
-    """Two panels of stacked bars per hour, one colour per company / environment: the ground truth's
-    agent-minutes, and the agent-minutes AWS Marketplace accepted, by the hour of their record."""
+    """Two panels of stacked bars per hour, one colour per company (shades per environment): the ground
+    truth's agent-minutes, and the agent-minutes AWS Marketplace accepted, by the hour of their record."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
 
     truth = {key: ms / MS_PER_MINUTE for key, ms in outcome.hourly_truth.items()}
     billed = {key: float(minutes) for key, minutes in outcome.hourly_billed.items()}
-    totals: dict[tuple[str, str], float] = defaultdict(float)
-    for (company, environment, _), value in truth.items():
-        totals[(company, environment)] += value
-    ranked = sorted(totals, key=lambda key: (-totals[key], key))
-    keep = ranked if len(ranked) <= MAX_SERIES else ranked[: MAX_SERIES - 1]
-    names = [f"{company} / {environment}" for company, environment in keep]
-    if len(keep) < len(ranked):
-        names.append("others")
+    order = [plan.alias for plan in scenario.plans]
+    series, name_of = _grouping({**billed, **truth}, order)
+    palette = [to_rgb(colour) for colour in plt.get_cmap("tab10").colors]  # type: ignore[attr-defined]
+    colours: list[tuple[float, float, float]] = []
+    shades: dict[str, int] = defaultdict(int)
+    for company, _ in series:
+        base = palette[order.index(company) % len(palette)] if company else (0.6, 0.6, 0.6)
+        colours.append(_colour(base, shades[company]))
+        shades[company] += 1
     hours_seen = [hour for (_, _, hour) in (*truth, *billed)]
     first = min([scenario.window_start_ms - MS_PER_HOUR, *hours_seen])
     last = max([scenario.window_end_ms, *hours_seen])
     hours = list(range(first, last + 1, MS_PER_HOUR))
-    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    positions = list(range(len(hours)))
+
+    def stacked(values: dict[tuple[str, str, int], float]) -> dict[str, dict[int, float]]:
+        result: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        for (company, environment, hour), value in values.items():
+            result[name_of(company, environment)][hour] += value
+        return result
 
     figure, axes = plt.subplots(2, 1, figsize=(13, 8), sharex=True, constrained_layout=True)
     panels = [
-        (axes[0], _series(truth, keep), "Ground truth: agent-minutes logged in, per hour"),
-        (axes[1], _series(billed, keep), "Accepted by AWS Marketplace: agent_minutes, by record hour"),
+        (axes[0], stacked(truth), "Ground truth: agent-minutes logged in, per hour"),
+        (axes[1], stacked(billed), "Accepted by AWS Marketplace: agent_minutes, by the hour of the record"),
     ]
-    positions = list(range(len(hours)))
-    for axis, series, title in panels:
+    for axis, values_by_series, title in panels:
         bottom = [0.0] * len(hours)
-        for index, name in enumerate(names):
-            values = [series.get(name, {}).get(hour, 0.0) for hour in hours]
+        for (_, label), colour in zip(series, colours, strict=True):
+            values = [values_by_series.get(label, {}).get(hour, 0.0) for hour in hours]
             axis.bar(
                 positions,
                 values,
                 bottom=bottom,
                 width=0.8,
-                color=colours[index % len(colours)],
-                label=name,
+                color=colour,
+                label=label,
                 edgecolor="white",
                 linewidth=0.3,
             )
@@ -215,7 +239,15 @@ def render_chart(path: Path, outcome: Outcome, scenario: Scenario) -> None:
         axis.set_ylabel("agent-minutes")
         axis.grid(axis="y", alpha=0.3)
         axis.set_axisbelow(True)
-    axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="company / environment")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].legend(
+        handles[::-1],
+        labels[::-1],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title="company / environment",
+    )
     step = max(1, len(hours) // 24)
     axes[1].set_xticks(positions[::step])
     axes[1].set_xticklabels(
@@ -244,6 +276,14 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, capt
     caption_html = f"<caption>{_e(caption)}</caption>" if caption else ""
     return f"<table>{caption_html}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
 
+
+CHECKS = (
+    "Checked against the simulator's own ground truth (computed from the sessions it generated, not with "
+    "the product's code), per BILLING.md: accepted agent_minutes per subscription and environment = "
+    "floor(billable time / 60 s) over the run; contract overage per hour = max(0, N - L); one accepted "
+    "record per active hour of each subscription; events accepted, duplicate and quarantined as generated; "
+    "billable and unbilled time per environment in the replay summary."
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #1b1b1b; max-width: 88rem; }
@@ -274,7 +314,7 @@ def render_html(
     params = "".join(f"<li>{_e(name)}: <code>{_e(value)}</code></li>" for name, value in parameters)
     problem_items = "".join(f"<li>{_e(problem)}</li>" for problem in problems)
     problem_html = f"<h2>Differences</h2><ul class='bad'>{problem_items}</ul>" if problems else ""
-    file_items = "".join(f"<li><code>{_e(name)}</code></li>" for name in files)
+    file_items = "".join(f"<li><a href='{_e(name)}'><code>{_e(name)}</code></a></li>" for name in files)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -283,6 +323,7 @@ def render_html(
 <h1>{_e(title)}</h1>
 <p class="{"ok" if matches else "bad"}"><strong>{_e(verdict)}</strong></p>
 <ul>{params}</ul>
+<p>{_e(CHECKS)}</p>
 <h2>Hourly agent-minutes per company and environment</h2>
 <p><img src="data:image/png;base64,{image}" alt="Stacked bars of hourly agent-minutes per company and environment: ground truth above, accepted by AWS Marketplace below"></p>
 <p>The same chart as a file: <a href="{_e(png_name)}">{_e(png_name)}</a>.</p>
@@ -364,8 +405,21 @@ def write_report(
             caption="Events",
         ),
     ]
+    if outcome.contract_hours:
+        tables.append(
+            html_table(
+                ["company", "hour (UTC)", "N agents", "L licensed", "overage expected", "overage accepted"],
+                [
+                    [company, iso_ms(hour)[:16], agents, licensed, want, "-" if got is None else got]
+                    for company, hour, agents, licensed, want, got in outcome.contract_hours
+                ],
+                caption="Contract overage per hour (BILLING.md section 7)",
+            )
+        )
     problems = [*outcome.global_problems]
-    problems += [f"{company.alias}: {problem}" for company in outcome.companies for problem in company.problems]
+    problems += [
+        f"{company.alias}: {problem}" for company in outcome.companies for problem in company.problems
+    ]
     page = render_html(
         title="connect-metering simulate",
         verdict=verdict,

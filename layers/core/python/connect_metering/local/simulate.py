@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -64,17 +65,20 @@ SETTLE_MS = 3 * MS_PER_HOUR  # --until = the last arrival + 3 h: every record is
 SEGMENT_GAP_MS = 16 * MS_PER_MINUTE  # > 10 min of Offline heartbeats + the 360 s silence timeout
 
 LIMITS = {"companies": (1, 200), "agents": (2, 2000), "hours": (2, 72)}
-DEFAULTS = {"companies": 5, "agents": 6, "hours": 10, "seed": 7}
+DEFAULTS = {"companies": 6, "agents": 8, "hours": 10, "seed": 7}
 
-# Replay speed measured on this 2-core machine (2026-11-22, `time connect-metering simulate` at several
-# sizes): ingest through moto runs at about 250 events/s, and each hourly metering run costs about 0.08 s
-# per company. A size whose estimate exceeds MAX_ESTIMATED_SECONDS is refused before any work.
-REPLAY_EVENTS_PER_SECOND = 250.0
-METERING_SECONDS_PER_COMPANY_HOUR = 0.08
+# Replay speed measured on this 2-core machine (2026-11-22, `time connect-metering simulate`): about
+# 2.5 ms per line with 30 agents (5 x 6) and 4.2 ms with 300 (10 x 30), metering included. Ingest costs
+# one DynamoDB write per agent-hour present in a batch of 100 lines, so the time per line grows with the
+# share of distinct agents in a batch: ms per line ~ 2.2 + 3.5 x share (a margin over the fit 2.0 + 3.0 x).
+# A size whose estimate exceeds MAX_ESTIMATED_SECONDS is refused before any work.
+MS_PER_LINE_BASE = 2.2
+MS_PER_LINE_PER_DISTINCT_SHARE = 3.5
 STARTUP_SECONDS = 6.0
 MAX_ESTIMATED_SECONDS = 20 * 60
-# Events per logged-in agent-hour of `traffic.shift_events` (a heartbeat or status change every ~107 s).
-EVENTS_PER_AGENT_HOUR = 34.0
+# Lines per logged-in agent-hour: `traffic.shift_events` (a heartbeat or status change every ~107 s, the
+# Offline heartbeats after a logout) plus duplicates, forgeries and malformed lines; measured 36.1.
+LINES_PER_AGENT_HOUR = 37.0
 
 ALIASES = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "soylent")
 REGIONS = (
@@ -281,7 +285,9 @@ def cancellation_ms(window_start_ms: int, hours: int) -> int:
     return window_start_ms + half + 23 * MS_PER_MINUTE + 17_250
 
 
-def _plan_companies(scenario_companies: int, agents: int, hours: int, rng: random.Random) -> list[CompanyPlan]:
+def _plan_companies(
+    scenario_companies: int, agents: int, hours: int, rng: random.Random
+) -> list[CompanyPlan]:
     start = to_ms(WINDOW_START)
     plans = []
     for index in range(scenario_companies):
@@ -355,9 +361,7 @@ def _segments(
     return segments
 
 
-def _cut(
-    start: int, end: int, quiet: tuple[int, int] | None, rng: random.Random
-) -> list[tuple[int, int]]:
+def _cut(start: int, end: int, quiet: tuple[int, int] | None, rng: random.Random) -> list[tuple[int, int]]:
     if quiet is None or end <= quiet[0] or start >= quiet[1]:
         return [(start, end)]
     pieces = []
@@ -589,15 +593,17 @@ def primary_at(subscriptions: list[SubPlan], instant_ms: int) -> SubPlan | None:
     return min(active, key=lambda sub: (sub.started_ms, sub.key), default=None)
 
 
-def attribute(
-    sessions: list[Session], subscriptions: list[SubPlan]
-) -> dict[tuple[str | None, str], int]:
+def attribute(sessions: list[Session], subscriptions: list[SubPlan]) -> dict[tuple[str | None, str], int]:
     """Billable ms per (subscription key or None for unbilled, environment)."""
     totals: dict[tuple[str | None, str], int] = defaultdict(int)
     changes = sorted({sub.started_ms for sub in subscriptions} | {sub.ended_ms or 0 for sub in subscriptions})
     for session in sessions:
-        cuts = [session.start_ms, *(c for c in changes if session.start_ms < c < session.end_ms), session.end_ms]
-        for low, high in zip(cuts, cuts[1:], strict=False):
+        cuts = [
+            session.start_ms,
+            *(c for c in changes if session.start_ms < c < session.end_ms),
+            session.end_ms,
+        ]
+        for low, high in itertools.pairwise(cuts):
             payer = primary_at(subscriptions, low)
             totals[(payer.key if payer else None, session.environment)] += high - low
     return dict(totals)
@@ -696,6 +702,8 @@ class Outcome:
     global_problems: list[str]
     hourly_truth: dict[tuple[str, str, int], int]
     hourly_billed: dict[tuple[str, str, int], int]
+    contract_hours: list[tuple[str, int, int, int, int, int | None]] = field(default_factory=list)
+    """(company, hour, N, L, expected overage, accepted overage or None)"""
 
     @property
     def matches(self) -> bool:
@@ -740,6 +748,7 @@ def check(scenario: Scenario, records: list[dict[str, Any]], summary: dict[str, 
         others = {status: n for status, n in statuses.items() if status not in ACCEPTED_STATUSES}
         global_problems.append(f"record results other than accepted (no faults were injected): {others}")
     hourly_billed: dict[tuple[str, str, int], int] = defaultdict(int)
+    contract_hours: list[tuple[str, int, int, int, int, int | None]] = []
     companies: list[CompanyResult] = []
     environments: list[EnvironmentResult] = []
     product = summary.get("companies", {})
@@ -757,7 +766,9 @@ def check(scenario: Scenario, records: list[dict[str, Any]], summary: dict[str, 
                 hours = [hour for hour in hours if primary_at(plan.subscriptions, hour) is sub]
             dimension = "overage_agents" if contract else "agent_minutes"
             got_hours = sorted(
-                parse_hour(stamp) for identity, dim, stamp in accepted if identity == sub.key and dim == dimension
+                parse_hour(stamp)
+                for identity, dim, stamp in accepted
+                if identity == sub.key and dim == dimension
             )
             if got_hours != hours:
                 missing = sorted(set(hours) - set(got_hours))
@@ -767,9 +778,7 @@ def check(scenario: Scenario, records: list[dict[str, Any]], summary: dict[str, 
                     + (f"; missing {', '.join(iso_ms(h)[:13] for h in missing[:6])}" if missing else "")
                     + (f"; unexpected {', '.join(iso_ms(h)[:13] for h in extra[:6])}" if extra else "")
                 )
-            foreign = [
-                stamp for identity, dim, stamp in accepted if identity == sub.key and dim != dimension
-            ]
+            foreign = [stamp for identity, dim, stamp in accepted if identity == sub.key and dim != dimension]
             if foreign:
                 problems.append(f"{_short(sub.key)}: {len(foreign)} records on another dimension")
             if contract:
@@ -777,6 +786,7 @@ def check(scenario: Scenario, records: list[dict[str, Any]], summary: dict[str, 
                 for hour, (agents, licensed, want) in overage.items():
                     usage = accepted.get((sub.key, dimension, iso_ms(hour)))
                     got = int(usage["Quantity"]) if usage else 0
+                    contract_hours.append((plan.alias, hour, agents, licensed, want, got if usage else None))
                     billed_total += got
                     expected_total += want
                     if usage is not None and got != want:
@@ -801,7 +811,9 @@ def check(scenario: Scenario, records: list[dict[str, Any]], summary: dict[str, 
                     hourly_billed[(plan.alias, name, env_hour)] += minutes
             unknown_envs = set(by_env) - {env.name for env in plan.environments}
             if unknown_envs:
-                problems.append(f"{_short(sub.key)}: allocations to unknown environments {sorted(unknown_envs)}")
+                problems.append(
+                    f"{_short(sub.key)}: allocations to unknown environments {sorted(unknown_envs)}"
+                )
             for env in plan.environments:
                 want = truth.get((sub.key, env.name), 0) // MS_PER_MINUTE
                 got = by_env.get(env.name, 0)
@@ -829,7 +841,9 @@ def check(scenario: Scenario, records: list[dict[str, Any]], summary: dict[str, 
                     f"(off by {product_unbilled - unbilled:+d})"
                 )
             expected_minutes = sum(
-                ms // MS_PER_MINUTE for (key, name), ms in truth.items() if name == env.name and key is not None
+                ms // MS_PER_MINUTE
+                for (key, name), ms in truth.items()
+                if name == env.name and key is not None
             )
             environments.append(
                 EnvironmentResult(
@@ -887,6 +901,7 @@ def check(scenario: Scenario, records: list[dict[str, Any]], summary: dict[str, 
         global_problems=global_problems,
         hourly_truth=hourly_ms(scenario.sessions),
         hourly_billed=dict(hourly_billed),
+        contract_hours=contract_hours,
     )
 
 
@@ -901,14 +916,23 @@ def _short(key: str) -> str:
 # Estimate -------------------------------------------------------------------------------------------
 
 
+def logged_in_hours(hours: int) -> float:
+    """Expected logged-in hours of one agent over the window, from `_segments`' distributions."""
+    total = 0.0
+    for day in range(math.ceil(hours / 24)):
+        available = min(24.0, hours - 24.0 * day)
+        room = available - min(3.0, 0.3 * available) / 2 - 0.25
+        total += 0.675 * min(8.0, room) if room * 0.5 >= 1 / 3 else 0.0
+    return total
+
+
 def estimate(companies: int, agents: int, hours: int) -> tuple[int, float]:
-    """(events, seconds) expected for a size, from the measured replay speed (before any work)."""
-    days = math.ceil(hours / 24)
-    logged_in_hours = sum(0.675 * min(8.0, min(24, hours - 24 * day) * 0.7) for day in range(days))
-    events = int(companies * agents * logged_in_hours * EVENTS_PER_AGENT_HOUR * 1.05)
-    metered = companies * (hours + 5)
-    seconds = STARTUP_SECONDS + events / REPLAY_EVENTS_PER_SECOND + metered * METERING_SECONDS_PER_COMPANY_HOUR
-    return events, seconds
+    """(lines, seconds) expected for a size, from the measured replay speed: computed before any work."""
+    lines = int(companies * agents * logged_in_hours(hours) * LINES_PER_AGENT_HOUR)
+    concurrent = max(1.0, companies * agents * 0.8)
+    share = concurrent * (1 - (1 - 1 / concurrent) ** 100) / 100 if concurrent > 1 else 0.01
+    ms_per_line = MS_PER_LINE_BASE + MS_PER_LINE_PER_DISTINCT_SHARE * share
+    return lines, STARTUP_SECONDS + lines * ms_per_line / 1000
 
 
 # Command line ---------------------------------------------------------------------------------------
@@ -1001,9 +1025,10 @@ def run(arguments: argparse.Namespace) -> int:
     if seconds > MAX_ESTIMATED_SECONDS:
         print(
             f"simulate: --companies {companies} x --agents {agents} x --hours {hours} is about "
-            f"{events:,} events: about {seconds / 60:,.0f} min at the measured {REPLAY_EVENTS_PER_SECOND:.0f} "
-            f"events/s of replay, over the {MAX_ESTIMATED_SECONDS // 60} min limit; use fewer companies, "
-            "agents or hours",
+            f"{events:,} lines to replay: about {seconds / 60:,.0f} min at the replay speed measured on a "
+            f"2-core machine ({1000 / (MS_PER_LINE_BASE + MS_PER_LINE_PER_DISTINCT_SHARE):.0f} to "
+            f"{1000 / MS_PER_LINE_BASE:.0f} lines/s), over the {MAX_ESTIMATED_SECONDS // 60} min limit; use "
+            "fewer companies, agents or hours",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
@@ -1103,7 +1128,9 @@ def _write_truth(path: Path, scenario: Scenario, outcome: Outcome) -> None:
                 "attributed_ms": {
                     f"{key or 'unbilled'} / {env}": ms
                     for (key, env), ms in sorted(
-                        attribute([s for s in scenario.sessions if s.company == plan.alias], plan.subscriptions).items(),
+                        attribute(
+                            [s for s in scenario.sessions if s.company == plan.alias], plan.subscriptions
+                        ).items(),
                         key=lambda item: (item[0][0] or "", item[0][1]),
                     )
                 },
@@ -1120,4 +1147,3 @@ def _write_truth(path: Path, scenario: Scenario, outcome: Outcome) -> None:
         "matches": outcome.matches,
     }
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
