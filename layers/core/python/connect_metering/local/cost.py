@@ -51,7 +51,7 @@ class Price:
         return quantity / self.per * self.usd
 
     def label(self) -> str:
-        amount = f"${self.usd:g}"
+        amount = "$" + f"{self.usd:.10f}".rstrip("0").rstrip(".")
         return f"{amount} / {self.unit}" if self.per == 1 else f"{amount} / {self.per:,.0f} {self.unit}"
 
 
@@ -81,7 +81,7 @@ PRICES: dict[str, Price] = {
 # for the seller's functions, the forwarder decoder's own setting (infra/constructs/forwarder.py).
 FUNCTION_MEMORY_MB = {"ingest": 512, "meter_dispatch": 512, "meter_worker": 512, "forwarder_decoder": 128}
 # Fixed resources of the seller's stack (MeteringStack): alarms, dashboard, customer-managed KMS keys.
-FIXED_RESOURCES = {"alarms": 9, "dashboards": 1, "kms_keys": 5}
+FIXED_RESOURCES = {"alarms": 13, "dashboards": 1, "kms_keys": 5}
 ASSUMPTIONS: dict[str, float] = {
     "ingest_batch_size": 100,  # infra/constructs/ingestion.py BATCH_SIZE
     "ingest_batching_window_s": 5,  # infra/constructs/ingestion.py BATCHING_WINDOW
@@ -240,7 +240,8 @@ def build_model(load: Load, figures: Figures, per_agent_hour: float) -> CostMode
     )
     dispatcher_seconds = hours * a["dispatcher_ms"] / 1000
     gb = {name: mb / 1024 for name, mb in FUNCTION_MEMORY_MB.items()}
-    log_gb = (invocations + worker_invocations + hours) * a["log_bytes_per_invocation"] / 1e9
+    log_gb = invocations * a["log_bytes_per_invocation"] / 1e9
+    metering_log_gb = (worker_invocations + hours) * a["log_bytes_per_invocation"] / 1e9
     decoder_invocations = events / a["forwarder_batch_size"]
 
     variable = [
@@ -301,10 +302,10 @@ def build_model(load: Load, figures: Figures, per_agent_hour: float) -> CostMode
             agent_hours * (item_bytes + 100) / 1e9,
             "dynamodb_storage_gb_month",
         ),
-        CostLine("seller", "CloudWatch Logs ingestion (all functions)", log_gb, "logs_ingestion_gb"),
+        CostLine("seller", "CloudWatch Logs ingestion (ingest)", log_gb, "logs_ingestion_gb"),
         CostLine(
             "seller",
-            f"CloudWatch Logs storage ({a['log_retention_months']:.0f} months kept)",
+            f"CloudWatch Logs storage (ingest, {a['log_retention_months']:.0f} months kept)",
             log_gb * a["log_retention_months"],
             "logs_storage_gb_month",
         ),
@@ -330,6 +331,15 @@ def build_model(load: Load, figures: Figures, per_agent_hour: float) -> CostMode
             "Lambda GB-s (dispatcher, workers, 512 MB arm64)",
             dispatcher_seconds * gb["meter_dispatch"] + worker_seconds * gb["meter_worker"],
             "lambda_gb_second_arm64",
+        ),
+        CostLine(
+            "seller", "CloudWatch Logs ingestion (dispatcher, workers)", metering_log_gb, "logs_ingestion_gb"
+        ),
+        CostLine(
+            "seller",
+            "CloudWatch Logs storage (dispatcher, workers)",
+            metering_log_gb * a["log_retention_months"],
+            "logs_storage_gb_month",
         ),
         CostLine(
             "seller",
@@ -413,13 +423,13 @@ def measured_figures() -> Figures:
 def _money(value: float) -> str:
     if value == 0:
         return "$0"
-    if abs(value) < 0.01:
-        return f"${value:.5f}"
+    if abs(value) < 1:
+        return f"${value:.3g}" if abs(value) >= 1e-4 else f"${value:.1e}"
     return f"${value:,.2f}"
 
 
 def _quantity(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.3f}"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def render(model: CostModel) -> str:
@@ -436,7 +446,13 @@ def render(model: CostModel) -> str:
         "| payer | item | quantity / 1,000 agent-hours | unit price | USD / 1,000 agent-hours |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for line in [*model.variable, *model.fixed]:
+    ordered = [
+        line
+        for payer in ("seller", "customer")
+        for line in [*model.variable, *model.fixed]
+        if line.payer == payer
+    ]
+    for line in ordered:
         lines.append(
             f"| {line.payer} | {line.service} | {_quantity(line.quantity_per_month / per_k)} | "
             f"{PRICES[line.price_key].label()} | {_money(model.per_thousand(line))} |"
@@ -450,7 +466,7 @@ def render(model: CostModel) -> str:
         "| total | USD / 1,000 agent-hours | USD / month |",
         "| --- | --- | --- |",
         f"| seller, variable (grows with agent-hours) | {_money(seller_variable / per_k)} | {_money(seller_variable)} |",
-        f"| seller, per subscription and fixed | {_money(seller_fixed / per_k)} | {_money(seller_fixed)} |",
+        f"| seller, per subscription-hour and fixed | {_money(seller_fixed / per_k)} | {_money(seller_fixed)} |",
         f"| seller, all | {_money(model.seller_per_month / per_k)} | {_money(model.seller_per_month)} |",
         f"| customer (forwarder, in each customer account) | {_money(customer / per_k)} | {_money(customer)} |",
         f"| revenue at ${load.price_per_minute:g}/agent-minute | {_money(revenue / per_k)} | {_money(revenue)} |",

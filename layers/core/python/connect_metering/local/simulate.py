@@ -411,7 +411,7 @@ class Generator:
         plans = _plan_companies(self.companies, self.agents, self.hours, self.rng)
         emitted: list[_Emitted] = []
         for number, plan in enumerate(plans):
-            emitted.extend(self._company_traffic(plan, plans))
+            emitted.extend(self._company_traffic(plan))
             if progress is not None:
                 progress(number + 1)
         on_time = [item for item in emitted if item.arrival_ms - item.ts_ms < 10_000]
@@ -441,7 +441,7 @@ class Generator:
             expected=self.expected,
         )
 
-    def _company_traffic(self, plan: CompanyPlan, plans: list[CompanyPlan]) -> list[_Emitted]:
+    def _company_traffic(self, plan: CompanyPlan) -> list[_Emitted]:
         rng = self.rng
         quiet = None
         if plan.cancelled_at_ms is not None:
@@ -1143,6 +1143,7 @@ def _write_truth(path: Path, scenario: Scenario, outcome: Outcome) -> None:
             "duplicates": dict(scenario.expected.duplicates),
             "quarantined": dict(scenario.expected.quarantined),
             "quarantined_unattributed": scenario.expected.unattributed,
+            "lines_arriving_10_s_or_more_after_their_event": scenario.expected.late_lines,
         },
         "matches": outcome.matches,
     }

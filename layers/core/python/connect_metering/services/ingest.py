@@ -152,11 +152,15 @@ class IngestService:
                     agent_arn=event.agent_arn,
                     late=first_copy and is_late(event, arrival, self._grace_ms),
                 )
-            stored_by_environment[(members[0][3].company_alias, members[0][3].name)] += [m[0] for m in members]
+            stored_by_environment[(members[0][3].company_alias, members[0][3].name)] += [
+                m[0] for m in members
+            ]
         self._count(stored_by_environment, results)
         return results
 
-    def _count(self, stored: Mapping[tuple[str, str], list[str]], results: dict[str, IngestResult | Exception]) -> None:
+    def _count(
+        self, stored: Mapping[tuple[str, str], list[str]], results: dict[str, IngestResult | Exception]
+    ) -> None:
         """One counter write per environment and batch, after its events are stored (so the meter never
         trusts a count whose events it could not read yet), counting every event tried, duplicates too:
         over-counting only costs the meter a read. If it fails, those records come back (harmless)."""
@@ -165,7 +169,7 @@ class IngestService:
         for (company, environment), message_ids in stored.items():
             try:
                 self._counter.count_activity(company, environment, len(message_ids))
-            except Exception as error:  # noqa: BLE001 - SQS redelivers them; storing again is harmless
+            except Exception as error:
                 results.update((message_id, error) for message_id in message_ids)
 
     def _admit(self, message: Message) -> tuple[Envelope, AgentEvent, Environment]:

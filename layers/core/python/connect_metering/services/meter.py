@@ -424,7 +424,12 @@ class MeterWorker:
         start = min(starts) if starts else last_hour
         timeout = self._policy.silence_timeout * 1000
         idle = state.idle.get(environment.name)
-        if late is None and idle is not None and idle.events_seen == events_stored and idle.boundary_ms <= start:
+        if (
+            late is None
+            and idle is not None
+            and idle.events_seen == events_stored
+            and idle.boundary_ms <= start
+        ):
             # Nobody logged in and no event stored since: no read, the checkpoint carries forward.
             checkpoint = EnvironmentCheckpoint(
                 idle.boundary_ms,
@@ -455,7 +460,9 @@ class MeterWorker:
             checkpoints[hour + MS_PER_HOUR] = checkpoint
             hour += MS_PER_HOUR
         if request.kind == "hourly":
-            later = any(p.ts_ms >= checkpoint.boundary_ms for agent_points in points.values() for p in agent_points)
+            later = any(
+                p.ts_ms >= checkpoint.boundary_ms for agent_points in points.values() for p in agent_points
+            )
             if checkpoint.carries or later:
                 state.idle.pop(environment.name, None)
             else:
