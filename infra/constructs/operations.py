@@ -39,14 +39,10 @@ def product_metric(name: str, service: str, statistic: str = "Sum") -> cloudwatc
 
 
 class MeteringOperations(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        functions: Sequence[lambda_.IFunction],
-        dead_letter_queues: Sequence[sqs.IQueue],
-    ) -> None:
+    """Created first (its topic is where every capability's alarms go); ``watch`` adds the alarms on the
+    functions and dead-letter queues once the stack has them all, and the dashboard."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
         key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, description="connect-metering alarms")
         key.add_to_resource_policy(
@@ -67,6 +63,10 @@ class MeteringOperations(Construct):
             ("RecordsUnconfirmed", "a record's answer was lost and it left the window: reconcile with AWS"),
         ):
             self._alarm(name, product_metric(name, WORKER_SERVICE), why)
+
+    def watch(
+        self, *, functions: Sequence[lambda_.IFunction], dead_letter_queues: Sequence[sqs.IQueue]
+    ) -> None:
         for function in functions:
             self._alarm(
                 f"{cdk.Names.node_unique_id(function.node)[-40:]}Errors",

@@ -56,21 +56,7 @@ class MeteringStack(cdk.Stack):
             product_code=settings.product_code,
         )
         self.meter_queue = self.metering.queue
-        self.operations = MeteringOperations(
-            self,
-            "Operations",
-            functions=[
-                self.ingestion.handler.function,
-                self.metering.dispatcher.function,
-                self.metering.worker.function,
-            ],
-            dead_letter_queues=[
-                self.agent_events.dead_letter_queue,
-                self.agent_events.rule_dead_letter_queue,
-                self.metering.dead_letter_queue,
-                self.metering.schedule_dead_letter_queue,
-            ],
-        )
+        self.operations = MeteringOperations(self, "Operations")
 
         cdk.CfnOutput(
             self,
@@ -123,3 +109,20 @@ class MeteringStack(cdk.Stack):
             description="connect-metering admin --endpoint (IAM-authenticated)",
         )
         cdk.CfnOutput(self, "LifecycleQueueUrl", value=self.lifecycle.queue.queue_url)
+
+        self.operations.watch(
+            functions=[
+                self.ingestion.handler.function,
+                self.metering.dispatcher.function,
+                self.metering.worker.function,
+                self.lifecycle.handler.function,
+                self.registration.handler.function,
+                self.admin.handler.function,
+            ],
+            dead_letter_queues=[
+                self.agent_events.dead_letter_queue,
+                self.agent_events.rule_dead_letter_queue,
+                self.metering.dead_letter_queue,
+                self.metering.schedule_dead_letter_queue,
+            ],
+        )

@@ -327,6 +327,8 @@ class Replay:
         self.ingest.ingest_service.cache_clear()
         self.dispatch = handler_module("meter_dispatch")
         self.dispatch.dispatcher.cache_clear()
+        self.lifecycle = handler_module("lifecycle")
+        self.lifecycle.lifecycle_service.cache_clear()
         self.worker_handler = handler_module("meter_worker")
         clock = self.aws.clock
         self.worker = self.worker_handler.build_worker(
@@ -441,7 +443,7 @@ class Replay:
             customer_identifier=identity.customer_identifier,
             ended=_moment(at_ms),
         )
-        lifecycle = handler_module("lifecycle")
+        lifecycle = self.lifecycle
         envelope = {
             "version": "0",
             "id": f"deprovisioned-{self._next()}",
