@@ -1,6 +1,6 @@
-"""The tenancy table: companies, environments, subscriptions, sessions, quarantine and the ledger.
+"""The tenancy table: companies, subscriptions, environments, claims, registrations, metering state.
 
-Encryption uses a customer-managed KMS key with yearly rotation rather than the AWS-managed
+Every table of the back end is made by `encrypted_table` (tables.py). Encryption uses a customer-managed KMS key with yearly rotation rather than the AWS-managed
 `aws/dynamodb` key. The table holds who buys what and how much each customer is billed; with our own
 key the key policy decides who can decrypt it (grants follow `table.grant_*`), every use is in
 CloudTrail under a key we own, and revoking or scheduling the key's deletion crypto-shreds the data
@@ -11,16 +11,13 @@ could never be read again.
 
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 # The names the adapter reads and writes: one definition for the code and the infrastructure.
 from connect_metering.adapters.tenancy_table import (
     ACTIVE_SUBSCRIPTIONS_INDEX,
-    PARTITION_KEY,
-    SORT_KEY,
+    TTL_ATTRIBUTE,
 )
 from connect_metering.adapters.tenancy_table import (
     INDEX_PARTITION_KEY as ACTIVE_SUBSCRIPTIONS_PARTITION_KEY,
@@ -28,8 +25,7 @@ from connect_metering.adapters.tenancy_table import (
 from connect_metering.adapters.tenancy_table import (
     INDEX_SORT_KEY as ACTIVE_SUBSCRIPTIONS_SORT_KEY,
 )
-
-TTL_ATTRIBUTE = "expires_at"
+from infra.constructs.tables import encrypted_table
 
 
 class TenancyStore(Construct):
@@ -37,29 +33,9 @@ class TenancyStore(Construct):
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        self.key = kms.Key(
-            self,
-            "TableKey",
-            description="connect-metering tenancy table",
-            enable_key_rotation=True,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
-        self.table = dynamodb.Table(
-            self,
-            "Table",
-            partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=SORT_KEY, type=dynamodb.AttributeType.STRING),
-            # Traffic follows agent activity and the hourly meter run: spiky, never provisioned.
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            deletion_protection=True,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.key,
-            # Pending registrations and spent registration tokens expire (epoch seconds; issue 5).
-            time_to_live_attribute=TTL_ATTRIBUTE,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+        # Pending registrations and spent registration tokens expire (epoch seconds; issue 5).
+        self.table, self.key = encrypted_table(
+            self, description="connect-metering tenancy table", time_to_live_attribute=TTL_ATTRIBUTE
         )
         # Sparse: only items that carry `meter_shard` (active subscriptions) are projected, so the
         # hourly dispatcher queries a few shards instead of scanning the table.
