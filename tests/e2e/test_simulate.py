@@ -307,7 +307,9 @@ def test_a_size_that_would_take_hours_is_refused_before_any_work(
     assert "--companies 200 x --agents 2000 x --hours 72" in error and "limit" in error
     assert not out.exists()
     # the estimate grows with the size and the defaults are well inside the limit
-    _, default_seconds = simulate.estimate(6, 8, 10)
+    _, default_seconds = simulate.estimate(
+        *(simulate.DEFAULTS[name] for name in ("companies", "agents", "hours"))
+    )
     assert default_seconds < 60
     assert simulate.estimate(40, 50, 10)[1] > simulate.MAX_ESTIMATED_SECONDS
 

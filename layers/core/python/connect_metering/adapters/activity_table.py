@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from connect_metering.adapters.table_schema import Index, create_table
 from connect_metering.domain.agent_events import AgentEvent
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
 from connect_metering.domain.sessions import AgentEventPoint, EventKind
@@ -175,24 +176,8 @@ class DynamoActivityStore:
 
 def create_activity_table(client: DynamoDBClient, table_name: str) -> None:
     """Same keys and index as infra/constructs/agent_activity.py (local runtime and tests)."""
-    client.create_table(
-        TableName=table_name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "late_shard", "AttributeType": "S"},
-            {"AttributeName": "late_at", "AttributeType": "N"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": LATE_EVENTS_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "late_shard", "KeyType": "HASH"},
-                    {"AttributeName": "late_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
+    create_table(
+        client,
+        table_name,
+        index=Index(LATE_EVENTS_INDEX, "late_shard", "late_at", sort_key_type="N", projection="KEYS_ONLY"),
     )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from botocore.exceptions import ClientError
 
 from connect_metering.adapters.activity_table import partition_key as activity_partition
+from connect_metering.adapters.table_schema import create_table
 from connect_metering.adapters.tenancy_table import METER_SK, PENDING_PREFIX, company_pk
 from connect_metering.domain.instants import MS_PER_HOUR, iso_ms
 from connect_metering.domain.metering import CompanyMeterState, MeteringRecord, RecordStatus
@@ -256,12 +257,4 @@ class DynamoDispatcherState:
 
 def create_ledger_table(client: DynamoDBClient, table_name: str) -> None:
     """Same keys as infra/constructs/metering.py (local runtime and tests)."""
-    client.create_table(
-        TableName=table_name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )
+    create_table(client, table_name)

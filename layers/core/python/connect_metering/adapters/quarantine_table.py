@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
+from connect_metering.adapters.table_schema import create_table
 from connect_metering.domain.agent_events import QuarantinedEvent
 from connect_metering.domain.instants import iso_ms
 
@@ -54,15 +55,4 @@ class DynamoQuarantineStore:
 
 
 def create_quarantine_table(client: DynamoDBClient, table_name: str) -> None:
-    client.create_table(
-        TableName=table_name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )
-    client.update_time_to_live(
-        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
+    create_table(client, table_name, ttl_attribute="expires_at")

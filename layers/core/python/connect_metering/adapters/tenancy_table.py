@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from connect_metering.adapters.table_schema import Index, create_table
 from connect_metering.domain.instants import iso, parse_iso
 from connect_metering.domain.tenancy import (
     AccountOwnedByAnotherCompany,
@@ -504,33 +505,11 @@ class DynamoTenancyStore:
 
 
 def create_tenancy_table(client: DynamoDBClient, table_name: str) -> None:
-    """Create the table with the same keys and index as infra/constructs/tenancy_store.py (local runtime
-    and tests; in AWS the CDK stack owns the table)."""
-    client.create_table(
-        TableName=table_name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": SORT_KEY, "AttributeType": "S"},
-            {"AttributeName": INDEX_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": INDEX_SORT_KEY, "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": ACTIVE_SUBSCRIPTIONS_INDEX,
-                "KeySchema": [
-                    {"AttributeName": INDEX_PARTITION_KEY, "KeyType": "HASH"},
-                    {"AttributeName": INDEX_SORT_KEY, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
-    # Pending registrations and spent registration tokens expire (issue 5); the CDK table has the same TTL.
-    client.update_time_to_live(
-        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+    """Create the table with the same keys, index and TTL as infra/constructs/tenancy_store.py (local
+    runtime and tests; in AWS the CDK stack owns the table)."""
+    create_table(
+        client,
+        table_name,
+        index=Index(ACTIVE_SUBSCRIPTIONS_INDEX, INDEX_PARTITION_KEY, INDEX_SORT_KEY),
+        ttl_attribute=TTL_ATTRIBUTE,
     )

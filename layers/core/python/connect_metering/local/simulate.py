@@ -65,7 +65,7 @@ SETTLE_MS = 3 * MS_PER_HOUR  # --until = the last arrival + 3 h: every record is
 SEGMENT_GAP_MS = 16 * MS_PER_MINUTE  # > 10 min of Offline heartbeats + the 360 s silence timeout
 
 LIMITS = {"companies": (1, 200), "agents": (2, 2000), "hours": (2, 72)}
-DEFAULTS = {"companies": 6, "agents": 8, "hours": 10, "seed": 7}
+DEFAULTS = {"companies": 6, "agents": 6, "hours": 10, "seed": 7}
 
 # Replay speed measured on this 2-core machine (2026-11-22, `time connect-metering simulate`): about
 # 2.5 ms per line with 30 agents (5 x 6) and 4.2 ms with 300 (10 x 30), metering included. Ingest costs
