@@ -28,7 +28,6 @@ from connect_metering.adapters.tenancy_table import (
     COMPANY_SK,
     INDEX_PARTITION_KEY,
     INDEX_SORT_KEY,
-    INSTANCE_SK,
     PARTITION_KEY,
     SORT_KEY,
     TTL_ATTRIBUTE,
@@ -37,6 +36,7 @@ from connect_metering.adapters.tenancy_table import (
     InstanceAlreadyRegistered,
     SubscriptionHeldByAnotherCompany,
     company_pk,
+    environment_puts,
 )
 from connect_metering.domain.instants import iso, parse_iso, to_ms
 from connect_metering.domain.lifecycle import Effect, LifecycleEvent, PendingLifecycle
@@ -359,36 +359,7 @@ class TenancyLifecycleStore(DynamoTenancyStore):
             failures += [AccountOwnedByAnotherCompany(buyer_account), RegistrationClosed()]
         if environment is not None:
             arn = environment.instance_arn.arn
-            actions += [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": _item(
-                            {
-                                PARTITION_KEY: company_pk(alias),
-                                SORT_KEY: f"ENV#{environment.name}",
-                                "name": environment.name,
-                                "instance_arn": arn,
-                            }
-                        ),
-                        "ConditionExpression": "attribute_not_exists(sk)",
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": _item(
-                            {
-                                PARTITION_KEY: f"INSTANCE#{arn}",
-                                SORT_KEY: INSTANCE_SK,
-                                "company": alias,
-                                "name": environment.name,
-                            }
-                        ),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-            ]
+            actions += environment_puts(self._table, environment)
             failures += [EnvironmentNameTaken(environment.name), InstanceAlreadyRegistered(arn)]
             if environment.account_id != buyer_account:
                 actions.append(self._claim(f"ACCOUNT#{environment.account_id}", alias))

@@ -136,6 +136,41 @@ def _optional_instant(value: object) -> datetime | None:
     return parse_iso(value) if isinstance(value, str) else None
 
 
+def environment_puts(table: str, environment: Environment) -> list[dict[str, Any]]:
+    """The environment item and its instance lookup, each only if new (transaction actions)."""
+    alias, arn = environment.company_alias, environment.instance_arn.arn
+    return [
+        {
+            "Put": {
+                "TableName": table,
+                "Item": _item(
+                    {
+                        PARTITION_KEY: company_pk(alias),
+                        SORT_KEY: f"ENV#{environment.name}",
+                        "name": environment.name,
+                        "instance_arn": arn,
+                    }
+                ),
+                "ConditionExpression": "attribute_not_exists(sk)",
+            }
+        },
+        {
+            "Put": {
+                "TableName": table,
+                "Item": _item(
+                    {
+                        PARTITION_KEY: f"INSTANCE#{arn}",
+                        SORT_KEY: INSTANCE_SK,
+                        "company": alias,
+                        "name": environment.name,
+                    }
+                ),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+    ]
+
+
 def _cancellation_codes(error: ClientError) -> list[str]:
     reasons = error.response.get("CancellationReasons", [])
     return [str(reason.get("Code", "None")) for reason in reasons]
@@ -336,34 +371,7 @@ class DynamoTenancyStore:
                     "ConditionExpression": "attribute_exists(pk)",
                 }
             },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(
-                        {
-                            PARTITION_KEY: company_pk(alias),
-                            SORT_KEY: f"ENV#{environment.name}",
-                            "name": environment.name,
-                            "instance_arn": arn,
-                        }
-                    ),
-                    "ConditionExpression": "attribute_not_exists(sk)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(
-                        {
-                            PARTITION_KEY: f"INSTANCE#{arn}",
-                            SORT_KEY: INSTANCE_SK,
-                            "company": alias,
-                            "name": environment.name,
-                        }
-                    ),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
+            *environment_puts(self._table, environment),
             self._claim(f"ACCOUNT#{environment.account_id}", alias),
         ]
         try:
