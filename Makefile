@@ -24,7 +24,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $@
 
 demo: $(PY_STAMP)
-	$(BIN)/connect-metering demo --out out/demo
+	$(BIN)/connect-metering simulate --out out/demo
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,6 +21,7 @@ from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.quarantine_table import DynamoQuarantineStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.batch_response import respond
+from connect_metering.counted import count_by
 from connect_metering.services.ingest import (
     CachedEnvironmentLookup,
     IngestResult,
@@ -72,12 +73,7 @@ def publish_counts(results: list[IngestResult]) -> None:
     late = sum(1 for result in results if result.late)
     if late:
         metrics.add_metric(name="LateEvents", unit=MetricUnit.Count, value=late)
-    reasons = Counter(result.reason.value for result in results if result.reason is not None)
-    for reason, count in sorted(reasons.items()):
-        with single_metric(
-            name="EventsQuarantined", unit=MetricUnit.Count, value=count, namespace=METRICS_NAMESPACE
-        ) as metric:
-            metric.add_dimension(name="Reason", value=reason)
+    count_by("EventsQuarantined", "Reason", Counter(r.reason.value for r in results if r.reason is not None))
 
 
 def handle_batch(event: dict[str, Any]) -> tuple[dict[str, Any], list[IngestResult]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_metering.adapters.marketplace import MarketplaceEntitlements
 from connect_metering.adapters.meter_queue import SqsFinalMetering
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
+from connect_metering.counted import count_by
 from connect_metering.domain.lifecycle import LifecycleInputError, parse_lifecycle_message
 from connect_metering.services.lifecycle import (
     FinalMetering,
@@ -96,11 +97,7 @@ def _handle(record: SQSRecord) -> LifecycleResult:
 
 
 def publish_counts(results: list[LifecycleResult]) -> None:
-    for outcome, count in sorted(Counter(result.outcome.value for result in results).items()):
-        with single_metric(
-            name="LifecycleEvents", unit=MetricUnit.Count, value=count, namespace=METRICS_NAMESPACE
-        ) as metric:
-            metric.add_dimension(name="Outcome", value=outcome)
+    count_by("LifecycleEvents", "Outcome", Counter(result.outcome.value for result in results))
     finals = sum(1 for result in results if result.final_metering)
     if finals:
         metrics.add_metric(name="FinalMeteringRequests", unit=MetricUnit.Count, value=finals)

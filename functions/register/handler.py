@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
@@ -33,6 +33,7 @@ from botocore.config import Config
 from connect_metering.adapters.marketplace import MarketplaceCustomers, MarketplaceEntitlements
 from connect_metering.adapters.meter_queue import SqsFinalMetering
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
+from connect_metering.counted import count_by
 from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
 from connect_metering.domain.tenancy import PricingModel
 from connect_metering.services.lifecycle import FinalMetering, FinalMeteringNotConfigured, LifecycleService
@@ -135,8 +136,7 @@ def _browser() -> str | None:
 
 
 def _count(name: str, dimension: str, value: str) -> None:
-    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE) as metric:
-        metric.add_dimension(name=dimension, value=value)
+    count_by(name, dimension, {value: 1})
 
 
 @app.post("/register")
