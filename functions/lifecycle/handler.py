@@ -22,17 +22,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.marketplace import MarketplaceEntitlements
-from connect_metering.adapters.meter_queue import SqsFinalMetering
+from connect_metering.adapters.meter_queue import final_metering_port
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
 from connect_metering.counted import count_by
 from connect_metering.domain.lifecycle import LifecycleInputError, parse_lifecycle_message
 from connect_metering.services.lifecycle import (
-    FinalMetering,
-    FinalMeteringNotConfigured,
     LifecycleResult,
     LifecycleService,
 )
-from connect_metering.settings import METRICS_NAMESPACE, Settings, load_settings
+from connect_metering.settings import METRICS_NAMESPACE, load_settings
 
 logger = Logger()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
@@ -48,12 +46,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def final_metering(settings: Settings) -> FinalMetering:
-    if settings.meter_queue_url:
-        return SqsFinalMetering(settings.meter_queue_url, boto3.client("sqs"))
-    return FinalMeteringNotConfigured(lambda message, fields: logger.warning(message, extra=fields))
-
-
 @lru_cache(maxsize=1)
 def lifecycle_service() -> LifecycleService:
     """Built once per container."""
@@ -64,7 +56,9 @@ def lifecycle_service() -> LifecycleService:
             boto3.client("marketplace-entitlement", region_name=MARKETPLACE_REGION),
             dimension=settings.policy.entitlement_dimension,
         ),
-        final_metering=final_metering(settings),
+        final_metering=final_metering_port(
+            settings.meter_queue_url, lambda message, fields: logger.warning(message, extra=fields)
+        ),
         clock=lambda: now(),
         default_product_code=settings.product_code,
     )

@@ -31,19 +31,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from connect_metering.adapters.marketplace import MarketplaceCustomers, MarketplaceEntitlements
-from connect_metering.adapters.meter_queue import SqsFinalMetering
+from connect_metering.adapters.meter_queue import final_metering_port
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
 from connect_metering.counted import count_by
 from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
 from connect_metering.domain.tenancy import PricingModel
-from connect_metering.services.lifecycle import FinalMetering, FinalMeteringNotConfigured, LifecycleService
+from connect_metering.services.lifecycle import LifecycleService
 from connect_metering.services.registration import (
     Completed,
     Problem,
     RegistrationProblem,
     RegistrationService,
 )
-from connect_metering.settings import METRICS_NAMESPACE, Settings, load_settings
+from connect_metering.settings import METRICS_NAMESPACE, load_settings
 from connect_metering.web.forms import BROWSER_COOKIE, FormTooLarge, MalformedForm, cookie_value, parse_form
 from connect_metering.web.pages import problem_page, security_headers, signup_page, success_page
 
@@ -72,12 +72,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def final_metering(settings: Settings) -> FinalMetering:
-    if settings.meter_queue_url:
-        return SqsFinalMetering(settings.meter_queue_url, boto3.client("sqs"))
-    return FinalMeteringNotConfigured(lambda message, fields: logger.warning(message, extra=fields))
-
-
 @lru_cache(maxsize=1)
 def registration_service() -> RegistrationService:
     """Built once per container: settings, clients and the store."""
@@ -90,7 +84,9 @@ def registration_service() -> RegistrationService:
     lifecycle = LifecycleService(
         store=store,
         entitlements=entitlements,
-        final_metering=final_metering(settings),
+        final_metering=final_metering_port(
+            settings.meter_queue_url, lambda message, fields: logger.warning(message, extra=fields)
+        ),
         clock=lambda: now(),
         default_product_code=settings.product_code,
     )

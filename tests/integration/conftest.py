@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
 
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore, create_tenancy_table
 
@@ -32,3 +34,19 @@ def dynamodb(aws: None) -> DynamoDBClient:
 def tenancy(dynamodb: DynamoDBClient) -> DynamoTenancyStore:
     create_tenancy_table(dynamodb, TENANCY_TABLE)
     return DynamoTenancyStore(TENANCY_TABLE, dynamodb)
+
+
+@pytest.fixture
+def serializable_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request (a TransactWriteItems included) atomically; moto's in-memory backend
+    does not under threads (a write can change a dict another request is iterating). One lock around
+    every embedded request restores the service's guarantee, so concurrency tests exercise our
+    conditions, not moto's thread safety."""
+    lock = threading.Lock()
+    original = BotocoreStubber.__call__
+
+    def atomic(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", atomic)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
 from connect_metering.adapters.tenancy_table import (
     CompanyNotFound,
@@ -103,21 +102,6 @@ def test_concurrent_claims_of_one_alias_have_exactly_one_winner(tenancy: DynamoT
     company = tenancy.get_company("acme")
     assert company is not None
     assert company.name == f"n{wins[0]}"
-
-
-@pytest.fixture
-def serializable_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB runs each TransactWriteItems in isolation; moto's in-memory backend does not under
-    threads (it deep-copies the table mid-write). One lock around it restores the service's guarantee,
-    so the test exercises our conditions, not moto's thread safety."""
-    lock = threading.Lock()
-    original = DynamoDBBackend.transact_write_items
-
-    def isolated(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", isolated)
 
 
 @pytest.mark.usefixtures("serializable_transactions")

@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
 from connect_metering.domain.instants import iso
 from connect_metering.domain.tenancy import Company, Entitlements, Environment, PricingModel, build
@@ -473,20 +472,6 @@ def test_no_log_line_of_the_whole_flow_contains_the_token(
 
 
 # Concurrency ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def serializable_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB isolates each TransactWriteItems; moto's in-memory backend does not under threads. One lock
-    around it restores the service's guarantee, so the test exercises our conditions, not moto."""
-    lock = threading.Lock()
-    original = DynamoDBBackend.transact_write_items
-
-    def isolated(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", isolated)
 
 
 def race(actions: list[Callable[[], Completed | FormRejected]]) -> list[Completed | FormRejected]:

@@ -4,11 +4,14 @@ subscription lifecycle, one JSON message each (``MeterRequest.to_json``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import boto3
 
 from connect_metering.domain.instants import to_ms
+from connect_metering.services.lifecycle import FinalMetering, FinalMeteringNotConfigured
 from connect_metering.services.meter import MeterRequest
 
 if TYPE_CHECKING:
@@ -53,3 +56,11 @@ class SqsFinalMetering:
                 )
             ]
         )
+
+
+def final_metering_port(queue_url: str, report: Callable[[str, dict[str, Any]], None]) -> FinalMetering:
+    """The final-metering port a handler needs: the meter queue, or (none configured) a port that only
+    reports the request through ``report`` (the handler's logger)."""
+    if queue_url:
+        return SqsFinalMetering(queue_url, boto3.client("sqs"))
+    return FinalMeteringNotConfigured(report)
