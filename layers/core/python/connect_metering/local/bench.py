@@ -245,7 +245,7 @@ def _probe(code: str, *arguments: str) -> dict[str, Any]:
     return result
 
 
-def handler_import_ratio(function: str = "ingest", rounds: int = 7) -> Figure:
+def handler_import_ratio(function: str = "ingest", rounds: int = 7, *, with_target: bool = True) -> Figure:
     """Median import time of the handler over the median import time of the very libraries its import
     loads (each in a fresh interpreter, alternating), so the ratio is the cost of the project's code."""
     handler_times: list[float] = []
@@ -255,16 +255,19 @@ def handler_import_ratio(function: str = "ingest", rounds: int = 7) -> Figure:
         handler_times.append(handler["seconds"])
         library_times.append(_probe(_LIBRARY_PROBE, json.dumps(handler["libraries"]))["seconds"])
     ratio = statistics.median(handler_times) / statistics.median(library_times)
-    return Figure(
-        f"{function} handler import / its libraries' import", ratio, "ratio", "<= 1.25", ratio <= 1.25
-    )
+    name = f"{function} handler import / its libraries' import"
+    if not with_target:
+        return Figure(name, ratio, "ratio", "", None)
+    return Figure(name, ratio, "ratio", "<= 1.25", ratio <= 1.25)
 
 
 def run_bench(subscriptions: int = 1000) -> list[Figure]:
     core = session_core_events_per_second()
     return [
         *ingest_requests_per_event(),
-        *(handler_import_ratio(function) for function in ("ingest", "meter_worker")),
+        handler_import_ratio("ingest"),
+        # Not a target of the issues: shown because the worker's cold start delays an hour's metering.
+        handler_import_ratio("meter_worker", with_target=False),
         Figure("session core throughput (one core)", core, "events/s", ">= 100000", core >= 100_000),
         *metering_requests(subscriptions=subscriptions),
     ]
