@@ -107,15 +107,24 @@ class MeteringOperations(Construct):
         )
 
     def _alarm(self, name: str, metric: cloudwatch.IMetric, why: str) -> None:
-        alarm = cloudwatch.Alarm(
-            self,
-            f"{name}Alarm",
-            alarm_description=f"connect-metering: {why}",
-            metric=metric,
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        alarm.add_alarm_action(actions.SnsAction(self.topic))
-        self.alarms.append(alarm)
+        self.alarms.append(alarm_on_any(self, name, metric, why, self.topic))
+
+
+def alarm_on_any(
+    scope: Construct, name: str, metric: cloudwatch.IMetric, why: str, topic: sns.ITopic | None
+) -> cloudwatch.Alarm:
+    """An alarm as soon as the metric is above 0 in a period (every one of ours means a bill at risk),
+    sent to the alarm topic."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        f"{name}Alarm",
+        alarm_description=f"connect-metering: {why}",
+        metric=metric,
+        threshold=0,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    if topic is not None:
+        alarm.add_alarm_action(actions.SnsAction(topic))
+    return alarm

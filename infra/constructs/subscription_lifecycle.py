@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -28,6 +26,7 @@ from constructs import Construct
 
 from infra.constructs.ingestion import allow_table_access
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
+from infra.constructs.operations import alarm_on_any
 from infra.constructs.queues import dead_letter_queue, secure_queue
 from infra.nag import acknowledge
 
@@ -165,7 +164,8 @@ class SubscriptionLifecycle(Construct):
             meter_queue.grant_send_messages(function)
 
         self.alarms = [
-            self._alarm(
+            alarm_on_any(
+                self,
                 "DeadLetters",
                 self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=ALARM_PERIOD, statistic="Maximum"
@@ -173,7 +173,8 @@ class SubscriptionLifecycle(Construct):
                 "a Marketplace notification could not be applied (dead-letter queue)",
                 alarm_topic,
             ),
-            self._alarm(
+            alarm_on_any(
+                self,
                 "UndeliveredEvents",
                 self.delivery_dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=ALARM_PERIOD, statistic="Maximum"
@@ -182,20 +183,3 @@ class SubscriptionLifecycle(Construct):
                 alarm_topic,
             ),
         ]
-
-    def _alarm(
-        self, name: str, metric: cloudwatch.IMetric, why: str, topic: sns.ITopic | None
-    ) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
-            self,
-            f"{name}Alarm",
-            alarm_description=f"connect-metering: {why}",
-            metric=metric,
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        if topic is not None:
-            alarm.add_alarm_action(actions.SnsAction(topic))
-        return alarm
