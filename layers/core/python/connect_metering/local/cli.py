@@ -47,7 +47,6 @@ def writable_dir(value: str) -> Path:
 # Each command lives in its own module with `add_arguments(parser)` and `run(arguments) -> int`, so
 # commands are imported only when used (the CLI starts fast) and can be developed apart.
 COMMANDS = {
-    "demo": ("connect_metering.local.demo", "run the product's end-to-end path on embedded AWS"),
     "bench": ("connect_metering.local.bench", "measure every performance figure (table + JSON)"),
     "serve": ("connect_metering.local.serve", "run the registration and admin endpoints on 127.0.0.1"),
     "admin": ("connect_metering.local.admin", "environments and licence information of a company"),
