@@ -19,6 +19,17 @@ def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
     return D + timedelta(hours=hour, minutes=minute, seconds=second)
 
 
+def subscription(licence: str, started: str, *, pricing: str = "usage", **extra: object) -> dict[str, object]:
+    """A registry subscription of account 111122223333 (R.json format)."""
+    return {
+        "customer_aws_account_id": "111122223333",
+        "license_arn": LICENSE.format(licence),
+        "pricing": pricing,
+        "started": started,
+        **extra,
+    }
+
+
 def registry(*companies: dict[str, object], **policy: object) -> dict[str, object]:
     document: dict[str, object] = {"product_code": "prod1", "companies": list(companies)}
     if policy:
@@ -111,16 +122,7 @@ def test_a_session_into_the_grace_minutes_counts_for_the_metered_hour(tmp_path: 
 
 
 def test_no_active_subscription_means_unbilled(tmp_path: Path) -> None:
-    company = usage_company(
-        subscriptions=[
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("x"),
-                "pricing": "usage",
-                "started": "2026-11-02T09:00:00Z",
-            }
-        ]
-    )
+    company = usage_company(subscriptions=[subscription("x", "2026-11-02T09:00:00Z")])
     result = replay(
         tmp_path, registry(company), session(instance(), "a1", at(8, 30), at(9, 15)), until=at(10, 10)
     )
@@ -133,18 +135,8 @@ def test_no_active_subscription_means_unbilled(tmp_path: Path) -> None:
 def test_usage_follows_the_oldest_active_subscription(tmp_path: Path) -> None:
     company = usage_company(
         subscriptions=[
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("young"),
-                "pricing": "usage",
-                "started": "2026-11-02T08:00:00Z",
-            },
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("old"),
-                "pricing": "usage",
-                "started": "2026-11-01T08:00:00Z",
-            },
+            subscription("young", "2026-11-02T08:00:00Z"),
+            subscription("old", "2026-11-01T08:00:00Z"),
         ]
     )
     result = replay(tmp_path, registry(company), session(instance(), "a1", at(8), at(8, 20)), until=at(9, 10))
@@ -155,18 +147,8 @@ def test_usage_follows_the_oldest_active_subscription(tmp_path: Path) -> None:
 def test_a_tie_on_started_goes_to_the_smaller_licence(tmp_path: Path) -> None:
     company = usage_company(
         subscriptions=[
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("bbb"),
-                "pricing": "usage",
-                "started": "2026-11-02T08:00:00Z",
-            },
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("aaa"),
-                "pricing": "usage",
-                "started": "2026-11-02T08:00:00Z",
-            },
+            subscription("bbb", "2026-11-02T08:00:00Z"),
+            subscription("aaa", "2026-11-02T08:00:00Z"),
         ]
     )
     result = replay(tmp_path, registry(company), session(instance(), "a1", at(8), at(8, 12)), until=at(9, 10))
@@ -229,20 +211,12 @@ def test_contract_overage_is_billed_to_the_primary(tmp_path: Path) -> None:
     company = usage_company(
         "bigco",
         subscriptions=[
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("c1"),
-                "pricing": "contract",
-                "started": "2026-11-02T07:30:00Z",
-                "entitlements": {"licensed_agents": 1},
-            },
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("c2"),
-                "pricing": "contract",
-                "started": "2026-11-02T07:45:00Z",
-                "entitlements": {"licensed_agents": 1},
-            },
+            subscription(
+                "c1", "2026-11-02T07:30:00Z", pricing="contract", entitlements={"licensed_agents": 1}
+            ),
+            subscription(
+                "c2", "2026-11-02T07:45:00Z", pricing="contract", entitlements={"licensed_agents": 1}
+            ),
         ],
     )
     events = [event for n in range(4) for event in session(instance(), f"agent{n}", at(8, n), at(8, 30))]
@@ -261,14 +235,13 @@ def test_an_expired_contract_is_not_active(tmp_path: Path) -> None:
     company = usage_company(
         "bigco",
         subscriptions=[
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("c1"),
-                "pricing": "contract",
-                "started": "2026-11-02T08:00:00Z",
-                "entitlements": {"licensed_agents": 5},
-                "expires": "2026-11-02T09:00:00Z",
-            },
+            subscription(
+                "c1",
+                "2026-11-02T08:00:00Z",
+                pricing="contract",
+                entitlements={"licensed_agents": 5},
+                expires="2026-11-02T09:00:00Z",
+            ),
         ],
     )
     result = replay(tmp_path, registry(company), [], until=at(11, 10))
@@ -277,15 +250,7 @@ def test_an_expired_contract_is_not_active(tmp_path: Path) -> None:
 
 def test_final_metering_when_a_subscription_ends(tmp_path: Path) -> None:
     company = usage_company(
-        subscriptions=[
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("end"),
-                "pricing": "usage",
-                "started": "2026-11-02T08:00:00Z",
-                "ended": "2026-11-02T10:20:00Z",
-            }
-        ]
+        subscriptions=[subscription("end", "2026-11-02T08:00:00Z", ended="2026-11-02T10:20:00Z")]
     )
     events = [
         *session(instance(), "a1", at(9, 30), at(9, 40)),
@@ -309,15 +274,7 @@ def test_final_metering_when_a_subscription_ends(tmp_path: Path) -> None:
 
 def test_final_metering_covers_every_unmetered_hour_up_to_the_end(tmp_path: Path) -> None:
     company = usage_company(
-        subscriptions=[
-            {
-                "customer_aws_account_id": "111122223333",
-                "license_arn": LICENSE.format("end"),
-                "pricing": "usage",
-                "started": "2026-11-02T08:00:00Z",
-                "ended": "2026-11-02T09:05:00Z",
-            }
-        ]
+        subscriptions=[subscription("end", "2026-11-02T08:00:00Z", ended="2026-11-02T09:05:00Z")]
     )
     events = session(instance(), "a1", at(8, 50), at(9, 3))
     result = replay(tmp_path, registry(company), events, until=at(12))

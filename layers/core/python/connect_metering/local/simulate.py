@@ -964,27 +964,18 @@ def _seed(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    low, high = LIMITS["companies"]
-    parser.add_argument(
-        "--companies",
-        type=_bounded("companies"),
-        default=DEFAULTS["companies"],
-        help=f"companies ({low}-{high}, default {DEFAULTS['companies']})",
-    )
-    low, high = LIMITS["agents"]
-    parser.add_argument(
-        "--agents",
-        type=_bounded("agents"),
-        default=DEFAULTS["agents"],
-        help=f"agents per company ({low}-{high}, default {DEFAULTS['agents']})",
-    )
-    low, high = LIMITS["hours"]
-    parser.add_argument(
-        "--hours",
-        type=_bounded("hours"),
-        default=DEFAULTS["hours"],
-        help=f"hours of traffic ({low}-{high}, default {DEFAULTS['hours']})",
-    )
+    for name, what in (
+        ("companies", "companies"),
+        ("agents", "agents per company"),
+        ("hours", "hours of traffic"),
+    ):
+        low, high = LIMITS[name]
+        parser.add_argument(
+            f"--{name}",
+            type=_bounded(name),
+            default=DEFAULTS[name],
+            help=f"{what} ({low}-{high}, default {DEFAULTS[name]})",
+        )
     parser.add_argument(
         "--seed", type=_seed, default=DEFAULTS["seed"], help=f"random seed (default {DEFAULTS['seed']})"
     )
