@@ -1,4 +1,4 @@
-"""Test-wide settings: fake AWS credentials so nothing can reach a real account, and the sample paths."""
+"""Test-wide settings: fake AWS credentials so nothing can reach a real account, and the fixture paths."""
 
 from __future__ import annotations
 
@@ -22,4 +22,4 @@ os.environ.update(
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_SAMPLES = REPO_ROOT.parent / "shared" / "samples"
+SAMPLES = REPO_ROOT / "tests" / "fixtures" / "samples"

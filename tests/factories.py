@@ -1,4 +1,4 @@
-"""Builders of AWS-shaped events for tests, starting from the documented samples in ../shared/samples."""
+"""Builders of AWS-shaped events for tests, starting from the documented samples in tests/fixtures/samples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from connect_metering.domain.instants import iso
 from connect_metering.local.traffic import eventbridge_envelope, sqs_batch
-from tests.conftest import SHARED_SAMPLES
+from tests.conftest import SAMPLES
 
 SAMPLE_INSTANCE = "arn:aws:connect:us-west-2:012345678901:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111"
 SAMPLE_ACCOUNT = "012345678901"
@@ -19,7 +19,7 @@ SAMPLE_ACCOUNT = "012345678901"
 
 @cache
 def _sample(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((SHARED_SAMPLES / name).read_text())
+    loaded: dict[str, Any] = json.loads((SAMPLES / name).read_text())
     return loaded
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 from connect_metering.domain.instants import iso
 from connect_metering.local.serve import LocalContext, http_api_event
 from connect_metering.local.traffic import sqs_batch
-from tests.conftest import SHARED_SAMPLES
+from tests.conftest import SAMPLES
 
 PRODUCT_CODE = "connectmeter0demo1"
 SELLER_ACCOUNT = "123456789012"
@@ -32,7 +32,7 @@ def instance_arn(account: str, number: int, region: str = "us-east-1") -> str:
 
 @cache
 def _sample(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((SHARED_SAMPLES / name).read_text())
+    loaded: dict[str, Any] = json.loads((SAMPLES / name).read_text())
     return loaded
 
 

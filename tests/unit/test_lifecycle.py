@@ -31,7 +31,7 @@ from connect_metering.domain.lifecycle import (
     summarize_entitlements,
 )
 from connect_metering.domain.tenancy import Entitlements, PricingModel, Subscription, build
-from tests.conftest import SHARED_SAMPLES
+from tests.conftest import SAMPLES
 from tests.registration_support import eventbridge, sns_message, sns_notification
 
 pytestmark = pytest.mark.unit
@@ -55,7 +55,7 @@ def pending(pricing: str = "usage") -> Subscription:
 
 
 def test_the_documented_eventbridge_sample_is_an_activation() -> None:
-    body = (SHARED_SAMPLES / "marketplace-license-updated.json").read_text()
+    body = (SAMPLES / "marketplace-license-updated.json").read_text()
     event = parse_lifecycle_message(body, message_id="m", sent_at_ms=0)
     assert event.effect is Effect.ACTIVATE
     assert event.source is Source.EVENTBRIDGE
@@ -74,7 +74,7 @@ def test_the_documented_eventbridge_sample_is_an_activation() -> None:
 
 
 def test_the_documented_sns_sample_is_an_end_of_a_legacy_subscription() -> None:
-    message = (SHARED_SAMPLES / "marketplace-sns-subscription.json").read_text()
+    message = (SAMPLES / "marketplace-sns-subscription.json").read_text()
     envelope = {
         "Type": "Notification",
         "MessageId": "sns-9",
