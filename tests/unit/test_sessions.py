@@ -9,6 +9,7 @@ import pytest
 from connect_metering.domain.instants import MS_PER_HOUR, parse_iso_ms
 from connect_metering.domain.sessions import (
     DEFAULT_SILENCE_TIMEOUT_MS,
+    UNKNOWN_STATUS_START_MS,
     AgentEventPoint,
     BillableTimePolicy,
     EventKind,
@@ -23,6 +24,7 @@ from connect_metering.domain.sessions import (
     is_final,
     offline_from_agent_event,
     sessions_for_agent,
+    status_start_from_agent_event,
 )
 
 pytestmark = pytest.mark.unit
@@ -38,9 +40,16 @@ def at(seconds: float) -> int:
 
 
 def ev(
-    seconds: float, kind: EventKind, *, offline: bool = False, event_id: str | None = None
+    seconds: float,
+    kind: EventKind,
+    *,
+    offline: bool = False,
+    event_id: str | None = None,
+    status_since: float | None = None,
 ) -> AgentEventPoint:
-    return AgentEventPoint(at(seconds), kind, event_id or f"ev-{next(_ids):06d}", offline)
+    """A point at T0 + seconds; ``status_since`` is its status's StartTimestamp (seconds after T0)."""
+    start = UNKNOWN_STATUS_START_MS if status_since is None else at(status_since)
+    return AgentEventPoint(at(seconds), kind, event_id or f"ev-{next(_ids):06d}", offline, start)
 
 
 def spans(
@@ -197,6 +206,91 @@ def test_heartbeat_after_logout_offline_is_ignored() -> None:
 def test_heartbeat_after_logout_not_offline_opens_a_new_session() -> None:
     events = [ev(0, LOGIN), ev(300, HEART_BEAT), ev(600, LOGOUT), ev(720, HEART_BEAT), ev(840, HEART_BEAT)]
     assert spans(events) == [(0, 600), (720, 840)]
+
+
+# --- offline, whatever the status is called (section 3): StartTimestamp against the latest LOGOUT -------
+
+
+def _renamed_offline_shift() -> list[AgentEventPoint]:
+    """Issue 9's shift: 37 minutes logged in, then an hour of Connect's post-logout heartbeats whose
+    status (Offline renamed "Signed out") started at the logout."""
+    events = [ev(0, LOGIN, status_since=-5)]
+    events += [ev(120 * k, HEART_BEAT, status_since=0) for k in range(1, 19)]
+    events.append(ev(37 * 60, LOGOUT, status_since=37 * 60 + 0.4))
+    events += [ev(37 * 60 + 120 * k, HEART_BEAT, status_since=37 * 60 + 0.4) for k in range(1, 31)]
+    return events
+
+
+def test_renamed_offline_heartbeats_after_logout_never_reopen_a_session() -> None:
+    assert spans(_renamed_offline_shift()) == [(0, 37 * 60)]
+    assert total_ms(_renamed_offline_shift()) == 37 * 60_000
+
+
+def test_a_status_entered_up_to_60_s_after_the_logout_is_offline() -> None:
+    events = [ev(0, LOGIN), ev(300, LOGOUT), ev(420, HEART_BEAT, status_since=360), ev(540, HEART_BEAT)]
+    assert spans(events[:3]) == [(0, 300)]
+    # A status entered 61 s after the logout is a new one: the agent is back, the heartbeat opens.
+    later = [ev(0, LOGIN), ev(300, LOGOUT), ev(420, HEART_BEAT, status_since=361), ev(540, HEART_BEAT)]
+    assert spans(later) == [(0, 300), (420, 540)]
+
+
+def test_a_status_without_start_timestamp_is_offline_by_its_name_only() -> None:
+    events = [ev(0, LOGIN), ev(300, LOGOUT), ev(420, HEART_BEAT), ev(540, HEART_BEAT, offline=True)]
+    assert spans(events) == [(0, 300), (420, 540)]  # the unnamed status reopens; open, any event extends
+    events = [ev(0, LOGIN), ev(300, LOGOUT), ev(420, HEART_BEAT, offline=True)]
+    assert spans(events) == [(0, 300)]
+
+
+def test_a_login_ends_the_post_logout_status() -> None:
+    # After a new LOGIN the old status start no longer makes anything offline.
+    events = [
+        ev(0, LOGIN),
+        ev(300, LOGOUT),
+        ev(400, LOGIN),
+        ev(500, LOGOUT),
+        ev(600, HEART_BEAT, status_since=0),
+    ]
+    assert spans(events) == [(0, 300), (400, 500)]
+    events = [ev(0, LOGIN), ev(300, LOGOUT), ev(400, LOGIN), ev(520, HEART_BEAT, status_since=290)]
+    assert spans(events) == [(0, 300), (400, 520)]
+
+
+def test_login_and_logout_at_one_instant_leave_the_agent_logged_out() -> None:
+    # Scan order reads the LOGIN first, so the LOGOUT is the latest: the status started then is offline.
+    events = [ev(0, LOGIN), ev(0, LOGOUT), ev(120, HEART_BEAT, status_since=0)]
+    assert spans(events) == [(0, 0)]
+
+
+def test_post_logout_status_holds_for_24_hours_then_only_its_name_counts() -> None:
+    day = 24 * 3600
+    events = [ev(0, LOGIN), ev(300, LOGOUT), ev(300 + day, HEART_BEAT, status_since=300)]
+    assert spans(events) == [(0, 300)]
+    events = [ev(0, LOGIN), ev(300, LOGOUT), ev(300 + day + 1, HEART_BEAT, status_since=300)]
+    assert spans(events) == [(0, 300), (300 + day + 1, 300 + day + 1)]
+
+
+def test_online_policy_counts_the_post_logout_status_as_offline() -> None:
+    events = [
+        ev(0, LOGIN),
+        ev(300, LOGOUT),
+        ev(360, STATE_CHANGE, status_since=400),
+        ev(480, HEART_BEAT, status_since=330),
+    ]
+    # The STATE_CHANGE's status began 100 s after the logout: it opens; the heartbeat after it carries
+    # a status older than that one, which the rule (StartTimestamp <= LOGOUT + 60 s) calls offline.
+    assert spans(events, policy=ONLINE) == [(0, 300), (360, 480)]
+
+
+def test_status_start_is_read_from_the_agent_event() -> None:
+    event = {
+        "CurrentAgentSnapshot": {
+            "AgentStatus": {"Name": "Signed out", "StartTimestamp": "2026-03-02T09:00:01.500Z"}
+        }
+    }
+    assert status_start_from_agent_event(event) == at(1.5)
+    assert not offline_from_agent_event(event)
+    for unreadable in ({}, {"CurrentAgentSnapshot": {"AgentStatus": {"StartTimestamp": "yesterday"}}}):
+        assert status_start_from_agent_event(unreadable) == UNKNOWN_STATUS_START_MS
 
 
 # --- end of the data ------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, parse_iso_ms
 from connect_metering.domain.sessions import (
+    LOGOUT_STATUS_GRACE_MS,
+    UNKNOWN_STATUS_START_MS,
     AgentEventPoint,
     BillableTimePolicy,
     EventKind,
@@ -28,8 +30,18 @@ STEP_MS = 30_000
 TIMEOUTS = st.sampled_from([360_000, 360_000, 120_000, 0])
 POLICIES = st.sampled_from(list(BillableTimePolicy))
 
+# How long before its event a status started: unknown (offline by name only), or a few steps back, so
+# that statuses entered around a LOGOUT (the post-logout rule of section 3) come up often.
+STATUS_AGES = st.one_of(st.none(), st.integers(0, 8).map(lambda steps: steps * STEP_MS))
+
+
+def _point(ts_ms: int, kind: EventKind, event_id: str, offline: bool, age: int | None) -> AgentEventPoint:
+    start = UNKNOWN_STATUS_START_MS if age is None else ts_ms - age
+    return AgentEventPoint(ts_ms, kind, event_id, offline, start)
+
+
 points = st.builds(
-    AgentEventPoint,
+    _point,
     st.builds(
         lambda step, jitter: BASE_MS + step * STEP_MS + jitter,
         st.integers(0, 200),
@@ -38,6 +50,7 @@ points = st.builds(
     st.sampled_from(list(EventKind)),
     st.integers(0, 80).map(lambda n: f"e{n:02d}"),  # a small id space: some ids collide
     st.booleans(),
+    STATUS_AGES,
 )
 point_lists = st.lists(points, max_size=60)
 
@@ -124,7 +137,7 @@ def _reference(events: list[AgentEventPoint], timeout: int) -> tuple[list[tuple[
     unique: dict[str, AgentEventPoint] = {}
     for point in sorted(events):
         unique.setdefault(point.event_id, point)
-    ordered = sorted(unique.values())
+    ordered = [_offline_as_scanned(sorted(unique.values()), index) for index in range(len(unique))]
     sessions: list[tuple[int, int, list[AgentEventPoint]]] = []
     state = "closed"
     start = last = 0
@@ -161,12 +174,31 @@ def _reference(events: list[AgentEventPoint], timeout: int) -> tuple[list[tuple[
     return [(begin, end) for begin, end, _ in sessions], online_ms
 
 
+def _offline_as_scanned(ordered: list[AgentEventPoint], index: int) -> AgentEventPoint:
+    """The point with ``offline`` as section 3 defines it: named Offline, or the agent's latest LOGOUT
+    earlier in the scan order is later than its latest LOGIN earlier in the scan order (or there is no
+    such LOGIN) and the status started at most 60 s after that LOGOUT (within the 24 h memory)."""
+    point = ordered[index]
+    earlier = ordered[:index]
+    logouts = [i for i, p in enumerate(earlier) if p.kind == EventKind.LOGOUT]
+    logins = [i for i, p in enumerate(earlier) if p.kind == EventKind.LOGIN]
+    after_logout = bool(logouts) and (not logins or logouts[-1] > logins[-1])
+    logout_ms = earlier[logouts[-1]].ts_ms if after_logout else None
+    post_logout = (
+        logout_ms is not None
+        and point.status_start_ms <= logout_ms + LOGOUT_STATUS_GRACE_MS
+        and point.ts_ms - logout_ms <= 24 * MS_PER_HOUR
+    )
+    return point._replace(offline=point.offline or post_logout)
+
+
 grid_points = st.builds(
-    AgentEventPoint,
+    _point,
     st.integers(0, 60).map(lambda step: BASE_MS + step * STEP_MS),
     st.sampled_from(list(EventKind)),
     st.integers(0, 40).map(lambda n: f"e{n:02d}"),
     st.booleans(),
+    STATUS_AGES,
 )
 
 

@@ -150,6 +150,49 @@ def test_silence_timeout_one_ms_past_the_boundary_closes_the_carry() -> None:
     assert checkpoint_from_events({AGENT_A: events}, [OLD], X).carries == {}
 
 
+def test_the_post_logout_status_rule_holds_across_checkpoints() -> None:
+    # Logged out 10 minutes before the boundary; Connect's heartbeats carry the renamed Offline status
+    # (StartTimestamp = the logout) for the next hour. Resumed from the checkpoint, they still bill nothing.
+    logout = X - 10 * MIN
+    events = [ev(H0 + 5 * MIN, LOGIN), *(ev(H0 + m * MIN, HEART_BEAT) for m in range(7, 50, 2))]
+    events.append(ev(logout, LOGOUT))
+    events += [
+        AgentEventPoint(logout + k * 2 * MIN, HEART_BEAT, f"hb-{k}", False, logout + 300)
+        for k in range(1, 31)
+    ]
+    checkpoint = checkpoint_from_events({AGENT_A: events}, [OLD], X)
+    assert checkpoint.carries == {AGENT_A: AgentCarry(X, logout_ms=logout)}
+    restored = EnvironmentCheckpoint.from_json(json.loads(json.dumps(checkpoint.to_json())))
+    view = resume(restored, {AGENT_A: split(events, X)[1]}, [OLD], until_ms=X + MS_PER_HOUR)
+    assert view.total_ms(OLD.key) == 45 * MIN == whole_hours(events)[H0]
+    assert view.billable_ms_by_hour == {}
+
+
+def test_a_logout_is_forgotten_once_24_hours_old() -> None:
+    logout = X - 30 * MIN
+    events = [ev(logout - MIN, LOGIN), ev(logout, LOGOUT)]
+    within_a_day = X + 23 * MS_PER_HOUR  # 23.5 h after the logout
+    assert checkpoint_from_events({AGENT_A: events}, [OLD], within_a_day).carries == {
+        AGENT_A: AgentCarry(within_a_day, logout_ms=logout)
+    }
+    assert checkpoint_from_events({AGENT_A: events}, [OLD], within_a_day + MS_PER_HOUR).carries == {}
+
+
+def test_a_version_1_checkpoint_is_read_as_remembering_no_logout() -> None:
+    document = {
+        "version": 1,
+        "boundary_ms": X,
+        "policy": "logged_in",
+        "silence_timeout_ms": 360_000,
+        "carries": {AGENT_A: [X - 10 * MIN, X - MIN, True]},
+        "billed_ms": {},
+        "unbilled_ms": 0,
+        "agent_hours": {},
+    }
+    checkpoint = EnvironmentCheckpoint.from_json(document)
+    assert checkpoint.carries == {AGENT_A: AgentCarry(X, True, X - 10 * MIN, X - MIN, True)}
+
+
 def test_logout_at_the_boundary_belongs_to_the_later_side() -> None:
     events = [ev(X - 2 * MIN, LOGIN), ev(X, LOGOUT)]
     before, after = split(events, X)
@@ -158,7 +201,7 @@ def test_logout_at_the_boundary_belongs_to_the_later_side() -> None:
     assert carry.is_open
     second, end = advance_agent(carry, after)
     assert second == [(X - 2 * MIN, X)]
-    assert end == AgentCarry.closed(X + 1)
+    assert end == AgentCarry(X + 1, logout_ms=X)  # closed, remembering the LOGOUT (section 3, offline)
     assert whole_hours(events) == billable_ms_by_hour(second) == {H0: 2 * MIN}
 
 
@@ -182,7 +225,7 @@ def test_advance_ignores_duplicates_and_order() -> None:
     events = [ev(X + MIN, LOGIN), ev(X + 2 * MIN, HEART_BEAT), ev(X + 3 * MIN, LOGOUT)]
     pieces, carry = advance_agent(AgentCarry.closed(X), [events[2], events[0], events[1], events[0]])
     assert pieces == [(X + MIN, X + 2 * MIN), (X + 2 * MIN, X + 3 * MIN)]
-    assert carry == AgentCarry.closed(X + 3 * MIN + 1)
+    assert carry == AgentCarry(X + 3 * MIN + 1, logout_ms=X + 3 * MIN)
 
 
 def test_zero_length_sessions_produce_no_piece() -> None:
@@ -304,11 +347,12 @@ def test_checkpoint_json_round_trip() -> None:
     document = checkpoint.to_json()
     assert EnvironmentCheckpoint.from_json(json.loads(json.dumps(document))) == checkpoint
     assert document == {
-        "version": 1,
+        "version": 2,
         "boundary_ms": X,
         "policy": "online",
         "silence_timeout_ms": 600_000,
-        "carries": {AGENT_A: [H0 + 10 * MIN, X - MIN, True]},
+        # A: open, no LOGOUT to remember; B: logged out, remembered for the post-logout status rule.
+        "carries": {AGENT_A: [H0 + 10 * MIN, X - MIN, True, None], AGENT_B: [H0 + 6 * MIN]},
         "billed_ms": {late.key: 44 * MIN},
         "unbilled_ms": 6 * MIN,
         "agent_hours": {str(H0): [AGENT_A, AGENT_B]},
@@ -318,10 +362,14 @@ def test_checkpoint_json_round_trip() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"version": 2}, r"checkpoint\.version: must be 1"),
+        ({"version": 3}, r"checkpoint\.version: must be 2"),
         ({"boundary_ms": X + 1}, r"checkpoint\.boundary_ms: must be the epoch ms of a whole UTC hour"),
         ({"policy": "busy"}, r"checkpoint\.policy: must be one of"),
-        ({"carries": {AGENT_A: [1, 2]}}, r"checkpoint\.carries\[.*\]: must be \[start_ms, last_ms, online\]"),
+        (
+            {"carries": {AGENT_A: [1, 2]}},
+            r"checkpoint\.carries\[.*\]: must be \[start_ms, last_ms, online, logout_ms\]",
+        ),
+        ({"carries": {AGENT_A: [X]}}, r"carry\.logout_ms: .* not before boundary_ms"),
         ({"carries": {AGENT_A: [X - 5, X + 1, True]}}, r"carry\.last_ms: .* not before boundary_ms"),
         ({"billed_ms": {"k": -1}}, r"checkpoint\.billed_ms\['k'\]: must be >= 0"),
         ({"unbilled_ms": 1.5}, r"checkpoint\.unbilled_ms: must be an integer"),
@@ -356,7 +404,10 @@ def test_checkpoint_keeps_the_hours_an_open_carry_can_still_reach() -> None:
         AGENT_B: [ev(H0 + 5 * MIN, LOGIN), ev(H0 + 15 * MIN, LOGOUT)],
     }
     checkpoint = checkpoint_from_events(events, [OLD], later, silence_timeout_ms=timeout)
-    assert checkpoint.carries == {AGENT_A: AgentCarry(later, True, H0 + 10 * MIN, H0 + 20 * MIN, True)}
+    assert checkpoint.carries == {
+        AGENT_A: AgentCarry(later, True, H0 + 10 * MIN, H0 + 20 * MIN, True),
+        AGENT_B: AgentCarry(later, logout_ms=H0 + 15 * MIN),  # logged out: remembered, no session
+    }
     assert checkpoint.agent_hours == {H0: frozenset({AGENT_A, AGENT_B})}
     view = resume(
         checkpoint,

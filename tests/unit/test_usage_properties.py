@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, hour_floor, parse_iso_ms
 from connect_metering.domain.sessions import (
+    UNKNOWN_STATUS_START_MS,
     AgentEventPoint,
     BillableTimePolicy,
     EventKind,
@@ -45,11 +46,16 @@ AGENTS = [
 ]
 
 
-def _point(step: int, jitter: int, kind: EventKind, tag: int, offline: bool) -> AgentEventPoint:
+def _point(
+    step: int, jitter: int, kind: EventKind, tag: int, offline: bool, status_age: int | None
+) -> AgentEventPoint:
     ts = BASE_MS + step * STEP_MS + jitter
     # Ids collide only between points with the same timestamp: a stored event set holds each EventId once,
     # so the same id never sits on both sides of a boundary (see the module docstring of usage.py).
-    return AgentEventPoint(ts, kind, f"e{ts}-{tag}", offline)
+    # A status's start a few steps back (or unknown) makes the post-logout rule of section 3 come up,
+    # also across boundaries (the carry remembers the LOGOUT).
+    start = UNKNOWN_STATUS_START_MS if status_age is None else ts - status_age
+    return AgentEventPoint(ts, kind, f"e{ts}-{tag}", offline, start)
 
 
 points = st.builds(
@@ -59,6 +65,7 @@ points = st.builds(
     st.sampled_from(list(EventKind)),
     st.integers(0, 2),
     st.booleans(),
+    st.one_of(st.none(), st.integers(0, 6).map(lambda steps: steps * STEP_MS)),
 )
 point_lists = st.lists(points, max_size=80)
 instants = st.integers(BASE_MS - MS_PER_HOUR, BASE_MS + STEPS * STEP_MS + MS_PER_HOUR)
@@ -293,7 +300,8 @@ def test_resume_from_checkpoints_equals_from_scratch(
             by_hour.get(hour, 0) for by_hour in hours.values()
         )
     # The checkpoint keeps the hours a resumed piece can reach: those are exact too, and so is any hour shown.
-    kept_from = min([boundary - MS_PER_HOUR, *(hour_floor(c.last_ms) for c in checkpoint.carries.values())])
+    open_lasts = [hour_floor(c.last_ms) for c in checkpoint.carries.values() if c.is_open]
+    kept_from = min([boundary - MS_PER_HOUR, *open_lasts])
     shown = set(view.agents_by_hour) | set(range(kept_from, boundary, MS_PER_HOUR))
     for hour in shown:
         expected_agents = {agent for agent, by_hour in hours.items() if by_hour.get(hour, 0) > 0}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from connect_metering.adapters.table_schema import Index, create_table
 from connect_metering.domain.agent_events import AgentEvent
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
-from connect_metering.domain.sessions import AgentEventPoint, EventKind
+from connect_metering.domain.sessions import UNKNOWN_STATUS_START_MS, AgentEventPoint, EventKind
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -58,13 +58,24 @@ def _hour_of_day(hour_ms: int) -> int:
 
 
 def encode_event(event: AgentEvent) -> str:
-    """Compact, exact form of what the session scan needs: ``ts|kind|offline|EventId``."""
-    return f"{event.ts_ms}|{int(event.kind)}|{int(event.offline)}|{event.event_id}"
+    """Compact, exact form of what the session scan needs: ``ts|kind|offline[@status_start]|EventId``
+    (the status's StartTimestamp only when it has one; EventId last, since it may hold ``|``)."""
+    status = f"{int(event.offline)}"
+    if event.status_start_ms != UNKNOWN_STATUS_START_MS:
+        status += f"@{event.status_start_ms}"
+    return f"{event.ts_ms}|{int(event.kind)}|{status}|{event.event_id}"
 
 
 def decode_event(text: str) -> AgentEventPoint:
-    ts_ms, kind, offline, event_id = text.split("|", 3)
-    return AgentEventPoint(int(ts_ms), EventKind(int(kind)), event_id, offline == "1")
+    ts_ms, kind, status, event_id = text.split("|", 3)
+    offline, _, status_start = status.partition("@")
+    return AgentEventPoint(
+        int(ts_ms),
+        EventKind(int(kind)),
+        event_id,
+        offline == "1",
+        int(status_start) if status_start else UNKNOWN_STATUS_START_MS,
+    )
 
 
 def late_shard(instance_arn: str) -> str:

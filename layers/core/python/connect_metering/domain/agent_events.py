@@ -15,7 +15,13 @@ from enum import StrEnum
 from typing import Any
 
 from connect_metering.domain.instants import MS_PER_HOUR, InstantError, hour_floor, parse_iso_ms
-from connect_metering.domain.sessions import AgentEventPoint, EventKind, offline_from_agent_event
+from connect_metering.domain.sessions import (
+    UNKNOWN_STATUS_START_MS,
+    AgentEventPoint,
+    EventKind,
+    offline_from_agent_event,
+    status_start_from_agent_event,
+)
 from connect_metering.domain.tenancy import ACCOUNT_ID_PATTERN, InstanceArn, TenancyError
 
 FORWARDER_SOURCE = "connect-metering.forwarder"
@@ -90,6 +96,7 @@ class AgentEvent:
     instance: InstanceArn
     aws_account_id: str
     offline: bool
+    status_start_ms: int = UNKNOWN_STATUS_START_MS
 
     @property
     def agent_id(self) -> str:
@@ -97,7 +104,7 @@ class AgentEvent:
 
     @property
     def point(self) -> AgentEventPoint:
-        return AgentEventPoint(self.ts_ms, self.kind, self.event_id, self.offline)
+        return AgentEventPoint(self.ts_ms, self.kind, self.event_id, self.offline, self.status_start_ms)
 
 
 def parse_envelope(body: str | bytes) -> Envelope:
@@ -185,6 +192,7 @@ def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
         instance=instance,
         aws_account_id=account_id,
         offline=offline_from_agent_event(detail),
+        status_start_ms=status_start_from_agent_event(detail),
     )
 
 

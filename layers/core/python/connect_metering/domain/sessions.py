@@ -6,10 +6,18 @@ runs well above 100,000 events per second on one core (see ``connect_metering.lo
 
 Choices where BILLING.md is silent (each one is tested in ``tests/unit/test_sessions.py``):
 
-- A STATE_CHANGE / HEART_BEAT with no ``CurrentAgentSnapshot.AgentStatus.Name`` is *not* Offline:
-  the contract names the one status that does not open a session, and a missing name is not it
-  (``offline_from_agent_event``). The comparison with ``"Offline"`` is exact (case-sensitive, as
-  ``EventType`` is).
+- A status is *offline* (section 3) when its ``Name`` is exactly ``Offline`` (case-sensitive, as
+  ``EventType`` is), or when the agent's latest LOGIN/LOGOUT earlier in the scan order is a LOGOUT and
+  the status's ``StartTimestamp`` is at most 60 s after it (``LOGOUT_STATUS_GRACE_MS``): customers
+  rename Offline, and the heartbeats Connect sends after a logout carry the status entered at the
+  logout. "Latest LOGOUT is later than the latest LOGIN" is read in scan order, so a LOGIN and a LOGOUT
+  at the same instant leave the agent logged out. A missing snapshot, status or name is not named
+  Offline; a status without a readable ``StartTimestamp`` is offline by its name only.
+- A LOGOUT is remembered for ``LOGOUT_MEMORY_MS`` (24 h): an event stamped more than 24 h after the
+  agent's last LOGOUT is judged by its status name alone. Connect sends post-logout heartbeats for up
+  to an hour, so this never changes a real stream's result; it keeps the hourly checkpoints from
+  remembering every agent that ever left an instance, and keeps exact the metering's shortcut that a
+  whole UTC day without any stored item leaves nothing to carry.
 - Two points with the same ``event_id`` but different content: the first one in the sorted order
   (``ts_ms``, ``kind``, ``event_id``, then ``offline``) is kept, so the result depends only on the set.
 - Zero-length sessions (e.g. LOGIN and LOGOUT at the same instant) are real sessions and appear in
@@ -24,10 +32,17 @@ from collections.abc import Iterable, Mapping
 from enum import IntEnum, StrEnum
 from typing import Final, NamedTuple
 
-from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
+from connect_metering.domain.instants import MS_PER_HOUR, InstantError, hour_floor, parse_iso_ms
 
 DEFAULT_SILENCE_TIMEOUT_MS: Final = 360_000
 OFFLINE_STATUS_NAME: Final = "Offline"
+# A status entered at most this long after the agent's LOGOUT is the post-logout (Offline) status.
+LOGOUT_STATUS_GRACE_MS: Final = 60_000
+# How long after a LOGOUT its status is still recognised as the post-logout one (see the module doc).
+LOGOUT_MEMORY_MS: Final = 24 * 3_600_000
+# ``status_start_ms`` of a status without a readable StartTimestamp: later than any LOGOUT + grace, so
+# such a status is offline by its name only.
+UNKNOWN_STATUS_START_MS: Final = 2**62
 
 
 class SessionInputError(ValueError):
@@ -73,6 +88,8 @@ class AgentEventPoint(NamedTuple):
 
     ``offline`` is True exactly when ``CurrentAgentSnapshot.AgentStatus.Name == "Offline"``; a
     missing snapshot, status or name counts as not Offline (see ``offline_from_agent_event``).
+    ``status_start_ms`` is the status's ``StartTimestamp`` (``UNKNOWN_STATUS_START_MS`` when it has
+    none that parses): the scan compares it with the agent's latest LOGOUT (section 3, *offline*).
     The field order is the sort order of section 3: timestamp, then kind, then event id.
     """
 
@@ -80,6 +97,7 @@ class AgentEventPoint(NamedTuple):
     kind: EventKind
     event_id: str
     offline: bool
+    status_start_ms: int = UNKNOWN_STATUS_START_MS
 
 
 class Session(NamedTuple):
@@ -114,18 +132,42 @@ _END_SILENCE: Final = SessionEnd.SILENCE
 _END_OPEN: Final = SessionEnd.OPEN
 
 
+def _agent_status(agent_event: Mapping[str, object]) -> Mapping[str, object]:
+    snapshot = agent_event.get("CurrentAgentSnapshot")
+    if not isinstance(snapshot, Mapping):
+        return {}
+    status = snapshot.get("AgentStatus")
+    return status if isinstance(status, Mapping) else {}
+
+
 def offline_from_agent_event(agent_event: Mapping[str, object]) -> bool:
     """``offline`` for an agent event: its ``CurrentAgentSnapshot.AgentStatus.Name`` is exactly ``Offline``.
 
     A missing or malformed snapshot, status or name is not Offline.
     """
-    snapshot = agent_event.get("CurrentAgentSnapshot")
-    if not isinstance(snapshot, Mapping):
-        return False
-    status = snapshot.get("AgentStatus")
-    if not isinstance(status, Mapping):
-        return False
-    return status.get("Name") == OFFLINE_STATUS_NAME
+    return _agent_status(agent_event).get("Name") == OFFLINE_STATUS_NAME
+
+
+def status_start_from_agent_event(agent_event: Mapping[str, object]) -> int:
+    """``status_start_ms`` for an agent event: its ``AgentStatus.StartTimestamp`` in epoch ms, or
+    ``UNKNOWN_STATUS_START_MS`` when missing or unreadable (the status is then offline by name only)."""
+    start = _agent_status(agent_event).get("StartTimestamp")
+    if not isinstance(start, str):
+        return UNKNOWN_STATUS_START_MS
+    try:
+        return parse_iso_ms(start, field="AgentStatus.StartTimestamp")
+    except InstantError:
+        return UNKNOWN_STATUS_START_MS
+
+
+def is_post_logout_status(status_start_ms: int, ts_ms: int, logout_ms: int | None) -> bool:
+    """Section 3's second *offline* case: the agent's latest LOGIN/LOGOUT so far is the LOGOUT at
+    ``logout_ms`` (None: it is a LOGIN, or there is neither) and the status started at most 60 s after it."""
+    return (
+        logout_ms is not None
+        and status_start_ms - logout_ms <= LOGOUT_STATUS_GRACE_MS
+        and ts_ms - logout_ms <= LOGOUT_MEMORY_MS
+    )
 
 
 def _check_timeout(silence_timeout_ms: object) -> int:
@@ -148,7 +190,7 @@ def _sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
     kinds = _KIND_VALUES
     for index, point in enumerate(points):
         try:
-            ts_ms, kind, event_id, offline = point
+            ts_ms, kind, event_id, offline, status_start_ms = point
         except (TypeError, ValueError):
             raise SessionInputError(f"events[{index}]: must be an AgentEventPoint, got {point!r}") from None
         if type(ts_ms) is not int:
@@ -159,6 +201,10 @@ def _sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
             raise SessionInputError(f"events[{index}].event_id: must be a string, got {event_id!r}")
         if type(offline) is not bool:
             raise SessionInputError(f"events[{index}].offline: must be a bool, got {offline!r}")
+        if type(status_start_ms) is not int:
+            raise SessionInputError(
+                f"events[{index}].status_start_ms: must be integer epoch ms, got {status_start_ms!r}"
+            )
     points.sort()
     return points
 
@@ -174,10 +220,16 @@ def _scan(
     is_open = False
     start = last = 0
     online_since: int | None = None
-    for ts, kind, event_id, offline in points:
+    logout: int | None = None
+    for ts, kind, event_id, named_offline, status_start in points:
         if event_id in seen:
             continue
         seen_add(event_id)
+        offline = named_offline or is_post_logout_status(status_start, ts, logout)
+        if kind == _LOGIN:
+            logout = None
+        elif kind == _LOGOUT:
+            logout = ts
         if is_open:
             if ts - last > timeout:
                 sessions.append(Session(start, last, last, _END_SILENCE))

@@ -26,7 +26,8 @@ Choices (each one is tested):
 - Only pieces of more than 0 ms are returned; zero-length sessions carry no time.
 - An open carry whose ``last`` is more than ``silence_timeout`` before its boundary is closed: every later
   event is at or after the boundary, so it would close the session anyway. Checkpoints therefore only
-  hold the agents that may still be logged in.
+  hold the agents that may still be logged in, and the agents whose latest LOGOUT (less than
+  ``LOGOUT_MEMORY_MS`` old) still makes a later status offline (section 3).
 - Duplicates (same ``event_id``) are dropped within one call, the first in sorted order winning, as in
   the whole-set core. A carry does not remember event ids, so the same ``event_id`` stored on both sides
   of a boundary with different timestamps would be counted twice; the stored event set must hold each
@@ -52,6 +53,7 @@ from typing import Any, Final, Self
 from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_MINUTE, from_ms, hour_floor, to_ms
 from connect_metering.domain.sessions import (
     DEFAULT_SILENCE_TIMEOUT_MS,
+    LOGOUT_MEMORY_MS,
     AgentEventPoint,
     BillableTimePolicy,
     EventKind,
@@ -60,10 +62,13 @@ from connect_metering.domain.sessions import (
     _check_timeout,
     _sorted_points,
     billable_ms_by_hour,
+    is_post_logout_status,
 )
 from connect_metering.domain.tenancy import PricingModel, Subscription, primary_subscription
 
-CHECKPOINT_VERSION: Final = 1
+CHECKPOINT_VERSION: Final = 2
+# Version 1 checkpoints predate the post-logout status rule: they read as remembering no LOGOUT.
+READABLE_CHECKPOINT_VERSIONS: Final = frozenset({1, CHECKPOINT_VERSION})
 DEFAULT_ALLOCATION_TAG_KEY: Final = "environment"
 
 _LOGIN: Final = int(EventKind.LOGIN)
@@ -118,6 +123,8 @@ class AgentCarry:
     ``start_ms`` whose latest non-LOGOUT event is at ``last_ms``; ``online`` tells whether the status in
     force since ``last_ms`` is not Offline (policy ``online``; the logged_in policy ignores it). A closed
     carry has no session: its ``start_ms``, ``last_ms`` and ``online`` are normalised to 0, 0, False.
+    ``logout_ms``, open or closed: the agent's latest LOGOUT when it came after its latest LOGIN (the
+    post-logout status rule of section 3), None otherwise or once older than ``LOGOUT_MEMORY_MS``.
     """
 
     boundary_ms: int | None
@@ -125,6 +132,12 @@ class AgentCarry:
     start_ms: int = 0
     last_ms: int = 0
     online: bool = False
+    logout_ms: int | None = None
+
+    @property
+    def remembered(self) -> bool:
+        """Whether a checkpoint must keep this carry: a session may be open, or a LOGOUT still counts."""
+        return self.is_open or self.logout_ms is not None
 
     def __post_init__(self) -> None:
         if self.boundary_ms is not None:
@@ -133,6 +146,13 @@ class AgentCarry:
         _require_bool(self.online, "carry.online")
         _require_int(self.start_ms, "carry.start_ms")
         _require_int(self.last_ms, "carry.last_ms")
+        if self.logout_ms is not None:
+            _require_int(self.logout_ms, "carry.logout_ms")
+            if self.boundary_ms is not None and self.logout_ms >= self.boundary_ms:
+                raise UsageInputError(
+                    f"carry.logout_ms: {self.logout_ms} is not before boundary_ms {self.boundary_ms} "
+                    "(a carry only holds events before its boundary)"
+                )
         if not self.is_open:
             object.__setattr__(self, "start_ms", 0)
             object.__setattr__(self, "last_ms", 0)
@@ -153,16 +173,14 @@ class AgentCarry:
         return cls(boundary_ms)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON-able values; a closed carry omits the session fields."""
-        if not self.is_open:
-            return {"boundary_ms": self.boundary_ms, "open": False}
-        return {
-            "boundary_ms": self.boundary_ms,
-            "open": True,
-            "start_ms": self.start_ms,
-            "last_ms": self.last_ms,
-            "online": self.online,
-        }
+        """Plain JSON-able values; a closed carry omits the session fields, a carry with no LOGOUT to
+        remember omits ``logout_ms``."""
+        document: dict[str, Any] = {"boundary_ms": self.boundary_ms, "open": self.is_open}
+        if self.is_open:
+            document.update(start_ms=self.start_ms, last_ms=self.last_ms, online=self.online)
+        if self.logout_ms is not None:
+            document["logout_ms"] = self.logout_ms
+        return document
 
     @classmethod
     def from_json(cls, document: object) -> Self:
@@ -170,6 +188,9 @@ class AgentCarry:
         boundary = data.get("boundary_ms")
         if boundary is not None:
             _require_int(boundary, "carry.boundary_ms")
+        logout = data.get("logout_ms")
+        if logout is not None:
+            _require_int(logout, "carry.logout_ms")
         if _require_bool(data.get("open"), "carry.open"):
             return cls(
                 boundary,
@@ -177,14 +198,24 @@ class AgentCarry:
                 _require_int(data.get("start_ms"), "carry.start_ms"),
                 _require_int(data.get("last_ms"), "carry.last_ms"),
                 _require_bool(data.get("online"), "carry.online"),
+                logout,
             )
-        return cls(boundary)
+        return cls(boundary, logout_ms=logout)
 
 
 def _settle(carry: AgentCarry, timeout: int) -> AgentCarry:
-    """Close an open carry that the silence timeout has already closed for every event >= its boundary."""
-    if carry.is_open and carry.boundary_ms is not None and carry.boundary_ms - carry.last_ms > timeout:
-        return AgentCarry(carry.boundary_ms)
+    """Close an open carry that the silence timeout has already closed for every event >= its boundary,
+    and forget a LOGOUT that no event at or after the boundary can still be judged by."""
+    boundary = carry.boundary_ms
+    if boundary is None:
+        return carry
+    logout = carry.logout_ms
+    if logout is not None and boundary - logout > LOGOUT_MEMORY_MS:
+        logout = None
+    if carry.is_open and boundary - carry.last_ms > timeout:
+        return AgentCarry(boundary, logout_ms=logout)
+    if logout != carry.logout_ms:
+        return AgentCarry(boundary, carry.is_open, carry.start_ms, carry.last_ms, carry.online, logout)
     return carry
 
 
@@ -220,10 +251,16 @@ def _advance(
     seen: set[str] = set()
     seen_add = seen.add
     is_open, start, last, online = carry.is_open, carry.start_ms, carry.last_ms, carry.online
-    for ts, kind, event_id, offline in points:
+    logout = carry.logout_ms
+    for ts, kind, event_id, named_offline, status_start in points:
         if event_id in seen:
             continue
         seen_add(event_id)
+        offline = named_offline or is_post_logout_status(status_start, ts, logout)
+        if kind == _LOGIN:
+            logout = None
+        elif kind == _LOGOUT:
+            logout = ts
         if is_open:
             if ts - last > timeout:
                 is_open = False
@@ -248,7 +285,11 @@ def _advance(
         if points:
             after_last = points[-1].ts_ms + 1
             boundary_ms = after_last if boundary_ms is None else max(boundary_ms, after_last)
-    new_carry = AgentCarry(boundary_ms, True, start, last, online) if is_open else AgentCarry(boundary_ms)
+    new_carry = (
+        AgentCarry(boundary_ms, True, start, last, online, logout)
+        if is_open
+        else AgentCarry(boundary_ms, logout_ms=logout)
+    )
     return pieces, _settle(new_carry, timeout)
 
 
@@ -443,7 +484,7 @@ class EnvironmentCheckpoint:
     """What an environment's events before ``boundary_ms`` leave for the later hours.
 
     - ``carries``: agent ARN -> scan state at the boundary; only agents that may still be logged in
-      (open carries); closed ones are dropped.
+      (open carries) or whose LOGOUT still decides whether a status is offline; the others are dropped.
     - ``billed_ms``: subscription key -> cumulative ms of the pieces produced by the events before the
       boundary, attributed by the primary timeline; ``unbilled_ms``: the same with no active subscription.
     - ``agent_hours``: hour -> agents with more than 0 ms in that hour from those pieces, for the hours a
@@ -481,7 +522,7 @@ class EnvironmentCheckpoint:
                     f"checkpoint's boundary {boundary}"
                 )
             carry = _settle(carry, timeout)
-            if carry.is_open:
+            if carry.remembered:
                 carries[agent] = carry
         billed: dict[str, int] = {}
         for key, value in _require_mapping(self.billed_ms, "checkpoint.billed_ms").items():
@@ -528,8 +569,12 @@ class EnvironmentCheckpoint:
             "boundary_ms": self.boundary_ms,
             "policy": self.policy.value,
             "silence_timeout_ms": self.silence_timeout_ms,
+            # Open: [start_ms, last_ms, online, logout_ms | null]; closed, remembering a LOGOUT: [logout_ms].
             "carries": {
-                agent: [carry.start_ms, carry.last_ms, carry.online] for agent, carry in self.carries.items()
+                agent: [carry.start_ms, carry.last_ms, carry.online, carry.logout_ms]
+                if carry.is_open
+                else [carry.logout_ms]
+                for agent, carry in self.carries.items()
             },
             "billed_ms": dict(self.billed_ms),
             "unbilled_ms": self.unbilled_ms,
@@ -540,21 +585,12 @@ class EnvironmentCheckpoint:
     def from_json(cls, document: object) -> Self:
         data = _require_mapping(document, "checkpoint")
         version = data.get("version")
-        if version != CHECKPOINT_VERSION:
+        if version not in READABLE_CHECKPOINT_VERSIONS:
             raise UsageInputError(f"checkpoint.version: must be {CHECKPOINT_VERSION}, got {version!r}")
         boundary = _require_hour(data.get("boundary_ms"), "checkpoint.boundary_ms")
         carries: dict[str, AgentCarry] = {}
         for agent, raw in _require_mapping(data.get("carries"), "checkpoint.carries").items():
-            where = f"checkpoint.carries[{agent!r}]"
-            if not isinstance(raw, list) or len(raw) != 3:
-                raise UsageInputError(f"{where}: must be [start_ms, last_ms, online], got {raw!r}")
-            carries[agent] = AgentCarry(
-                boundary,
-                True,
-                _require_int(raw[0], f"{where}[0] (start_ms)"),
-                _require_int(raw[1], f"{where}[1] (last_ms)"),
-                _require_bool(raw[2], f"{where}[2] (online)"),
-            )
+            carries[agent] = _carry_from_json(boundary, raw, f"checkpoint.carries[{agent!r}]")
         hours: dict[int, frozenset[str]] = {}
         for raw_hour, agents in _require_mapping(data.get("agent_hours"), "checkpoint.agent_hours").items():
             if not isinstance(raw_hour, str) or not raw_hour.isdigit():
@@ -578,6 +614,24 @@ class EnvironmentCheckpoint:
             policy_value,
             _require_int(data.get("silence_timeout_ms"), "checkpoint.silence_timeout_ms", minimum=0),
         )
+
+
+def _carry_from_json(boundary: int, raw: object, where: str) -> AgentCarry:
+    """A checkpoint's carry: ``[start_ms, last_ms, online]`` (version 1), ``[start_ms, last_ms, online,
+    logout_ms | null]`` (open) or ``[logout_ms]`` (closed, remembering a LOGOUT)."""
+    if isinstance(raw, list) and len(raw) == 1:
+        return AgentCarry(boundary, logout_ms=_require_int(raw[0], f"{where}[0] (logout_ms)"))
+    if not isinstance(raw, list) or len(raw) not in (3, 4):
+        raise UsageInputError(f"{where}: must be [start_ms, last_ms, online, logout_ms], got {raw!r}")
+    logout = raw[3] if len(raw) == 4 else None
+    return AgentCarry(
+        boundary,
+        True,
+        _require_int(raw[0], f"{where}[0] (start_ms)"),
+        _require_int(raw[1], f"{where}[1] (last_ms)"),
+        _require_bool(raw[2], f"{where}[2] (online)"),
+        None if logout is None else _require_int(logout, f"{where}[3] (logout_ms)"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,7 +691,7 @@ class UsageView:
             agent_pieces, carry = _advance(
                 carry, points[:cut], timeout, track_online, next_boundary, f"events_by_agent[{agent!r}]"
             )
-            if carry.is_open:
+            if carry.remembered:
                 carries[agent] = carry
             pieces.extend(agent_pieces)
             for hour in billable_ms_by_hour(agent_pieces):
@@ -647,7 +701,9 @@ class UsageView:
             previous.unbilled_ms,
             _attribute_all(pieces, self._subscriptions, next_boundary),
         )
-        keep_from = min([next_boundary - MS_PER_HOUR, *(hour_floor(c.last_ms) for c in carries.values())])
+        keep_from = min(
+            [next_boundary - MS_PER_HOUR, *(hour_floor(c.last_ms) for c in carries.values() if c.is_open)]
+        )
         return EnvironmentCheckpoint(
             next_boundary,
             carries,
