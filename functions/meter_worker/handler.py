@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,7 @@ def publish(reports: list[MeterReport]) -> None:
         "RecordsUnconfirmed": sum(len(report.records_unconfirmed) for report in reports),
         "RecordsPending": sum(report.still_pending for report in reports),
         "RecordsRetried": sum(report.records_retried for report in reports),
+        "RecordsRefused": sum(len(report.records_refused) for report in reports),
         "MeteredMinutes": sum(report.metered_minutes for report in reports),
     }
     for name, value in counts.items():
@@ -113,8 +115,9 @@ def publish(reports: list[MeterReport]) -> None:
             "unconfirmed": len(report.records_unconfirmed),
             "refused": sum(1 for r in report.records_settled if r.status is RecordStatus.NOT_SUBSCRIBED),
             "duplicate": sum(1 for r in report.records_settled if r.result == "DuplicateRecord"),
+            "refused_by_code": dict(Counter(str(r.result) for r in report.records_refused)),
         }
-        if any(attention.values()):
+        if any(attention.values()):  # record keys and codes only: no agent, no buyer detail
             logger.warning("records need attention", extra={"company": report.company, **attention})
 
 

@@ -61,6 +61,7 @@ class MeteringOperations(Construct):
             ("CustomerNotSubscribed", "Marketplace refused a record: the buyer is not subscribed"),
             ("DuplicateRecord", "Marketplace already held a record for an hour the ledger had not sent"),
             ("RecordsUnconfirmed", "a record's answer was lost and it left the window: reconcile with AWS"),
+            ("RecordsRefused", "Marketplace refused a record with a call of its own: it stays pending"),
         ):
             self._alarm(name, product_metric(name, WORKER_SERVICE), why)
 

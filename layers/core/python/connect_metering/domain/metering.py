@@ -85,6 +85,11 @@ class MeteringRecord:
     def after_known_failure(self) -> MeteringRecord:
         return replace(self, in_flight=False, attempts=self.attempts + 1)
 
+    def refused(self, result: str) -> MeteringRecord:
+        """Refused with a call of its own (``Error:<code>``): known not accepted, still pending and
+        counted in B until it is accepted or leaves the window (BILLING.md section 6)."""
+        return replace(self, result=result, in_flight=False, attempts=self.attempts + 1)
+
     def expire(self) -> MeteringRecord:
         """Past the acceptance window. Known never accepted: EXPIRED, its minutes leave B and flow into the
         next record. Possibly accepted by a call whose answer was lost: counted as accepted, unconfirmed
@@ -251,6 +256,16 @@ def overage_payer(subscriptions: Sequence[Subscription], hour_ms: int) -> tuple[
     return None, 0
 
 
+def record_timestamp_ms(subscription: Subscription, hour_ms: int) -> int:
+    """max(H, started), in whole milliseconds never before ``started`` (BILLING.md section 5)."""
+    if subscription.started is None:
+        return hour_ms
+    started_ms = to_ms(subscription.started)
+    if from_ms(started_ms) < subscription.started:
+        started_ms += 1  # a sub-millisecond start: the first whole millisecond after it
+    return max(hour_ms, started_ms)
+
+
 def usage_record(
     subscription: Subscription,
     *,
@@ -259,15 +274,18 @@ def usage_record(
     quantities: Mapping[str, int],
     tag_key: str | None,
 ) -> dict[str, Any]:
-    """The exact UsageRecord: identity, Timestamp = H, Dimension, Quantity and, when Quantity > 0 and a tag
-    key is given, one allocation per environment with Q > 0 (BILLING.md sections 5 and 9)."""
+    """The exact UsageRecord: identity, Timestamp, Dimension, Quantity and, when Quantity > 0 and a tag
+    key is given, one allocation per environment with Q > 0 (BILLING.md sections 5 and 9).
+
+    Timestamp = max(H, the subscription's ``started``): BatchMeterUsage refuses a usage timestamp before
+    the start of the software usage. The record still belongs to hour H (its key, B and the ledger)."""
     allocations: list[dict[str, Any]] = []
     if tag_key is None:
         quantity = sum(quantities.values())
     else:
         quantity, allocations = usage_allocations(quantities, tag_key=tag_key)
     record: dict[str, Any] = {
-        "Timestamp": iso_ms(hour_ms),
+        "Timestamp": iso_ms(record_timestamp_ms(subscription, hour_ms)),
         **subscription.identity.usage_record_identity(),
         "Dimension": dimension,
         "Quantity": quantity,

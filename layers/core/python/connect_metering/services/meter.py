@@ -139,6 +139,8 @@ class MeterReport:
     still_pending: int = 0
     records_retried: int = 0
     records_unconfirmed: list[MeteringRecord] = field(default_factory=list)
+    # Refused by a call of their own (``result`` Error:<code>): still pending, alarmed.
+    records_refused: list[MeteringRecord] = field(default_factory=list)
 
     @property
     def metered_minutes(self) -> int:
@@ -208,19 +210,29 @@ class MeterWorker:
         # expiry can tell a lost answer from a known refusal.
         self._store.mark_in_flight([record for item in prepared for record in item.to_mark])
         retried_before = self._marketplace.retried_records
-        settled = self._marketplace.send(pending)
+        answered = self._marketplace.send(pending)
         retried = self._marketplace.retried_records - retried_before
+        settled = [record for record in answered if record.status is not RecordStatus.PENDING]
+        refused = {record.key: record for record in answered if record.status is RecordStatus.PENDING}
         settled_by_key = {record.key: record for record in settled}
-        unsettled = [record.sending() for record in pending if record.key not in settled_by_key]
-        if unsettled:
-            # Every attempt of these got an answer (throttled, 5xx, unprocessed): known not accepted.
-            self._store.mark_in_flight([record.after_known_failure() for record in unsettled])
+        unsettled = [
+            record.sending()
+            for record in pending
+            if record.key not in settled_by_key and record.key not in refused
+        ]
+        if unsettled or refused:
+            # Every attempt of these got an answer (throttled, 5xx, unprocessed, refused with a call of
+            # its own, stored as its outcome): known not accepted, still pending.
+            self._store.mark_in_flight(
+                [record.after_known_failure() for record in unsettled] + list(refused.values())
+            )
         accepted = [record for record in settled if record.status is RecordStatus.ACCEPTED]
         if accepted:
             self._store.settle(accepted)
         for item in prepared:
             mine = [settled_by_key[r.key] for r in item.pending if r.key in settled_by_key]
             item.report.records_settled = mine
+            item.report.records_refused = [refused[r.key] for r in item.pending if r.key in refused]
             item.report.records_retried = retried if item is prepared[0] else 0
             item.report.still_pending = len(item.pending) - len(mine)
             try:
