@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import boto3
 import pytest
 
+from connect_metering.adapters.marketplace import MarketplaceEntitlements
 from connect_metering.domain.instants import iso
 from connect_metering.domain.tenancy import Company, Subscription, build, license_key
 from connect_metering.services.lifecycle import Outcome
@@ -212,3 +214,37 @@ def test_events_parked_more_than_an_hour_are_counted_until_sign_up(
     assert run_parked_check(world) == ({"parked_too_long": 0}, 0.0)
     [subscription] = world.store.list_subscriptions("acme")
     assert (subscription.started, subscription.ended) == (A, E)
+
+
+def test_entitlement_answers_are_matched_by_licence_id(world: World) -> None:
+    """GetEntitlements is asked with the stored ARN; an answer naming the same licence in another spelling
+    counts, one naming another licence does not."""
+    world.marketplace.add_subscription(customer_aws_account_id=BUYER, license_arn=RESOLVED, started=T0)
+    world.marketplace.set_entitlement(
+        license_arn=RESOLVED, customer_aws_account_id=BUYER, dimension="licensed_agents", value=5
+    )
+    client = boto3.client("marketplace-entitlement", region_name="us-east-1")
+    asked: list[dict[str, Any]] = []
+
+    def respell(params: dict[str, Any], **_: Any) -> None:
+        asked.append(params)
+
+    def answer_with_other_spellings(parsed: dict[str, Any], **_: Any) -> None:
+        [entry] = parsed["Entitlements"]
+        entry["LicenseArn"] = IN_EVENTS
+        other = {
+            **entry,
+            "LicenseArn": f"arn:aws:license-manager::{BUYER}:license/l-ffff",
+            "Value": {"IntegerValue": 100},
+        }
+        parsed["Entitlements"].append(other)
+
+    client.meta.events.register(
+        "provide-client-params.marketplace-entitlement-service.GetEntitlements", respell
+    )
+    client.meta.events.register(
+        "after-call.marketplace-entitlement-service.GetEntitlements", answer_with_other_spellings
+    )
+    found = MarketplaceEntitlements(client).entitlements_for(product_code=PRODUCT_CODE, license_arn=RESOLVED)
+    assert found is not None and found.licensed_agents == 5
+    assert asked[0]["Filter"] == {"LICENSE_ARN": [RESOLVED]}
