@@ -1,7 +1,9 @@
 """Subscription lifecycle Lambda: AWS Marketplace notifications from one SQS queue -> subscription state.
 
 The queue receives ``aws.agreement-marketplace`` events (default-bus rule) and the legacy SNS messages
-(topic subscriptions). Thin: parsing and rules live in ``connect_metering.domain.lifecycle`` and
+(topic subscriptions). An hourly scheduled event (no ``Records``) asks instead how many subscriptions
+have had notifications parked for more than an hour with no company to apply them to, and publishes
+that as ``LifecycleEventsParkedTooLong`` (alarmed): an activation parked forever is a buyer never billed. Thin: parsing and rules live in ``connect_metering.domain.lifecycle`` and
 ``connect_metering.services.lifecycle``. A record fails (SQS redelivers it, then dead-letters it) when
 it cannot be read or when storage, GetEntitlements or the final metering request failed; everything
 else, duplicates included, succeeds.
@@ -29,6 +31,7 @@ from connect_metering.domain.lifecycle import LifecycleInputError, parse_lifecyc
 from connect_metering.services.lifecycle import (
     LifecycleResult,
     LifecycleService,
+    Outcome,
 )
 from connect_metering.settings import METRICS_NAMESPACE, load_settings
 
@@ -92,6 +95,9 @@ def _handle(record: SQSRecord) -> LifecycleResult:
 
 def publish_counts(results: list[LifecycleResult]) -> None:
     count_by("LifecycleEvents", "Outcome", Counter(result.outcome.value for result in results))
+    parked = sum(1 for result in results if result.outcome is Outcome.KEPT_FOR_SIGNUP)
+    if parked:
+        metrics.add_metric(name="LifecycleEventsParked", unit=MetricUnit.Count, value=parked)
     finals = sum(1 for result in results if result.final_metering)
     if finals:
         metrics.add_metric(name="FinalMeteringRequests", unit=MetricUnit.Count, value=finals)
@@ -111,9 +117,24 @@ def handle_batch(event: dict[str, Any]) -> tuple[dict[str, Any], list[LifecycleR
     return dict(processor.response()), results
 
 
+def check_parked() -> dict[str, Any]:
+    """Count the subscriptions parked too long; the metric is published every hour, 0 included, so the
+    alarm sees a value rather than missing data."""
+    parked = lifecycle_service().parked_too_long()
+    metrics.add_metric(name="LifecycleEventsParkedTooLong", unit=MetricUnit.Count, value=len(parked))
+    for key, since in parked:
+        logger.warning(
+            "lifecycle events parked without a company",
+            extra={"subscription": key, "parked_at": since.isoformat()},
+        )
+    return {"parked_too_long": len(parked)}
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("detail-type") == "Scheduled Event":
+        return check_parked()
     response, _ = handle_batch(event)
     return response

@@ -6,7 +6,9 @@ Proposer) and, for listings that still use them, the product's legacy Marketplac
 context ``marketplace_sns_topic_arns``; Marketplace owns them, the subscription is created here). The
 Lambda reports partial batch failures; a message that keeps failing lands in the dead-letter queue, and
 a delivery EventBridge or SNS could not make lands in the delivery dead-letter queue. Both alarm: a lost
-activation or end is a wrong bill.
+activation or end is a wrong bill. So does a notification parked for more than an hour for a subscription
+no company holds yet: an hourly schedule invokes the same Lambda, which counts those
+(``LifecycleEventsParkedTooLong``) with a key-range query of the tenancy table's parked partition.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from constructs import Construct
 
 from infra.constructs.ingestion import allow_table_access
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
-from infra.constructs.operations import alarm_on_any
+from infra.constructs.operations import alarm_on_any, product_metric
 from infra.constructs.queues import dead_letter_queue, secure_queue
 from infra.nag import acknowledge
 
@@ -50,6 +52,10 @@ MAX_RECEIVE_COUNT = 5
 # Marketplace retries SNS deliveries itself; ours are kept the longest SQS allows for an outage.
 QUEUE_RETENTION = cdk.Duration.days(14)
 ALARM_PERIOD = cdk.Duration.minutes(5)
+# Minute 40: away from the metering run at minute 10; the count is published every hour, 0 included.
+PARKED_CHECK_SCHEDULE = events.Schedule.cron(minute="40")
+PARKED_METRIC = "LifecycleEventsParkedTooLong"
+LIFECYCLE_SERVICE = "connect-metering-lifecycle"
 
 
 def sns_topic_arns_from_context(scope: Construct) -> tuple[str, ...]:
@@ -147,8 +153,34 @@ class SubscriptionLifecycle(Construct):
         allow_table_access(
             function,
             tenancy_table,
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:Query",
+            ],
             writes=True,
+        )
+        self.parked_check_dead_letter_queue = dead_letter_queue(self, "ParkedCheckDeadLetterQueue")
+        acknowledge(
+            self.parked_check_dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself a dead-letter queue (of the hourly parked-events check's rule target).",
+        )
+        self.parked_check = events.Rule(
+            self,
+            "ParkedCheckSchedule",
+            description="Count Marketplace notifications parked for more than an hour without a company",
+            schedule=PARKED_CHECK_SCHEDULE,
+            targets=[
+                targets.LambdaFunction(
+                    function,
+                    retry_attempts=3,
+                    max_event_age=cdk.Duration.minutes(45),
+                    dead_letter_queue=self.parked_check_dead_letter_queue,
+                )
+            ],
         )
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["aws-marketplace:GetEntitlements"], resources=["*"])
@@ -180,6 +212,25 @@ class SubscriptionLifecycle(Construct):
                     period=ALARM_PERIOD, statistic="Maximum"
                 ),
                 "a Marketplace notification never reached the lifecycle queue",
+                alarm_topic,
+            ),
+            alarm_on_any(
+                self,
+                "ParkedTooLong",
+                product_metric(PARKED_METRIC, LIFECYCLE_SERVICE, statistic="Maximum").with_(
+                    period=cdk.Duration.hours(1)
+                ),
+                "a Marketplace notification waited more than an hour for a company: a subscription nobody "
+                "signed up for, or an identity no subscription matches, is not billed",
+                alarm_topic,
+            ),
+            alarm_on_any(
+                self,
+                "ParkedCheckUndelivered",
+                self.parked_check_dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=ALARM_PERIOD, statistic="Maximum"
+                ),
+                "the hourly check for parked Marketplace notifications could not run",
                 alarm_topic,
             ),
         ]

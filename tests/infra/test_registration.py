@@ -210,9 +210,12 @@ def test_lifecycle_function_environment_and_least_privilege(metering_json: dict[
     assert set(variables) >= {"TENANCY_TABLE", "PRODUCT_CODE", "METER_QUEUE_URL"}
     assert "MeterWorkQueue" in json.dumps(variables["METER_QUEUE_URL"])
     statements = statements_of(metering_json, "LifecycleRole")
+    # DeleteItem and Query: the parked-notification markers are removed at sign-up and read hourly
     assert actions_on(statements, "dynamodb:") == [
+        "dynamodb:DeleteItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:Query",
         "dynamodb:UpdateItem",
     ]
     assert actions_on(statements, "aws-marketplace:") == ["aws-marketplace:GetEntitlements"]
@@ -228,10 +231,32 @@ def test_lifecycle_dead_letters_and_errors_alarm_on_the_operations_topic(
         for k, v in resources_of_type(metering_json, "AWS::CloudWatch::Alarm").items()
         if k.startswith("Lifecycle")
     }
-    assert len(alarms) == 2  # function errors are the operations construct's (it lists the functions)
+    # dead letters, undelivered events, notifications parked too long, and the parked check's own dead
+    # letters; function errors are the operations construct's (it lists the functions)
+    assert len(alarms) == 4
     for alarm in alarms.values():
         assert alarm["Properties"]["Threshold"] == 0
         assert "OperationsAlarmTopic" in json.dumps(alarm["Properties"]["AlarmActions"])
+
+
+def test_notifications_parked_over_an_hour_are_counted_hourly_and_alarmed(
+    metering_json: dict[str, Any],
+) -> None:
+    _, rule = resource_with_prefix(metering_json, "AWS::Events::Rule", "LifecycleParkedCheckSchedule")
+    assert rule["Properties"]["ScheduleExpression"] == "cron(40 * * * ? *)"
+    [target] = rule["Properties"]["Targets"]
+    assert "LifecycleFunction" in json.dumps(target["Arn"])
+    assert "ParkedCheckDeadLetterQueue" in json.dumps(target["DeadLetterConfig"])
+    _, alarm = resource_with_prefix(metering_json, "AWS::CloudWatch::Alarm", "LifecycleParkedTooLongAlarm")
+    properties = alarm["Properties"]
+    assert (properties["Namespace"], properties["MetricName"]) == (
+        "ConnectMetering",
+        "LifecycleEventsParkedTooLong",
+    )
+    assert properties["Dimensions"] == [{"Name": "service", "Value": "connect-metering-lifecycle"}]
+    assert (properties["Period"], properties["Statistic"], properties["Threshold"]) == (3600, "Maximum", 0)
+    assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+    assert "OperationsAlarmTopic" in json.dumps(properties["AlarmActions"])
 
 
 def test_tenancy_table_expires_pending_registrations(metering_json: dict[str, Any]) -> None:

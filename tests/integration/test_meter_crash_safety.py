@@ -17,7 +17,7 @@ from connect_metering.adapters.marketplace_meter import WorkerCrash
 from connect_metering.adapters.meter_store import ConcurrentMeterRun, DynamoMeterStore
 from connect_metering.domain.instants import to_ms
 from connect_metering.domain.metering import RecordStatus
-from connect_metering.domain.tenancy import Company, Environment, Subscription, build
+from connect_metering.domain.tenancy import Company, Environment, Subscription, build, license_key
 from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.lambdas import handler_module
 from connect_metering.local.traffic import sqs_batch
@@ -115,7 +115,7 @@ def ledger(aws: EmbeddedAws) -> list[Any]:
         activity_table="connect-metering-activity",
         client=aws.dynamodb,
     )
-    return store.records_of(f"license#{LICENCE}")
+    return store.records_of(license_key(LICENCE))
 
 
 def total_accepted(aws: EmbeddedAws) -> int:

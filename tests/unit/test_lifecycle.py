@@ -235,3 +235,53 @@ def test_a_refresh_that_finds_nothing_keeps_a_contracts_expiry() -> None:
     assert refreshed_entitlements(pending(), None) == Entitlements()
     fresh = Entitlements(licensed_agents=3)
     assert refreshed_entitlements(contract, fresh) == fresh
+
+
+def test_events_name_a_licence_by_its_id_whatever_the_spelling() -> None:
+    registered = "arn:aws:license-manager::123456789012:license/l-0a1b2c3d"
+    for spelling in (
+        "aws:license-manager:us-east-1:123456789012:l-0a1b2c3d",
+        "arn:aws:license-manager:us-east-1:123456789012:license:l-0a1b2c3d",
+        registered,
+    ):
+        event = parse(eventbridge("License Updated - Manufacturer", licence=spelling, account=None, at=T0))
+        assert event.subscription_key == license_key(registered) == "license#l-0a1b2c3d"
+        assert event.license_arn == spelling
+
+
+def test_an_unreadable_licence_arn_sends_the_event_to_the_dead_letter_queue_naming_the_field() -> None:
+    body = eventbridge("License Deprovisioned - Manufacturer", licence="arn:aws:s3:::x", account=None, at=T0)
+    with pytest.raises(LifecycleInputError, match=r"detail\.license\.arn"):
+        parse(body)
+    recorded = parse(eventbridge("Purchase Agreement Created - Proposer", licence="x", account=None, at=T0))
+    assert (recorded.effect, recorded.subscription_key) == (Effect.RECORD, None)
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {"customer-identifier": " X01EXAMPLEX", "product-code": "n0123EXAMPLEXXXXXXXXXXXX"},
+        {"CustomerIdentifier": " X01EXAMPLEX", "ProductCode": "n0123EXAMPLEXXXXXXXXXXXX"},
+        {"CustomerIdentifier": "X01EXAMPLEX ", "product-code": " n0123EXAMPLEXXXXXXXXXXXX"},
+    ],
+)
+def test_sns_messages_in_both_documented_key_spellings_with_blanks(identity: dict[str, str]) -> None:
+    """The seller guide's SaaS page has shown both spellings, and its sample has a leading space."""
+    message = {"action": "subscribe-success", **identity}
+    event = parse(sns_notification(message, at=T0))
+    assert event.effect is Effect.ACTIVATE
+    assert event.subscription_key == legacy_key("n0123EXAMPLEXXXXXXXXXXXX", "X01EXAMPLEX")
+    assert (event.customer_identifier, event.product_code) == ("X01EXAMPLEX", "n0123EXAMPLEXXXXXXXXXXXX")
+
+
+def test_kept_events_under_two_keys_merge_as_the_events_would() -> None:
+    one = PendingLifecycle(activated=T0 + timedelta(hours=1), entitlements_changed=T0)
+    two = PendingLifecycle(
+        activated=T0, ended=T0 + timedelta(days=1), entitlements_changed=T0 + timedelta(hours=2)
+    )
+    merged = one.merged_with(two)
+    assert merged == PendingLifecycle(
+        activated=T0, ended=T0 + timedelta(days=1), entitlements_changed=T0 + timedelta(hours=2)
+    )
+    assert merged == two.merged_with(one)
+    assert one.merged_with(None) == one

@@ -144,3 +144,23 @@ def test_form_and_cookie_parsing() -> None:
     assert cookie_value(["a=1", "cm_signup=xyz", "b=2"], "cm_signup") == "xyz"
     assert cookie_value(["a=1; cm_signup=abc"], "cm_signup") == "abc"
     assert cookie_value(None, "cm_signup") is None
+
+
+def test_a_licence_buyer_with_a_customer_identifier_is_also_known_by_it() -> None:
+    licence = "arn:aws:license-manager::123456789012:license/l-1"
+    both = ResolvedCustomer(
+        product_code="p",
+        customer_aws_account_id="210987654321",
+        license_arn=licence,
+        customer_identifier="C1",
+    )
+    assert both.identity().usage_record_identity() == {
+        "CustomerAWSAccountId": "210987654321",
+        "LicenseArn": licence,
+    }
+    assert both.alias_keys() == ("customer#p#C1",)
+    licence_only = ResolvedCustomer(
+        product_code="p", customer_aws_account_id="210987654321", license_arn=licence
+    )
+    legacy = ResolvedCustomer(product_code="p", customer_identifier="C1")
+    assert licence_only.alias_keys() == () == legacy.alias_keys()

@@ -19,7 +19,10 @@ from connect_metering.domain.tenancy import (
     build,
     ensure_pricing_compatible,
     instance_arn_of_agent,
+    licence_id,
+    license_key,
     primary_subscription,
+    same_licence,
 )
 
 pytestmark = pytest.mark.unit
@@ -222,3 +225,64 @@ def test_naive_instants_are_refused() -> None:
     with pytest.raises(TenancyError) as caught:
         subscription("a", datetime(2026, 1, 1))
     assert caught.value.rule == "utc_instant"
+
+
+# Every spelling AWS writes for one licence (BILLING.md section 1): ResolveCustomer's global ARN with either
+# separator, the regional ARN botocore's LicenseArn pattern admits, and the aws.agreement-marketplace form.
+LICENCE_SPELLINGS = [
+    "arn:aws:license-manager::123456789012:license/l-0a1b2c3d4e5f",
+    "arn:aws:license-manager::123456789012:license:l-0a1b2c3d4e5f",
+    "arn:aws:license-manager:us-east-1:123456789012:license:l-0a1b2c3d4e5f",
+    "arn:aws:license-manager:us-east-1:123456789012:license/l-0a1b2c3d4e5f",
+    "aws:license-manager:us-east-1:123456789012:l-0a1b2c3d4e5f",
+    " arn:aws:license-manager::123456789012:license/l-0a1b2c3d4e5f ",
+]
+
+
+@pytest.mark.parametrize("spelling", LICENCE_SPELLINGS)
+def test_every_licence_spelling_has_the_same_licence_id_and_key(spelling: str) -> None:
+    assert licence_id(spelling) == "l-0a1b2c3d4e5f"
+    assert license_key(spelling) == "license#l-0a1b2c3d4e5f"
+    assert same_licence(spelling, LICENCE_SPELLINGS[0])
+
+
+@pytest.mark.parametrize("spelling", LICENCE_SPELLINGS)
+def test_identity_accepts_every_spelling_and_keeps_the_arn_as_given(spelling: str) -> None:
+    identity = SubscriptionIdentity(customer_aws_account_id="210987654321", license_arn=spelling)
+    assert identity.key == "license#l-0a1b2c3d4e5f"
+    # the UsageRecord carries the ARN as ResolveCustomer gave it (only surrounding blanks dropped)
+    assert identity.usage_record_identity()["LicenseArn"] == spelling.strip()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "arn:aws:s3:::bucket/l-0a1b",
+        "arn:aws:license-manager::123456789012:grant/g-0a1b",
+        "arn:aws:license-manager::123456789012:license/",
+        "arn:aws:license-manager::1234:license/l-0a1b",
+        "license-manager:us-east-1:123456789012:l-0a1b",
+        "l-0a1b",
+        "",
+        None,
+        42,
+    ],
+)
+def test_anything_else_is_not_a_licence_and_the_error_names_the_field(value: object) -> None:
+    with pytest.raises(TenancyError) as caught:
+        licence_id(value, field="detail.license.arn")
+    assert (caught.value.field, caught.value.rule) == ("detail.license.arn", "license_arn_format")
+    assert repr(value) in caught.value.message
+
+
+def test_two_licences_are_told_apart() -> None:
+    assert not same_licence(
+        "arn:aws:license-manager::123456789012:license/l-0a1b",
+        "aws:license-manager:us-east-1:123456789012:l-0a1c",
+    )
+
+
+def test_legacy_identity_fields_are_trimmed() -> None:
+    legacy = SubscriptionIdentity(customer_identifier=" X01EXAMPLEX", product_code="prod1 ")
+    assert (legacy.customer_identifier, legacy.product_code) == ("X01EXAMPLEX", "prod1")
+    assert legacy.key == "customer#prod1#X01EXAMPLEX"

@@ -12,7 +12,7 @@ import pytest
 
 from connect_metering.adapters.tenancy_table import index_shard
 from connect_metering.domain.instants import iso
-from connect_metering.domain.lifecycle import legacy_key
+from connect_metering.domain.lifecycle import legacy_key, license_key
 from connect_metering.domain.tenancy import Company, Entitlements, Subscription, build
 from connect_metering.services.lifecycle import Outcome
 from connect_metering.settings import load_settings
@@ -163,7 +163,7 @@ def test_events_for_an_unknown_subscription_are_kept_for_sign_up(world: World) -
         world.license_updated("210987654321", licence, A - timedelta(minutes=1), event_id="x")
     )
     assert again.outcome is Outcome.KEPT_FOR_SIGNUP
-    pending = world.store.pending_lifecycle(f"license#{licence}")
+    pending = world.store.pending_lifecycle(license_key(licence))
     assert pending is not None
     assert pending.activated == A - timedelta(minutes=1)  # the earliest, whatever the order
     assert pending.ended is None
@@ -275,7 +275,7 @@ def test_purchase_agreement_events_are_recorded(world: World) -> None:
     logged = world.dynamodb.query(
         TableName="tenancy-test",
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"LIFECYCLE#license#{licence}"}},
+        ExpressionAttributeValues={":pk": {"S": f"LIFECYCLE#{license_key(licence)}"}},
     )["Items"]
     assert [item["name"]["S"] for item in logged] == names
 

@@ -14,11 +14,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from connect_metering.domain.instants import iso
-from connect_metering.domain.tenancy import Company, Entitlements, Environment, PricingModel, build
+from connect_metering.domain.tenancy import (
+    Company,
+    Entitlements,
+    Environment,
+    PricingModel,
+    build,
+    license_key,
+)
 from connect_metering.local.marketplace_sim import FaultPlan, Outage
 from connect_metering.services.registration import Completed, FormRejected
 from tests.integration.registration.conftest import BUS_ARN, T0, World
-from tests.registration_support import SIGNUP, Browser, Page, instance_arn
+from tests.registration_support import SIGNUP, Browser, Page, instance_arn, license_arn
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics")]
 
@@ -217,10 +224,7 @@ def test_a_buyer_account_owned_by_another_company_is_refused(world: World) -> No
     )
     assert page.status == 409
     assert page.heading == "Your AWS account belongs to another company"
-    assert (
-        world.store.owner_of_subscription("license#arn:aws:license-manager::123456789012:license:l-two")
-        is None
-    )
+    assert world.store.owner_of_subscription(license_key(license_arn("two"))) is None
 
 
 # Refusals with the form kept ------------------------------------------------------------------------

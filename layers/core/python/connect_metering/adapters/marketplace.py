@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClient
 
 from connect_metering.domain.lifecycle import ENTITLEMENT_DIMENSION, EntitlementRecord, summarize_entitlements
 from connect_metering.domain.registration import ResolvedCustomer
-from connect_metering.domain.tenancy import Entitlements
+from connect_metering.domain.tenancy import Entitlements, TenancyError, licence_id, trimmed
 
 if TYPE_CHECKING:
     from mypy_boto3_marketplace_entitlement import MarketplaceEntitlementServiceClient
@@ -76,11 +76,12 @@ class MarketplaceCustomers:
             raise InvalidRegistrationToken from None  # its message could quote the token
         except (EndpointConnectionError, HTTPClientError) as error:
             raise MarketplaceUnavailable("ResolveCustomer", type(error).__name__) from None
+        # Trimmed (never otherwise re-spelt: the LicenseArn is sent back to BatchMeterUsage as given).
         return ResolvedCustomer(
-            product_code=answer["ProductCode"],
-            customer_aws_account_id=answer.get("CustomerAWSAccountId") or None,
-            license_arn=answer.get("LicenseArn") or None,
-            customer_identifier=answer.get("CustomerIdentifier") or None,
+            product_code=trimmed(answer["ProductCode"]) or "",
+            customer_aws_account_id=trimmed(answer.get("CustomerAWSAccountId")),
+            license_arn=trimmed(answer.get("LicenseArn")),
+            customer_identifier=trimmed(answer.get("CustomerIdentifier")),
         )
 
 
@@ -90,6 +91,17 @@ def _expiration(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromtimestamp(float(value), UTC)
+
+
+def _same_licence(answered: object, asked: str) -> bool:
+    """An entitlement belongs to the licence asked for unless it names another licence id (the answer
+    may spell the ARN differently from ResolveCustomer; an entry without a LicenseArn is the filter's)."""
+    if trimmed(answered) is None:
+        return True
+    try:
+        return licence_id(answered) == licence_id(asked)
+    except TenancyError:
+        return False
 
 
 class MarketplaceEntitlements:
@@ -136,6 +148,8 @@ class MarketplaceEntitlements:
                 raise MarketplaceUnavailable("GetEntitlements", type(error).__name__) from None
             self.pages_read += 1
             for entry in page.get("Entitlements", []):
+                if license_arn is not None and not _same_licence(entry.get("LicenseArn"), license_arn):
+                    continue
                 value = entry.get("Value", {})
                 records.append(
                     EntitlementRecord(

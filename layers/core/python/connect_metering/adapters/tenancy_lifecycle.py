@@ -2,6 +2,10 @@
 
     COMPANY#<alias>            SUB#<key>        a subscription, rewritten only by compare-and-set here
     LIFECYCLE#<key>            #PENDING         notifications that arrived before the buyer signed up
+                                                (``parked_at``: when the first one was kept)
+    LIFECYCLE#PARKED           <parked_at>#<key> a subscription with kept notifications and no company yet;
+                                                removed once they are applied. One small partition, read
+                                                by a key-range query for the ones parked too long
     LIFECYCLE#<key>            EVENT#<at>#<id>  every Marketplace notification (audit; duplicates once)
     REGISTRATION#<sha256(id)>  #REGISTRATION    a pending registration (TTL ``expires_at``)
     TOKEN#<sha256(token)>      #USED            a registration token already posted (TTL ``expires_at``)
@@ -57,6 +61,7 @@ from connect_metering.domain.tenancy import (
 )
 
 PENDING_SK = "#PENDING"
+PARKED_PK = "LIFECYCLE#PARKED"
 REGISTRATION_SK = "#REGISTRATION"
 TOKEN_SK = "#USED"  # noqa: S105 (a sort key, not a secret)
 # Marks an AWS account as a buyer of the company (legacy identities do not carry the account).
@@ -189,12 +194,14 @@ class TenancyLifecycleStore(DynamoTenancyStore):
             raise
         return True
 
-    def keep_pending(self, event: LifecycleEvent) -> None:
+    def keep_pending(self, event: LifecycleEvent, *, parked_at: datetime) -> None:
         """Merge an event for a subscription nobody has signed up for yet: the earliest activation, the
         earliest end, the latest licence change (License Updated is one too). Each is one conditional
-        update, so the result does not depend on the order or the number of deliveries."""
+        update, so the result does not depend on the order or the number of deliveries. The subscription
+        is marked parked from the first keeping (``parked_at``) until ``resolve_parked``."""
         if event.subscription_key is None:
             return
+        self._mark_parked(event.subscription_key, parked_at)
         for name, keep_if in _PENDING_FIELDS.get(event.effect, ()):
             try:
                 self._client.update_item(
@@ -208,6 +215,76 @@ class TenancyLifecycleStore(DynamoTenancyStore):
             except ClientError as error:
                 if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
+
+    def _mark_parked(self, subscription_key: str, parked_at: datetime) -> None:
+        answer = self._client.update_item(
+            TableName=self._table,
+            Key=_item({PARTITION_KEY: f"LIFECYCLE#{subscription_key}", SORT_KEY: PENDING_SK}),
+            UpdateExpression="SET parked_at = if_not_exists(parked_at, :now)",
+            ExpressionAttributeValues=_item({":now": iso(parked_at)}),
+            ReturnValues="ALL_NEW",
+        )
+        first_parked = _plain(answer["Attributes"])
+        if first_parked.get("resolved"):
+            return  # its company exists already: a late copy, applied by the caller
+        self._client.put_item(
+            TableName=self._table,
+            Item=_item(
+                {
+                    PARTITION_KEY: PARKED_PK,
+                    SORT_KEY: f"{first_parked['parked_at']}#{subscription_key}",
+                    "subscription": subscription_key,
+                    "parked_at": first_parked["parked_at"],
+                }
+            ),
+        )
+
+    def resolve_parked(self, subscription_key: str) -> None:
+        """The subscription's kept notifications have a company now: it is no longer parked."""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=_item({PARTITION_KEY: f"LIFECYCLE#{subscription_key}", SORT_KEY: PENDING_SK}),
+                UpdateExpression="SET resolved = :yes",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=_item({":yes": True}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return  # nothing was ever kept for it
+            raise
+        parked_at = _plain(answer["Attributes"]).get("parked_at")
+        if parked_at is not None:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=_item({PARTITION_KEY: PARKED_PK, SORT_KEY: f"{parked_at}#{subscription_key}"}),
+            )
+
+    def parked_since(self, before: datetime) -> list[tuple[str, datetime]]:
+        """(subscription key, parked at) of every subscription still parked that was parked before
+        ``before``, oldest first: a key-range query of the parked partition, never a scan. A marker whose
+        subscription was resolved meanwhile (a keeping racing the sign-up) is removed, not reported."""
+        found: list[tuple[str, datetime]] = []
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk < :before",
+            ExpressionAttributeValues=_item({":pk": PARKED_PK, ":before": iso(before)}),
+            ConsistentRead=True,
+        ):
+            for raw in page.get("Items", []):
+                marker = _plain(raw)
+                key = str(marker["subscription"])
+                pending = self._get(f"LIFECYCLE#{key}", PENDING_SK)
+                if pending is not None and pending.get("resolved"):
+                    self._client.delete_item(
+                        TableName=self._table,
+                        Key=_item({PARTITION_KEY: PARKED_PK, SORT_KEY: str(marker[SORT_KEY])}),
+                    )
+                    continue
+                found.append((key, parse_iso(str(marker["parked_at"]))))
+        return found
 
     def pending_lifecycle(self, subscription_key: str) -> PendingLifecycle | None:
         item = self._get(f"LIFECYCLE#{subscription_key}", PENDING_SK)
@@ -351,6 +428,9 @@ class TenancyLifecycleStore(DynamoTenancyStore):
             SubscriptionHeldByAnotherCompany(subscription.key),
             SubscriptionHeldByAnotherCompany(subscription.key),
         ]
+        alias_keys = registration.customer.alias_keys()
+        actions += self.alias_claims(subscription, alias_keys)
+        failures += [SubscriptionHeldByAnotherCompany(key) for key in alias_keys]
         if buyer_account is not None:
             actions += [
                 self._claim(f"ACCOUNT#{buyer_account}", alias),

@@ -1,6 +1,7 @@
 """DynamoDB tenancy store: companies, subscriptions, environments and the claims that keep them unique.
 
-One table, ``pk``/``sk`` keys. Uniqueness rules hold under concurrent requests because every claim is a
+One table, ``pk``/``sk`` keys. A licence subscription's key is its licence id (``license#l-...``), so
+every spelling of its ARN finds the same items; the item keeps the LicenseArn as ResolveCustomer gave it. Uniqueness rules hold under concurrent requests because every claim is a
 conditional write, and every multi-item change is one TransactWriteItems:
 
     COMPANY#<alias>          #COMPANY        the company; ``pricing`` fixed by its first subscription
@@ -9,7 +10,8 @@ conditional write, and every multi-item change is one TransactWriteItems:
     COMPANY#<alias>          ACT#<env>       how many agent events ingest stored for the environment
     COMPANY#<alias>          SUB#<key>       a subscription (GSI attributes while it must be metered)
     COMPANY#<alias>          ENV#<name>      an environment
-    SUBSCRIPTION#<key>       #CLAIM          which company holds a Marketplace subscription
+    SUBSCRIPTION#<key>       #CLAIM          which company holds a Marketplace subscription (and, for an
+                                             alias key, ``subscription`` = the key it stands for)
     ACCOUNT#<account id>     #CLAIM          which company owns an AWS account (buyer or environment)
     INSTANCE#<instance arn>  #ENV            instance -> (company, environment), the ingest lookup
 
@@ -220,14 +222,23 @@ class DynamoTenancyStore:
         return str(item["company"]) if item else None
 
     def owner_of_subscription(self, subscription_key: str) -> str | None:
-        item = self._get(f"SUBSCRIPTION#{subscription_key}", CLAIM_SK)
-        return str(item["company"]) if item else None
+        found = self.subscription_of(subscription_key)
+        return found[0] if found else None
+
+    def subscription_of(self, key: str) -> tuple[str, str] | None:
+        """(company, subscription key) of a subscription key or of an alias key (a licence buyer's legacy
+        CustomerIdentifier); None when nobody holds it."""
+        item = self._get(f"SUBSCRIPTION#{key}", CLAIM_SK)
+        if item is None:
+            return None
+        return str(item["company"]), str(item.get("subscription", key))
 
     # Subscriptions ---------------------------------------------------------------------------------
 
-    def add_subscription(self, subscription: Subscription) -> None:
+    def add_subscription(self, subscription: Subscription, *, alias_keys: Sequence[str] = ()) -> None:
         """Attach a subscription to its company in one transaction: the pricing model, the subscription
-        claim and the buyer account claim either all hold or nothing is written."""
+        claim, the buyer account claim and the claims of its alias keys either all hold or nothing is
+        written."""
         alias = subscription.company_alias
         identity = subscription.identity
         actions: list[dict[str, Any]] = [
@@ -252,12 +263,17 @@ class DynamoTenancyStore:
         ]
         if identity.customer_aws_account_id is not None:
             actions.append(self._claim(f"ACCOUNT#{identity.customer_aws_account_id}", alias))
+        actions += self.alias_claims(subscription, alias_keys)
         try:
             self._client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
         except ClientError as error:
             codes = _cancellation_codes(error)
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
+            first_alias = len(actions) - len(alias_keys)
+            for alias_key, code in zip(alias_keys, codes[first_alias:], strict=False):
+                if code == "ConditionalCheckFailed":
+                    raise SubscriptionHeldByAnotherCompany(alias_key) from None
             if codes[0] == "ConditionalCheckFailed":
                 existing = self.company_pricing(alias)  # raises CompanyNotFound when absent
                 raise PricingModelConflict(existing or subscription.pricing, subscription.pricing) from None
@@ -267,7 +283,7 @@ class DynamoTenancyStore:
                 raise TenancyError(
                     "subscription", "subscription_unique", f"{subscription.key} is already registered"
                 ) from None
-            if len(codes) > 3 and codes[3] == "ConditionalCheckFailed":
+            if identity.customer_aws_account_id is not None and codes[3] == "ConditionalCheckFailed":
                 raise AccountOwnedByAnotherCompany(identity.customer_aws_account_id or "") from None
             raise
 
@@ -435,15 +451,24 @@ class DynamoTenancyStore:
 
     # Item shapes -----------------------------------------------------------------------------------
 
-    def _claim(self, pk: str, alias: str) -> dict[str, Any]:
+    def _claim(self, pk: str, alias: str, *, stands_for: str | None = None) -> dict[str, Any]:
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": _item({PARTITION_KEY: pk, SORT_KEY: CLAIM_SK, "company": alias}),
+                "Item": _item(
+                    {PARTITION_KEY: pk, SORT_KEY: CLAIM_SK, "company": alias, "subscription": stands_for}
+                ),
                 "ConditionExpression": "attribute_not_exists(pk) OR company = :company",
                 "ExpressionAttributeValues": _item({":company": alias}),
             }
         }
+
+    def alias_claims(self, subscription: Subscription, alias_keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Claims that send lookups of each alias key to the subscription (transaction actions)."""
+        return [
+            self._claim(f"SUBSCRIPTION#{key}", subscription.company_alias, stands_for=subscription.key)
+            for key in alias_keys
+        ]
 
     def _subscription_item(
         self, subscription: Subscription, *, metered: bool | None = None

@@ -24,14 +24,22 @@ which is what ``tests/unit/test_lifecycle.py`` checks with Hypothesis. Pure: no 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from connect_metering.domain.instants import InstantError, from_ms, parse_iso
-from connect_metering.domain.tenancy import Entitlements, PricingModel, Subscription
+from connect_metering.domain.tenancy import (
+    Entitlements,
+    PricingModel,
+    Subscription,
+    TenancyError,
+    trimmed,
+)
+from connect_metering.domain.tenancy import legacy_key as legacy_key  # re-exported: events carry keys
+from connect_metering.domain.tenancy import license_key as license_key
 
 EVENTBRIDGE_SOURCE = "aws.agreement-marketplace"
 ENTITLEMENT_DIMENSION = "licensed_agents"
@@ -75,13 +83,9 @@ SNS_ACTION_EFFECTS = {
 }
 
 
-def license_key(license_arn: str) -> str:
-    """The subscription key of a licence (same as ``SubscriptionIdentity.key``)."""
-    return f"license#{license_arn}"
-
-
-def legacy_key(product_code: str, customer_identifier: str) -> str:
-    return f"customer#{product_code}#{customer_identifier}"
+# The legacy SNS message's identity keys: the SaaS page of the seller guide has written both spellings.
+SNS_CUSTOMER_KEYS = ("customer-identifier", "CustomerIdentifier")
+SNS_PRODUCT_KEYS = ("product-code", "ProductCode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +114,17 @@ class LifecycleEvent:
 
 
 def _dig(document: Mapping[str, Any], *path: str) -> str | None:
+    """The trimmed string at ``path``; None if absent, not a string or blank."""
     value: Any = document
     for name in path:
         if not isinstance(value, Mapping):
             return None
         value = value.get(name)
-    return value if isinstance(value, str) and value else None
+    return trimmed(value)
+
+
+def _first(document: Mapping[str, Any], names: Iterable[str]) -> str | None:
+    return next((found for name in names if (found := _dig(document, name)) is not None), None)
 
 
 def _instant(value: object, field: str) -> datetime:
@@ -133,15 +142,23 @@ def _from_eventbridge(envelope: Mapping[str, Any], body: str) -> LifecycleEvent:
     name, _, role = detail_type.rpartition(" - ")
     effect = _DETAIL_TYPE_EFFECTS.get(name, Effect.IGNORE) if role in _ROLES else Effect.IGNORE
     license_arn = _dig(detail, "license", "arn")
-    if effect in (Effect.ACTIVATE, Effect.END) and license_arn is None:
+    acts = effect in (Effect.ACTIVATE, Effect.END)
+    if acts and license_arn is None:
         raise LifecycleInputError(f"{detail_type} without detail.license.arn")
+    subscription_key = None
+    if license_arn is not None:
+        try:
+            subscription_key = license_key(license_arn)
+        except TenancyError as error:
+            if acts:
+                raise LifecycleInputError(f"{detail_type}: detail.license.arn: {error.message}") from None
     return LifecycleEvent(
         event_id=str(envelope.get("id") or ""),
         source=Source.EVENTBRIDGE,
         name=detail_type,
         at=_instant(envelope.get("time"), "time"),
         effect=effect,
-        subscription_key=license_key(license_arn) if license_arn else None,
+        subscription_key=subscription_key,
         license_arn=license_arn,
         customer_aws_account_id=_dig(detail, "acceptor", "accountId"),
         product_code=_dig(detail, "product", "code"),
@@ -151,14 +168,16 @@ def _from_eventbridge(envelope: Mapping[str, Any], body: str) -> LifecycleEvent:
 
 
 def _from_sns(message: Mapping[str, Any], *, event_id: str, at: datetime, body: str) -> LifecycleEvent:
-    action = message.get("action")
-    if not isinstance(action, str):
+    action = trimmed(message.get("action"))
+    if action is None:
         raise LifecycleInputError("SNS message without an action")
     effect = SNS_ACTION_EFFECTS.get(action, Effect.IGNORE)
-    customer = _dig(message, "customer-identifier")
-    product_code = _dig(message, "product-code")
+    customer = _first(message, SNS_CUSTOMER_KEYS)
+    product_code = _first(message, SNS_PRODUCT_KEYS)
     if effect is not Effect.IGNORE and (customer is None or product_code is None):
-        raise LifecycleInputError(f"{action} without customer-identifier and product-code")
+        raise LifecycleInputError(
+            f"{action} without customer-identifier (or CustomerIdentifier) and product-code (or ProductCode)"
+        )
     return LifecycleEvent(
         event_id=event_id,
         source=Source.SNS,
@@ -167,7 +186,7 @@ def _from_sns(message: Mapping[str, Any], *, event_id: str, at: datetime, body: 
         effect=effect,
         subscription_key=legacy_key(product_code, customer) if customer and product_code else None,
         customer_identifier=customer,
-        customer_aws_account_id=_dig(message, "customer-aws-account-id"),
+        customer_aws_account_id=_first(message, ("customer-aws-account-id", "CustomerAWSAccountId")),
         product_code=product_code,
         body=body[:MAX_LOGGED_BODY],
     )
@@ -238,6 +257,24 @@ class PendingLifecycle:
     activated: datetime | None = None
     ended: datetime | None = None
     entitlements_changed: datetime | None = None
+
+    def merged_with(self, other: PendingLifecycle | None) -> PendingLifecycle:
+        """What both sets of kept events say together (the same subscription under two of its keys): the
+        earliest activation, the earliest end, the latest licence change."""
+        if other is None:
+            return self
+
+        def pick(
+            one: datetime | None, two: datetime | None, choose: Callable[..., datetime]
+        ) -> datetime | None:
+            present = [instant for instant in (one, two) if instant is not None]
+            return choose(present) if present else None
+
+        return PendingLifecycle(
+            activated=pick(self.activated, other.activated, min),
+            ended=pick(self.ended, other.ended, min),
+            entitlements_changed=pick(self.entitlements_changed, other.entitlements_changed, max),
+        )
 
     def apply_to(self, subscription: Subscription) -> Subscription:
         result = subscription

@@ -25,6 +25,7 @@ from connect_metering.domain.tenancy import (
     Subscription,
     SubscriptionIdentity,
     TenancyError,
+    legacy_key,
 )
 
 # Marketplace does not say how long a registration token lives; the pending registration that replaces
@@ -79,6 +80,14 @@ class ResolvedCustomer:
         return SubscriptionIdentity(
             customer_identifier=self.customer_identifier, product_code=self.product_code
         )
+
+    def alias_keys(self) -> tuple[str, ...]:
+        """Other keys the subscription is known by. A licence buyer for whom ResolveCustomer also gave a
+        CustomerIdentifier still gets the legacy SNS notifications, which name it by that identifier and
+        the product code only."""
+        if self.identity().is_legacy or not self.customer_identifier:
+            return ()
+        return (legacy_key(self.product_code, self.customer_identifier),)
 
 
 @dataclass(frozen=True, slots=True)

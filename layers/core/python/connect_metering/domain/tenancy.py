@@ -71,7 +71,17 @@ ACCOUNT_ID_PATTERN = re.compile(r"\d{12}")
 PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"})
 REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso|-isob)?-[a-z]+-\d{1,2}")
 INSTANCE_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-LICENSE_ARN_PATTERN = re.compile(r"arn:[a-z-]+:license-manager::\d{12}:license:l-[0-9a-zA-Z]+")
+# Every spelling AWS uses for one licence (BILLING.md section 1). ResolveCustomer and GetEntitlements
+# answer with an ARN, global (``::ACCOUNT:license/l-...``, ``::ACCOUNT:license:l-...``) or regional
+# (``:us-east-1:ACCOUNT:license:l-...``; botocore's meteringmarketplace LicenseArn pattern admits a region
+# and either separator); some aws.agreement-marketplace events write ``aws:license-manager:REGION:ACCOUNT:
+# l-...`` (no ``arn:``, no ``license`` segment). Only the licence id names the licence.
+LICENSE_ID_PATTERN = r"l-[0-9a-zA-Z]+"
+LICENSE_ARN_PATTERN = re.compile(
+    r"(?:arn:aws[a-zA-Z-]*:license-manager:[a-z0-9-]*:\d{12}:license[:/]"
+    r"|aws[a-zA-Z-]*:license-manager:[a-z0-9-]*:\d{12}:)"
+    rf"(?P<licence_id>{LICENSE_ID_PATTERN})"
+)
 ENVIRONMENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
@@ -92,14 +102,48 @@ def validate_account_id(account_id: str, *, field: str = "aws_account_id") -> st
     return account_id
 
 
-def _check_license_arn(value: str | None) -> str | None:
-    if value is not None and LICENSE_ARN_PATTERN.fullmatch(value) is None:
+def licence_id(license_arn: object, *, field: str = "license_arn") -> str:
+    """The licence id (``l-...``) of any spelling AWS uses for a licence, surrounding blanks ignored: the
+    one thing licence identities are compared by (BILLING.md section 1)."""
+    found = LICENSE_ARN_PATTERN.fullmatch(license_arn.strip()) if isinstance(license_arn, str) else None
+    if found is None:
         raise TenancyError(
-            "license_arn",
+            field,
             "license_arn_format",
-            f"{value!r} is not a License Manager licence ARN (arn:aws:license-manager::ACCOUNT:license:l-...)",
+            f"{license_arn!r} is not a License Manager licence ARN: expected "
+            "arn:aws:license-manager::ACCOUNT:license/l-..., arn:aws:license-manager:REGION:ACCOUNT:"
+            "license:l-... or aws:license-manager:REGION:ACCOUNT:l-...",
         )
+    return found.group("licence_id")
+
+
+def same_licence(one: str, other: str) -> bool:
+    """Whether two licence ARNs, however spelled, name the same licence."""
+    return licence_id(one) == licence_id(other)
+
+
+def trimmed(value: object) -> str | None:
+    """A Marketplace identifier without surrounding blanks (AWS's own SNS sample has " X01EXAMPLEX");
+    None when it is not a string or nothing is left."""
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _check_license_arn(value: str | None) -> str | None:
+    if value is not None:
+        licence_id(value)
     return value
+
+
+def license_key(license_arn: str) -> str:
+    """The subscription key of a licence, the same for every spelling of its ARN."""
+    return f"license#{licence_id(license_arn)}"
+
+
+def legacy_key(product_code: str, customer_identifier: str) -> str:
+    """The subscription key of a legacy buyer (CustomerIdentifier is unique per product)."""
+    return f"customer#{product_code.strip()}#{customer_identifier.strip()}"
 
 
 Alias = Annotated[str, AfterValidator(validate_alias)]
@@ -187,6 +231,13 @@ class SubscriptionIdentity(BaseModel):
     customer_identifier: str | None = None
     product_code: str | None = None
 
+    @field_validator(
+        "customer_aws_account_id", "license_arn", "customer_identifier", "product_code", mode="before"
+    )
+    @classmethod
+    def _trim(cls, value: object) -> object:
+        return trimmed(value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _one_identity(self) -> Self:
         if self.license_arn is not None or self.customer_aws_account_id is not None:
@@ -212,10 +263,11 @@ class SubscriptionIdentity(BaseModel):
 
     @property
     def key(self) -> str:
-        """Stable, unique key of the subscription (a licence ARN is globally unique)."""
+        """Stable, unique key of the subscription: its licence id (one licence, however AWS spells its ARN),
+        else the legacy customer identifier with the product code."""
         if self.license_arn is not None:
-            return f"license#{self.license_arn}"
-        return f"customer#{self.product_code or ''}#{self.customer_identifier}"
+            return license_key(self.license_arn)
+        return legacy_key(self.product_code or "", self.customer_identifier or "")
 
     @property
     def tie_breaker(self) -> str:

@@ -6,7 +6,13 @@ Every notification is first kept in the audit log (a redelivery is recognised th
 - it is not known yet: the change is kept beside the subscription key and applied when the buyer
   completes sign-up (``apply_pending``). The keeper re-checks the owner after keeping, and sign-up reads
   the kept changes after creating the subscription, so one of the two always applies it (both may: it is
-  idempotent).
+  idempotent). Until then the subscription is *parked*; ``parked_too_long`` lists the ones parked for
+  more than ``PARKED_TOO_LONG`` (a buyer who never finished sign-up, or an identity nobody matches), which
+  the handler counts hourly and an alarm watches: a parked activation is a subscription never billed.
+
+Keys: a licence is found by its licence id whatever the spelling of its ARN; a legacy notification
+(CustomerIdentifier + product code) also finds a licence subscription that holds that identifier as an
+alias key, so ``subscription_of`` answers the company and the subscription key the event stands for.
 
 Ending: the subscription is saved with ``ended`` first, then ``FinalMetering.subscription_ended`` is
 called. It is called on every delivery of an end (and when a late activation completes an already known
@@ -15,9 +21,9 @@ end), so a failed send is retried with the message and the engine de-duplicates 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -44,8 +50,13 @@ class EntitlementSource(Protocol):
     ) -> Entitlements | None: ...
 
 
+# A notification kept for longer than this with no company to apply it to is reported (and alarmed).
+# Sign-up takes minutes; an hour leaves room for a buyer who pauses without hiding a lost activation.
+PARKED_TOO_LONG = timedelta(hours=1)
+
+
 class LifecycleStore(Protocol):
-    def owner_of_subscription(self, subscription_key: str) -> str | None: ...
+    def subscription_of(self, key: str) -> tuple[str, str] | None: ...
 
     def read_subscription(self, alias: str, key: str) -> StoredSubscription | None: ...
 
@@ -53,7 +64,11 @@ class LifecycleStore(Protocol):
 
     def log_event(self, event: LifecycleEvent, *, recorded_at: datetime) -> bool: ...
 
-    def keep_pending(self, event: LifecycleEvent) -> None: ...
+    def keep_pending(self, event: LifecycleEvent, *, parked_at: datetime) -> None: ...
+
+    def resolve_parked(self, subscription_key: str) -> None: ...
+
+    def parked_since(self, before: datetime) -> list[tuple[str, datetime]]: ...
 
     def pending_lifecycle(self, subscription_key: str) -> PendingLifecycle | None: ...
 
@@ -131,14 +146,15 @@ class LifecycleService:
         if event.effect in (Effect.RECORD, Effect.IGNORE) or event.subscription_key is None:
             outcome = Outcome.RECORDED if event.effect is Effect.RECORD else Outcome.IGNORED
             return result(outcome, subscription_key=event.subscription_key)
-        key = event.subscription_key
-        alias = self._store.owner_of_subscription(key)
-        if alias is None:
-            self._store.keep_pending(event)
+        found = self._store.subscription_of(event.subscription_key)
+        if found is None:
+            self._store.keep_pending(event, parked_at=self._clock())
             # Sign-up may have completed between the first look and the keeping: look again.
-            alias = self._store.owner_of_subscription(key)
-            if alias is None:
-                return result(Outcome.KEPT_FOR_SIGNUP, subscription_key=key)
+            found = self._store.subscription_of(event.subscription_key)
+            if found is None:
+                return result(Outcome.KEPT_FOR_SIGNUP, subscription_key=event.subscription_key)
+            self._store.resolve_parked(event.subscription_key)
+        alias, key = found
         before, after = self._update(alias, key, self._transition(event.effect, event.at))
         final = self._maybe_final(alias, key, before, after, always=event.effect is Effect.END)
         refreshed = False
@@ -154,10 +170,23 @@ class LifecycleService:
         )
 
     def apply_pending(
-        self, alias: str, subscription_key: str, *, entitlements_known_at: datetime, product_code: str | None
+        self,
+        alias: str,
+        subscription_key: str,
+        *,
+        entitlements_known_at: datetime,
+        product_code: str | None,
+        alias_keys: Sequence[str] = (),
     ) -> Subscription | None:
-        """Apply what arrived before sign-up to the subscription just created; None if nothing had."""
-        pending = self._store.pending_lifecycle(subscription_key)
+        """Apply what arrived before sign-up, under the subscription's key or any of its alias keys, to the
+        subscription just created; None if nothing had."""
+        pending: PendingLifecycle | None = None
+        kept_under: list[str] = []
+        for key in (subscription_key, *alias_keys):
+            kept = self._store.pending_lifecycle(key)
+            if kept is not None:
+                pending = kept.merged_with(pending)
+                kept_under.append(key)
         if pending is None:
             return None
         before, after = self._update(alias, subscription_key, pending.apply_to)
@@ -165,6 +194,8 @@ class LifecycleService:
         changed = pending.entitlements_changed
         if changed is not None and changed > entitlements_known_at:
             self.refresh_entitlements(alias, subscription_key, product_code=product_code)
+        for key in kept_under:  # only once applied: a failure above leaves them parked, and alarmed
+            self._store.resolve_parked(key)
         return after
 
     def refresh_entitlements(self, alias: str, key: str, *, product_code: str | None) -> bool:
@@ -186,6 +217,10 @@ class LifecycleService:
             alias, key, lambda current: with_entitlements(current, refreshed_entitlements(current, fetched))
         )
         return before != after
+
+    def parked_too_long(self) -> list[tuple[str, datetime]]:
+        """(subscription key, parked at) of the subscriptions parked for more than ``PARKED_TOO_LONG``."""
+        return self._store.parked_since(self._clock() - PARKED_TOO_LONG)
 
     # Internals -----------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ finished (an activation, an end) are applied right after.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -70,7 +70,13 @@ class EntitlementSource(Protocol):
 
 class PendingApplier(Protocol):
     def apply_pending(
-        self, alias: str, subscription_key: str, *, entitlements_known_at: datetime, product_code: str | None
+        self,
+        alias: str,
+        subscription_key: str,
+        *,
+        entitlements_known_at: datetime,
+        product_code: str | None,
+        alias_keys: Sequence[str] = (),
     ) -> Subscription | None: ...
 
 
@@ -81,7 +87,7 @@ class RegistrationStore(Protocol):
 
     def is_buyer_account(self, alias: str, account_id: str) -> bool: ...
 
-    def add_subscription(self, subscription: Subscription) -> None: ...
+    def add_subscription(self, subscription: Subscription, *, alias_keys: Sequence[str] = ()) -> None: ...
 
     def mark_buyer_account(self, alias: str, account_id: str) -> None: ...
 
@@ -235,7 +241,9 @@ class RegistrationService:
         if not self._store.is_buyer_account(account_owner, account):
             raise RegistrationProblem(Problem.ACCOUNT_OWNED)
         try:
-            self._store.add_subscription(registration.subscription_for(account_owner))
+            self._store.add_subscription(
+                registration.subscription_for(account_owner), alias_keys=customer.alias_keys()
+            )
         except PricingModelConflict as conflict:
             raise RegistrationProblem(Problem.PRICING_CONFLICT, conflict.message) from None
         except SubscriptionHeldByAnotherCompany:
@@ -249,6 +257,7 @@ class RegistrationService:
                 key,
                 entitlements_known_at=registration.entitlements_fetched,
                 product_code=customer.product_code,
+                alias_keys=customer.alias_keys(),
             )
         except Exception as error:  # attached already; the kept change is reported for a redrive
             return Landing.ATTACHED, account_owner, type(error).__name__
@@ -331,6 +340,7 @@ class RegistrationService:
                 subscription.key,
                 entitlements_known_at=registration.entitlements_fetched,
                 product_code=registration.customer.product_code,
+                alias_keys=registration.customer.alias_keys(),
             )
         except Exception as error:  # the company exists; the kept change is reported for a redrive
             return Completed(company.alias, pending_error=type(error).__name__)
