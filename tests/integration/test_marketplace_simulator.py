@@ -262,8 +262,20 @@ def test_legacy_customer_identifier_with_product_code_is_accepted(mp: Marketplac
 # --------------------------------------------------------------------------------------------
 # BatchMeterUsage: whole-call validation
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("count", [0, 26])
-def test_batch_size_outside_1_to_25_is_refused(mp: Marketplace, count: int) -> None:
+def test_an_empty_batch_is_answered_with_empty_results(mp: Marketplace) -> None:
+    assert metering_model()["shapes"]["UsageRecordList"] == {
+        "type": "list",
+        "member": {"shape": "UsageRecord"},
+        "max": 25,
+        "min": 0,
+    }
+    result = mp.metering.batch_meter_usage(UsageRecords=[])
+
+    assert (result["Results"], result["UnprocessedRecords"]) == ([], [])
+
+
+@pytest.mark.parametrize("count", [26])
+def test_batch_size_above_25_is_refused(mp: Marketplace, count: int) -> None:
     records = [record(1, hour=LAST_HOUR - timedelta(hours=index % 5)) for index in range(count)]
     with pytest.raises(ClientError) as excinfo:
         mp.metering.batch_meter_usage(UsageRecords=records)

@@ -810,10 +810,11 @@ class MarketplaceSimulator:
         if call.body_size >= MAX_REQUEST_BYTES:
             raise _validation(f"BatchMeterUsage request is {call.body_size} bytes; it must be less than 1 MB")
         raw_records = call.body.get("UsageRecords")
-        if not isinstance(raw_records, list) or not 1 <= len(raw_records) <= MAX_RECORDS_PER_CALL:
+        # The model's UsageRecordList is 0..25 records: an empty batch is answered with empty results.
+        if not isinstance(raw_records, list) or len(raw_records) > MAX_RECORDS_PER_CALL:
             count = len(raw_records) if isinstance(raw_records, list) else 0
             raise _validation(
-                f"UsageRecords has {count} records; BatchMeterUsage takes 1 to {MAX_RECORDS_PER_CALL}"
+                f"UsageRecords has {count} records; BatchMeterUsage takes 0 to {MAX_RECORDS_PER_CALL}"
             )
         product_code = call.body.get("ProductCode")
         self._check_product_code(product_code, raw_records)
