@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.loaders import create_loader
 from botocore.serialize import create_serializer
 from mypy_boto3_marketplace_entitlement import MarketplaceEntitlementServiceClient
 from mypy_boto3_marketplace_entitlement.type_defs import EntitlementTypeDef, GetEntitlementsResultTypeDef
@@ -21,15 +27,22 @@ from mypy_boto3_meteringmarketplace.type_defs import (
 )
 
 from connect_metering.local.marketplace_sim import (
+    DECIMAL_QUANTITY,
+    ENTITLEMENT_FILTER_KEYS,
+    MAX_QUANTITY,
     FaultPlan,
     MarketplaceSimulator,
     Outage,
     OutageError,
+    Revocation,
     decode_request_body,
 )
+from connect_metering.local.replay import BadInput, load_faults
 
 pytestmark = pytest.mark.integration
 
+METERING = "meteringmarketplace"
+ENTITLEMENT = "marketplace-entitlement"
 PRODUCT = "prod-7qk2vd3x1example"
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
@@ -126,6 +139,17 @@ def statuses(result: BatchMeterUsageResultTypeDef) -> list[str]:
     return [outcome["Status"] for outcome in result["Results"]]
 
 
+def metering_model() -> dict[str, Any]:
+    """The metering service model file shipped in the installed botocore (the SDK the product uses)."""
+    model: dict[str, Any] = create_loader().load_service_model(METERING, "service-2")
+    return model
+
+
+def entitlement_model() -> dict[str, Any]:
+    model: dict[str, Any] = create_loader().load_service_model(ENTITLEMENT, "service-2")
+    return model
+
+
 def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
     error = excinfo.value.response["Error"]
     return error.get("Code", ""), error.get("Message", "")
@@ -182,10 +206,8 @@ def test_identical_repeat_returns_the_same_metering_record_id_and_is_not_billed_
         (record(7), record(8)),
         (record(7), record(6)),
         (record(7, allocations=[env("prod", 7)]), record(8, allocations=[env("prod", 8)])),
-        (record(7, allocations=[env("prod", 7)]), record(7, allocations=[env("dev", 7)])),
-        (record(7, allocations=[env("prod", 7)]), record(7)),
     ],
-    ids=["larger", "smaller", "larger-allocated", "other-allocations", "allocations-dropped"],
+    ids=["larger", "smaller", "larger-allocated"],
 )
 def test_a_different_record_for_an_accepted_hour_is_a_duplicate(
     mp: Marketplace, first: UsageRecordTypeDef, repeat: UsageRecordTypeDef
@@ -197,6 +219,29 @@ def test_a_different_record_for_an_accepted_hour_is_a_duplicate(
     assert "MeteringRecordId" not in result["Results"][0]
     assert "already accepted" in mp.sim.refusals[-1].reason
     assert mp.sim.ledger.total_quantity() == 7
+
+
+@pytest.mark.parametrize(
+    ("first", "repeat"),
+    [
+        (record(7, allocations=[env("prod", 7)]), record(7, allocations=[env("dev", 7)])),
+        (record(7, allocations=[env("prod", 7)]), record(7)),
+        (record(7), record(7, allocations=[env("prod", 4), env("dev", 3)])),
+    ],
+    ids=["other-allocations", "allocations-dropped", "allocations-added"],
+)
+def test_the_same_quantity_again_is_success_whatever_the_allocations(
+    mp: Marketplace, first: UsageRecordTypeDef, repeat: UsageRecordTypeDef
+) -> None:
+    """The model: DuplicateRecord is "the same customer, dimension, and time, but a different quantity";
+    BatchMeterUsage: "Identical requests are idempotent". Allocations are not part of the comparison."""
+    accepted = meter(mp, first)
+    again = meter(mp, repeat)
+
+    assert statuses(again) == ["Success"]
+    assert again["Results"][0]["MeteringRecordId"] == accepted["Results"][0]["MeteringRecordId"]
+    assert len(mp.sim.ledger) == 1
+    assert mp.sim.refusals == []
 
 
 def test_same_hour_on_another_dimension_is_a_separate_record(mp: Marketplace) -> None:
@@ -217,8 +262,20 @@ def test_legacy_customer_identifier_with_product_code_is_accepted(mp: Marketplac
 # --------------------------------------------------------------------------------------------
 # BatchMeterUsage: whole-call validation
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("count", [0, 26])
-def test_batch_size_outside_1_to_25_is_refused(mp: Marketplace, count: int) -> None:
+def test_an_empty_batch_is_answered_with_empty_results(mp: Marketplace) -> None:
+    assert metering_model()["shapes"]["UsageRecordList"] == {
+        "type": "list",
+        "member": {"shape": "UsageRecord"},
+        "max": 25,
+        "min": 0,
+    }
+    result = mp.metering.batch_meter_usage(UsageRecords=[])
+
+    assert (result["Results"], result["UnprocessedRecords"]) == ([], [])
+
+
+@pytest.mark.parametrize("count", [26])
+def test_batch_size_above_25_is_refused(mp: Marketplace, count: int) -> None:
     records = [record(1, hour=LAST_HOUR - timedelta(hours=index % 5)) for index in range(count)]
     with pytest.raises(ClientError) as excinfo:
         mp.metering.batch_meter_usage(UsageRecords=records)
@@ -450,57 +507,124 @@ def test_licence_of_another_product_is_not_subscribed(mp: Marketplace) -> None:
     assert statuses(meter(mp, record(licence=OTHER_LICENCE))) == ["CustomerNotSubscribed"]
 
 
-def test_hours_before_the_start_hour_are_not_subscribed(mp: Marketplace) -> None:
-    mp.sim.add_subscription(
-        customer_aws_account_id=ACCOUNT,
-        license_arn=OTHER_LICENCE,
-        started=datetime(2025, 3, 4, 10, 30, tzinfo=UTC),
-    )
-    result = meter(
-        mp,
-        record(1, licence=OTHER_LICENCE, hour=datetime(2025, 3, 4, 9, 59, tzinfo=UTC)),
-        record(2, licence=OTHER_LICENCE, hour=datetime(2025, 3, 4, 10, 0, tzinfo=UTC)),
-    )
-    assert statuses(result) == ["CustomerNotSubscribed", "Success"]
+def invalid_licence(mp: Marketplace, *records: UsageRecordTypeDef) -> str:
+    """Send ``records``; the call must be refused whole with InvalidLicenseException. Its message."""
+    before = len(mp.sim.ledger)
+    with pytest.raises(mp.metering.exceptions.InvalidLicenseException) as excinfo:
+        meter(mp, *records)
+    assert len(mp.sim.ledger) == before, "no record of a refused call is applied"
+    return excinfo.value.response["Error"]["Message"]
 
 
-def test_records_sent_before_the_subscription_starts_are_not_subscribed(mp: Marketplace) -> None:
+def test_invalid_licence_is_a_whole_call_error_of_batch_meter_usage_in_the_model() -> None:
+    model = metering_model()
+    errors = {error["shape"] for error in model["operations"]["BatchMeterUsage"]["errors"]}
+    assert {"InvalidLicenseException", "TimestampOutOfBoundsException"} <= errors
+    assert (
+        "within the license activation period" in model["shapes"]["InvalidLicenseException"]["documentation"]
+    )
+
+
+def test_a_licence_record_before_the_licence_started_refuses_the_whole_call(mp: Marketplace) -> None:
+    started = datetime(2025, 3, 4, 10, 30, tzinfo=UTC)
+    mp.sim.add_subscription(customer_aws_account_id=ACCOUNT, license_arn=OTHER_LICENCE, started=started)
+
+    for early in (datetime(2025, 3, 4, 9, 59, tzinfo=UTC), datetime(2025, 3, 4, 10, 0, tzinfo=UTC)):
+        message = invalid_licence(mp, record(1), record(2, licence=OTHER_LICENCE, hour=early))
+        assert "UsageRecords[1]" in message and "before the usage started" in message
+
+    result = meter(mp, record(1), record(2, licence=OTHER_LICENCE, hour=started))
+    assert statuses(result) == ["Success", "Success"]
+
+
+def test_a_licence_that_has_not_started_yet_refuses_the_whole_call(mp: Marketplace) -> None:
     mp.sim.add_subscription(
         customer_aws_account_id=ACCOUNT, license_arn=OTHER_LICENCE, started=NOW + timedelta(minutes=10)
     )
-    assert statuses(meter(mp, record(1, licence=OTHER_LICENCE, hour=NOW))) == ["CustomerNotSubscribed"]
+    message = invalid_licence(mp, record(1), record(1, licence=OTHER_LICENCE, hour=NOW))
+    assert "starts at" in message
 
 
-def test_ended_subscription_accepts_its_last_hours_for_one_hour_after_the_end(mp: Marketplace) -> None:
+def test_ended_licence_accepts_its_last_hours_for_one_hour_after_the_end(mp: Marketplace) -> None:
     ended = datetime(2025, 3, 4, 12, 25, tzinfo=UTC)
     mp.sim.end_subscription(license_arn=LICENCE, ended=ended)
     mp.clock.now = ended + timedelta(hours=1)
 
-    result = meter(
+    assert statuses(meter(mp, record(4, hour=datetime(2025, 3, 4, 12, 0, tzinfo=UTC)))) == ["Success"]
+    message = invalid_licence(
         mp,
-        record(4, hour=datetime(2025, 3, 4, 12, 0, tzinfo=UTC)),
-        record(5, hour=datetime(2025, 3, 4, 13, 0, tzinfo=UTC)),
+        record(4, hour=datetime(2025, 3, 4, 11, 0, tzinfo=UTC)),
+        record(5, hour=datetime(2025, 3, 4, 12, 25, tzinfo=UTC)),
     )
+    assert "UsageRecords[1]" in message and "after the subscription ended" in message
 
-    assert statuses(result) == ["Success", "CustomerNotSubscribed"]
 
-
-def test_ended_subscription_refuses_records_sent_more_than_one_hour_after_the_end(mp: Marketplace) -> None:
+def test_ended_licence_refuses_records_sent_more_than_one_hour_after_the_end(mp: Marketplace) -> None:
     ended = datetime(2025, 3, 4, 12, 25, tzinfo=UTC)
     mp.sim.end_subscription(license_arn=LICENCE, ended=ended)
     mp.clock.now = ended + timedelta(hours=1, milliseconds=1)
 
-    assert statuses(meter(mp, record(4, hour=datetime(2025, 3, 4, 12, 0, tzinfo=UTC)))) == [
-        "CustomerNotSubscribed"
-    ]
-    assert "more than 1 hour ago" in mp.sim.refusals[-1].reason
+    message = invalid_licence(mp, record(4, hour=datetime(2025, 3, 4, 12, 0, tzinfo=UTC)))
+    assert "more than 1 hour ago" in message
 
 
 def test_end_on_a_whole_hour_excludes_that_hour(mp: Marketplace) -> None:
     mp.sim.end_subscription(license_arn=LICENCE, ended=datetime(2025, 3, 4, 12, 0, tzinfo=UTC))
 
-    result = meter(mp, record(1, hour=LAST_HOUR), record(1, hour=datetime(2025, 3, 4, 12, 0, tzinfo=UTC)))
+    assert statuses(meter(mp, record(1, hour=LAST_HOUR))) == ["Success"]
+    invalid_licence(mp, record(1, hour=datetime(2025, 3, 4, 12, 0, tzinfo=UTC)))
+
+
+def test_ended_legacy_subscription_is_not_subscribed_per_record(mp: Marketplace) -> None:
+    ended = datetime(2025, 3, 4, 12, 25, tzinfo=UTC)
+    mp.sim.end_subscription(customer_identifier=LEGACY_CUSTOMER, ended=ended)
+    mp.clock.now = ended + timedelta(minutes=30)
+
+    result = mp.metering.batch_meter_usage(
+        ProductCode=PRODUCT,
+        UsageRecords=[legacy_record(4, hour=LAST_HOUR), legacy_record(5, hour=ended)],
+    )
     assert statuses(result) == ["Success", "CustomerNotSubscribed"]
+
+    mp.clock.now = ended + timedelta(hours=1, milliseconds=1)
+    late = mp.metering.batch_meter_usage(
+        ProductCode=PRODUCT, UsageRecords=[legacy_record(4, hour=datetime(2025, 3, 4, 12, 0, tzinfo=UTC))]
+    )
+    assert statuses(late) == ["CustomerNotSubscribed"]
+    assert "more than 1 hour ago" in mp.sim.refusals[-1].reason
+
+
+def test_legacy_subscription_not_started_yet_is_not_subscribed_per_record(mp: Marketplace) -> None:
+    mp.sim.add_subscription(customer_identifier="cust-LATER", started=NOW + timedelta(minutes=10))
+    result = mp.metering.batch_meter_usage(
+        ProductCode=PRODUCT,
+        UsageRecords=[
+            legacy_record(1),
+            record(1, account=None, licence=None, customer="cust-LATER", hour=NOW),
+        ],
+    )
+    assert statuses(result) == ["Success", "CustomerNotSubscribed"]
+
+
+def test_a_legacy_record_before_its_usage_started_is_timestamp_out_of_bounds(mp: Marketplace) -> None:
+    """The model's UsageRecord.Timestamp: "Make sure the timestamp value is not before the start of the
+    software usage"; an out-of-range Timestamp is TimestampOutOfBoundsException for the whole batch."""
+    timestamp_doc = metering_model()["shapes"]["UsageRecord"]["members"]["Timestamp"]["documentation"]
+    assert "not before the start of the software usage" in timestamp_doc
+    started = datetime(2025, 3, 4, 10, 30, tzinfo=UTC)
+    mp.sim.add_subscription(customer_identifier="cust-RECENT", started=started)
+
+    def recent(hour: datetime) -> UsageRecordTypeDef:
+        return record(1, account=None, licence=None, customer="cust-RECENT", hour=hour)
+
+    with pytest.raises(mp.metering.exceptions.TimestampOutOfBoundsException) as excinfo:
+        mp.metering.batch_meter_usage(
+            ProductCode=PRODUCT, UsageRecords=[legacy_record(1), recent(started - timedelta(milliseconds=1))]
+        )
+    assert "UsageRecords[1]" in excinfo.value.response["Error"]["Message"]
+    assert len(mp.sim.ledger) == 0
+    accepted = mp.metering.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[recent(started)])
+    assert statuses(accepted) == ["Success"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -879,3 +1003,424 @@ def test_cbor_requests_are_read_too() -> None:
     assert request["headers"]["Content-Type"] == "application/cbor"
     assert body == {"ProductCode": PRODUCT, "Filter": {"DIMENSION": ["licensed_agents"]}, "MaxResults": 5}
     assert size == len(request["body"])
+
+
+# --------------------------------------------------------------------------------------------
+# Licences are matched by licence id, in every spelling the model accepts
+# --------------------------------------------------------------------------------------------
+LICENCE_ID = "l-0a1b2c3d4e5f60718"
+GLOBAL_SLASH = f"arn:aws:license-manager::294406891311:license/{LICENCE_ID}"
+REGIONAL_COLON = f"arn:aws:license-manager:us-east-1:294406891311:license:{LICENCE_ID}"
+EVENT_FORM = f"aws:license-manager:us-east-1:294406891311:{LICENCE_ID}"
+
+
+def test_the_model_pattern_accepts_both_arn_spellings_and_not_the_event_form() -> None:
+    pattern = re.compile(metering_model()["shapes"]["LicenseArn"]["pattern"])
+    assert all(pattern.search(spelling) for spelling in (LICENCE, GLOBAL_SLASH, REGIONAL_COLON))
+    assert not pattern.search(EVENT_FORM)
+
+
+def test_every_arn_spelling_of_a_licence_meters_the_same_subscription(mp: Marketplace) -> None:
+    first = meter(mp, record(7, licence=GLOBAL_SLASH))
+    again = meter(mp, record(7, licence=REGIONAL_COLON))
+    other = meter(mp, record(8, licence=LICENCE))
+
+    assert statuses(first) == statuses(again) == ["Success"]
+    assert again["Results"][0]["MeteringRecordId"] == first["Results"][0]["MeteringRecordId"]
+    assert statuses(other) == ["DuplicateRecord"]
+    assert again["Results"][0]["UsageRecord"]["LicenseArn"] == REGIONAL_COLON, "echoed as sent"
+    assert len(mp.sim.ledger.accepted(license_arn=EVENT_FORM)) == 1
+
+
+def test_a_licence_arn_outside_the_model_pattern_is_refused(mp: Marketplace) -> None:
+    message = invalid_licence(mp, record(1, licence=EVENT_FORM))
+    assert "LicenseArn" in message
+
+
+def test_a_subscription_registered_in_the_event_form_matches_records_by_licence_id() -> None:
+    mp = make_marketplace()
+    licence_id = "l-00000000000000abc"
+    mp.sim.add_subscription(
+        customer_aws_account_id=OTHER_ACCOUNT,
+        license_arn=f"aws:license-manager:us-east-1:294406891311:{licence_id}",
+        started=STARTED,
+    )
+    arn = f"arn:aws:license-manager::294406891311:license:{licence_id}"
+    assert statuses(meter(mp, record(3, account=OTHER_ACCOUNT, licence=arn))) == ["Success"]
+    invalid_licence(mp, record(3, account=ACCOUNT, licence=arn, hour=LAST_HOUR - timedelta(hours=1)))
+
+
+# --------------------------------------------------------------------------------------------
+# Fault plan: revoked licences
+# --------------------------------------------------------------------------------------------
+def test_a_revoked_licence_refuses_every_call_that_carries_it_from_the_revocation() -> None:
+    at = NOW + timedelta(minutes=5)
+    mp = make_marketplace(FaultPlan(revoked=(Revocation(license_arn=GLOBAL_SLASH, at=at),)))
+
+    mp.clock.now = at - timedelta(milliseconds=1)
+    assert statuses(meter(mp, record(1, hour=LAST_HOUR - timedelta(hours=1)))) == ["Success"]
+
+    mp.clock.now = at
+    legacy = legacy_record(2)
+    message = invalid_licence(
+        mp, record(1, hour=LAST_HOUR), record(1, licence=REGIONAL_COLON, hour=LAST_HOUR)
+    )
+    assert "revoked" in message and "UsageRecords[0]" in message
+    assert statuses(mp.metering.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[legacy])) == ["Success"]
+    assert len(mp.sim.ledger) == 2
+
+
+def test_revocation_needs_an_aware_instant() -> None:
+    with pytest.raises(ValueError, match=r"Revocation\.at"):
+        Revocation(license_arn=LICENCE, at=datetime(2025, 3, 4, 12, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# DisabledApiException
+# --------------------------------------------------------------------------------------------
+def test_disabled_api_outage_answers_the_operations_that_model_it() -> None:
+    metering = metering_model()["operations"]
+    entitlement = entitlement_model()["operations"]
+    modeled = {
+        name: {error["shape"] for error in operation["errors"]}
+        for name, operation in (*metering.items(), *entitlement.items())
+    }
+    assert "DisabledApiException" in modeled["BatchMeterUsage"]
+    assert "DisabledApiException" in modeled["ResolveCustomer"]
+    assert "DisabledApiException" not in modeled["GetEntitlements"]
+
+    mp = make_marketplace(FaultPlan(outages=(Outage(NOW, NOW + timedelta(hours=1), "DisabledApiException"),)))
+    token = mp.sim.issue_token(license_arn=LICENCE)
+    with pytest.raises(mp.metering.exceptions.DisabledApiException):
+        meter(mp, record())
+    with pytest.raises(mp.metering.exceptions.DisabledApiException) as excinfo:
+        mp.metering.resolve_customer(RegistrationToken=token)
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert mp.entitlement.get_entitlements(ProductCode=PRODUCT)["Entitlements"] == []
+    assert len(mp.sim.ledger) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# UsageAllocations: Tags optional
+# --------------------------------------------------------------------------------------------
+def test_an_allocation_may_leave_out_its_tags(mp: Marketplace) -> None:
+    allocation_shape = metering_model()["shapes"]["UsageAllocation"]
+    assert "Tags" not in allocation_shape.get("required", [])
+
+    untagged: UsageAllocationTypeDef = {"AllocatedUsageQuantity": 3}
+    result = meter(mp, record(7, allocations=[untagged, env("prod", 4)]))
+
+    assert statuses(result) == ["Success"]
+    assert sorted(allocation.tags for allocation in mp.sim.ledger.entries[0].allocations) == [
+        (),
+        (("environment", "prod"),),
+    ]
+
+
+def test_an_empty_tag_list_is_refused(mp: Marketplace) -> None:
+    assert metering_model()["shapes"]["TagList"]["min"] == 1
+    client = unvalidated_client(mp)
+    with pytest.raises(client.exceptions.InvalidTagException):
+        client.batch_meter_usage(
+            UsageRecords=[record(1, allocations=[{"AllocatedUsageQuantity": 1, "Tags": []}])]
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Quantities: Integer or decimal string, never mixed
+# --------------------------------------------------------------------------------------------
+def raw_record(**fields: Any) -> UsageRecordTypeDef:
+    """A record with fields the installed type stubs predate (QuantityAsDecimal...)."""
+    usage: dict[str, Any] = {
+        "Timestamp": LAST_HOUR,
+        "Dimension": "agent_minutes",
+        "CustomerAWSAccountId": ACCOUNT,
+        "LicenseArn": LICENCE,
+        **fields,
+    }
+    return cast(UsageRecordTypeDef, usage)
+
+
+def unvalidated_client(mp: Marketplace) -> MarketplaceMeteringClient:
+    """A client that sends what it is given, as a caller without botocore's checks reaches AWS."""
+    client: MarketplaceMeteringClient = boto3.client(
+        "meteringmarketplace", region_name="us-east-1", config=Config(parameter_validation=False)
+    )
+    return mp.sim.attach(client)
+
+
+def test_quantity_shapes_come_from_the_model() -> None:
+    shapes = metering_model()["shapes"]
+    assert shapes["UsageQuantity"] == {"type": "integer", "max": MAX_QUANTITY, "min": 0}
+    assert shapes["AllocatedUsageQuantity"] == {"type": "integer", "max": MAX_QUANTITY, "min": 0}
+    for name in ("UsageQuantityAsDecimalString", "AllocatedUsageQuantityAsDecimalString"):
+        assert shapes[name]["pattern"].strip("^$") == DECIMAL_QUANTITY.pattern
+    documentation = shapes["UsageRecord"]["members"]["UsageAllocations"]["documentation"]
+    assert "Allocations must use the same type of quantity as the usage record" in documentation
+
+
+@pytest.mark.parametrize(
+    ("usage", "error_code", "says"),
+    [
+        (
+            raw_record(Quantity=7, UsageAllocations=[{"AllocatedUsageQuantityAsDecimal": "7", "Tags": []}]),
+            "InvalidUsageAllocationsException",
+            "whole",
+        ),
+        (
+            raw_record(QuantityAsDecimal="7", UsageAllocations=[{"AllocatedUsageQuantity": 7}]),
+            "InvalidUsageAllocationsException",
+            "decimal",
+        ),
+        (raw_record(Quantity=7, QuantityAsDecimal="7"), "ValidationException", "not both"),
+        (
+            raw_record(
+                Quantity=7,
+                UsageAllocations=[{"AllocatedUsageQuantity": 7, "AllocatedUsageQuantityAsDecimal": "7"}],
+            ),
+            "InvalidUsageAllocationsException",
+            "not both",
+        ),
+        (
+            raw_record(Quantity=7, UsageAllocations=[{"Tags": [{"Key": "environment", "Value": "prod"}]}]),
+            "InvalidUsageAllocationsException",
+            "exactly one",
+        ),
+        (raw_record(Quantity=1.5), "ValidationException", "integer"),
+        (raw_record(Quantity="7"), "ValidationException", "integer"),
+        (raw_record(Quantity=True), "ValidationException", "integer"),
+        (raw_record(Quantity=-1), "ValidationException", "integer"),
+        (raw_record(QuantityAsDecimal="1.1234567"), "ValidationException", "QuantityAsDecimal"),
+        (raw_record(QuantityAsDecimal="07"), "ValidationException", "QuantityAsDecimal"),
+        (raw_record(QuantityAsDecimal=7), "ValidationException", "QuantityAsDecimal"),
+        (
+            raw_record(
+                Quantity=7,
+                UsageAllocations=[{"AllocatedUsageQuantity": 3.5}, {"AllocatedUsageQuantity": 3.5}],
+            ),
+            "InvalidUsageAllocationsException",
+            "integer",
+        ),
+    ],
+    ids=[
+        "whole-record-decimal-allocation",
+        "decimal-record-whole-allocation",
+        "both-record-quantities",
+        "both-allocation-quantities",
+        "allocation-without-quantity",
+        "float-quantity",
+        "string-quantity",
+        "boolean-quantity",
+        "negative-quantity",
+        "seven-decimals",
+        "leading-zero",
+        "decimal-not-a-string",
+        "float-allocations",
+    ],
+)
+def test_quantities_of_the_wrong_type_are_refused(
+    mp: Marketplace, usage: UsageRecordTypeDef, error_code: str, says: str
+) -> None:
+    with pytest.raises(ClientError) as excinfo:
+        unvalidated_client(mp).batch_meter_usage(UsageRecords=[usage])
+
+    code, message = error_of(excinfo)
+    assert (code, "UsageRecords[0]" in message, says in message) == (error_code, True, True)
+    assert len(mp.sim.ledger) == 0
+
+
+def test_decimal_quantities_are_accepted_and_compared_by_value(mp: Marketplace) -> None:
+    allocations = [
+        {"AllocatedUsageQuantityAsDecimal": "1.25", "Tags": [{"Key": "environment", "Value": "prod"}]},
+        {"AllocatedUsageQuantityAsDecimal": "0.25"},
+    ]
+    first = meter(mp, raw_record(QuantityAsDecimal="1.50", UsageAllocations=allocations))
+    same_value = meter(mp, raw_record(QuantityAsDecimal="1.5"))
+    other_value = meter(mp, raw_record(QuantityAsDecimal="1.500001"))
+    whole = meter(mp, raw_record(QuantityAsDecimal="17.00", Dimension="overage_agents"))
+    whole_again = meter(mp, raw_record(Quantity=17, Dimension="overage_agents"))
+
+    assert statuses(first) == statuses(same_value) == ["Success"]
+    assert statuses(other_value) == ["DuplicateRecord"]
+    assert statuses(whole) == statuses(whole_again) == ["Success"]
+    assert whole_again["Results"][0]["MeteringRecordId"] == whole["Results"][0]["MeteringRecordId"]
+    fractional, seventeen = mp.sim.ledger.entries
+    assert (fractional.exact_quantity, seventeen.exact_quantity, seventeen.quantity) == (
+        Decimal("1.5"),
+        Decimal(17),
+        17,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# GetEntitlements: customer filters, value types
+# --------------------------------------------------------------------------------------------
+def test_customer_identifier_and_account_filters_are_mutually_exclusive(mp: Marketplace) -> None:
+    add_contracts(mp, 2)
+    filter_names = entitlement_model()["shapes"]["GetEntitlementFilterName"]["enum"]
+    assert sorted(filter_names) == sorted(ENTITLEMENT_FILTER_KEYS)
+
+    with pytest.raises(mp.entitlement.exceptions.InvalidParameterException) as excinfo:
+        mp.entitlement.get_entitlements(
+            ProductCode=PRODUCT,
+            Filter={"CUSTOMER_IDENTIFIER": [LEGACY_CUSTOMER], "CUSTOMER_AWS_ACCOUNT_ID": [ACCOUNT]},
+        )
+    assert "mutually exclusive" in excinfo.value.response["Error"]["Message"]
+
+    licence = f"arn:aws:license-manager::294406891311:license:l-{1:016x}"
+    by_licence = mp.entitlement.get_entitlements(
+        ProductCode=PRODUCT,
+        Filter={
+            "CUSTOMER_AWS_ACCOUNT_ID": [f"{900000000001}"],
+            "LICENSE_ARN": [licence.replace(":l-", "/l-")],
+        },
+    )
+    assert [entitlement["Value"] for entitlement in by_licence["Entitlements"]] == [{"IntegerValue": 2}]
+    legacy = mp.entitlement.get_entitlements(
+        ProductCode=PRODUCT, Filter={"CUSTOMER_IDENTIFIER": [LEGACY_CUSTOMER], "LICENSE_ARN": [licence]}
+    )
+    assert legacy["Entitlements"] == []
+
+
+@pytest.mark.parametrize(
+    ("value", "wire"),
+    [
+        (40, {"IntegerValue": 40}),
+        (2.5, {"DoubleValue": 2.5}),
+        (True, {"BooleanValue": True}),
+        (False, {"BooleanValue": False}),
+        ("gold", {"StringValue": "gold"}),
+    ],
+    ids=["integer", "double", "true", "false", "string"],
+)
+def test_entitlement_values_of_every_type_come_back_as_aws_returns_them(
+    mp: Marketplace, value: int | float | bool | str, wire: dict[str, Any]
+) -> None:
+    members = entitlement_model()["shapes"]["EntitlementValue"]["members"]
+    assert set(members) == {"IntegerValue", "DoubleValue", "BooleanValue", "StringValue"}
+    assert set(wire) <= set(members)
+
+    mp.sim.set_entitlement(license_arn=LICENCE, dimension="support_tier", value=value)
+    (only,) = mp.entitlement.get_entitlements(ProductCode=PRODUCT)["Entitlements"]
+    assert only["Value"] == wire
+
+
+# --------------------------------------------------------------------------------------------
+# ResolveCustomer: Metadata.AgreementId
+# --------------------------------------------------------------------------------------------
+def test_resolve_customer_returns_every_member_of_the_model(mp: Marketplace) -> None:
+    shapes = metering_model()["shapes"]
+    assert set(shapes["ResolveCustomerResult"]["members"]) == {
+        "CustomerIdentifier",
+        "ProductCode",
+        "CustomerAWSAccountId",
+        "LicenseArn",
+        "Metadata",
+    }
+    agreement_pattern = re.compile(shapes["AgreementId"]["pattern"])
+    mp.sim.add_subscription(
+        customer_aws_account_id=ACCOUNT,
+        license_arn=OTHER_LICENCE,
+        started=STARTED,
+        agreement_id="agmt-OTHER1",
+    )
+
+    answer = cast(
+        dict[str, Any],
+        mp.metering.resolve_customer(RegistrationToken=mp.sim.issue_token(license_arn=LICENCE)),
+    )
+    chosen = cast(
+        dict[str, Any],
+        mp.metering.resolve_customer(RegistrationToken=mp.sim.issue_token(license_arn=OTHER_LICENCE)),
+    )
+    legacy = cast(
+        dict[str, Any],
+        mp.metering.resolve_customer(
+            RegistrationToken=mp.sim.issue_token(customer_identifier=LEGACY_CUSTOMER)
+        ),
+    )
+
+    assert {name: answer[name] for name in ("CustomerAWSAccountId", "LicenseArn", "ProductCode")} == {
+        "CustomerAWSAccountId": ACCOUNT,
+        "LicenseArn": LICENCE,
+        "ProductCode": PRODUCT,
+    }
+    assert agreement_pattern.fullmatch(answer["Metadata"]["AgreementId"])
+    assert answer["Metadata"]["AgreementId"].startswith("agmt-")
+    assert chosen["Metadata"] == {"AgreementId": "agmt-OTHER1"}
+    assert legacy["CustomerIdentifier"] == LEGACY_CUSTOMER and "AgreementId" in legacy["Metadata"]
+    assert len({answer["Metadata"]["AgreementId"], legacy["Metadata"]["AgreementId"], "agmt-OTHER1"}) == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Replay's F.json
+# --------------------------------------------------------------------------------------------
+def test_faults_file_reads_revoked_licences_and_disabled_api_outages(tmp_path: Path) -> None:
+    path = tmp_path / "F.json"
+    path.write_text(
+        json.dumps(
+            {
+                "seed": 3,
+                "outages": [
+                    {
+                        "start": "2025-03-04T12:00:00Z",
+                        "end": "2025-03-04T13:00:00Z",
+                        "error": "DisabledApiException",
+                    }
+                ],
+                "revoked": [{"license_arn": EVENT_FORM, "at": "2025-03-04T12:30:00Z"}],
+            }
+        )
+    )
+    plan = load_faults(path).plan()
+
+    assert plan.revoked == (Revocation(license_arn=EVENT_FORM, at=datetime(2025, 3, 4, 12, 30, tzinfo=UTC)),)
+    assert plan.outages[0].error == "DisabledApiException"
+    assert plan.revoked[0].revokes(LICENCE, datetime(2025, 3, 4, 12, 30, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("faults", "says"),
+    [
+        ({"revoked": [{"license_arn": LICENCE}]}, "revoked.0.at"),
+        ({"revoked": [{"license_arn": LICENCE, "at": "2025-03-04T12:30:00"}]}, "revoked.0.at"),
+        ({"revoked": [{"license_arn": "", "at": "2025-03-04T12:30:00Z"}]}, "revoked.0.license_arn"),
+        ({"revoked": [{"license_arn": LICENCE, "at": "2025-03-04T12:30:00Z", "by": "x"}]}, "revoked.0.by"),
+        ({"revoked": {"license_arn": LICENCE}}, "revoked"),
+        (
+            {"outages": [{"start": "2025-03-04T12:00:00Z", "end": "2025-03-04T13:00:00Z", "error": "Nope"}]},
+            "outages.0.error",
+        ),
+        (
+            {
+                "outages": [
+                    {
+                        "start": "2025-03-04T13:00:00Z",
+                        "end": "2025-03-04T12:00:00Z",
+                        "error": "ThrottlingException",
+                    }
+                ]
+            },
+            "outages.0",
+        ),
+        ({"outages": [{"end": "2025-03-04T12:00:00Z", "error": "ThrottlingException"}]}, "outages.0.start"),
+        ({"revocations": []}, "revocations"),
+    ],
+    ids=[
+        "no-at",
+        "naive-at",
+        "empty-arn",
+        "unknown-revoked-key",
+        "not-a-list",
+        "bad-error",
+        "backwards",
+        "no-start",
+        "unknown-key",
+    ],
+)
+def test_faults_file_names_the_bad_field(tmp_path: Path, faults: dict[str, Any], says: str) -> None:
+    path = tmp_path / "F.json"
+    path.write_text(json.dumps(faults))
+    with pytest.raises(BadInput) as excinfo:
+        load_faults(path)
+    assert str(excinfo.value).startswith(f"{path}: {says}")

@@ -25,6 +25,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal, TypeVar, cast
 
 import botocore.session
@@ -49,7 +50,18 @@ FINAL_METERING_WINDOW = timedelta(hours=1)
 THROTTLE_WINDOW_SECONDS = 1.0
 ENTITLEMENT_FILTER_KEYS = ("CUSTOMER_AWS_ACCOUNT_ID", "LICENSE_ARN", "CUSTOMER_IDENTIFIER", "DIMENSION")
 
-OutageError = Literal["ThrottlingException", "InternalServiceErrorException"]
+OutageError = Literal["ThrottlingException", "InternalServiceErrorException", "DisabledApiException"]
+OUTAGE_ERRORS: tuple[OutageError, ...] = (
+    "ThrottlingException",
+    "InternalServiceErrorException",
+    "DisabledApiException",
+)
+EntitlementValue = int | float | bool | str
+QuantityKind = Literal["whole", "decimal"]
+# botocore's UsageQuantityAsDecimalString / AllocatedUsageQuantityAsDecimalString (max length 17).
+DECIMAL_QUANTITY = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,6})?")
+# The licence id ends every spelling of a licence: ...:license/l-..., ...:license:l-..., ...:l-...
+LICENCE_ID = re.compile(r"(?:^|[:/])(l-[A-Za-z0-9]+)$")
 ClientT = TypeVar("ClientT", bound=BaseClient)
 Json = dict[str, Any]
 
@@ -76,6 +88,21 @@ class Outage:
 
 
 @dataclass(frozen=True)
+class Revocation:
+    """From ``at``, the licence is revoked: any BatchMeterUsage call carrying one of its records is
+    refused whole with InvalidLicenseException (the licence is matched by its licence id)."""
+
+    license_arn: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(self.at, "Revocation.at")
+
+    def revokes(self, license_arn: str, moment: datetime) -> bool:
+        return licence_id(self.license_arn) == licence_id(license_arn) and moment >= self.at
+
+
+@dataclass(frozen=True)
 class FaultPlan:
     """Deterministic faults: the same seed and the same calls give the same answers."""
 
@@ -83,6 +110,7 @@ class FaultPlan:
     outages: tuple[Outage, ...] = ()
     unprocessed_rate: float = 0.0
     empty_page_rate: float = 0.0
+    revoked: tuple[Revocation, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.unprocessed_rate <= 1.0:
@@ -97,8 +125,12 @@ class FaultPlan:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Allocation:
+    """``quantity`` is the whole part of ``exact_quantity`` (they differ only for a fractional
+    AllocatedUsageQuantityAsDecimal, which this product never sends)."""
+
     quantity: int
     tags: tuple[tuple[str, str], ...]
+    exact_quantity: Decimal = Decimal(0)
 
     def tag(self, key: str) -> str | None:
         return next((value for tag_key, value in self.tags if tag_key == key), None)
@@ -116,6 +148,7 @@ class LedgerEntry:
     quantity: int
     allocations: tuple[Allocation, ...]
     accepted_at: datetime
+    exact_quantity: Decimal = Decimal(0)
 
     @property
     def identity(self) -> str:
@@ -160,10 +193,12 @@ class Ledger:
             "hour": hour,
         }
         filters = {name: value for name, value in wanted.items() if value is not None}
+        if license_arn is not None:
+            filters["license_arn"] = licence_id(license_arn)
         return [
             entry
             for entry in self._entries
-            if all(getattr(entry, name) == value for name, value in filters.items())
+            if all(_ledger_field(entry, name) == value for name, value in filters.items())
         ]
 
     def total_quantity(
@@ -255,22 +290,29 @@ class Subscription:
     product_code: str
     started_ms: int
     ended_ms: int | None = None
+    agreement_id: str | None = None
 
     @property
     def key(self) -> str:
         if self.buyer.license_arn is not None:
-            return f"licence:{self.buyer.license_arn}"
+            return f"licence:{licence_id(self.buyer.license_arn)}"
         return f"customer:{self.product_code}/{self.buyer.customer_identifier}"
 
-    def not_subscribed_reason(self, hour_ms: int, now_ms: int) -> str | None:
+    def inactive_reason(self, timestamp_ms: int, now_ms: int) -> str | None:
+        """Why usage at ``timestamp_ms``, sent at ``now_ms``, is outside the subscription, if it is.
+
+        Active from ``started`` until ``ended`` (half-open); records of the active time are still taken
+        for one hour after the end (final metering)."""
         if now_ms < self.started_ms:
             return f"the subscription starts at {iso_ms(self.started_ms)}"
-        if hour_ms < hour_floor(self.started_ms):
-            return f"hour {iso_ms(hour_ms)} is before the subscription started ({iso_ms(self.started_ms)})"
+        if timestamp_ms < self.started_ms:
+            return f"Timestamp {iso_ms(timestamp_ms)} is before the usage started ({iso_ms(self.started_ms)})"
         if self.ended_ms is None:
             return None
-        if hour_ms >= self.ended_ms:
-            return f"hour {iso_ms(hour_ms)} is after the subscription ended ({iso_ms(self.ended_ms)})"
+        if timestamp_ms >= self.ended_ms:
+            return (
+                f"Timestamp {iso_ms(timestamp_ms)} is after the subscription ended ({iso_ms(self.ended_ms)})"
+            )
         final_window_ms = to_ms(from_ms(self.ended_ms) + FINAL_METERING_WINDOW)
         if now_ms > final_window_ms:
             return f"the subscription ended at {iso_ms(self.ended_ms)}, more than 1 hour ago"
@@ -282,13 +324,14 @@ class RegistrationToken:
     buyer: Buyer
     product_code: str
     expires_ms: int
+    agreement_id: str | None = None
 
 
 @dataclass
 class Entitlement:
     buyer: Buyer
     dimension: str
-    value: int
+    value: EntitlementValue
     expiration: datetime | None
 
     def matches(self, filters: dict[str, list[str]]) -> bool:
@@ -298,13 +341,13 @@ class Entitlement:
             "CUSTOMER_IDENTIFIER": self.buyer.customer_identifier,
             "DIMENSION": self.dimension,
         }
-        return all(fields[name] in values for name, values in filters.items())
+        return all(_matches_filter(name, fields[name], values) for name, values in filters.items())
 
     def to_wire(self, product_code: str) -> Json:
         wire: Json = {
             "ProductCode": product_code,
             "Dimension": self.dimension,
-            "Value": {"IntegerValue": self.value},
+            "Value": _entitlement_value(self.value),
         }
         optional = {
             "CustomerIdentifier": self.buyer.customer_identifier,
@@ -324,7 +367,7 @@ class UsageRecord:
     wire: Json
     timestamp_ms: int
     dimension: str
-    quantity: int
+    quantity: Decimal
     allocations: tuple[Allocation, ...]
     buyer: Buyer
 
@@ -333,24 +376,20 @@ class UsageRecord:
         return hour_floor(self.timestamp_ms)
 
     def fault_identity(self, product_code: str) -> str:
-        who = self.buyer.license_arn or f"{product_code}/{self.buyer.customer_identifier}"
+        licence = self.buyer.license_arn
+        who = licence_id(licence) if licence else f"{product_code}/{self.buyer.customer_identifier}"
         return f"{who}|{self.dimension}|{self.hour_ms}"
 
 
 @dataclass(frozen=True)
 class AcceptedRecord:
     metering_record_id: str
-    quantity: int
-    allocations: tuple[Allocation, ...]
+    quantity: Decimal
 
-    def same_payload(self, record: UsageRecord) -> bool:
-        return self.quantity == record.quantity and sorted_allocations(
-            self.allocations
-        ) == sorted_allocations(record.allocations)
-
-
-def sorted_allocations(allocations: tuple[Allocation, ...]) -> list[Allocation]:
-    return sorted(allocations, key=lambda allocation: (allocation.tags, allocation.quantity))
+    def same_quantity(self, record: UsageRecord) -> bool:
+        # AWS: DuplicateRecord is "the same customer, dimension, and time, but a different quantity";
+        # quantities compare by value (17, "17.0" and "17.00" are one quantity); allocations play no part.
+        return self.quantity == record.quantity
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,7 +599,10 @@ class MarketplaceSimulator:
         product_code: str | None = None,
         started: datetime,
         ended: datetime | None = None,
+        agreement_id: str | None = None,
     ) -> None:
+        """``agreement_id`` is what ResolveCustomer returns as ``Metadata.AgreementId`` (default: one
+        derived from the identity, in AWS's ``agmt-...`` form)."""
         buyer = Buyer(customer_aws_account_id, license_arn, customer_identifier)
         if license_arn is None and customer_identifier is None:
             raise ValueError(
@@ -574,6 +616,7 @@ class MarketplaceSimulator:
             started_ms=to_ms(_require_aware(started, "started")),
             ended_ms=None if ended is None else to_ms(_require_aware(ended, "ended")),
         )
+        subscription.agreement_id = agreement_id or _agreement_id(subscription.key)
         with self._lock:
             if subscription.key in self._subscriptions:
                 raise ValueError(f"subscription {subscription.key} already exists")
@@ -602,10 +645,12 @@ class MarketplaceSimulator:
         customer_aws_account_id: str | None = None,
         customer_identifier: str | None = None,
         dimension: str,
-        value: int,
+        value: EntitlementValue,
         expiration: datetime | None = None,
     ) -> None:
-        """Create or replace the entitlement of one buyer on one dimension."""
+        """Create or replace the entitlement of one buyer on one dimension. The value's Python type picks
+        the EntitlementValue member AWS fills: bool BooleanValue, int IntegerValue, float DoubleValue,
+        str StringValue."""
         if expiration is not None:
             _require_aware(expiration, "expiration")
         with self._lock:
@@ -625,7 +670,11 @@ class MarketplaceSimulator:
                 entitlement
                 for entitlement in self._entitlements
                 if not (
-                    (license_arn is not None and entitlement.buyer.license_arn == license_arn)
+                    (
+                        license_arn is not None
+                        and entitlement.buyer.license_arn is not None
+                        and licence_id(entitlement.buyer.license_arn) == licence_id(license_arn)
+                    )
                     or (
                         customer_identifier is not None
                         and entitlement.buyer.customer_identifier == customer_identifier
@@ -660,8 +709,9 @@ class MarketplaceSimulator:
             buyer = self._complete_buyer(requested)
             subscription = self._subscription_for(buyer.license_arn, buyer.customer_identifier, None)
             product_code = subscription.product_code if subscription else self.product_code
+            agreement_id = subscription.agreement_id if subscription else None
             token = self._ids.token()
-            self._tokens[token] = RegistrationToken(buyer, product_code, expires_ms)
+            self._tokens[token] = RegistrationToken(buyer, product_code, expires_ms, agreement_id)
             return token
 
     def counter(self, operation: str) -> OperationCounters:
@@ -703,12 +753,13 @@ class MarketplaceSimulator:
         with self._lock:
             request_id = self._ids.uuid("request")
             try:
-                status, body = 200, self._serve(model.name, params)
+                status, body = 200, self._serve(model, params)
             except MarketplaceError as error:
                 status, body = error.status, {"__type": error.code, "message": error.message}
         return wire_response(model, str(params.get("url", "")), status, body, request_id)
 
-    def _serve(self, operation: str, params: Json) -> Json:
+    def _serve(self, model: OperationModel, params: Json) -> Json:
+        operation = model.name
         counters = self.counters[operation]
         counters.calls += 1
         if not self._throttle.admit(operation):
@@ -718,7 +769,12 @@ class MarketplaceSimulator:
                 f"Rate exceeded: more than {self.calls_per_second} {operation} calls within 1 second",
             )
         now = self._now()
-        outage = next((outage for outage in self.faults.outages if outage.covers(now)), None)
+        # An outage answers only with an error the operation models (GetEntitlements has no DisabledApi).
+        modeled = {shape.name for shape in model.error_shapes}
+        outage = next(
+            (outage for outage in self.faults.outages if outage.covers(now) and outage.error in modeled),
+            None,
+        )
         if outage is not None:
             counters.faulted += 1
             raise _outage_error(outage, operation)
@@ -754,10 +810,11 @@ class MarketplaceSimulator:
         if call.body_size >= MAX_REQUEST_BYTES:
             raise _validation(f"BatchMeterUsage request is {call.body_size} bytes; it must be less than 1 MB")
         raw_records = call.body.get("UsageRecords")
-        if not isinstance(raw_records, list) or not 1 <= len(raw_records) <= MAX_RECORDS_PER_CALL:
+        # The model's UsageRecordList is 0..25 records: an empty batch is answered with empty results.
+        if not isinstance(raw_records, list) or len(raw_records) > MAX_RECORDS_PER_CALL:
             count = len(raw_records) if isinstance(raw_records, list) else 0
             raise _validation(
-                f"UsageRecords has {count} records; BatchMeterUsage takes 1 to {MAX_RECORDS_PER_CALL}"
+                f"UsageRecords has {count} records; BatchMeterUsage takes 0 to {MAX_RECORDS_PER_CALL}"
             )
         product_code = call.body.get("ProductCode")
         self._check_product_code(product_code, raw_records)
@@ -765,6 +822,8 @@ class MarketplaceSimulator:
         for record in records:
             self._check_timestamp(record, call.now)
             self._check_licence_owner(record)
+            self._check_licence_activation(record, call.now)
+            self._check_usage_start(record, call.now)
         return records
 
     def _check_product_code(self, product_code: object, raw_records: list[Any]) -> None:
@@ -801,8 +860,8 @@ class MarketplaceSimulator:
                 f"{where}.Dimension {dimension!r} is not a dimension of {self.product_code} "
                 f"(known: {', '.join(sorted(self.dimensions))})",
             )
-        quantity = _whole_quantity(raw, "Quantity", "QuantityAsDecimal", where)
-        allocations = self._parse_allocations(raw, quantity, where)
+        quantity, kind = _quantity(raw, "Quantity", "QuantityAsDecimal", where, "ValidationException")
+        allocations = self._parse_allocations(raw, quantity, kind, where)
         return UsageRecord(
             index=index,
             wire=raw,
@@ -850,7 +909,9 @@ class MarketplaceSimulator:
             raise MarketplaceError("InvalidLicenseException", f"{where}.LicenseArn: {problem}")
         return Buyer(customer_aws_account_id=account, license_arn=licence)
 
-    def _parse_allocations(self, raw: Json, quantity: int, where: str) -> tuple[Allocation, ...]:
+    def _parse_allocations(
+        self, raw: Json, quantity: Decimal, kind: QuantityKind | None, where: str
+    ) -> tuple[Allocation, ...]:
         raw_allocations = raw.get("UsageAllocations")
         if raw_allocations is None:
             return ()
@@ -861,10 +922,10 @@ class MarketplaceSimulator:
                 f"{where}.UsageAllocations has {count} entries; 1 to {MAX_ALLOCATIONS} are allowed",
             )
         allocations = tuple(
-            self._parse_allocation(allocation, f"{where}.UsageAllocations[{position}]")
+            self._parse_allocation(allocation, f"{where}.UsageAllocations[{position}]", kind)
             for position, allocation in enumerate(raw_allocations)
         )
-        allocated = sum(allocation.quantity for allocation in allocations)
+        allocated = sum((allocation.exact_quantity for allocation in allocations), Decimal(0))
         if allocated != quantity:
             raise MarketplaceError(
                 "InvalidUsageAllocationsException",
@@ -872,17 +933,30 @@ class MarketplaceSimulator:
             )
         return allocations
 
-    def _parse_allocation(self, raw: object, where: str) -> Allocation:
+    def _parse_allocation(self, raw: object, where: str, record_kind: QuantityKind | None) -> Allocation:
+        error = "InvalidUsageAllocationsException"
         if not isinstance(raw, dict):
-            raise MarketplaceError("InvalidUsageAllocationsException", f"{where} is not an object")
-        quantity = _whole_quantity(
-            raw,
-            "AllocatedUsageQuantity",
-            "AllocatedUsageQuantityAsDecimal",
-            where,
-            "InvalidUsageAllocationsException",
+            raise MarketplaceError(error, f"{where} is not an object")
+        quantity, kind = _quantity(
+            raw, "AllocatedUsageQuantity", "AllocatedUsageQuantityAsDecimal", where, error
         )
-        raw_tags = raw.get("Tags", [])
+        if kind is None:
+            raise MarketplaceError(
+                error,
+                f"{where}: give exactly one of AllocatedUsageQuantity or AllocatedUsageQuantityAsDecimal",
+            )
+        if record_kind is not None and kind != record_kind:
+            raise MarketplaceError(
+                error,
+                f"{where}: the record's quantity is a {record_kind} number but this allocation's is a {kind} "
+                "one (AllocatedUsageQuantity goes with Quantity, AllocatedUsageQuantityAsDecimal with "
+                "QuantityAsDecimal)",
+            )
+        raw_tags = raw.get("Tags")
+        if (
+            raw_tags is None
+        ):  # the model: "For the bucket of items with no tags, this parameter can be left out."
+            return Allocation(quantity=int(quantity), tags=(), exact_quantity=quantity)
         if not isinstance(raw_tags, list) or len(raw_tags) > MAX_TAGS_PER_ALLOCATION or raw_tags == []:
             count = len(raw_tags) if isinstance(raw_tags, list) else 0
             raise MarketplaceError(
@@ -895,7 +969,7 @@ class MarketplaceSimulator:
         keys = [key for key, _ in tags]
         if len(set(keys)) != len(keys):
             raise MarketplaceError("InvalidTagException", f"{where}.Tags repeats a Key: {keys}")
-        return Allocation(quantity=quantity, tags=tuple(sorted(tags)))
+        return Allocation(quantity=int(quantity), tags=tuple(sorted(tags)), exact_quantity=quantity)
 
     def _parse_tag(self, raw: object, where: str) -> tuple[str, str]:
         if not isinstance(raw, dict):
@@ -937,6 +1011,41 @@ class MarketplaceSimulator:
                 f"CustomerAWSAccountId {record.buyer.customer_aws_account_id}",
             )
 
+    def _check_licence_activation(self, record: UsageRecord, now: datetime) -> None:
+        """A licence record outside its licence's activation period refuses the whole call (the model's
+        InvalidLicenseException: "usage is within the license activation period")."""
+        licence = record.buyer.license_arn
+        if licence is None:
+            return
+        where = f"UsageRecords[{record.index}]: LicenseArn {licence}"
+        revocation = next((revoked for revoked in self.faults.revoked if revoked.revokes(licence, now)), None)
+        if revocation is not None:
+            raise MarketplaceError(
+                "InvalidLicenseException", f"{where} was revoked at {iso_ms(to_ms(revocation.at))}"
+            )
+        subscription = self._subscription_for(licence, None, None)
+        if subscription is None or subscription.product_code != self.product_code:
+            return  # unknown licence: that record is answered CustomerNotSubscribed
+        reason = subscription.inactive_reason(record.timestamp_ms, to_ms(now))
+        if reason is not None:
+            raise MarketplaceError("InvalidLicenseException", f"{where} is not active: {reason}")
+
+    def _check_usage_start(self, record: UsageRecord, now: datetime) -> None:
+        """A legacy record timestamped before its subscription's usage started refuses the whole call:
+        the Timestamp "must not be before the start of the software usage", and an out-of-range
+        Timestamp is TimestampOutOfBoundsException for the whole batch."""
+        if record.buyer.customer_identifier is None:
+            return
+        subscription = self._subscription_for(None, record.buyer.customer_identifier, None)
+        if subscription is None or to_ms(now) < subscription.started_ms:
+            return  # not subscribed (yet): that record is answered CustomerNotSubscribed
+        if record.timestamp_ms < subscription.started_ms:
+            raise MarketplaceError(
+                "TimestampOutOfBoundsException",
+                f"UsageRecords[{record.index}].Timestamp {iso_ms(record.timestamp_ms)} is before the "
+                f"subscription's usage started ({iso_ms(subscription.started_ms)}); the whole batch is refused",
+            )
+
     def _left_unprocessed(self, record: UsageRecord) -> bool:
         identity = record.fault_identity(self.product_code)
         self._attempts[identity] += 1
@@ -951,12 +1060,13 @@ class MarketplaceSimulator:
         )
         if subscription is None or subscription.product_code != self.product_code:
             return self._refuse(record, now, "CustomerNotSubscribed", "no subscription to this product")
-        reason = subscription.not_subscribed_reason(record.hour_ms, to_ms(now))
+        # Licence records outside their activation period never get here (whole-call refusal).
+        reason = subscription.inactive_reason(record.timestamp_ms, to_ms(now))
         if reason is not None:
             return self._refuse(record, now, "CustomerNotSubscribed", reason)
         key = (subscription.key, record.dimension, record.hour_ms)
         earlier = self._accepted.get(key)
-        if earlier is not None and not earlier.same_payload(record):
+        if earlier is not None and not earlier.same_quantity(record):
             reason = f"hour already accepted as {earlier.metering_record_id} with quantity {earlier.quantity}"
             return self._refuse(record, now, "DuplicateRecord", reason)
         accepted = earlier or self._accept(record, key, now)
@@ -967,7 +1077,7 @@ class MarketplaceSimulator:
         }
 
     def _accept(self, record: UsageRecord, key: tuple[str, str, int], now: datetime) -> AcceptedRecord:
-        accepted = AcceptedRecord(self._ids.uuid("metering-record"), record.quantity, record.allocations)
+        accepted = AcceptedRecord(self._ids.uuid("metering-record"), record.quantity)
         self._accepted[key] = accepted
         self.ledger.append(
             LedgerEntry(
@@ -978,9 +1088,10 @@ class MarketplaceSimulator:
                 product_code=self.product_code,
                 dimension=record.dimension,
                 hour=from_ms(record.hour_ms),
-                quantity=record.quantity,
+                quantity=int(record.quantity),
                 allocations=record.allocations,
                 accepted_at=now,
+                exact_quantity=record.quantity,
             )
         )
         return accepted
@@ -1010,6 +1121,8 @@ class MarketplaceSimulator:
             "LicenseArn": issued.buyer.license_arn,
         }
         answer.update({name: value for name, value in optional.items() if value is not None})
+        if issued.agreement_id is not None:
+            answer["Metadata"] = {"AgreementId": issued.agreement_id}
         return answer
 
     # ---- GetEntitlements --------------------------------------------------------------------
@@ -1075,7 +1188,7 @@ class MarketplaceSimulator:
         self, license_arn: str | None, customer_identifier: str | None, product_code: str | None
     ) -> Subscription | None:
         if license_arn is not None:
-            return self._subscriptions.get(f"licence:{license_arn}")
+            return self._subscriptions.get(f"licence:{licence_id(license_arn)}")
         if customer_identifier is not None:
             return self._subscriptions.get(
                 f"customer:{product_code or self.product_code}/{customer_identifier}"
@@ -1112,32 +1225,69 @@ def _outage_error(outage: Outage, operation: str) -> MarketplaceError:
     return MarketplaceError(outage.error, f"{operation} unavailable: simulated outage {window}", status)
 
 
+def licence_id(license_arn: str) -> str:
+    """The ``l-...`` id that names a licence in every spelling AWS uses (the whole string otherwise)."""
+    match = LICENCE_ID.search(license_arn)
+    return match.group(1) if match else license_arn
+
+
+def _ledger_field(entry: LedgerEntry, name: str) -> object:
+    value = getattr(entry, name)
+    return licence_id(value) if name == "license_arn" and value is not None else value
+
+
+def _agreement_id(subscription_key: str) -> str:
+    digest = hashlib.sha256(subscription_key.encode()).hexdigest()
+    return f"agmt-{digest[:25]}"
+
+
+def _entitlement_value(value: EntitlementValue) -> Json:
+    # bool before int: True is an int in Python, but a BooleanValue at AWS.
+    if isinstance(value, bool):
+        return {"BooleanValue": value}
+    if isinstance(value, int):
+        return {"IntegerValue": value}
+    if isinstance(value, float):
+        return {"DoubleValue": value}
+    return {"StringValue": value}
+
+
+def _matches_filter(name: str, field: str | None, values: list[str]) -> bool:
+    if name == "LICENSE_ARN":
+        return field is not None and licence_id(field) in {licence_id(value) for value in values}
+    return field in values
+
+
 def _timestamp_ms(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _validation(f"{where} must be a timestamp, got {value!r}")
     return round(value * 1000)
 
 
-def _whole_quantity(
-    raw: Json, integer_field: str, decimal_field: str, where: str, error: str = "ValidationException"
-) -> int:
-    """Quantity (default 0, as AWS documents) or its decimal-string twin, as a whole number."""
+def _quantity(
+    raw: Json, integer_field: str, decimal_field: str, where: str, error: str
+) -> tuple[Decimal, QuantityKind | None]:
+    """The quantity of a record or allocation, exactly, and which field gave it (None: neither did).
+
+    The model: the integer field is an Integer 0..2147483647, the decimal field a string matching
+    UsageQuantityAsDecimalString (up to 6 decimals); never both."""
     if integer_field in raw and decimal_field in raw:
         raise MarketplaceError(error, f"{where}: send {integer_field} or {decimal_field}, not both")
     if decimal_field in raw:
         text = raw[decimal_field]
-        if not isinstance(text, str) or not re.fullmatch(r"(0|[1-9][0-9]{0,9})(\.0{1,6})?", text):
+        if not isinstance(text, str) or not DECIMAL_QUANTITY.fullmatch(text):
             raise MarketplaceError(
-                error, f"{where}.{decimal_field} {text!r}: this product's dimensions are whole units"
+                error, f"{where}.{decimal_field} {text!r} does not match {DECIMAL_QUANTITY.pattern}"
             )
-        value: object = int(text.split(".")[0])
-    else:
-        value = raw.get(integer_field, 0)
+        return Decimal(text), "decimal"
+    if integer_field not in raw:
+        return Decimal(0), None
+    value = raw[integer_field]
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_QUANTITY:
         raise MarketplaceError(
             error, f"{where}.{integer_field} {value!r} must be an integer 0..{MAX_QUANTITY}"
         )
-    return value
+    return Decimal(value), "whole"
 
 
 def _entitlement_filters(raw: object) -> dict[str, list[str]]:
@@ -1157,6 +1307,11 @@ def _entitlement_filters(raw: object) -> dict[str, list[str]]:
                 "InvalidParameterException", f"Filter {name} needs a non-empty list of strings"
             )
         filters[name] = sorted(values)
+    if "CUSTOMER_IDENTIFIER" in filters and "CUSTOMER_AWS_ACCOUNT_ID" in filters:
+        raise MarketplaceError(
+            "InvalidParameterException",
+            "Filter keys CUSTOMER_IDENTIFIER and CUSTOMER_AWS_ACCOUNT_ID are mutually exclusive",
+        )
     return filters
 
 
@@ -1172,5 +1327,7 @@ __all__ = [
     "Outage",
     "OutageError",
     "Refusal",
+    "Revocation",
     "decode_request_body",
+    "licence_id",
 ]

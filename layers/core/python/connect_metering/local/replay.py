@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -53,7 +53,7 @@ from connect_metering.domain.tenancy import (
 from connect_metering.domain.usage import attribute, primary_segments
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import handler_module
-from connect_metering.local.marketplace_sim import FaultPlan, Outage, OutageError
+from connect_metering.local.marketplace_sim import FaultPlan, Outage, OutageError, Revocation
 from connect_metering.local.traffic import eventbridge_envelope, sqs_batch
 from connect_metering.settings import POLICY_VARIABLES, BillingPolicy
 
@@ -129,30 +129,54 @@ class Registry(BaseModel):
         return value
 
 
+class FaultOutage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime
+    error: OutageError
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _utc(cls, value: object) -> object:
+        return parse_iso(value) if isinstance(value, str) else value
+
+
+class FaultRevocation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    license_arn: str = Field(min_length=1)
+    at: datetime
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _utc(cls, value: object) -> object:
+        return parse_iso(value) if isinstance(value, str) else value
+
+
 class FaultsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = 0
-    outages: list[dict[str, str]] = Field(default_factory=list)
+    outages: list[FaultOutage] = Field(default_factory=list)
     unprocessed_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     crash_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    revoked: list[FaultRevocation] = Field(default_factory=list)
 
     def plan(self) -> FaultPlan:
         outages = []
         for index, outage in enumerate(self.outages):
-            error = outage.get("error")
-            if error not in ("ThrottlingException", "InternalServiceErrorException"):
-                raise ValueError(
-                    f"outages[{index}].error: {error!r} is not ThrottlingException or InternalServiceErrorException"
-                )
-            outages.append(
-                Outage(
-                    start=parse_iso(outage["start"]),
-                    end=parse_iso(outage["end"]),
-                    error=cast(OutageError, error),
-                )
-            )
-        return FaultPlan(seed=self.seed, outages=tuple(outages), unprocessed_rate=self.unprocessed_rate)
+            try:
+                outages.append(Outage(start=outage.start, end=outage.end, error=outage.error))
+            except ValueError as error:
+                raise ValueError(f"outages.{index}: {error}") from None
+        revoked = tuple(Revocation(license_arn=entry.license_arn, at=entry.at) for entry in self.revoked)
+        return FaultPlan(
+            seed=self.seed,
+            outages=tuple(outages),
+            unprocessed_rate=self.unprocessed_rate,
+            revoked=revoked,
+        )
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -183,8 +207,10 @@ def load_faults(path: Path | None) -> FaultsFile:
     if path is None:
         return FaultsFile()
     try:
-        return FaultsFile.model_validate(_load_json(path, "faults"))
-    except (ValidationError, ValueError, KeyError) as error:
+        faults = FaultsFile.model_validate(_load_json(path, "faults"))
+        faults.plan()  # a plan the simulator refuses (an outage ending before it starts) is bad input too
+        return faults
+    except (ValidationError, ValueError) as error:
         message = (
             _validation_message(path, error) if isinstance(error, ValidationError) else f"{path}: {error}"
         )
