@@ -10,7 +10,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test lint format unit integration infra e2e synth cdk-synth forwarder-template bench clean
+.PHONY: install layer-deps demo test lint format unit integration infra e2e synth cdk-synth forwarder-template bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -22,6 +22,12 @@ $(PY_STAMP): pyproject.toml
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The Lambda layer with the AWS SDK pinned in pyproject.toml (python3.13, arm64 wheels from PyPI) in
+# build/layers/dependencies. Rebuilt only when its stamp differs from the pins, so it costs nothing
+# when they have not changed; every synth also makes sure of it (infra/app.py).
+layer-deps: $(PY_STAMP)
+	$(PY) -m infra.dependencies_layer
 
 demo: $(PY_STAMP)
 	$(BIN)/connect-metering simulate --out out/demo
@@ -36,7 +42,7 @@ format: $(PY_STAMP)
 	$(BIN)/ruff format .
 
 # `make test` is what CI runs: lint, then every test marker, spread over both cores.
-test: $(PY_STAMP) $(NODE_STAMP) lint
+test: $(PY_STAMP) $(NODE_STAMP) lint layer-deps
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 unit: $(PY_STAMP)
@@ -45,22 +51,22 @@ unit: $(PY_STAMP)
 integration: $(PY_STAMP)
 	$(BIN)/pytest -m integration
 
-infra: $(PY_STAMP) $(NODE_STAMP)
+infra: $(PY_STAMP) $(NODE_STAMP) layer-deps
 	$(BIN)/pytest -m infra
 
 e2e: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -m e2e
 
 # Python synth (cdk-nag runs on it and fails on any unacknowledged finding).
-synth: $(PY_STAMP)
+synth: $(PY_STAMP) layer-deps
 	$(PY) infra/app.py
 
 # The CDK CLI synth, offline, through cdk.json.
-cdk-synth: $(PY_STAMP) $(NODE_STAMP)
+cdk-synth: $(PY_STAMP) $(NODE_STAMP) layer-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet
 
 # The CloudFormation template a customer deploys in each account that holds a Connect instance.
-forwarder-template: $(PY_STAMP)
+forwarder-template: $(PY_STAMP) layer-deps
 	$(PY) infra/app.py
 	mkdir -p build
 	cp cdk.out/ForwarderStack.template.json build/forwarder.template.json
@@ -70,4 +76,4 @@ bench: $(PY_STAMP)
 	$(BIN)/connect-metering bench --out build/bench.json
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out out .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules cdk.out out build/layers .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -23,6 +23,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import aws_cdk as cdk
 
 from infra.config import REPO_ROOT, InfraSettings, default_context
+from infra.dependencies_layer import ensure_dependencies_layer
 from infra.nag import apply_nag, assert_synth_clean
 from infra.stacks.forwarder_stack import ForwarderStack
 from infra.stacks.metering_stack import MeteringStack
@@ -32,7 +33,13 @@ FORWARDER_STACK = "ForwarderStack"
 
 
 def build_app(outdir: str, context: dict[str, Any] | None = None) -> cdk.App:
-    """The app with both stacks and cdk-nag wired in; `context` overrides cdk.json's defaults."""
+    """The app with both stacks and cdk-nag wired in; `context` overrides cdk.json's defaults.
+
+    Every way of synthesizing (make, `npx cdk synth` through cdk.json, the tests) comes through here,
+    so this is where the pinned-SDK layer is built when its stamp is missing or stale; while the pins
+    are unchanged this is a file comparison.
+    """
+    ensure_dependencies_layer(log=lambda line: print(line, file=sys.stderr))
     app = cdk.App(outdir=outdir, context={**default_context(), **(context or {})})
     settings = InfraSettings.from_scope(app)
     MeteringStack(

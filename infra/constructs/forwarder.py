@@ -190,6 +190,8 @@ class AgentEventForwarder(Construct):
             },
         )
         stream_key_policy.cfn_options.condition = has_stream_key
+        self.has_stream_key = has_stream_key
+        self.stream_key_policy = stream_key_policy
         return role
 
     def _pipe(self) -> pipes.CfnPipe:
@@ -232,7 +234,23 @@ class AgentEventForwarder(Construct):
         )
         # The role's policy must exist before Pipes validates access to source and target.
         pipe.node.add_dependency(self.pipe_role)
+        self._wait_for_stream_key_policy(pipe)
         return pipe
+
+    def _wait_for_stream_key_policy(self, pipe: pipes.CfnPipe) -> None:
+        """Create the pipe only after the kms:Decrypt grant, when the stream has a customer-managed key.
+
+        Without the grant in place the pipe's first reads of an encrypted stream fail. A plain
+        DependsOn cannot name the policy: it exists only under a condition, and CloudFormation rejects
+        a template whose DependsOn names a resource its condition left out ("Unresolved resource
+        dependencies"), nor does it accept Fn::If inside DependsOn. A Ref does order creation, and a
+        Ref inside Fn::If is allowed and vanishes with the false branch, so the pipe's metadata refers
+        to the policy exactly when there is one: CloudFormation then creates the policy first.
+        """
+        pipe.add_metadata(
+            "WaitsForStreamKeyPolicy",
+            cdk.Fn.condition_if(self.has_stream_key.logical_id, self.stream_key_policy.ref, ""),
+        )
 
     def _forward_rule(self) -> tuple[iam.Role, events.Rule]:
         account = cdk.Stack.of(self).account

@@ -5,6 +5,14 @@ bigger batches mean fewer writes; 100 agent events (a few KB each) stay far belo
 payload and finish in about a second, and 5 s of added latency is nothing against the 10 minutes of
 grace before an hour is metered. Partial batch failures are reported, so one failed write makes SQS
 redeliver that record only; after 5 receives it goes to the queue's dead-letter queue.
+
+Concurrency: the event source mapping takes at most MAX_CONCURRENCY batches at once. Without a cap,
+a backlog (after an outage of the forwarders' bus, say) would scale the poller to hundreds of
+functions, take the account's unreserved concurrency from the meter worker and registration, and
+their throttled SQS batches would count as receives towards the dead-letter queue. 50 concurrent
+batches of 100 events drain about 5,000 events/s, far above the steady load (a heartbeat per agent
+every 2 minutes is about 830 events/s for 100,000 agents). No reserved concurrency: nothing needs
+capacity held back for ingest, and a late event is still billed (BILLING.md section 5).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from constructs import Construct
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 
 BATCH_SIZE = 100
+MAX_CONCURRENCY = 50
 BATCHING_WINDOW = cdk.Duration.seconds(5)
 QUARANTINE_RETENTION_DAYS = 30
 
@@ -57,6 +66,7 @@ class AgentEventIngestion(Construct):
                 batch_size=BATCH_SIZE,
                 max_batching_window=BATCHING_WINDOW,
                 report_batch_item_failures=True,
+                max_concurrency=MAX_CONCURRENCY,
             )
         )
         # Least privilege: exactly the item operations the handler makes, on exactly these tables,

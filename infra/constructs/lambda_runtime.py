@@ -1,10 +1,18 @@
-"""The shared Lambda runtime: the core layer, the AWS-managed Powertools layer, and a function factory.
+"""The shared Lambda runtime: three layers and a function factory.
 
 Every function of the back end is a `MeteringFunction`: python3.13 on arm64 (Graviton: cheaper per
-GB-second, and the Powertools layer below is built for it), the project's core package and
-Powertools from layers (no per-function dependencies, so synth needs no Docker), X-Ray tracing on,
-and a log group the stack owns, with a retention, instead of one Lambda creates on first use and
-keeps forever.
+GB-second, and the Powertools layer below is built for it), X-Ray tracing on, and a log group the
+stack owns, with a retention, instead of one Lambda creates on first use and keeps forever. Code
+comes from layers, never per-function dependencies, so synth needs no Docker:
+
+- Powertools, from the AWS-managed public layer;
+- the AWS SDK pinned in pyproject.toml (infra/dependencies_layer.py builds it), so the functions run
+  the SDK the tests ran instead of whichever one the runtime ships;
+- the project's core package (`layers/core`, the local runtime left out).
+
+Order: Lambda applies layers in the order given and, for a file present in several, keeps the one
+of the last layer applied. The SDK layer comes after Powertools so that, should the Powertools layer
+ever carry an SDK package too, the pinned one is what lands in /opt/python.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import CORE_LAYER_DIR, FUNCTIONS_DIR, METRICS_NAMESPACE
+from infra.dependencies_layer import DEPENDENCIES_LAYER_DIR, built_spec
 from infra.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -51,7 +60,10 @@ def powertools_layer_arn(version: int) -> str:
 
 
 class LambdaRuntime(Construct):
-    """The two layers every function uses; create one per stack and pass it to `MeteringFunction`."""
+    """The layers every function uses; create one per stack and pass it to `MeteringFunction`.
+
+    The dependencies layer must already be built (`make layer-deps`; `build_app` builds it).
+    """
 
     def __init__(
         self,
@@ -61,9 +73,19 @@ class LambdaRuntime(Construct):
         powertools_layer_version: int,
         log_level: str = "INFO",
         core_layer_dir: Path = CORE_LAYER_DIR,
+        dependencies_layer_dir: Path = DEPENDENCIES_LAYER_DIR,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_level = log_level
+        dependencies = built_spec(dependencies_layer_dir)
+        self.dependencies_layer = lambda_.LayerVersion(
+            self,
+            "DependenciesLayer",
+            code=lambda_.Code.from_asset(str(dependencies_layer_dir), exclude=["**/__pycache__", "**/*.pyc"]),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="Pinned AWS SDK for Python: " + ", ".join(dependencies.requirements),
+        )
         self.core_layer = lambda_.LayerVersion(
             self,
             "CoreLayer",
@@ -78,7 +100,7 @@ class LambdaRuntime(Construct):
 
     @property
     def layers(self) -> list[lambda_.ILayerVersion]:
-        return [self.powertools_layer, self.core_layer]
+        return [self.powertools_layer, self.dependencies_layer, self.core_layer]
 
 
 class MeteringFunction(Construct):
@@ -158,5 +180,6 @@ class MeteringFunction(Construct):
             self.function,
             "AwsSolutions-L1",
             "python3.13 is pinned on purpose: the AWS-managed Powertools layer used here is the "
-            "python313-arm64 build; moving to a newer runtime means moving layer and tests together.",
+            "python313-arm64 build and the SDK layer is built for 3.13; moving to a newer runtime "
+            "means moving layers and tests together.",
         )

@@ -1,8 +1,14 @@
 """Hourly metering: schedule (minute 10) -> dispatcher -> meter queue -> workers -> BatchMeterUsage.
 
-The workers' reserved concurrency (2) times their client-side pace (4 calls/s each) keeps the whole
-product under Marketplace's 10 calls/s quota. Every queue has a dead-letter queue; the ledger table is
-the durable write-ahead record of every UsageRecord sent.
+At most WORKER_CONCURRENCY (2) workers run at once, each pacing its own calls at 4 calls/s, so the
+whole product stays under Marketplace's 10 calls/s quota. The cap is the event source mapping's
+maximum concurrency, not reserved concurrency alone: an SQS event source ignores reserved
+concurrency, so its throttled batches would go back to the queue, count as receives and could reach
+the dead-letter queue (final-metering items included); with maximum concurrency the poller simply
+takes no more batches than that. Reserved concurrency stays, equal to the cap, for what it does do:
+it keeps two executions' worth of the account's concurrency for billing whatever else runs, and it
+caps invocations from outside the queue (an operator's test) as well. Every queue has a dead-letter
+queue; the ledger table is the durable write-ahead record of every UsageRecord sent.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from infra.constructs.tables import encrypted_table
 from infra.nag import acknowledge
 
 WORKER_TIMEOUT = cdk.Duration.seconds(300)
+# Maximum concurrency of the worker's event source, and its reserved concurrency (see above); times
+# the per-worker pace (functions/meter_worker/handler.py CALLS_PER_SECOND) it must stay below 10.
 WORKER_CONCURRENCY = 2
 WORKER_BATCH_SIZE = 100
 # A work item is retried a few times (a concurrent run, a crash), then kept for an operator; the next
@@ -105,6 +113,7 @@ class HourlyMetering(Construct):
                 batch_size=WORKER_BATCH_SIZE,
                 max_batching_window=cdk.Duration.seconds(10),
                 report_batch_item_failures=True,
+                max_concurrency=WORKER_CONCURRENCY,
             )
         )
         self._grant(tenancy_table, activity_table)

@@ -48,6 +48,11 @@ MARKETPLACE_DETAIL_TYPES = tuple(
 FUNCTION_TIMEOUT = cdk.Duration.seconds(60)
 # Lifecycle events are few (a handful per subscription); small batches keep a retry cheap.
 BATCH_SIZE = 10
+# A handful of events per subscription: a few concurrent batches absorb a burst (a price change
+# amending every agreement at once) while keeping GetEntitlements calls low. The cap is on the event
+# source, where it holds messages in the queue; reserved concurrency would throttle batches instead,
+# and throttled batches count as receives towards the dead-letter queue.
+MAX_CONCURRENCY = 5
 MAX_RECEIVE_COUNT = 5
 # Marketplace retries SNS deliveries itself; ours are kept the longest SQS allows for an outage.
 QUEUE_RETENTION = cdk.Duration.days(14)
@@ -148,7 +153,12 @@ class SubscriptionLifecycle(Construct):
         )
         function = self.handler.function
         function.add_event_source(
-            sources.SqsEventSource(self.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=BATCH_SIZE,
+                report_batch_item_failures=True,
+                max_concurrency=MAX_CONCURRENCY,
+            )
         )
         allow_table_access(
             function,

@@ -210,6 +210,76 @@ def test_stream_key_grant_exists_only_when_a_key_is_given(forwarder_json: dict[s
     assert statement["Resource"] == {"Ref": "AgentEventStreamKeyArn"}
 
 
+def _references(node: Any, true_conditions: set[str]) -> set[str]:
+    """Logical ids `node` refers to (Ref, Fn::GetAtt) once CloudFormation has resolved its Fn::If."""
+    if isinstance(node, list):
+        return set().union(*(_references(item, true_conditions) for item in node))
+    if not isinstance(node, dict):
+        return set()
+    if "Fn::If" in node:
+        condition, when_true, when_false = node["Fn::If"]
+        return _references(when_true if condition in true_conditions else when_false, true_conditions)
+    if "Ref" in node:
+        return {node["Ref"]}
+    if "Fn::GetAtt" in node:
+        return {node["Fn::GetAtt"][0]}
+    return set().union(*(_references(value, true_conditions) for value in node.values()))
+
+
+def _pipe_waits_for(forwarder_json: dict[str, Any], true_conditions: set[str]) -> set[str]:
+    """The resources CloudFormation creates before the pipe: DependsOn, and every Ref or GetAtt in its
+    properties and metadata."""
+    _, pipe = only_resource(forwarder_json, "AWS::Pipes::Pipe")
+    depends_on = pipe.get("DependsOn", [])
+    named = {depends_on} if isinstance(depends_on, str) else set(depends_on)
+    referenced = _references(pipe.get("Properties", {}), true_conditions) | _references(
+        pipe.get("Metadata", {}), true_conditions
+    )
+    return (named | referenced) & set(forwarder_json["Resources"])
+
+
+@pytest.mark.parametrize("stream_has_key", [True, False], ids=["customer-managed-key", "no-key"])
+def test_pipe_is_created_after_the_stream_key_grant_when_there_is_one(
+    forwarder_json: dict[str, Any], stream_has_key: bool
+) -> None:
+    [(key_policy_id, key_policy)] = [
+        (logical_id, p)
+        for logical_id, p in resources_of_type(forwarder_json, "AWS::IAM::Policy").items()
+        if "Condition" in p
+    ]
+    true_conditions = {key_policy["Condition"]} if stream_has_key else set()
+    waits_for = _pipe_waits_for(forwarder_json, true_conditions)
+    _, pipe = only_resource(forwarder_json, "AWS::Pipes::Pipe")
+    # A literal DependsOn on a resource its condition may leave out makes CloudFormation reject the
+    # whole template ("Unresolved resource dependencies") for customers without a key.
+    assert key_policy_id not in pipe.get("DependsOn", [])
+    if stream_has_key:
+        assert key_policy_id in waits_for
+    else:
+        assert key_policy_id not in waits_for
+    # Whatever the pipe waits for exists under these conditions.
+    existing = {
+        logical_id
+        for logical_id, resource in forwarder_json["Resources"].items()
+        if resource.get("Condition") is None or resource["Condition"] in true_conditions
+    }
+    assert waits_for <= existing
+
+
+def test_pipe_metadata_refers_to_the_key_policy_only_under_its_condition(
+    forwarder_json: dict[str, Any],
+) -> None:
+    [(key_policy_id, key_policy)] = [
+        (logical_id, p)
+        for logical_id, p in resources_of_type(forwarder_json, "AWS::IAM::Policy").items()
+        if "Condition" in p
+    ]
+    _, pipe = only_resource(forwarder_json, "AWS::Pipes::Pipe")
+    assert pipe["Metadata"]["WaitsForStreamKeyPolicy"] == {
+        "Fn::If": [key_policy["Condition"], {"Ref": key_policy_id}, ""]
+    }
+
+
 def test_forward_rule_sends_agent_events_to_the_seller_bus(forwarder_json: dict[str, Any]) -> None:
     bus_id, _ = only_resource(forwarder_json, "AWS::Events::EventBus")
     dlq_id, _ = _by_prefix(forwarder_json, "AWS::SQS::Queue", "ForwarderForwardDeadLetterQueue")

@@ -20,7 +20,7 @@ from infra.config import CORE_LAYER_DIR, InfraSettings, default_context
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 from infra.nag import apply_nag
 from tests.infra.conftest import SynthesizedApp
-from tests.infra.template_helpers import only_resource, resources_of_type
+from tests.infra.template_helpers import only_resource, resource_with_prefix, resources_of_type
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -81,13 +81,18 @@ def test_function_is_python313_on_arm64_with_the_shared_handler(probe: Probe) ->
     assert function["Timeout"] == 30
 
 
-def test_function_has_powertools_and_core_layers(probe: Probe) -> None:
-    core_layer_id, _ = only_resource(probe.template, "AWS::Lambda::LayerVersion")
+def test_function_has_powertools_then_pinned_sdk_then_core_layers(probe: Probe) -> None:
+    core_layer_id, _ = resource_with_prefix(probe.template, "AWS::Lambda::LayerVersion", "RuntimeCoreLayer")
+    sdk_layer_id, _ = resource_with_prefix(
+        probe.template, "AWS::Lambda::LayerVersion", "RuntimeDependenciesLayer"
+    )
+    assert len(resources_of_type(probe.template, "AWS::Lambda::LayerVersion")) == 2
     assert _function(probe)["Layers"] == [
         {
             "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:017000801446:layer:"
             f"AWSLambdaPowertoolsPythonV3-python313-arm64:{PROBE_POWERTOOLS_VERSION}"
         },
+        {"Ref": sdk_layer_id},
         {"Ref": core_layer_id},
     ]
 
@@ -144,7 +149,7 @@ def test_factory_refuses_a_missing_handler(tmp_path: Path) -> None:
 
 def _staged_core_layer(template: dict[str, Any], outdir: Path, stack_name: str) -> Path:
     """The folder cdk staged for the layer: its S3 key names the asset in `<stack>.assets.json`."""
-    _, layer = only_resource(template, "AWS::Lambda::LayerVersion")
+    _, layer = resource_with_prefix(template, "AWS::Lambda::LayerVersion", "RuntimeCoreLayer")
     asset_hash = layer["Properties"]["Content"]["S3Key"].removesuffix(".zip")
     assets = json.loads((outdir / f"{stack_name}.assets.json").read_text(encoding="utf-8"))
     source = assets["files"][asset_hash]["source"]

@@ -273,7 +273,7 @@ def test_outputs_name_the_fulfilment_url_and_the_admin_api(metering_json: dict[s
 def test_the_core_layer_ships_the_web_pages(
     synthesized: SynthesizedApp, metering_json: dict[str, Any]
 ) -> None:
-    layer = next(iter(resources_of_type(metering_json, "AWS::Lambda::LayerVersion").values()))
+    _, layer = resource_with_prefix(metering_json, "AWS::Lambda::LayerVersion", "RuntimeCoreLayer")
     asset = layer["Properties"]["Content"]["S3Key"].removesuffix(".zip")
     assets = json.loads((synthesized.outdir / f"{METERING_STACK}.assets.json").read_text(encoding="utf-8"))
     staged = (
