@@ -1,4 +1,5 @@
-"""Builders of AWS-shaped events for tests, starting from the documented samples in tests/fixtures/samples."""
+"""Builders of AWS-shaped events for tests, starting from the documented samples in tests/fixtures/samples,
+and the verbatim published AWS samples in tests/fixtures/aws (see its SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,23 @@ from typing import Any
 
 from connect_metering.domain.instants import iso
 from connect_metering.local.traffic import eventbridge_envelope, sqs_batch
-from tests.conftest import SAMPLES
+from tests.conftest import REPO_ROOT, SAMPLES
 
 SAMPLE_INSTANCE = "arn:aws:connect:us-west-2:012345678901:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111"
 SAMPLE_ACCOUNT = "012345678901"
+AWS_SAMPLES = REPO_ROOT / "tests" / "fixtures" / "aws"
 
 
 @cache
 def _sample(name: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((SAMPLES / name).read_text())
+    return loaded
+
+
+def aws_sample(name: str) -> dict[str, Any]:
+    """A published AWS sample by file name (``.json`` optional), as a fresh copy the caller may change."""
+    file_name = name if name.endswith(".json") else f"{name}.json"
+    loaded: dict[str, Any] = json.loads((AWS_SAMPLES / file_name).read_text())
     return loaded
 
 
