@@ -288,7 +288,7 @@ class Buyer:
 class Subscription:
     buyer: Buyer
     product_code: str
-    started_ms: int
+    started_ms: int | None  # None: bought, not active yet (its activation comes later)
     ended_ms: int | None = None
     agreement_id: str | None = None
 
@@ -303,6 +303,8 @@ class Subscription:
 
         Active from ``started`` until ``ended`` (half-open); records of the active time are still taken
         for one hour after the end (final metering)."""
+        if self.started_ms is None:
+            return "the subscription has not been activated"
         if now_ms < self.started_ms:
             return f"the subscription starts at {iso_ms(self.started_ms)}"
         if timestamp_ms < self.started_ms:
@@ -597,12 +599,13 @@ class MarketplaceSimulator:
         license_arn: str | None = None,
         customer_identifier: str | None = None,
         product_code: str | None = None,
-        started: datetime,
+        started: datetime | None,
         ended: datetime | None = None,
         agreement_id: str | None = None,
     ) -> None:
         """``agreement_id`` is what ResolveCustomer returns as ``Metadata.AgreementId`` (default: one
-        derived from the identity, in AWS's ``agmt-...`` form)."""
+        derived from the identity, in AWS's ``agmt-...`` form). ``started`` None: not active until
+        ``start_subscription``."""
         buyer = Buyer(customer_aws_account_id, license_arn, customer_identifier)
         if license_arn is None and customer_identifier is None:
             raise ValueError(
@@ -613,7 +616,7 @@ class MarketplaceSimulator:
         subscription = Subscription(
             buyer=buyer,
             product_code=product_code or self.product_code,
-            started_ms=to_ms(_require_aware(started, "started")),
+            started_ms=None if started is None else to_ms(_require_aware(started, "started")),
             ended_ms=None if ended is None else to_ms(_require_aware(ended, "ended")),
         )
         subscription.agreement_id = agreement_id or _agreement_id(subscription.key)
@@ -621,6 +624,25 @@ class MarketplaceSimulator:
             if subscription.key in self._subscriptions:
                 raise ValueError(f"subscription {subscription.key} already exists")
             self._subscriptions[subscription.key] = subscription
+
+    def start_subscription(
+        self,
+        *,
+        license_arn: str | None = None,
+        customer_identifier: str | None = None,
+        product_code: str | None = None,
+        started: datetime,
+    ) -> None:
+        """Activate a subscription added with ``started=None`` (an earlier start is kept)."""
+        with self._lock:
+            subscription = self._subscription_for(license_arn, customer_identifier, product_code)
+            if subscription is None:
+                raise KeyError(
+                    f"no subscription for license_arn={license_arn} customer={customer_identifier}"
+                )
+            moment = to_ms(_require_aware(started, "started"))
+            if subscription.started_ms is None or moment < subscription.started_ms:
+                subscription.started_ms = moment
 
     def end_subscription(
         self,
@@ -747,6 +769,13 @@ class MarketplaceSimulator:
                 f"before-call.{service_id}",
                 handler,
                 unique_id=f"marketplace-sim-session-{service_id}-{id(self)}",
+            )
+
+    def detach_session(self, events: Any) -> None:
+        """Undo ``attach_session`` (a stale simulator must never answer a later run's clients)."""
+        for service_id in ("marketplace-metering", "marketplace-entitlement-service"):
+            events.unregister(
+                f"before-call.{service_id}", unique_id=f"marketplace-sim-session-{service_id}-{id(self)}"
             )
 
     def _on_before_call(self, *, model: OperationModel, params: Json, **_: Any) -> tuple[AWSResponse, Json]:
@@ -1037,7 +1066,7 @@ class MarketplaceSimulator:
         if record.buyer.customer_identifier is None:
             return
         subscription = self._subscription_for(None, record.buyer.customer_identifier, None)
-        if subscription is None or to_ms(now) < subscription.started_ms:
+        if subscription is None or subscription.started_ms is None or to_ms(now) < subscription.started_ms:
             return  # not subscribed (yet): that record is answered CustomerNotSubscribed
         if record.timestamp_ms < subscription.started_ms:
             raise MarketplaceError(

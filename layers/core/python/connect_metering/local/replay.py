@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import json
 import random
 import sys
@@ -24,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import boto3
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -86,7 +88,8 @@ class RegistrySubscription(BaseModel):
     license_arn: str | None = None
     customer_identifier: str | None = None
     pricing: Literal["usage", "contract"]
-    started: datetime
+    # None: bought but not active until a License Updated / subscribe-success line of E.jsonl says so.
+    started: datetime | None
     ended: datetime | None = None
     entitlements: dict[str, int] | None = None
     expires: datetime | None = None
@@ -217,14 +220,19 @@ def load_faults(path: Path | None) -> FaultsFile:
         raise BadInput(message) from None
 
 
+MARKETPLACE_SOURCE = "aws.agreement-marketplace"
+
+
 @dataclass(frozen=True)
 class Delivery:
-    """One line of E.jsonl as EventBridge would deliver it."""
+    """One line of E.jsonl as EventBridge would deliver it: to the agent-events queue, or (``lifecycle``)
+    to the subscription lifecycle queue (a Marketplace EventBridge event or SNS notification)."""
 
     line: int
     arrival_ms: int | None
     body: str
     event_ms: int | None = None
+    lifecycle: bool = False
 
 
 def read_events(path: Path) -> Iterator[Delivery]:
@@ -255,6 +263,10 @@ def _delivery(number: int, text: str) -> Delivery:
         return Delivery(number, None, text)
     if not isinstance(document, dict):
         return Delivery(number, None, text)
+    if document.get("source") == MARKETPLACE_SOURCE:
+        return Delivery(number, _arrival(document.get("time")), text, lifecycle=True)
+    if document.get("Type") == "Notification" and "Message" in document:
+        return Delivery(number, _arrival(document.get("Timestamp")), text, lifecycle=True)
     if "detail" in document and "source" in document:
         detail = document.get("detail")
         event_ms = _arrival(detail.get("EventTimestamp")) if isinstance(detail, dict) else None
@@ -271,6 +283,35 @@ def _delivery(number: int, text: str) -> Delivery:
     return Delivery(number, arrival, json.dumps(envelope), arrival)
 
 
+def marketplace_change(body: str) -> tuple[str, str | None, str | None] | None:
+    """("start" | "end", licence ARN, CustomerIdentifier) of a Marketplace notification that activates or
+    ends a subscription; None for any other (agreements, entitlement updates, unreadable)."""
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    if document.get("source") == MARKETPLACE_SOURCE:
+        detail = document.get("detail")
+        licence = detail.get("license") if isinstance(detail, dict) else None
+        arn = licence.get("arn") if isinstance(licence, dict) else None
+        kind_by_type = {"License Updated": "start", "License Deprovisioned": "end"}
+        kind = kind_by_type.get(str(document.get("detail-type", "")).rsplit(" - ", 1)[0])
+        return (kind, arn.strip(), None) if kind and isinstance(arn, str) else None
+    try:
+        message = json.loads(document.get("Message", ""))
+    except (TypeError, json.JSONDecodeError):
+        return None
+    if not isinstance(message, dict):
+        return None
+    customer = message.get("customer-identifier", message.get("CustomerIdentifier"))
+    kind = {"subscribe-success": "start", "unsubscribe-pending": "end", "unsubscribe-success": "end"}.get(
+        str(message.get("action", "")).strip()
+    )
+    return (kind, None, customer.strip()) if kind and isinstance(customer, str) else None
+
+
 # The run -------------------------------------------------------------------------------------------
 
 
@@ -284,6 +325,7 @@ class Action:
 
 @dataclass
 class Tally:
+    lifecycle: Counter[str] = field(default_factory=Counter)
     accepted: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
     late: Counter[str] = field(default_factory=Counter)
@@ -302,10 +344,19 @@ class Replay:
         self._earliest_event = sys.maxsize
 
     def run(self, deliveries: Iterator[Delivery], until_ms: int) -> dict[str, Any]:
-        first_start = min(
-            (to_ms(sub.started) for company in self.registry.companies for sub in company.subscriptions),
-            default=until_ms,
-        )
+        first = next(deliveries, None)
+        if first is not None:
+            deliveries = itertools.chain([first], deliveries)
+        starts = [
+            to_ms(sub.started)
+            for company in self.registry.companies
+            for sub in company.subscriptions
+            if sub.started
+        ]
+        # Subscriptions activated by a line of E.jsonl (started null) need the hours from the first line.
+        if first is not None and first.arrival_ms is not None:
+            starts.append(first.arrival_ms)
+        first_start = min(starts, default=until_ms)
         with EmbeddedAws(
             product_code=self.registry.product_code,
             start=from_ms(first_start),
@@ -313,32 +364,49 @@ class Replay:
             dimensions=(self.registry.policy.usage_dimension, self.registry.policy.overage_dimension),
         ) as aws:
             self.aws = aws
-            self._configure_handlers()
-            loaded = self._load_registry()
-            actions = self._schedule(loaded, first_start, until_ms)
-            clock = first_start
-            batch: list[str] = []
-            for delivery in deliveries:
-                if delivery.event_ms is not None:
-                    self._earliest_event = min(self._earliest_event, delivery.event_ms)
-                arrival = delivery.arrival_ms
-                if arrival is not None and arrival > clock:
-                    if actions and actions[0].at_ms <= arrival:
-                        self._ingest(batch)
-                        batch = []
-                        self._run_due(actions, arrival)
-                    clock = arrival
-                    aws.clock.advance_to(_moment(clock))
-                batch.append(delivery.body)
-                if len(batch) == SQS_BATCH:
-                    self._ingest(batch)
-                    batch = []
-            self._ingest(batch)
-            self._run_due(actions, until_ms)
-            aws.clock.advance_to(_moment(max(clock, until_ms)))
-            summary = self._summary(until_ms)
+            # The handlers build their own Marketplace clients (the lifecycle's GetEntitlements).
+            session_events = boto3._get_default_session().events
+            aws.marketplace.attach_session(session_events)
+            try:
+                summary = self._replay(deliveries, first_start, until_ms)
+            finally:
+                aws.marketplace.detach_session(session_events)
         self._write(summary)
         return summary
+
+    def _replay(self, deliveries: Iterator[Delivery], first_start: int, until_ms: int) -> dict[str, Any]:
+        """Lines in file order on the virtual clock, each due metering action before the line that
+        reaches its instant; then the clock moves to ``until`` and the summary is read."""
+        aws = self.aws
+        self._configure_handlers()
+        loaded = self._load_registry()
+        actions = self._schedule(loaded, first_start, until_ms)
+        clock = first_start
+        batch: list[str] = []
+        for delivery in deliveries:
+            if delivery.event_ms is not None:
+                self._earliest_event = min(self._earliest_event, delivery.event_ms)
+            arrival = delivery.arrival_ms
+            if arrival is not None and arrival > clock:
+                if actions and actions[0].at_ms <= arrival:
+                    self._ingest(batch)
+                    batch = []
+                    self._run_due(actions, arrival)
+                clock = arrival
+                aws.clock.advance_to(_moment(clock))
+            if delivery.lifecycle:
+                self._ingest(batch)
+                batch = []
+                self._notify(delivery)
+                continue
+            batch.append(delivery.body)
+            if len(batch) == SQS_BATCH:
+                self._ingest(batch)
+                batch = []
+        self._ingest(batch)
+        self._run_due(actions, until_ms)
+        aws.clock.advance_to(_moment(max(clock, until_ms)))
+        return self._summary(until_ms)
 
     def _configure_handlers(self) -> None:
         import os
@@ -390,7 +458,8 @@ class Replay:
                     where = f"companies[{index}].subscriptions[{number}]"
                     subscription = self._subscription(entry.alias, sub)
                     tenancy.add_subscription(subscription.model_copy(update={"started": None}))
-                    tenancy.save_subscription(subscription)
+                    if subscription.started is not None:
+                        tenancy.save_subscription(subscription)
                     self._register_buyer(subscription, sub)
                     loaded.append((sub, subscription))
             except TenancyError as error:
@@ -501,6 +570,46 @@ class Replay:
         if response.get("batchItemFailures"):
             raise RuntimeError(f"the lifecycle handler failed the end of {subscription.key}")
 
+    def _notify(self, delivery: Delivery) -> None:
+        """A Marketplace notification line: AWS's own view (the simulator's licence) follows it, then the
+        subscription lifecycle handler gets it, and any final metering it queues runs at once."""
+        self._mirror_to_marketplace(delivery)
+        response, results = self.lifecycle.handle_batch(
+            sqs_batch([delivery.body], first_message=self._next() * 1000)
+        )
+        self.lifecycle.metrics.clear_metrics()
+        if response.get("batchItemFailures"):
+            self.tally.lifecycle["failed"] += 1
+            print(
+                f"replay: E.jsonl line {delivery.line}: the lifecycle handler refused the notification",
+                file=sys.stderr,
+            )
+        for result in results:
+            self.tally.lifecycle[f"{result.effect.value}:{result.outcome.value}"] += 1
+        self._work()
+
+    def _mirror_to_marketplace(self, delivery: Delivery) -> None:
+        """Marketplace activates or ends a licence when it sends the notification: a subscription the
+        registry left unstarted (or unended) starts (ends) at the line's arrival in the simulator too."""
+        if delivery.arrival_ms is None:
+            return
+        change = marketplace_change(delivery.body)
+        if change is None:
+            return
+        kind, license_arn, customer_identifier = change
+        moment = _moment(delivery.arrival_ms)
+        try:
+            if kind == "start":
+                self.aws.marketplace.start_subscription(
+                    license_arn=license_arn, customer_identifier=customer_identifier, started=moment
+                )
+            else:
+                self.aws.marketplace.end_subscription(
+                    license_arn=license_arn, customer_identifier=customer_identifier, ended=moment
+                )
+        except KeyError:
+            return  # a buyer the registry does not know: Marketplace has nothing to change
+
     def _work(self) -> None:
         """Serve every work item on the meter queue; a crashed worker's item is dropped (the next
         scheduled run recovers its pending records)."""
@@ -586,6 +695,7 @@ class Replay:
             "companies": companies,
             "quarantined_unattributed": unattributed,
             "records_sent": len(self.results),
+            "lifecycle_notifications": dict(self.tally.lifecycle),
             "marketplace_calls": self.aws.marketplace.counter("BatchMeterUsage").calls,
         }
 
