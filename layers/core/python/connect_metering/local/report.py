@@ -277,9 +277,12 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, capt
     return f"<table>{caption_html}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
 
 
+# The billing rules document of a source checkout (the report links it when it is there).
+BILLING_RULES = Path(__file__).resolve().parents[5] / "docs" / "billing.md"
+
 CHECKS = (
     "Checked against the simulator's own ground truth (computed from the sessions it generated, not with "
-    "the product's code), per BILLING.md: accepted agent_minutes per subscription and environment = "
+    "the product's code), per the billing rules (docs/billing.md): accepted agent_minutes per subscription and environment = "
     "floor(billable time / 60 s) over the run; contract overage per hour = max(0, N - L); one accepted "
     "record per active hour of each subscription; events accepted, duplicate and quarantined as generated; "
     "billable and unbilled time per environment in the replay summary."
@@ -315,6 +318,11 @@ def render_html(
     problem_items = "".join(f"<li>{_e(problem)}</li>" for problem in problems)
     problem_html = f"<h2>Differences</h2><ul class='bad'>{problem_items}</ul>" if problems else ""
     file_items = "".join(f"<li><a href='{_e(name)}'><code>{_e(name)}</code></a></li>" for name in files)
+    rules_link = (
+        f" The rules: <a href='{_e(BILLING_RULES.as_uri())}'>docs/billing.md</a>."
+        if BILLING_RULES.is_file()
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -323,7 +331,7 @@ def render_html(
 <h1>{_e(title)}</h1>
 <p class="{"ok" if matches else "bad"}"><strong>{_e(verdict)}</strong></p>
 <ul>{params}</ul>
-<p>{_e(CHECKS)}</p>
+<p>{_e(CHECKS)}{rules_link}</p>
 <h2>Hourly agent-minutes per company and environment</h2>
 <p><img src="data:image/png;base64,{image}" alt="Stacked bars of hourly agent-minutes per company and environment: ground truth above, accepted by AWS Marketplace below"></p>
 <p>The same chart as a file: <a href="{_e(png_name)}">{_e(png_name)}</a>.</p>
@@ -350,7 +358,7 @@ def write_report(
         f"--hours {scenario.hours} --seed {scenario.seed}"
     )
     verdict = (
-        "Billing matches the ground truth (BILLING.md) for every company."
+        "Billing matches the ground truth (docs/billing.md) for every company."
         if outcome.matches
         else f"MISMATCH: billing differs from the ground truth. Reproduce with: {command}"
     )
@@ -413,7 +421,7 @@ def write_report(
                     [company, iso_ms(hour)[:16], agents, licensed, want, "-" if got is None else got]
                     for company, hour, agents, licensed, want, got in outcome.contract_hours
                 ],
-                caption="Contract overage per hour (BILLING.md section 7)",
+                caption="Contract overage per hour (docs/billing.md section 7)",
             )
         )
     problems = [*outcome.global_problems]

@@ -1094,7 +1094,7 @@ def simulate(
         "BatchMeterUsage calls"
     )
     if outcome.matches:
-        print("Billing matches the ground truth (BILLING.md) for every company.")
+        print("Billing matches the ground truth (docs/billing.md) for every company.")
     else:
         print(
             "MISMATCH: the product's billing differs from the ground truth. Reproduce with: "
@@ -1106,6 +1106,8 @@ def simulate(
             for problem in company.problems:
                 print(f"  - {company.alias}: {problem}")
     print(f"Report: {paths['html']} (chart: {paths['png']})")
+    if report.BILLING_RULES.is_file():
+        print(f"Billing rules checked: {report.BILLING_RULES}")
     return EXIT_MATCH if outcome.matches else EXIT_MISMATCH
 
 
