@@ -635,11 +635,7 @@ class MarketplaceSimulator:
     ) -> None:
         """Activate a subscription added with ``started=None`` (an earlier start is kept)."""
         with self._lock:
-            subscription = self._subscription_for(license_arn, customer_identifier, product_code)
-            if subscription is None:
-                raise KeyError(
-                    f"no subscription for license_arn={license_arn} customer={customer_identifier}"
-                )
+            subscription = self._known_subscription(license_arn, customer_identifier, product_code)
             moment = to_ms(_require_aware(started, "started"))
             if subscription.started_ms is None or moment < subscription.started_ms:
                 subscription.started_ms = moment
@@ -653,11 +649,7 @@ class MarketplaceSimulator:
         ended: datetime,
     ) -> None:
         with self._lock:
-            subscription = self._subscription_for(license_arn, customer_identifier, product_code)
-            if subscription is None:
-                raise KeyError(
-                    f"no subscription for license_arn={license_arn} customer={customer_identifier}"
-                )
+            subscription = self._known_subscription(license_arn, customer_identifier, product_code)
             subscription.ended_ms = to_ms(_require_aware(ended, "ended"))
 
     def set_entitlement(
@@ -1223,6 +1215,14 @@ class MarketplaceSimulator:
                 f"customer:{product_code or self.product_code}/{customer_identifier}"
             )
         return None
+
+    def _known_subscription(
+        self, license_arn: str | None, customer_identifier: str | None, product_code: str | None
+    ) -> Subscription:
+        subscription = self._subscription_for(license_arn, customer_identifier, product_code)
+        if subscription is None:
+            raise KeyError(f"no subscription for license_arn={license_arn} customer={customer_identifier}")
+        return subscription
 
     def _complete_buyer(self, buyer: Buyer) -> Buyer:
         """Fill identity fields Marketplace knows from the subscription (e.g. the account of a licence)."""
