@@ -27,9 +27,11 @@ from connect_metering.adapters.marketplace_meter import MarketplaceMeter, Observ
 from connect_metering.adapters.meter_store import DynamoMeterStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.batch_response import respond
+from connect_metering.counted import count_unreadable
 from connect_metering.domain.metering import RecordStatus
 from connect_metering.services.meter import MeterReport, MeterRequest, MeterWorker
 from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.unreadable import UnreadableItems
 
 if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
@@ -65,13 +67,14 @@ def build_worker(
     very code on a virtual clock."""
     settings = load_settings().require("tenancy_table", "activity_table", "ledger_table")
     dynamodb = boto3.client("dynamodb")
+    unreadable = UnreadableItems()
     # The product retries itself (back-off with jitter, pending records resent by the next run).
     metering = metering or boto3.client(
         "meteringmarketplace", config=Config(retries={"total_max_attempts": 1})
     )
     return MeterWorker(
         companies=DynamoTenancyStore(settings.tenancy_table, dynamodb),
-        activity=DynamoActivityStore(settings.activity_table, dynamodb),
+        activity=DynamoActivityStore(settings.activity_table, dynamodb, unreadable),
         store=DynamoMeterStore(
             tenancy_table=settings.tenancy_table,
             ledger_table=settings.ledger_table,
@@ -90,6 +93,7 @@ def build_worker(
         ),
         policy=settings.policy,
         now_ms=now_ms,
+        unreadable=unreadable,
     )
 
 
@@ -128,12 +132,17 @@ def handle_batch(
     share BatchMeterUsage calls; a company whose run failed is redelivered alone. Replay passes its
     virtual-clock worker."""
     active = meter or worker()
-    requests = {
-        record["messageId"]: MeterRequest.from_json(json.loads(record["body"])) for record in event["Records"]
-    }
-    outcomes = dict(zip(requests, active.run_batch(list(requests.values())), strict=True))
+    requests: dict[str, MeterRequest] = {}
+    outcomes: dict[str, MeterReport | Exception] = {}
+    for record in event["Records"]:
+        try:
+            requests[record["messageId"]] = MeterRequest.from_json(json.loads(record["body"]))
+        except (KeyError, TypeError, ValueError) as error:
+            outcomes[record["messageId"]] = error  # this item alone fails (dead-letter queue, alarmed)
+    outcomes.update(zip(requests, active.run_batch(list(requests.values())), strict=True))
     response, reports = respond(processor, event["Records"], outcomes)
     publish(reports)
+    count_unreadable(metrics, active.unreadable.drain())
     return response, reports
 
 

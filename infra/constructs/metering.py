@@ -128,11 +128,9 @@ class HourlyMetering(Construct):
         dispatcher = self.dispatcher.function
         allow_table_access(dispatcher, tenancy_table, ["dynamodb:Query", "dynamodb:GetItem"], writes=False)
         _allow_index(dispatcher, tenancy_table, "active-subscriptions")
-        allow_table_access(dispatcher, activity_table, ["dynamodb:Query"], writes=False)
+        # UpdateItem: a late marker is cleared once its recompute is queued (progress per item).
+        allow_table_access(dispatcher, activity_table, ["dynamodb:Query", "dynamodb:UpdateItem"], writes=True)
         _allow_index(dispatcher, activity_table, "late-events")
-        allow_table_access(
-            dispatcher, self.ledger_table, ["dynamodb:GetItem", "dynamodb:PutItem"], writes=True
-        )
         self.queue.grant_send_messages(dispatcher)
 
         worker = self.worker.function

@@ -23,6 +23,7 @@ from constructs import Construct
 from infra.config import METRICS_NAMESPACE
 
 WORKER_SERVICE = "connect-metering-meter-worker"
+DISPATCH_SERVICE = "connect-metering-meter-dispatch"
 INGEST_SERVICE = "connect-metering-ingest"
 PERIOD = cdk.Duration.minutes(5)
 
@@ -64,6 +65,19 @@ class MeteringOperations(Construct):
             ("RecordsRefused", "Marketplace refused a record with a call of its own: it stays pending"),
         ):
             self._alarm(name, product_metric(name, WORKER_SERVICE), why)
+        # A stored item a reader skipped (connect_metering.unreadable): metering went on without it.
+        self._alarm(
+            "UnreadableItems",
+            cloudwatch.MathExpression(
+                expression="FILL(dispatcher, 0) + FILL(worker, 0)",
+                using_metrics={
+                    "dispatcher": product_metric("UnreadableItems", DISPATCH_SERVICE),
+                    "worker": product_metric("UnreadableItems", WORKER_SERVICE),
+                },
+                period=PERIOD,
+            ),
+            "a stored item could not be read and was skipped: find its key in the logs",
+        )
 
     def watch(
         self, *, functions: Sequence[lambda_.IFunction], dead_letter_queues: Sequence[sqs.IQueue]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
@@ -23,3 +24,10 @@ def count_by(name: str, dimension: str, counts: Mapping[str, int]) -> None:
                 name=name, unit=MetricUnit.Count, value=count, namespace=METRICS_NAMESPACE
             ) as metric:
                 metric.add_dimension(name=dimension, value=value)
+
+
+def count_unreadable(metrics: Metrics, counts: Mapping[str, int]) -> None:
+    """Stored items readers skipped (connect_metering.unreadable): the total on the function's own
+    metrics (what the alarm watches), and the split by reader."""
+    metrics.add_metric(name="UnreadableItems", unit=MetricUnit.Count, value=sum(counts.values()))
+    count_by("UnreadableItems", "Reader", counts)

@@ -11,21 +11,30 @@ Ingest adds all of a batch's events of one agent-hour with ONE UpdateItem (``ADD
 the returned old set tells which events were already there (duplicates), and set semantics make a
 redelivery harmless. An agent-hour that receives events after the hour was metered gets
 ``late_shard``/``late_at``, which puts it in the sparse GSI ``late-events`` so the next metering run
-finds the hours to recompute with a few queries instead of a scan.
+finds the hours to recompute with a few queries instead of a scan. The dispatcher removes a marker
+(``clear_late_markers``) once the recompute it asks for is queued: each marker is its own progress.
+
+Every key is total: the day is ``YYYY-MM-DD`` zero-padded from the epoch (``utc_day``), whatever the
+year. A reader skips an item it cannot parse (counted in ``UnreadableItems``, alarmed) instead of
+failing: one stored item must never stop the metering of anyone else.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from connect_metering.adapters.table_schema import Index, create_table
 from connect_metering.domain.agent_events import AgentEvent
-from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
+from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, to_ms, utc_day
 from connect_metering.domain.sessions import UNKNOWN_STATUS_START_MS, AgentEventPoint, EventKind
+from connect_metering.unreadable import ACTIVITY_EVENTS, LATE_EVENTS, UnreadableItems
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -33,6 +42,8 @@ if TYPE_CHECKING:
 LATE_EVENTS_INDEX = "late-events"
 LATE_SHARDS = 8
 MS_PER_DAY = 24 * MS_PER_HOUR
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_HOUR_SORT_KEY = re.compile(r"(\d{2})#(C|E#.+)", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +60,35 @@ class HourWindow:
     events: list[StoredEvent]
 
 
+@dataclass(frozen=True, slots=True)
+class LateMarker:
+    """An agent-hour that received events after it was metered, as the late-events index lists it."""
+
+    instance_arn: str
+    hour_ms: int
+    pk: str
+    sk: str
+    late_at_ms: int
+
+
 def partition_key(instance_arn: str, hour_ms: int) -> str:
-    return f"{instance_arn}#{datetime.fromtimestamp(hour_ms / 1000, UTC):%Y-%m-%d}"
+    return f"{instance_arn}#{utc_day(hour_ms)}"
+
+
+def parse_partition_key(pk: str) -> tuple[str, int]:
+    """``<instance arn>#<YYYY-MM-DD>`` -> (instance ARN, day start in epoch ms); ValueError otherwise."""
+    instance_arn, _, day = pk.rpartition("#")
+    if not instance_arn or not _DAY.fullmatch(day):
+        raise ValueError(f"not <instance>#YYYY-MM-DD: {pk!r}")
+    year, month, date = (int(part) for part in day.split("-"))
+    return instance_arn, to_ms(datetime(year, month, date, tzinfo=UTC))
+
+
+def parse_hour_of_day(sk: str) -> int:
+    hour = _HOUR_SORT_KEY.fullmatch(sk)
+    if hour is None or int(hour.group(1)) > 23:
+        raise ValueError(f"not <HH>#C or <HH>#E#<agent>: {sk!r}")
+    return int(hour.group(1))
 
 
 def _hour_of_day(hour_ms: int) -> int:
@@ -85,9 +123,12 @@ def late_shard(instance_arn: str) -> str:
 class DynamoActivityStore:
     """The activity port on one DynamoDB table; the client is injected."""
 
-    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+    def __init__(
+        self, table_name: str, client: DynamoDBClient, unreadable: UnreadableItems | None = None
+    ) -> None:
         self._table = table_name
         self._client = client
+        self.unreadable = unreadable or UnreadableItems()
 
     def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> set[str]:
         """Add events of ONE agent and ONE hour; returns the encodings that were new (the others were
@@ -125,18 +166,24 @@ class DynamoActivityStore:
         while day_start <= last_hour_ms:
             low = max(first_hour_ms, day_start)
             high = min(last_hour_ms, day_start + MS_PER_DAY - MS_PER_HOUR)
-            for item in self._query(
-                partition_key(instance_arn, day_start),
-                f"{_hour_of_day(low):02d}#",
-                f"{_hour_of_day(high):02d}#~",
-            ):
-                sort_key = item["sk"]["S"]
-                hour_ms = day_start + int(sort_key[:2]) * MS_PER_HOUR
-                if sort_key[3] == "C":
-                    checkpoints[hour_ms] = item["doc"]["B"]
+            pk = partition_key(instance_arn, day_start)
+            for item in self._query(pk, f"{_hour_of_day(low):02d}#", f"{_hour_of_day(high):02d}#~"):
+                sort_key = str(item.get("sk", {}).get("S", ""))
+                try:
+                    hour_ms = day_start + parse_hour_of_day(sort_key) * MS_PER_HOUR
+                    if sort_key[3] == "C":
+                        checkpoints[hour_ms] = item["doc"]["B"]  # decoded (and checked) by the worker
+                        continue
+                    texts = item["ev"]["SS"]
+                except (KeyError, TypeError, ValueError) as error:
+                    self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
                     continue
                 agent_arn = agent_prefix + sort_key.split("#", 2)[2]
-                events.extend(StoredEvent(agent_arn, decode_event(text)) for text in item["ev"]["SS"])
+                for text in texts:
+                    try:
+                        events.append(StoredEvent(agent_arn, decode_event(text)))
+                    except (TypeError, ValueError) as error:
+                        self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
             day_start += MS_PER_DAY
         return HourWindow(checkpoints, events)
 
@@ -156,6 +203,39 @@ class DynamoActivityStore:
     def late_event_hours(self, *, arrived_since_ms: int) -> dict[str, int]:
         """Instance ARN -> earliest event hour among events that arrived late since the instant."""
         earliest: dict[str, int] = {}
+        for marker in self._read_markers(arrived_since_ms)[0]:
+            earliest[marker.instance_arn] = min(
+                marker.hour_ms, earliest.get(marker.instance_arn, marker.hour_ms)
+            )
+        return earliest
+
+    def late_markers(self) -> list[LateMarker]:
+        """Every marker not yet cleared. A marker whose key cannot be read is skipped, counted and
+        cleared (the item stays for audit), so it is never read again."""
+        markers, unreadable = self._read_markers(0)
+        self.clear_late_markers(unreadable)
+        return markers
+
+    def clear_late_markers(self, markers: Sequence[LateMarker]) -> None:
+        """Take handled agent-hours out of the index. A marker that moved since it was read (more events
+        arrived late) stays: the next run handles it."""
+        for marker in markers:
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": marker.pk}, "sk": {"S": marker.sk}},
+                    UpdateExpression="REMOVE late_shard, late_at",
+                    ConditionExpression="late_at = :seen",
+                    ExpressionAttributeValues={":seen": {"N": str(marker.late_at_ms)}},
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+
+    def _read_markers(self, arrived_since_ms: int) -> tuple[list[LateMarker], list[LateMarker]]:
+        """(readable markers, unreadable ones: keys only, hour 0) of events that arrived since the instant."""
+        readable: list[LateMarker] = []
+        unreadable: list[LateMarker] = []
         paginator = self._client.get_paginator("query")
         for shard in range(LATE_SHARDS):
             for page in paginator.paginate(
@@ -168,11 +248,17 @@ class DynamoActivityStore:
                 },
             ):
                 for item in page.get("Items", []):
-                    instance_arn, day = item["pk"]["S"].rsplit("#", 1)
-                    day_ms = int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()) * 1000
-                    hour_ms = day_ms + int(item["sk"]["S"][:2]) * MS_PER_HOUR
-                    earliest[instance_arn] = min(hour_ms, earliest.get(instance_arn, hour_ms))
-        return earliest
+                    pk, sk = str(item["pk"]["S"]), str(item["sk"]["S"])
+                    late_at_ms = int(item["late_at"]["N"])
+                    try:
+                        instance_arn, day_ms = parse_partition_key(pk)
+                        hour_ms = day_ms + parse_hour_of_day(sk) * MS_PER_HOUR
+                    except ValueError as error:
+                        self.unreadable.skip(LATE_EVENTS, f"{pk} {sk}", error)
+                        unreadable.append(LateMarker("", 0, pk, sk, late_at_ms))
+                        continue
+                    readable.append(LateMarker(instance_arn, hour_ms, pk, sk, late_at_ms))
+        return readable, unreadable
 
     def _query(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("query")

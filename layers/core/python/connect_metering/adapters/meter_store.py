@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -233,26 +233,6 @@ class DynamoMeterStore:
             response = self._client.batch_write_item(RequestItems=unprocessed)
             unprocessed = response.get("UnprocessedItems", {})
         raise RuntimeError(f"DynamoDB left {sum(len(v) for v in unprocessed.values())} writes unprocessed")
-
-
-class DynamoDispatcherState:
-    """The dispatcher's watermark: late events are looked for from the previous run on, so a skipped or
-    failed run widens the next window instead of losing them."""
-
-    KEY: ClassVar[dict[str, Any]] = {"pk": {"S": "#DISPATCHER"}, "sk": {"S": "#STATE"}}
-
-    def __init__(self, ledger_table: str, client: DynamoDBClient) -> None:
-        self._table = ledger_table
-        self._client = client
-
-    def late_since(self, default_ms: int) -> int:
-        item = self._client.get_item(TableName=self._table, Key=self.KEY, ConsistentRead=True).get("Item")
-        return int(item["late_checked_at"]["N"]) if item else default_ms
-
-    def save(self, checked_at_ms: int) -> None:
-        self._client.put_item(
-            TableName=self._table, Item={**self.KEY, "late_checked_at": {"N": str(checked_at_ms)}}
-        )
 
 
 def create_ledger_table(client: DynamoDBClient, table_name: str) -> None:

@@ -44,9 +44,18 @@ def from_ms(epoch_ms: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
 
 
+def utc_day(epoch_ms: int) -> str:
+    """Epoch ms -> ``YYYY-MM-DD``, the year always four digits: ``strftime("%Y")`` writes the year 999
+    as ``999`` on Linux, which no ISO parser reads back, so stored keys never use it."""
+    moment = from_ms(epoch_ms)
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+
+
 def iso_ms(epoch_ms: int) -> str:
-    """Epoch ms -> ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    return from_ms(epoch_ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    """Epoch ms -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (zero-padded for every year: it is used in stored keys)."""
+    moment = from_ms(epoch_ms)
+    clock = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{epoch_ms % 1000:03d}"
+    return f"{utc_day(epoch_ms)}T{clock}Z"
 
 
 def iso(moment: datetime) -> str:

@@ -383,9 +383,14 @@ class Replay:
         actions = self._schedule(loaded, first_start, until_ms)
         clock = first_start
         batch: list[str] = []
+        max_age = self.registry.policy.max_event_age * 1000
         for delivery in deliveries:
             if delivery.event_ms is not None:
-                self._earliest_event = min(self._earliest_event, delivery.event_ms)
+                # The summary reads stored events from here on: an event older than max_event_age at
+                # its arrival is never accepted (BILLING.md section 2 rule 5), so a line dated in
+                # year 999 must not make the summary read a thousand years of days.
+                oldest = delivery.event_ms if delivery.arrival_ms is None else delivery.arrival_ms - max_age
+                self._earliest_event = min(self._earliest_event, max(delivery.event_ms, oldest))
             arrival = delivery.arrival_ms
             if arrival is not None and arrival > clock:
                 if actions and actions[0].at_ms <= arrival:

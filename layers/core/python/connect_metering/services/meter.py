@@ -19,7 +19,7 @@ from __future__ import annotations
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from connect_metering.adapters.activity_table import HourWindow
@@ -41,6 +41,7 @@ from connect_metering.domain.sessions import AgentEventPoint, BillableTimePolicy
 from connect_metering.domain.tenancy import Environment, PricingModel, Subscription
 from connect_metering.domain.usage import EnvironmentCheckpoint, UsageView, resume
 from connect_metering.settings import BillingPolicy
+from connect_metering.unreadable import CHECKPOINTS, PENDING_RECORDS, UnreadableItems
 
 MS_PER_DAY = 24 * MS_PER_HOUR
 # How far back a missing checkpoint is looked for before the environment's history is taken as empty.
@@ -171,6 +172,7 @@ class MeterWorker:
         marketplace: Marketplace,
         policy: BillingPolicy,
         now_ms: Callable[[], int],
+        unreadable: UnreadableItems | None = None,
     ) -> None:
         self._companies = companies
         self._activity = activity
@@ -178,6 +180,7 @@ class MeterWorker:
         self._marketplace = marketplace
         self._policy = policy
         self._now_ms = now_ms
+        self.unreadable = unreadable or UnreadableItems()
 
     @property
     def _billable(self) -> BillableTimePolicy:
@@ -250,7 +253,7 @@ class MeterWorker:
             return _Prepared(report, [], CompanyMeterState(), 0, [])
         state = CompanyMeterState.from_json(snapshot.meter_state)
         version = snapshot.meter_version
-        loaded = [MeteringRecord.from_json(_json(text)) for text in snapshot.pending_records]
+        loaded = self._pending_records(request.company, snapshot.pending_records)
         pending = [record.recovered() for record in loaded]
         subscriptions = [sub for sub in snapshot.subscriptions if sub.started is not None]
         max_age = self._policy.max_record_age * 1000
@@ -269,6 +272,7 @@ class MeterWorker:
             record.sending() for record in pending if not record.in_flight or record != before[record.key]
         ]
         pending = [record.sending() for record in pending]
+        request = self._bounded(request, now)
         hours = self._hours_to_meter(request, subscriptions, state)
         if hours or expired or request.recompute_from:
             version, new_records = self._meter_hours(
@@ -277,6 +281,26 @@ class MeterWorker:
             report.records_stored = new_records
             pending += new_records
         return _Prepared(report, pending, state, version, subscriptions, to_mark)
+
+    def _pending_records(self, company: str, texts: Sequence[str]) -> list[MeteringRecord]:
+        records: list[MeteringRecord] = []
+        for text in texts:
+            try:
+                records.append(MeteringRecord.from_json(_json(text)))
+            except (KeyError, TypeError, ValueError) as error:
+                self.unreadable.skip(PENDING_RECORDS, f"COMPANY#{company} {text[:120]}", error)
+        return records
+
+    def _bounded(self, request: MeterRequest, now: int) -> MeterRequest:
+        """Recompute no earlier than now - max_event_age: an event older than that at its arrival is
+        quarantined (BILLING.md section 2 rule 5), so the hours before cannot have changed. Without this
+        bound a marker dated in year 999 would recompute a thousand years of checkpoints."""
+        oldest = hour_floor(now - self._policy.max_event_age * 1000)
+        if all(hour >= oldest for hour in request.recompute_from.values()):
+            return request
+        return replace(
+            request, recompute_from={arn: max(hour, oldest) for arn, hour in request.recompute_from.items()}
+        )
 
     # Which hours -----------------------------------------------------------------------------------
 
@@ -491,12 +515,13 @@ class MeterWorker:
         agents were all logged out, so an empty checkpoint at the next day is exact."""
         window = self._activity.read_hours(arn, start, last_hour)
         events = list(window.events)
-        checkpoint_doc = window.checkpoints.get(start)
+        found = self._checkpoints(arn, window)
+        stored_checkpoint = found.get(start)
         boundary = start
         day = start - start % MS_PER_DAY
         searched_to = start
         for _ in range(MAX_LOOKBACK_DAYS):
-            if checkpoint_doc is not None:
+            if stored_checkpoint is not None:
                 break
             earlier = (
                 self._activity.read_hours(arn, day, searched_to - MS_PER_HOUR)
@@ -504,9 +529,10 @@ class MeterWorker:
                 else HourWindow({}, [])
             )
             events += earlier.events
-            if earlier.checkpoints:
-                boundary = max(earlier.checkpoints)
-                checkpoint_doc = earlier.checkpoints[boundary]
+            readable = self._checkpoints(arn, earlier)
+            if readable:
+                boundary = max(readable)
+                stored_checkpoint = readable[boundary]
                 break
             if not earlier.events and searched_to - day == MS_PER_DAY:
                 boundary = searched_to
@@ -515,8 +541,8 @@ class MeterWorker:
             boundary = searched_to
         timeout = self._policy.silence_timeout * 1000
         checkpoint = (
-            _checkpoint_from(checkpoint_doc)
-            if checkpoint_doc is not None
+            stored_checkpoint
+            if stored_checkpoint is not None
             else EnvironmentCheckpoint.empty(boundary, policy=self._billable, silence_timeout_ms=timeout)
         )
         by_agent: dict[str, list[AgentEventPoint]] = defaultdict(list)
@@ -524,6 +550,20 @@ class MeterWorker:
             if stored.point.ts_ms >= checkpoint.boundary_ms:
                 by_agent[stored.agent_arn].append(stored.point)
         return checkpoint, by_agent
+
+    def _checkpoints(self, arn: str, window: HourWindow) -> dict[int, EnvironmentCheckpoint]:
+        """The window's checkpoints that decode and sit at their own hour; the others are skipped (an
+        earlier one is used instead, and the hours after it recomputed) and counted."""
+        readable: dict[int, EnvironmentCheckpoint] = {}
+        for hour, document in window.checkpoints.items():
+            try:
+                checkpoint = _checkpoint_from(document)
+                if checkpoint.boundary_ms != hour:
+                    raise ValueError(f"boundary {checkpoint.boundary_ms} stored at hour {hour}")
+                readable[hour] = checkpoint
+            except Exception as error:  # zlib.error, JSON, a missing field: whatever the bytes are
+                self.unreadable.skip(CHECKPOINTS, f"{arn} {iso_ms(hour)}", error)
+        return readable
 
     # Outcomes --------------------------------------------------------------------------------------
 
