@@ -39,7 +39,7 @@ def test_a_day_of_catch_up_reads_each_event_about_once_and_bills_exactly(
     ingest.metrics.clear_metrics()
 
     passed: list[int] = []
-    real_resume = meter_module.resume
+    real_resume = meter_module.resume  # type: ignore[attr-defined]
 
     def counting_resume(checkpoint: Any, events_by_agent: Any, *args: Any, **kwargs: Any) -> Any:
         passed.append(sum(len(points) for points in events_by_agent.values()))
