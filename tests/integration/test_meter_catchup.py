@@ -11,6 +11,7 @@ import pytest
 
 import connect_metering.services.meter as meter_module
 from connect_metering.domain.instants import parse_iso
+from connect_metering.domain.usage import resume
 from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.lambdas import handler_module
 from connect_metering.local.traffic import sqs_batch
@@ -39,11 +40,10 @@ def test_a_day_of_catch_up_reads_each_event_about_once_and_bills_exactly(
     ingest.metrics.clear_metrics()
 
     passed: list[int] = []
-    real_resume = meter_module.resume  # type: ignore[attr-defined]
 
     def counting_resume(checkpoint: Any, events_by_agent: Any, *args: Any, **kwargs: Any) -> Any:
         passed.append(sum(len(points) for points in events_by_agent.values()))
-        return real_resume(checkpoint, events_by_agent, *args, **kwargs)
+        return resume(checkpoint, events_by_agent, *args, **kwargs)
 
     monkeypatch.setattr(meter_module, "resume", counting_resume)
     worker = build_worker(aws, Crashes())
