@@ -195,6 +195,7 @@ class LocalServer:
         load_settings.cache_clear()
         self.register.registration_service.cache_clear()
         self.admin.licence_service.cache_clear()
+        self.admin.audit_log.cache_clear()
         self.lifecycle.lifecycle_service.cache_clear()
 
     @property
@@ -245,7 +246,7 @@ class LocalServer:
             return response_from(module.lambda_handler(event, context))
 
     def _page(self, status: int, title: str, body: str) -> HttpResponse:
-        headers = list(security_headers(https=False).items())
+        headers = list(security_headers().items())
         return HttpResponse(status, headers, layout(title, body).encode())
 
     def _index(self) -> str:
