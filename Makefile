@@ -6,11 +6,15 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov in a venv of its own: it pins boto3 1.35 and packaging 23, the project pins newer ones.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_PINS := .ci/checkov-requirements.txt
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install layer-deps demo test lint format unit integration infra e2e synth cdk-synth forwarder-template bench clean
+.PHONY: install layer-deps demo test lint format unit integration infra e2e synth cdk-synth checkov forwarder-template bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -41,8 +45,9 @@ format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# `make test` is what CI runs: lint, then every test marker, spread over both cores.
-test: $(PY_STAMP) $(NODE_STAMP) lint layer-deps
+# `make test` is what CI runs: lint, checkov on the synthesized templates, then every test marker,
+# spread over both cores.
+test: $(PY_STAMP) $(NODE_STAMP) lint layer-deps checkov
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 unit: $(PY_STAMP)
@@ -61,6 +66,17 @@ e2e: $(PY_STAMP) $(NODE_STAMP)
 synth: $(PY_STAMP) layer-deps
 	$(PY) infra/app.py
 
+$(CHECKOV_STAMP): $(CHECKOV_PINS)
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(CHECKOV_PINS)
+	touch $@
+
+# checkov on both stacks' templates (a fresh synth), skips and their reasons in .checkov.yaml. Offline:
+# no platform download (--skip-download, BC_SKIP_MAPPING), no PyPI version check. About 15 s.
+checkov: synth $(CHECKOV_STAMP)
+	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE $(CHECKOV_VENV)/bin/checkov \
+		--config-file .checkov.yaml -f cdk.out/MeteringStack.template.json -f cdk.out/ForwarderStack.template.json
+
 # The CDK CLI synth, offline, through cdk.json.
 cdk-synth: $(PY_STAMP) $(NODE_STAMP) layer-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet
@@ -76,4 +92,4 @@ bench: $(PY_STAMP)
 	$(BIN)/connect-metering bench --out build/bench.json
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out out build/layers .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out out build/layers .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,6 +8,10 @@
 
 Errors are JSON ``{"error": rule, "field": field, "message": text}``: 404 unknown company or
 environment, 409 a uniqueness rule (one account one company, instance or name taken), 422 malformed.
+
+Every change (adding or removing an environment, whatever its outcome) is audited: a structured log
+line and an ``AUDIT#<alias>`` item in the tenancy table naming the caller's IAM principal ARN, the
+route, the target and the outcome. The seat check is a question, not a change, and is not audited.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.activity_table import DynamoActivityStore
+from connect_metering.adapters.audit_table import DynamoAuditLog
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.domain.audit import AuditEntry
 from connect_metering.domain.instants import iso
 from connect_metering.domain.tenancy import Environment, TenancyError
 from connect_metering.services.licence import LicenceService
@@ -61,6 +67,41 @@ def licence_service() -> LicenceService:
         silence_timeout_ms=settings.policy.silence_timeout * 1000,
         product_code=settings.product_code,
     )
+
+
+@lru_cache(maxsize=1)
+def audit_log() -> DynamoAuditLog:
+    settings = load_settings().require("tenancy_table")
+    return DynamoAuditLog(settings.tenancy_table, boto3.client("dynamodb"))
+
+
+def _caller() -> str:
+    """The IAM principal API Gateway authenticated (SigV4); the route requires IAM, so it is always set
+    when deployed."""
+    authorizer = app.current_event.request_context.authorizer
+    iam = authorizer.iam if authorizer else None
+    return (iam.user_arn if iam else None) or "unknown"
+
+
+def _audit(alias: str, target: str, outcome: str, status: int) -> None:
+    """Log and store who changed what. The log line comes first and always; a failed store is logged as
+    an error (with the whole record) rather than failing a change that has already been made."""
+    context = app.current_event.request_context
+    entry = AuditEntry(
+        company_alias=alias,
+        at=now(),
+        request_id=context.request_id,
+        caller=_caller(),
+        route=context.route_key or f"{app.current_event.http_method} {app.current_event.path}",
+        target=target,
+        outcome=outcome,
+        status=status,
+    )
+    logger.info("admin change", extra={"audit": entry.fields()})
+    try:
+        audit_log().record(entry)
+    except Exception as error:
+        logger.error("audit item not stored", extra={"audit": entry.fields(), "error": type(error).__name__})
 
 
 def _plain(value: Any) -> Any:
@@ -113,18 +154,39 @@ def list_environments(alias: str) -> Response[str]:
     return _json(200, {"company": alias, "environments": [_environment(e) for e in environments]})
 
 
+def _environment_target(name: object, instance_arn: object) -> str:
+    return f"environment {name if isinstance(name, str) else '?'} ({instance_arn if isinstance(instance_arn, str) else '?'})"
+
+
 @app.post("/companies/<alias>/environments")
 def add_environment(alias: str) -> Response[str]:
-    body = _body()
-    environment = licence_service().add_environment(alias, body.get("name"), body.get("instance_arn"))
-    logger.info("environment added", extra={"company": alias, "environment": environment.name})
+    target = _environment_target(None, None)
+    try:
+        body = _body()
+        target = _environment_target(body.get("name"), body.get("instance_arn"))
+        environment = licence_service().add_environment(alias, body.get("name"), body.get("instance_arn"))
+    except TenancyError as error:
+        _audit(alias, target, error.rule, _status(error))
+        raise
+    except Exception:
+        _audit(alias, target, "error", 500)
+        raise
+    _audit(alias, _environment_target(environment.name, environment.instance_arn.arn), "added", 201)
     return _json(201, {"company": alias, "environment": _environment(environment)})
 
 
 @app.delete("/companies/<alias>/environments/<name>")
 def remove_environment(alias: str, name: str) -> Response[str]:
-    licence_service().remove_environment(alias, name)
-    logger.info("environment removed", extra={"company": alias, "environment": name})
+    target = f"environment {name}"
+    try:
+        licence_service().remove_environment(alias, name)
+    except TenancyError as error:
+        _audit(alias, target, error.rule, _status(error))
+        raise
+    except Exception:
+        _audit(alias, target, "error", 500)
+        raise
+    _audit(alias, target, "removed", 204)
     return Response(status_code=204, body="", headers={"Cache-Control": "no-store"})
 
 
@@ -151,14 +213,16 @@ def seat_check() -> Response[str]:
     return _json(200, asdict(decision))
 
 
-def on_tenancy_error(error: TenancyError) -> Response[str]:
+def _status(error: TenancyError) -> int:
     if error.rule in NOT_FOUND_RULES:
-        status = 404
-    elif error.rule in CONFLICT_RULES:
-        status = 409
-    else:
-        status = 422
-    return _json(status, {"error": error.rule, "field": error.field, "message": error.message})
+        return 404
+    if error.rule in CONFLICT_RULES:
+        return 409
+    return 422
+
+
+def on_tenancy_error(error: TenancyError) -> Response[str]:
+    return _json(_status(error), {"error": error.rule, "field": error.field, "message": error.message})
 
 
 @app.not_found

@@ -4,7 +4,8 @@
                      303 to /signup?id=<opaque registration id> with a browser-binding cookie
     GET  /signup     the sign-up form, or the success page once the registration is completed
     POST /signup     create the company; 303 back to /signup (success page), or the form again with
-                     the reasons next to the fields (409 taken, 422 malformed)
+                     the reasons next to the fields (409 taken, 422 malformed); after
+                     MAX_SIGNUP_ATTEMPTS refused attempts the registration is spent (429)
 
 Thin: Powertools routes, logs, traces and counts; ``RegistrationService`` decides. The registration
 token is never logged: the event is not logged, botocore's debug logging (which prints request
@@ -101,21 +102,15 @@ def registration_service() -> RegistrationService:
     )
 
 
-def _https() -> bool:
-    return app.current_event.headers.get("x-forwarded-proto", "https") != "http"
-
-
 def _html(status: int, body: str, **extra_headers: str) -> Response[str]:
-    return Response(
-        status_code=status, body=body, headers={**security_headers(https=_https()), **extra_headers}
-    )
+    return Response(status_code=status, body=body, headers={**security_headers(), **extra_headers})
 
 
 def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
     return Response(
         status_code=303,
         body="",
-        headers={**security_headers(https=_https()), "Location": location},
+        headers={**security_headers(), "Location": location},
         cookies=cookies,
     )
 
@@ -155,7 +150,8 @@ def register() -> Response[str]:
         name=BROWSER_COOKIE,
         value=begun.browser_secret,
         path="/signup",
-        secure=_https(),
+        # Always: the public entry is HTTPS only, and x-forwarded-proto is not something to trust.
+        secure=True,
         http_only=True,
         max_age=int(REGISTRATION_TTL.total_seconds()),
         same_site=SameSite.LAX_MODE,
@@ -190,6 +186,7 @@ def signup() -> Response[str]:
         signup_page(
             registration_id=registration_id,
             csrf_token=registration.csrf_token,
+            buyer=registration.customer,
             contract=registration.pricing is PricingModel.CONTRACT,
             free_trial=registration.offer_type == FREE_TRIAL,
         ),
@@ -220,6 +217,7 @@ def complete_signup() -> Response[str]:
         signup_page(
             registration_id=registration_id,
             csrf_token=registration.csrf_token,
+            buyer=registration.customer,
             form=result.form,
             contract=registration.pricing is PricingModel.CONTRACT,
             free_trial=registration.offer_type == FREE_TRIAL,

@@ -1,7 +1,8 @@
 """The admin API: environments, licence information and the seat check, IAM-authenticated on every route.
 
 Callers sign requests with SigV4 (``connect-metering admin`` does) and need ``execute-api:Invoke`` on
-this API: the seller's operators, and the seller's own app for the seat check at agent login.
+this API: the seller's operators, and the seller's own app for the seat check at agent login (the
+``SeatCheckPolicyArn`` output is a managed policy granting that one route).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.constructs.ingestion import allow_table_access
@@ -81,4 +83,17 @@ class AdminApi(Construct):
             self.api.add_routes(path=path, methods=list(methods), integration=integration)
         self.stage, self.access_logs = throttled_stage(
             self, self.api, rate_limit=RATE_LIMIT, burst_limit=BURST_LIMIT
+        )
+        # For the seller's own application (its role or user): the seat check and nothing else, so the
+        # app that asks "may this agent log in?" cannot list or change any company's environments.
+        self.seat_check_policy = iam.ManagedPolicy(
+            self,
+            "SeatCheckInvoke",
+            description="connect-metering admin API: POST /seat-check only",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["execute-api:Invoke"],
+                    resources=[self.api.arn_for_execute_api("POST", "/seat-check", self.stage.stage_name)],
+                )
+            ],
         )

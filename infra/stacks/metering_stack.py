@@ -100,13 +100,19 @@ class MeteringStack(cdk.Stack):
             self,
             "RegistrationUrl",
             value=self.registration.registration_url,
-            description="The SaaS fulfilment URL to set on the AWS Marketplace listing",
+            description="The SaaS fulfilment URL to set on the AWS Marketplace listing (CloudFront + WAF)",
         )
         cdk.CfnOutput(
             self,
             "AdminApiUrl",
             value=self.admin.api.api_endpoint,
             description="connect-metering admin --endpoint (IAM-authenticated)",
+        )
+        cdk.CfnOutput(
+            self,
+            "SeatCheckPolicyArn",
+            value=self.admin.seat_check_policy.managed_policy_arn,
+            description="Attach to the seller app's role: execute-api:Invoke on POST /seat-check only",
         )
         cdk.CfnOutput(self, "LifecycleQueueUrl", value=self.lifecycle.queue.queue_url)
 

@@ -283,3 +283,6 @@ def test_memory_and_fixed_resources_are_those_of_the_stacks(tmp_path: Path) -> N
     assert count("AWS::CloudWatch::Alarm") == cost.FIXED_RESOURCES["alarms"]
     assert count("AWS::CloudWatch::Dashboard") == cost.FIXED_RESOURCES["dashboards"]
     assert count("AWS::KMS::Key") == cost.FIXED_RESOURCES["kms_keys"]
+    web_acls = [item for item in resources.values() if item["Type"] == "AWS::WAFv2::WebACL"]
+    assert len(web_acls) == cost.EDGE_RESOURCES["web_acls"]
+    assert sum(len(acl["Properties"]["Rules"]) for acl in web_acls) == cost.EDGE_RESOURCES["waf_rules"]

@@ -80,6 +80,7 @@ def test_identity_and_secrets() -> None:
     assert environment_name_for(instance) == "eu-west-2-aaaaaaaa"
 
 
+BUYER = ResolvedCustomer(product_code="prod", customer_aws_account_id="210987654321")
 text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60)
 
 
@@ -87,7 +88,7 @@ text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60)
 @given(st.fixed_dictionaries({name: text for name in VALID}))
 def test_whatever_is_typed_comes_back_only_escaped(values: dict[str, str]) -> None:
     form = validate_signup(values)
-    page = signup_page(registration_id="r", csrf_token="c", form=form)
+    page = signup_page(registration_id="r", csrf_token="c", buyer=BUYER, form=form)
     for name, value in form.values.items():
         assert f'name="{name}" type=' in page
         assert f'value="{html.escape(value, quote=True)}"' in page
@@ -99,8 +100,12 @@ def test_whatever_is_typed_comes_back_only_escaped(values: dict[str, str]) -> No
 def test_pages_escape_and_label_everything() -> None:
     payload = '"><script>alert(1)</script>'
     form = validate_signup({name: payload for name in VALID})
-    page = signup_page(registration_id=payload, csrf_token=payload, form=form, contract=True, free_trial=True)
+    buyer = ResolvedCustomer(product_code=payload, customer_identifier=payload)
+    page = signup_page(
+        registration_id=payload, csrf_token=payload, buyer=buyer, form=form, contract=True, free_trial=True
+    )
     assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("&lt;script&gt;") >= 2 + len(VALID)  # the buyer's identifier and product too
     assert sorted(form.errors) == ["company_alias", "contact_email", "instance_arn"]  # a name is free text
     for name in VALID:
         assert f'<label for="{name}">' in page
@@ -129,7 +134,7 @@ def test_the_content_security_policy_allows_only_the_inline_stylesheet() -> None
     assert f"style-src 'sha256-{STYLE_HASH}'" in csp
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "base-uri 'none'" in csp
     assert headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "no-referrer"
-    assert "Strict-Transport-Security" not in security_headers(https=False)
+    assert headers["Strict-Transport-Security"].startswith("max-age=")  # always, whatever the scheme claims
 
 
 def test_form_and_cookie_parsing() -> None:

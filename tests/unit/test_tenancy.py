@@ -23,6 +23,7 @@ from connect_metering.domain.tenancy import (
     license_key,
     primary_subscription,
     same_licence,
+    validate_account_id,
 )
 
 pytestmark = pytest.mark.unit
@@ -286,3 +287,27 @@ def test_legacy_identity_fields_are_trimmed() -> None:
     legacy = SubscriptionIdentity(customer_identifier=" X01EXAMPLEX", product_code="prod1 ")
     assert (legacy.customer_identifier, legacy.product_code) == ("X01EXAMPLEX", "prod1")
     assert legacy.key == "customer#prod1#X01EXAMPLEX"
+
+
+NON_ASCII_DIGITS = (
+    "\uff11",
+    "\u0663",
+    "\u07c2",
+)  # fullwidth, Arabic-Indic, NKo: all match \d on a str pattern
+
+
+@pytest.mark.parametrize("digit", NON_ASCII_DIGITS)
+def test_identifiers_accept_ascii_digits_only(digit: str) -> None:
+    uuid = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    with pytest.raises(TenancyError) as account:
+        validate_account_id("21098765432" + digit)
+    assert account.value.field == "aws_account_id"
+    with pytest.raises(TenancyError) as arn_account:
+        InstanceArn.parse(f"arn:aws:connect:us-east-1:21098765432{digit}:instance/{uuid}")
+    assert (arn_account.value.field, arn_account.value.rule) == ("instance_arn", "instance_arn_account")
+    with pytest.raises(TenancyError) as region:
+        InstanceArn.parse(f"arn:aws:connect:us-east-{digit}:210987654321:instance/{uuid}")
+    assert (region.value.field, region.value.rule) == ("instance_arn", "instance_arn_region")
+    with pytest.raises(TenancyError) as licence:
+        licence_id(f"arn:aws:license-manager::21098765432{digit}:license/l-abc")
+    assert licence.value.field == "license_arn"

@@ -113,6 +113,7 @@ def _clear_caches() -> None:
     register_handler.registration_service.cache_clear()
     lifecycle_handler.lifecycle_service.cache_clear()
     admin_handler.licence_service.cache_clear()
+    admin_handler.audit_log.cache_clear()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from connect_metering.domain.agent_events import parse_agent_event
 from connect_metering.domain.tenancy import Company, Environment, Subscription, build
 from connect_metering.local.serve import http_api_event
 from tests.factories import agent_event
-from tests.integration.registration.conftest import T0, World
+from tests.integration.registration.conftest import T0, TENANCY, World
 from tests.registration_support import PRODUCT_CODE, context, instance_arn, license_arn
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics")]
@@ -28,7 +28,12 @@ BUYERS = {
 }
 
 
-def call(world: World, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+OPERATOR = "arn:aws:sts::999988887777:assumed-role/SellerOperators/jane"
+
+
+def call(
+    world: World, method: str, path: str, body: Any = None, *, caller: str = OPERATOR
+) -> tuple[int, Any]:
     raw = json.dumps(body).encode() if body is not None else b""
     event = http_api_event(
         method=method,
@@ -38,6 +43,8 @@ def call(world: World, method: str, path: str, body: Any = None) -> tuple[int, A
         body=raw,
         source_ip="10.0.0.1",
     )
+    # What API Gateway adds once it has checked the SigV4 signature (IAM authorization).
+    event["requestContext"]["authorizer"] = {"iam": {"userArn": caller, "accountId": "999988887777"}}
     result = world.admin.lambda_handler(event, context("admin"))
     text = result.get("body") or ""
     return int(result["statusCode"]), json.loads(text) if text else None
@@ -277,3 +284,54 @@ def test_the_seat_check(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     assert check(initech_prod, "c1")["reason"] == "ended"
     status, info = call(world, "GET", "/companies/initech/license")
     assert (status, info["status"], info["active_agents"]) == (200, "ended", 0)
+
+
+def audit_items(world: World, alias: str) -> list[dict[str, Any]]:
+    items = world.dynamodb.query(
+        TableName=TENANCY,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"AUDIT#{alias}"}},
+    )["Items"]
+    return [{name: next(iter(value.values())) for name, value in item.items()} for item in items]
+
+
+def test_every_change_is_audited_with_the_caller(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    company(world, "acme")
+    app_role = "arn:aws:sts::999988887777:assumed-role/SellerApp/i-0abc"
+    assert (
+        call(world, "POST", "/companies/acme/environments", {"name": "prod", "instance_arn": PROD})[0] == 201
+    )
+    duplicate = {"name": "prod", "instance_arn": PROD}
+    assert call(world, "POST", "/companies/acme/environments", duplicate, caller=app_role)[0] == 409
+    assert call(world, "POST", "/companies/acme/environments", "not an object")[0] == 422
+    assert call(world, "DELETE", "/companies/acme/environments/prod")[0] == 204
+    assert call(world, "DELETE", "/companies/acme/environments/nothing")[0] == 404
+    # reads and the seat check change nothing and are not audited
+    call(world, "GET", "/companies/acme/environments")
+    call(world, "POST", "/seat-check", {"instance_arn": PROD, "agent_arn": f"{PROD}/agent/a1"})
+
+    # The test clock stands still, so the items share one instant; their outcomes identify them.
+    items = {item["outcome"]: item for item in audit_items(world, "acme")}
+    assert {outcome: (item["caller"], int(item["status"])) for outcome, item in items.items()} == {
+        "added": (OPERATOR, 201),
+        "environment_name_unique": (app_role, 409),
+        "json": (OPERATOR, 422),
+        "removed": (OPERATOR, 204),
+        "environment_exists": (OPERATOR, 404),
+    }
+    assert items["added"]["route"] == "POST /companies/acme/environments"
+    assert items["removed"]["route"] == "DELETE /companies/acme/environments/prod"
+    assert items["added"]["target"] == f"environment prod ({PROD})"
+    assert items["removed"]["target"] == "environment prod"
+    items_list = list(items.values())
+    assert all(item["sk"].startswith(item["at"] + "#") and item["request_id"] for item in items_list)
+    assert all("not an object" not in json.dumps(item) for item in items_list)  # never a request body
+    logged = "".join(record.getMessage() + repr(record.__dict__) for record in caplog.records)
+    assert "admin change" in logged and app_role in logged and OPERATOR in logged
+
+
+def test_a_change_under_a_malformed_alias_is_audited_under_one_shared_key(world: World) -> None:
+    weird = "ACME%20" + "x" * 50
+    assert call(world, "DELETE", f"/companies/{weird}/environments/prod")[0] in (404, 422)
+    [item] = audit_items(world, "-")
+    assert item["caller"] == OPERATOR and item["company"].startswith("ACME")

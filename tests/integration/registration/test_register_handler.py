@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from connect_metering.domain.instants import iso
+from connect_metering.domain.registration import MAX_SIGNUP_ATTEMPTS, digest
 from connect_metering.domain.tenancy import (
     Company,
     Entitlements,
@@ -23,7 +24,7 @@ from connect_metering.domain.tenancy import (
     license_key,
 )
 from connect_metering.local.marketplace_sim import FaultPlan, Outage
-from connect_metering.services.registration import Completed, FormRejected
+from connect_metering.services.registration import INSTANCE_REFUSED_MESSAGE, Completed, FormRejected
 from tests.integration.registration.conftest import BUS_ARN, T0, World
 from tests.registration_support import SIGNUP, Browser, Page, instance_arn, license_arn
 
@@ -277,17 +278,19 @@ def test_an_instance_of_another_company_is_409_at_the_instance_field(world: Worl
     sign_up(
         first, start(world, first, world.token(*world.buyer("one", account="111111111111"))), instance_arn=arn
     )
-    for candidate, message in (
-        (arn, "already registered"),
-        (instance_arn("111111111111", 2), "belongs to another company"),
-    ):
+    messages = []
+    # The instance itself taken, and an instance whose account another company owns: one answer, so
+    # the form tells nobody which instances or accounts are registered with us.
+    for candidate in (arn, instance_arn("111111111111", 2)):
         browser = world.browser()
         form_page = start(
             world, browser, world.token(*world.buyer(f"x{candidate[-1]}", account="222222222222"))
         )
         refused = sign_up(browser, form_page, company_alias="bravo", instance_arn=candidate)
         assert refused.status == 409
-        assert message in refused.body.split('id="instance_arn-error">', 1)[1]
+        messages.append(refused.body.split('id="instance_arn-error">', 1)[1].split("</p>", 1)[0])
+    assert messages[0] == messages[1] == f"Error: {INSTANCE_REFUSED_MESSAGE}"
+    assert "registered" not in messages[0] and "another company" not in messages[0]
     assert world.store.get_company("bravo") is None
 
 
@@ -300,6 +303,92 @@ def test_a_buyer_account_taken_between_register_and_sign_up_is_409(world: World)
     assert refused.status == 409
     assert "already belongs to another company" in refused.body
     assert world.store.get_company("bravo") is None
+
+
+FULLWIDTH_ACCOUNT = "\uff12\uff11\uff10\uff19\uff18\uff17\uff16\uff15\uff14\uff13\uff12\uff11"
+FULLWIDTH_CASES = [
+    ("company_alias", "acme\uff11\uff12"),
+    (
+        "instance_arn",
+        f"arn:aws:connect:us-east-1:{FULLWIDTH_ACCOUNT}:instance/{'a' * 8}-bbbb-cccc-dddd-{'e' * 12}",
+    ),
+    (
+        "instance_arn",
+        f"arn:aws:connect:us-east-\uff11:210987654321:instance/{'a' * 8}-bbbb-cccc-dddd-{'e' * 12}",
+    ),
+    (
+        "instance_arn",
+        f"arn:aws:connect:us-east-1:210987654321:instance/{'a' * 8}-bbbb-cccc-dddd-{'e' * 11}\u0663",
+    ),
+]
+
+
+def test_non_ascii_digits_are_422_at_their_field_never_500_nor_stored(world: World) -> None:
+    """``\\d`` matches fullwidth and Arabic-Indic digits; AWS identifiers never hold them."""
+    for n, (field, value) in enumerate(FULLWIDTH_CASES):
+        browser = world.browser()
+        form_page = start(world, browser, world.token(*world.buyer(f"wide{n}")))
+        refused = sign_up(browser, form_page, **{field: value})
+        assert refused.status == 422, (field, value, refused.status)
+        assert f'id="{field}-error">' in refused.body
+        assert world.store.get_company("acme") is None
+
+
+# Who the registration is for, attempts, transport ----------------------------------------------------
+
+
+def test_the_form_names_the_account_and_the_product_it_registers(world: World) -> None:
+    browser = world.browser()
+    form_page = start(world, browser, world.token(*world.buyer("one", account="123456789012")))
+    statement = form_page.body.split('<p id="registration-for">', 1)[1].split("</p>", 1)[0]
+    assert '<strong id="buyer-account">123456789012</strong>' in statement
+    assert '<code id="product-code">connectmeter0demo1</code>' in statement
+    legacy = world.browser()
+    token = world.marketplace.issue_token(customer_identifier="CUST<b>1")
+    legacy_page = start(world, legacy, token)
+    assert "AWS Marketplace customer" in legacy_page.body
+    assert "CUST&lt;b&gt;1" in legacy_page.body and "CUST<b>1" not in legacy_page.body
+    # shown again on a refused form, where a buyer is most likely to read it
+    refused = sign_up(browser, form_page, company_alias="9bad")
+    assert refused.status == 422 and '<strong id="buyer-account">123456789012</strong>' in refused.body
+
+
+def test_refused_attempts_spend_the_registration_after_the_limit(world: World) -> None:
+    register(world, "one", "acme", account="111111111111")
+    browser = world.browser()
+    form_page = start(world, browser, world.token(*world.buyer("two", account="222222222222")))
+    malformed = sign_up(browser, form_page, company_alias="9bad")
+    assert malformed.status == 422  # a typo is answered from the form alone and costs no attempt
+    for _ in range(MAX_SIGNUP_ATTEMPTS - 1):
+        assert sign_up(browser, form_page).status == 409  # the alias acme is taken
+    spent = sign_up(browser, form_page)
+    assert (spent.status, spent.heading) == (429, "Too many sign-up attempts")
+    assert_secure_page(spent)
+    again = browser.get(f"/signup?id={form_page.field('registration')}")
+    assert again.status == 429
+    late = sign_up(browser, form_page, company_alias="bravo")  # even a free alias: the link is spent
+    assert late.status == 429
+    assert world.store.get_company("bravo") is None
+
+
+def test_the_attempt_counter_is_atomic_in_the_store(world: World) -> None:
+    registration_id, _, _ = opened(world, "count", "222222222222")
+    id_digest = digest(registration_id)
+    answers = [world.store.reserve_signup_attempt(id_digest, limit=MAX_SIGNUP_ATTEMPTS) for _ in range(7)]
+    assert answers == [True] * MAX_SIGNUP_ATTEMPTS + [False, False]
+    stored = world.store.get_registration(id_digest)
+    assert stored is not None and stored.signup_attempts == MAX_SIGNUP_ATTEMPTS and stored.attempts_exhausted
+
+
+def test_the_cookie_is_secure_and_hsts_is_sent_whatever_the_forwarded_proto(world: World) -> None:
+    browser = world.browser()
+    browser.https = False  # x-forwarded-proto: http, which anyone in front can claim
+    redirect = browser.post("/register", {"x-amzn-marketplace-token": world.token(*world.buyer("one"))})
+    [cookie] = redirect.cookies
+    assert "Secure" in cookie.split("; ")
+    assert redirect.headers["Strict-Transport-Security"].startswith("max-age=")
+    page = browser.get(redirect.location)
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
 # Tokens and Marketplace -------------------------------------------------------------------------------

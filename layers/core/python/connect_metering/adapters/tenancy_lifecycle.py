@@ -7,7 +7,8 @@
                                                 removed once they are applied. One small partition, read
                                                 by a key-range query for the ones parked too long
     LIFECYCLE#<key>            EVENT#<at>#<id>  every Marketplace notification (audit; duplicates once)
-    REGISTRATION#<sha256(id)>  #REGISTRATION    a pending registration (TTL ``expires_at``)
+    REGISTRATION#<sha256(id)>  #REGISTRATION    a pending registration (TTL ``expires_at``; counts its
+                                                sign-up attempts in ``signup_attempts``)
     TOKEN#<sha256(token)>      #USED            a registration token already posted (TTL ``expires_at``)
     COMPANY#<alias>            BUYER#<account>  the account bought a subscription of the company
 
@@ -356,7 +357,31 @@ class TenancyLifecycleStore(DynamoTenancyStore):
             state=RegistrationState(item["state"]),
             company_alias=item.get("company"),
             outcome=item.get("outcome"),
+            signup_attempts=int(item.get("signup_attempts", 0)),
         )
+
+    def reserve_signup_attempt(self, id_digest: str, *, limit: int) -> bool:
+        """Count one more sign-up attempt on an open registration, atomically, unless ``limit`` attempts
+        were counted already (False then: the registration is spent, or no longer open). Counted before
+        the sign-up transaction runs, so concurrent submissions cannot get more than ``limit`` answers."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_item({PARTITION_KEY: f"REGISTRATION#{id_digest}", SORT_KEY: REGISTRATION_SK}),
+                UpdateExpression="ADD signup_attempts :one",
+                ConditionExpression=(
+                    "#state = :open AND (attribute_not_exists(signup_attempts) OR signup_attempts < :limit)"
+                ),
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=_item(
+                    {":one": 1, ":open": RegistrationState.OPEN.value, ":limit": limit}
+                ),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def complete_registration(
         self,

@@ -34,6 +34,10 @@ REGISTRATION_TTL = timedelta(minutes=30)
 # A spent token's digest is kept for longer than any token can be valid, so replaying it is refused.
 TOKEN_MEMORY = timedelta(hours=24)
 MAX_TOKEN_LENGTH = 4096
+# Sign-up submissions that reach the uniqueness checks (alias, account, instance) per pending registration.
+# A buyer who mistypes an alias needs one or two more; five is generous for a person and leaves a prober
+# five answers per registration token, each of which costs a Marketplace purchase flow to get.
+MAX_SIGNUP_ATTEMPTS = 5
 FREE_TRIAL = "free-trial"
 
 FORM_FIELDS = ("company_alias", "company_name", "contact_email", "instance_arn")
@@ -106,6 +110,12 @@ class PendingRegistration:
     state: RegistrationState = RegistrationState.OPEN
     company_alias: str | None = None
     outcome: str | None = None
+    signup_attempts: int = 0
+
+    @property
+    def attempts_exhausted(self) -> bool:
+        """Spent: every allowed sign-up attempt was used and none created the company."""
+        return self.state is RegistrationState.OPEN and self.signup_attempts >= MAX_SIGNUP_ATTEMPTS
 
     def subscription_for(self, alias: str) -> Subscription:
         return Subscription(

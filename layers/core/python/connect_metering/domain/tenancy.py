@@ -66,10 +66,12 @@ class PricingModel(StrEnum):
     CONTRACT = "contract"
 
 
+# Explicit ASCII classes, never \d or \w: on str patterns those also match non-ASCII digits and letters
+# (fullwidth U+FF11, Arabic-Indic U+0663), which AWS identifiers never contain.
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9]{2,31}")
-ACCOUNT_ID_PATTERN = re.compile(r"\d{12}")
+ACCOUNT_ID_PATTERN = re.compile(r"[0-9]{12}")
 PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"})
-REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso|-isob)?-[a-z]+-\d{1,2}")
+REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso|-isob)?-[a-z]+-[0-9]{1,2}")
 INSTANCE_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Every spelling AWS uses for one licence (BILLING.md section 1). ResolveCustomer and GetEntitlements
 # answer with an ARN, global (``::ACCOUNT:license/l-...``, ``::ACCOUNT:license:l-...``) or regional
@@ -78,8 +80,8 @@ INSTANCE_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 # l-...`` (no ``arn:``, no ``license`` segment). Only the licence id names the licence.
 LICENSE_ID_PATTERN = r"l-[0-9a-zA-Z]+"
 LICENSE_ARN_PATTERN = re.compile(
-    r"(?:arn:aws[a-zA-Z-]*:license-manager:[a-z0-9-]*:\d{12}:license[:/]"
-    r"|aws[a-zA-Z-]*:license-manager:[a-z0-9-]*:\d{12}:)"
+    r"(?:arn:aws[a-zA-Z-]*:license-manager:[a-z0-9-]*:[0-9]{12}:license[:/]"
+    r"|aws[a-zA-Z-]*:license-manager:[a-z0-9-]*:[0-9]{12}:)"
     rf"(?P<licence_id>{LICENSE_ID_PATTERN})"
 )
 ENVIRONMENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")

@@ -74,6 +74,8 @@ PRICES: dict[str, Price] = {
     "cloudwatch_dashboard_month": Price(3.00, 1, "dashboard-month"),
     "kms_key_month": Price(1.00, 1, "key-month"),
     "kms_request": Price(0.03, 1e4, "requests"),
+    "waf_web_acl_month": Price(5.00, 1, "web ACL-month"),
+    "waf_rule_month": Price(1.00, 1, "rule-month"),
 }
 
 # --- What the model assumes besides prices (one place) ------------------------------------------------
@@ -82,6 +84,9 @@ PRICES: dict[str, Price] = {
 FUNCTION_MEMORY_MB = {"ingest": 512, "meter_dispatch": 512, "meter_worker": 512, "forwarder_decoder": 128}
 # Fixed resources of the seller's stack (MeteringStack): alarms, dashboard, customer-managed KMS keys.
 FIXED_RESOURCES = {"alarms": 20, "dashboards": 1, "kms_keys": 5}
+# The registration edge: one CloudFront web ACL with its one rate-based rule. Its requests ($0.60 per
+# million) and CloudFront's are sign-ups, a few a month: nothing next to these.
+EDGE_RESOURCES = {"web_acls": 1, "waf_rules": 1}
 ASSUMPTIONS: dict[str, float] = {
     "ingest_batch_size": 100,  # infra/constructs/ingestion.py BATCH_SIZE
     "ingest_batching_window_s": 5,  # infra/constructs/ingestion.py BATCHING_WINDOW
@@ -359,6 +364,8 @@ def build_model(load: Load, figures: Figures, per_agent_hour: float) -> CostMode
             "seller", "CloudWatch dashboard", FIXED_RESOURCES["dashboards"], "cloudwatch_dashboard_month"
         ),
         CostLine("seller", "CloudWatch custom metrics (EMF)", a["custom_metrics"], "cloudwatch_metric_month"),
+        CostLine("seller", "WAF web ACL (registration)", EDGE_RESOURCES["web_acls"], "waf_web_acl_month"),
+        CostLine("seller", "WAF rule (rate per client)", EDGE_RESOURCES["waf_rules"], "waf_rule_month"),
         CostLine(
             "customer",
             "Kinesis agent event stream: 1 shard per environment",

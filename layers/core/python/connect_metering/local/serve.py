@@ -136,10 +136,17 @@ def http_api_event(
     return event
 
 
+def _for_plain_http(cookie: str) -> str:
+    """The handler always marks its cookie Secure (deployed, CloudFront serves HTTPS only). This server
+    speaks plain HTTP on loopback, where clients such as curl and urllib never send a Secure cookie back,
+    so it drops the attribute here, in the local stand-in for the edge, and nowhere else."""
+    return "; ".join(part for part in cookie.split("; ") if part.lower() != "secure")
+
+
 def response_from(result: dict[str, Any]) -> HttpResponse:
     """An HTTP API v2 Lambda result -> status, headers (cookies as Set-Cookie) and body bytes."""
     headers = [(name, str(value)) for name, value in (result.get("headers") or {}).items()]
-    headers += [("Set-Cookie", cookie) for cookie in result.get("cookies") or []]
+    headers += [("Set-Cookie", _for_plain_http(cookie)) for cookie in result.get("cookies") or []]
     body = result.get("body") or ""
     raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
     return HttpResponse(int(result.get("statusCode", 200)), headers, raw)
@@ -195,6 +202,7 @@ class LocalServer:
         load_settings.cache_clear()
         self.register.registration_service.cache_clear()
         self.admin.licence_service.cache_clear()
+        self.admin.audit_log.cache_clear()
         self.lifecycle.lifecycle_service.cache_clear()
 
     @property
@@ -245,7 +253,7 @@ class LocalServer:
             return response_from(module.lambda_handler(event, context))
 
     def _page(self, status: int, title: str, body: str) -> HttpResponse:
-        headers = list(security_headers(https=False).items())
+        headers = list(security_headers().items())
         return HttpResponse(status, headers, layout(title, body).encode())
 
     def _index(self) -> str:

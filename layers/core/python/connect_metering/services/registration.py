@@ -32,6 +32,7 @@ from connect_metering.adapters.tenancy_table import SubscriptionHeldByAnotherCom
 from connect_metering.domain.lifecycle import pricing_for
 from connect_metering.domain.registration import (
     FREE_TRIAL,
+    MAX_SIGNUP_ATTEMPTS,
     MAX_TOKEN_LENGTH,
     REGISTRATION_TTL,
     TOKEN_MEMORY,
@@ -99,6 +100,8 @@ class RegistrationStore(Protocol):
 
     def get_registration(self, id_digest: str) -> PendingRegistration | None: ...
 
+    def reserve_signup_attempt(self, id_digest: str, *, limit: int) -> bool: ...
+
     def complete_registration(
         self,
         registration: PendingRegistration,
@@ -125,6 +128,7 @@ class Problem(StrEnum):
     REGISTRATION_EXPIRED = "registration_expired"
     WRONG_BROWSER = "wrong_browser"
     CSRF = "csrf"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 
 
 class RegistrationProblem(Exception):
@@ -132,6 +136,17 @@ class RegistrationProblem(Exception):
         super().__init__(problem.value)
         self.problem = problem
         self.detail = detail
+
+
+ALIAS_TAKEN_MESSAGE = "This alias is already taken. Choose another one."
+BUYER_ACCOUNT_OWNED_MESSAGE = (
+    "Your AWS account already belongs to another company registered with us. Each AWS account "
+    "belongs to one company; contact us if this is yours."
+)
+INSTANCE_REFUSED_MESSAGE = (
+    "This Amazon Connect instance cannot be added to your company. Check the ARN, or leave the field "
+    "empty to finish sign-up and contact us about this instance."
+)
 
 
 class Landing(StrEnum):
@@ -272,6 +287,8 @@ class RegistrationService:
             raise RegistrationProblem(Problem.WRONG_BROWSER)
         if registration.is_expired(self._clock()):
             raise RegistrationProblem(Problem.REGISTRATION_EXPIRED)
+        if registration.attempts_exhausted:
+            raise RegistrationProblem(Problem.ATTEMPTS_EXHAUSTED)
         return registration
 
     def company(self, alias: str) -> Company | None:
@@ -302,6 +319,8 @@ class RegistrationService:
             environment = Environment(
                 company_alias=company.alias, name=environment_name_for(instance), instance_arn=instance
             )
+        if not self._store.reserve_signup_attempt(registration.id_digest, limit=MAX_SIGNUP_ATTEMPTS):
+            return self._after_race(registration_id, browser_secret)
         try:
             subscription = self._store.complete_registration(
                 registration,
@@ -312,26 +331,18 @@ class RegistrationService:
                 now=self._clock(),
             )
         except AliasTaken:
-            message = "This alias is already taken. Choose another one."
-            return FormRejected(form.with_error("company_alias", message), 409)
+            # Specific on purpose: aliases are public (invoices, support) and the buyer must pick another.
+            return self._refused(registration, form.with_error("company_alias", ALIAS_TAKEN_MESSAGE))
         except AccountOwnedByAnotherCompany:
-            message = (
-                "Your AWS account already belongs to another company registered with us. Each AWS account "
-                "belongs to one company; contact us if this is yours."
-            )
-            return FormRejected(form.with_error("form", message), 409)
+            # The buyer's own account, named by Marketplace rather than typed: nothing to probe here.
+            return self._refused(registration, form.with_error("form", BUYER_ACCOUNT_OWNED_MESSAGE))
         except SubscriptionHeldByAnotherCompany:
             raise RegistrationProblem(Problem.SUBSCRIPTION_TAKEN) from None
         except TenancyError as error:
             if error.field != "instance_arn":
                 raise
-            message = (
-                "This Amazon Connect instance is already registered."
-                if error.rule == "instance_unique"
-                else "This instance's AWS account belongs to another company. Each AWS account belongs "
-                "to one company."
-            )
-            return FormRejected(form.with_error("instance_arn", message), 409)
+            # One message whether the instance or its account is taken: no oracle for who uses what.
+            return self._refused(registration, form.with_error("instance_arn", INSTANCE_REFUSED_MESSAGE))
         except RegistrationClosed:
             return self._after_race(registration_id, browser_secret)
         try:
@@ -345,6 +356,13 @@ class RegistrationService:
         except Exception as error:  # the company exists; the kept change is reported for a redrive
             return Completed(company.alias, pending_error=type(error).__name__)
         return Completed(company.alias, pending_applied=applied is not None)
+
+    @staticmethod
+    def _refused(registration: PendingRegistration, form: SignupForm) -> FormRejected:
+        """A uniqueness rule refused the sign-up; the attempt that was counted may have been the last."""
+        if registration.signup_attempts + 1 >= MAX_SIGNUP_ATTEMPTS:
+            raise RegistrationProblem(Problem.ATTEMPTS_EXHAUSTED)
+        return FormRejected(form, 409)
 
     def _after_race(self, registration_id: str | None, browser_secret: str | None) -> Completed:
         """The registration was consumed meanwhile (a double submit) or has just expired."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape as _escape
 
-from connect_metering.domain.registration import MAX_LENGTHS, SignupForm
+from connect_metering.domain.registration import MAX_LENGTHS, ResolvedCustomer, SignupForm
 
 STYLE = """
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;background:#f6f7f8}
@@ -38,10 +38,12 @@ def escape(value: object) -> str:
     return _escape(str(value), quote=True)
 
 
-def security_headers(*, https: bool = True) -> dict[str, str]:
+def security_headers() -> dict[str, str]:
     """Headers of every page: no framing, no caching (pages carry ids and form values), no referrer (the
-    sign-up URL carries the registration id), no MIME sniffing."""
-    headers = {
+    sign-up URL carries the registration id), no MIME sniffing, HTTPS only. HSTS is sent whatever the
+    request says about its scheme: ``x-forwarded-proto`` is a header anyone can set, and browsers ignore
+    HSTS received over plain HTTP, so sending it always costs nothing."""
+    return {
         "Content-Type": "text/html; charset=utf-8",
         "Content-Security-Policy": CONTENT_SECURITY_POLICY,
         "X-Frame-Options": "DENY",
@@ -52,10 +54,8 @@ def security_headers(*, https: bool = True) -> dict[str, str]:
         "Cross-Origin-Opener-Policy": "same-origin",
         "Cross-Origin-Resource-Policy": "same-origin",
         "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+        "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
     }
-    if https:
-        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-    return headers
 
 
 def layout(title: str, body: str) -> str:
@@ -146,10 +146,26 @@ def _error_summary(errors: Mapping[str, str]) -> str:
     )
 
 
+def _registered_for(buyer: ResolvedCustomer) -> str:
+    """Whose subscription this form completes. A cross-site page can auto-submit someone else's token to
+    a buyer's browser; saying the account and the product lets the buyer see the form is not theirs."""
+    who = (
+        f'AWS account <strong id="buyer-account">{escape(buyer.customer_aws_account_id)}</strong>'
+        if buyer.customer_aws_account_id
+        else f'AWS Marketplace customer <strong id="buyer-account">{escape(buyer.customer_identifier or "")}</strong>'
+    )
+    return (
+        f'<p id="registration-for">This sign-up is for {who} and the product '
+        f'<code id="product-code">{escape(buyer.product_code)}</code>. If that is not the AWS account you '
+        "subscribed with, stop here: close this page and start again from AWS Marketplace.</p>"
+    )
+
+
 def signup_page(
     *,
     registration_id: str,
     csrf_token: str,
+    buyer: ResolvedCustomer,
     form: SignupForm | None = None,
     contract: bool = False,
     free_trial: bool = False,
@@ -162,6 +178,7 @@ def signup_page(
     body = (
         "<h1>Create your company account</h1>"
         f"<p>Your AWS Marketplace subscription ({plan}) is confirmed. Tell us who you are to finish.{trial}</p>"
+        f"{_registered_for(buyer)}"
         f"{_error_summary(errors)}"
         '<form method="post" action="/signup" novalidate>'
         f'<input type="hidden" name="registration" value="{escape(registration_id)}">'
@@ -299,6 +316,13 @@ PROBLEM_PAGES: dict[str, ProblemPage] = {
         "Open this page in the browser you came from",
         "This sign-up link only works in the browser that came from AWS Marketplace, with cookies enabled.",
         "Use that browser, or " + _AGAIN[0].lower() + _AGAIN[1:],
+    ),
+    "attempts_exhausted": ProblemPage(
+        429,
+        "Too many sign-up attempts",
+        "This sign-up link was refused too many times (an alias or an instance that could not be used), "
+        "so it no longer works.",
+        _AGAIN,
     ),
     "csrf": ProblemPage(
         403,
