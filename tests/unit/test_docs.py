@@ -39,7 +39,10 @@ def _sources() -> list[Path]:
         subfolders[:] = [
             name
             for name in subfolders
-            if name not in GENERATED and not name.endswith(".egg-info") and not name.endswith("_cache")
+            if name not in GENERATED
+            and not name.startswith(".venv")
+            and not name.endswith(".egg-info")
+            and not name.endswith("_cache")
         ]
         found += [Path(folder) / name for name in files if Path(name).suffix in SOURCE_SUFFIXES]
     return found
