@@ -8,6 +8,8 @@
 
 Errors are JSON ``{"error": rule, "field": field, "message": text}``: 404 unknown company or
 environment, 409 a uniqueness rule (one account one company, instance or name taken), 422 malformed.
+Environments are answered with ``verified`` (whether the account proved the claim; unverified ones are
+not billed yet) and the ``forwarder_parameters`` the customer's forwarder stack needs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.instants import iso
-from connect_metering.domain.tenancy import Environment, TenancyError
+from connect_metering.domain.tenancy import UNVERIFIED_CLAIM_LIFETIME, Environment, TenancyError
 from connect_metering.services.licence import LicenceService
 from connect_metering.settings import METRICS_NAMESPACE, load_settings
 
@@ -84,13 +86,27 @@ def _json(status: int, document: Any) -> Response[str]:
     )
 
 
-def _environment(environment: Environment) -> dict[str, str]:
+def _environment(environment: Environment) -> dict[str, Any]:
+    """The environment, its account claim's state and what its forwarder needs: the seller bus and, until
+    the account has proven the claim, the verification code (shown only to the seller's operators)."""
     arn = environment.instance_arn
+    verification = environment.verification
     return {
         "name": environment.name,
         "instance_arn": arn.arn,
         "account_id": arn.account_id,
         "region": arn.region,
+        "verified": environment.is_verified,
+        "verified_at": verification.verified_at if verification else None,
+        "claim_expires": (
+            verification.claimed_at + UNVERIFIED_CLAIM_LIFETIME
+            if verification is not None and not environment.is_verified
+            else None
+        ),
+        "forwarder_parameters": {
+            "SellerEventBusArn": load_settings().agent_events_bus_arn,
+            "VerificationCode": verification.code if verification else None,
+        },
     }
 
 
