@@ -356,9 +356,33 @@ class DynamoTenancyStore:
             }
         plan.actions.append(action)
         plan.failures.append(refused)
+        if decision is ClaimDecision.VERIFY:
+            self._verify_environments(plan, alias, account_id, refused)
         if decision is ClaimDecision.TAKE_OVER and existing is not None:
             self._release_environments(plan, existing.company, account_id, refused)
         return plan
+
+    def _verify_environments(self, plan: ClaimPlan, alias: str, account_id: str, refused: Exception) -> None:
+        """The account is proven the company's (it bought a subscription): its environments there are
+        verified too, as of their claim (nothing of theirs was billed before; the carry bills it now)."""
+        for environment in self.list_environments(alias):
+            if environment.account_id != account_id or environment.is_verified:
+                continue
+            for key in (
+                {PARTITION_KEY: company_pk(alias), SORT_KEY: f"ENV#{environment.name}"},
+                {PARTITION_KEY: f"INSTANCE#{environment.instance_arn.arn}", SORT_KEY: INSTANCE_SK},
+            ):
+                plan.actions.append(
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _item(key),
+                            "UpdateExpression": "SET verified_at = if_not_exists(verified_at, claimed_at)",
+                            "ConditionExpression": "attribute_exists(claimed_at)",
+                        }
+                    }
+                )
+                plan.failures.append(refused)
 
     def _release_environments(self, plan: ClaimPlan, loser: str, account_id: str, refused: Exception) -> None:
         """Remove the previous holder's environments in the account: they were never proven, and an
