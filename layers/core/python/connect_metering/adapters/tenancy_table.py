@@ -443,7 +443,9 @@ class DynamoTenancyStore:
                 }
             }
         ]
-        for other in self.list_environments(alias):
+        # The proving environment first, so the bound below never leaves it out.
+        others = sorted(self.list_environments(alias), key=lambda other: other.name != environment.name)
+        for other in others:
             if other.account_id != account_id or other.is_verified:
                 continue
             for key in (
@@ -513,7 +515,8 @@ class DynamoTenancyStore:
         ]
         claim: ClaimPlan | None = None
         if identity.customer_aws_account_id is not None:
-            # ResolveCustomer named this account as the buyer's: the claim is proven.
+            # ResolveCustomer named this account as the buyer's: the claim is proven, and a proven
+            # claim is decided without the clock (it neither expires nor waits for another's expiry).
             claim = self.plan_account_claim(
                 identity.customer_aws_account_id,
                 alias,
