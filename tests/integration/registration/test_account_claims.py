@@ -11,7 +11,7 @@ import pytest
 
 from connect_metering.domain.tenancy import AccountClaim, Environment
 from tests.integration.registration.conftest import BUS_ARN, T0, World
-from tests.integration.registration.test_admin_handler import call
+from tests.integration.registration.test_admin_handler import call, prove
 from tests.integration.registration.test_register_handler import register, sign_up, start
 from tests.registration_support import instance_arn
 
@@ -28,14 +28,6 @@ def claim_with_admin(world: World, alias: str, arn: str, name: str = "claimed") 
     assert status == 201, answer
     environment: dict[str, object] = answer["environment"]
     return environment
-
-
-def prove(world: World, arn: str) -> None:
-    """What ingest does on the first event carrying the code (tested in test_account_verification)."""
-    environment = world.store.environment_for_instance(arn)
-    assert environment is not None and environment.verification is not None
-    proven = environment.verification.model_copy(update={"verified_at": world.clock.now()})
-    assert world.store.verify_account(environment.model_copy(update={"verification": proven}))
 
 
 def test_a_buyer_takes_over_its_own_account_claimed_unverified_by_another_company(world: World) -> None:
@@ -145,3 +137,18 @@ def test_a_trusted_environment_added_directly_is_verified(world: World) -> None:
         Environment.model_validate({"company_alias": "globex", "name": "x", "instance_arn": arn})
     )
     assert stored.is_verified and world.store.account_claim("555566667777") == AccountClaim(company="globex")
+
+
+def test_removing_the_last_unverified_environment_of_an_account_releases_its_claim(world: World) -> None:
+    register(world, "one", "globex", account=GLOBEX_BUYER)
+    register(world, "two", "acme", account=ACME_BUYER)
+    first, second = instance_arn("444455556666", 1), instance_arn("444455556666", 2)
+    claim_with_admin(world, "globex", first, name="first")
+    claim_with_admin(world, "globex", second, name="second")
+    assert call(world, "DELETE", "/companies/globex/environments/first") == (204, None)
+    still = world.store.account_claim("444455556666")
+    assert still is not None and still.company == "globex"  # its other environment there still claims it
+    assert call(world, "DELETE", "/companies/globex/environments/second") == (204, None)
+    assert world.store.account_claim("444455556666") is None
+    # Nobody waits a week for a claim its own company withdrew.
+    claim_with_admin(world, "acme", first, name="mine")

@@ -691,31 +691,64 @@ class DynamoTenancyStore:
         return environment
 
     def remove_environment(self, alias: str, name: str) -> None:
-        """Remove an environment. The account claim stays: an account that held company A's environment
-        can never hold company B's (BILLING.md section 1), so one company can never bill another's usage."""
+        """Remove an environment. A verified account claim stays: an account that held company A's
+        environment can never hold company B's (BILLING.md section 1), so one company can never bill
+        another's usage. An unverified claim leaves with the company's last environment in that account:
+        nothing proved it, and keeping it would let a company hold anyone's account by adding and
+        removing an instance."""
         item = self._get(company_pk(alias), f"ENV#{name}")
         if item is None:
             raise EnvironmentNotFound(name)
-        self._client.transact_write_items(
-            TransactItems=[
-                {
-                    "Delete": {
-                        "TableName": self._table,
-                        "Key": _item({PARTITION_KEY: company_pk(alias), SORT_KEY: f"ENV#{name}"}),
-                    }
-                },
-                {
-                    "Delete": {
-                        "TableName": self._table,
-                        "Key": _item(
-                            {PARTITION_KEY: f"INSTANCE#{item['instance_arn']}", SORT_KEY: INSTANCE_SK}
-                        ),
-                        "ConditionExpression": "company = :company",
-                        "ExpressionAttributeValues": _item({":company": alias}),
-                    }
-                },
-            ]
-        )
+        arn = str(item["instance_arn"])
+        removal: list[dict[str, Any]] = [
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": _item({PARTITION_KEY: company_pk(alias), SORT_KEY: f"ENV#{name}"}),
+                }
+            },
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": _item({PARTITION_KEY: f"INSTANCE#{arn}", SORT_KEY: INSTANCE_SK}),
+                    "ConditionExpression": "company = :company",
+                    "ExpressionAttributeValues": _item({":company": alias}),
+                }
+            },
+        ]
+        release = self._unverified_claim_release(alias, name, InstanceArn.parse(arn).account_id)
+        actions = [*removal, *release]
+        try:
+            self._client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+        except ClientError as error:
+            codes = _cancellation_codes(error)
+            claim_changed = release and codes[2:] == ["ConditionalCheckFailed"] and set(codes[:2]) == {"None"}
+            if error.response["Error"]["Code"] != "TransactionCanceledException" or not claim_changed:
+                raise
+            # Verified or taken meanwhile: the claim is no longer this company's to release.
+            self._client.transact_write_items(TransactItems=removal)  # type: ignore[arg-type]
+
+    def _unverified_claim_release(self, alias: str, removed: str, account_id: str) -> list[dict[str, Any]]:
+        claim = self.account_claim(account_id)
+        if claim is None or claim.company != alias or claim.unverified_until is None:
+            return []
+        if any(
+            environment.account_id == account_id and environment.name != removed
+            for environment in self.list_environments(alias)
+        ):
+            return []
+        return [
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": _item({PARTITION_KEY: f"ACCOUNT#{account_id}", SORT_KEY: CLAIM_SK}),
+                    "ConditionExpression": "company = :company AND unverified_until = :until",
+                    "ExpressionAttributeValues": _item(
+                        {":company": alias, ":until": iso(claim.unverified_until)}
+                    ),
+                }
+            }
+        ]
 
     def list_environments(self, alias: str) -> list[Environment]:
         return [
