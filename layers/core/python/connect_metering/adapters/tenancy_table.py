@@ -304,7 +304,13 @@ class DynamoTenancyStore:
         existing = self.account_claim(account_id)
         decision = decide_claim(existing, alias, now=now, proven=proven)
         if existing is None:
-            as_read: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+            # A concurrent first claim by the same company is no conflict (its other environment); an
+            # unproven claim must not overwrite one proven meanwhile.
+            same = "company = :alias" if proven else "company = :alias AND attribute_exists(unverified_until)"
+            as_read: dict[str, Any] = {
+                "ConditionExpression": f"attribute_not_exists(pk) OR ({same})",
+                "ExpressionAttributeValues": _item({":alias": alias}),
+            }
         else:
             unchanged = "company = :held"
             values: dict[str, Any] = {":held": existing.company}
