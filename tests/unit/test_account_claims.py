@@ -164,3 +164,13 @@ def test_the_hook_never_writes_for_verified_or_trusted_environments() -> None:
     trusted = build(Environment, company_alias="acme", name="prod", instance_arn=INSTANCE)
     hook.after_accepted(trusted, _envelope([verification_resource(code)]))
     assert store.calls == []
+
+
+def test_the_hook_verifies_an_instance_registered_again_with_a_new_code() -> None:
+    store = RecordingStore(answer=False)  # the first owner's claim was taken meanwhile
+    hook = ClaimVerification(store)
+    first, second = new_verification_code(), new_verification_code()
+    hook.after_accepted(_environment(first), _envelope([verification_resource(first)]))
+    store.answer = True
+    assert hook.after_accepted(_environment(second), _envelope([verification_resource(second)]))
+    assert [call.verification.code for call in store.calls if call.verification] == [first, second]

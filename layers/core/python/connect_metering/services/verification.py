@@ -22,23 +22,26 @@ class ClaimVerifier(Protocol):
 
 
 class ClaimVerification:
-    """Per container: remembers the instances it verified (or found claimed by another company meanwhile),
-    so the environment cache's stale "unverified" copies never cost another write."""
+    """Per container: remembers the environments it verified (or found their claim taken meanwhile), by
+    instance and code, so the environment cache's stale "unverified" copies never cost another write,
+    while an instance registered again (a new code) is still verified."""
 
     def __init__(self, store: ClaimVerifier) -> None:
         self._store = store
-        self._settled: set[str] = set()
+        self._settled: set[tuple[str, str]] = set()
 
     def after_accepted(self, environment: Environment, envelope: Envelope) -> bool:
         """Verify the environment's claim if this accepted event proves it; True when it did just now."""
         verification = environment.verification
-        arn = environment.instance_arn.arn
-        if verification is None or verification.verified_at is not None or arn in self._settled:
+        if verification is None or verification.verified_at is not None:
+            return False
+        settled = (environment.instance_arn.arn, verification.code)
+        if settled in self._settled:
             return False
         if not carries_code(envelope.resources, verification.code):
             return False
         # The arrival time EventBridge stamped, not a clock read: when the account proved it.
         proven = verification.model_copy(update={"verified_at": from_ms(envelope.arrival_ms)})
         verified = self._store.verify_account(environment.model_copy(update={"verification": proven}))
-        self._settled.add(arn)
+        self._settled.add(settled)
         return verified
