@@ -12,6 +12,8 @@ environment, 409 a uniqueness rule (one account one company, instance or name ta
 Every change (adding or removing an environment, whatever its outcome) is audited: a structured log
 line and an ``AUDIT#<alias>`` item in the tenancy table naming the caller's IAM principal ARN, the
 route, the target and the outcome. The seat check is a question, not a change, and is not audited.
+Environments are answered with ``verified`` (whether the account proved the claim; unverified ones are
+not billed yet) and the ``forwarder_parameters`` the customer's forwarder stack needs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from connect_metering.adapters.audit_table import DynamoAuditLog
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.audit import AuditEntry
 from connect_metering.domain.instants import iso
-from connect_metering.domain.tenancy import Environment, TenancyError
+from connect_metering.domain.tenancy import UNVERIFIED_CLAIM_LIFETIME, Environment, TenancyError
 from connect_metering.services.licence import LicenceService
 from connect_metering.settings import METRICS_NAMESPACE, load_settings
 
@@ -125,13 +127,27 @@ def _json(status: int, document: Any) -> Response[str]:
     )
 
 
-def _environment(environment: Environment) -> dict[str, str]:
+def _environment(environment: Environment) -> dict[str, Any]:
+    """The environment, its account claim's state and what its forwarder needs: the seller bus and, until
+    the account has proven the claim, the verification code (shown only to the seller's operators)."""
     arn = environment.instance_arn
+    verification = environment.verification
     return {
         "name": environment.name,
         "instance_arn": arn.arn,
         "account_id": arn.account_id,
         "region": arn.region,
+        "verified": environment.is_verified,
+        "verified_at": verification.verified_at if verification else None,
+        "claim_expires": (
+            verification.claimed_at + UNVERIFIED_CLAIM_LIFETIME
+            if verification is not None and not environment.is_verified
+            else None
+        ),
+        "forwarder_parameters": {
+            "SellerEventBusArn": load_settings().agent_events_bus_arn,
+            "VerificationCode": verification.code if verification else None,
+        },
     }
 
 

@@ -29,6 +29,7 @@ from connect_metering.services.ingest import (
     Message,
     Outcome,
 )
+from connect_metering.services.verification import ClaimVerification
 from connect_metering.settings import METRICS_NAMESPACE, load_settings
 
 logger = Logger()
@@ -42,6 +43,7 @@ def ingest_service() -> IngestService:
     """Built once per container: settings read once, one DynamoDB client, a warm tenancy cache."""
     settings = load_settings().require("tenancy_table", "activity_table", "quarantine_table")
     dynamodb = boto3.client("dynamodb")
+    tenancy = DynamoTenancyStore(settings.tenancy_table, dynamodb)
     return IngestService(
         environments=CachedEnvironmentLookup(
             DynamoTenancyStore(settings.tenancy_table, dynamodb), monotonic=time.monotonic
@@ -51,7 +53,8 @@ def ingest_service() -> IngestService:
             settings.quarantine_table, dynamodb, retention_days=settings.quarantine_retention_days
         ),
         grace_ms=settings.policy.grace * 1000,
-        counter=DynamoTenancyStore(settings.tenancy_table, dynamodb),
+        counter=tenancy,
+        claims=ClaimVerification(tenancy),
     )
 
 

@@ -171,6 +171,7 @@ def _success(registration: PendingRegistration) -> Response[str]:
             landing=registration.outcome or "created",
             agent_events_bus_arn=settings.agent_events_bus_arn,
             forwarder_template_url=settings.forwarder_template_url,
+            environments=registration_service().environments(alias),
         ),
     )
 

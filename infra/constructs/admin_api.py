@@ -40,6 +40,7 @@ class AdminApi(Construct):
         tenancy_table: dynamodb.ITable,
         activity_table: dynamodb.ITable,
         product_code: str,
+        agent_events_bus_arn: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = MeteringFunction(
@@ -53,6 +54,8 @@ class AdminApi(Construct):
                 "TENANCY_TABLE": tenancy_table.table_name,
                 "ACTIVITY_TABLE": activity_table.table_name,
                 "PRODUCT_CODE": product_code,
+                # Shown with each environment as its forwarder's SellerEventBusArn parameter.
+                "AGENT_EVENTS_BUS_ARN": agent_events_bus_arn,
             },
         )
         function = self.handler.function

@@ -5,6 +5,11 @@ The pipe puts each agent event on a bus in the customer's account with the fixed
 unchanged), and a rule on that bus forwards them to the seller's bus, cross-account and
 cross-region. The envelope's `account` is then the customer's account, set by EventBridge.
 
+Each event's `resources` carries the environment's verification code (parameter `VerificationCode`,
+shown at sign-up), as `arn:aws:connect-metering:::verification/<code>`: Pipes accepts only ARN-shaped
+resources, and the forward rule passes `resources` on unchanged. The first such event from the account
+proves the environment's claim on it, and the environment is billed from then on.
+
 Why an enrichment and not the input template `<$.data>`. Pipes does decode and parse JSON Kinesis
 `data` for filters and templates ("implicit body data parsing"), but its documentation says that a
 template made of the body field alone, `<$.body>` for SQS or `<$.data>` for Kinesis, strips the
@@ -36,6 +41,8 @@ from infra.nag import acknowledge
 
 DECODER_SOURCE = REPO_ROOT / "infra" / "inline" / "agent_event_decoder.py"
 AGENT_EVENT_TYPES = ("LOGIN", "LOGOUT", "STATE_CHANGE", "HEART_BEAT")
+# Must stay equal to connect_metering.domain.tenancy.VERIFICATION_RESOURCE_PREFIX (a test checks).
+VERIFICATION_RESOURCE_PREFIX = "arn:aws:connect-metering:::verification/"
 
 # Ten is the most an event bus target takes per call (PutEvents' 10 entries), so one batch is one
 # enrichment invocation and one PutEvents call.
@@ -81,6 +88,15 @@ class AgentEventForwarder(Construct):
             type="String",
             description="ARN of the seller's agent-events event bus (given to you at sign-up)",
             allowed_pattern=r"^arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/[A-Za-z0-9._-]+$",
+        ).value_as_string
+
+        self.verification_code = cdk.CfnParameter(
+            stack,
+            "VerificationCode",
+            type="String",
+            description="Your environment's verification code (given to you at sign-up and by the seller)",
+            allowed_pattern=r"^[A-Za-z0-9_-]{22,64}$",
+            no_echo=True,
         ).value_as_string
 
         self.bus = events.EventBus(self, "Bus", event_bus_name=bus_name)
@@ -229,6 +245,7 @@ class AgentEventForwarder(Construct):
                 event_bridge_event_bus_parameters=pipes.CfnPipe.PipeTargetEventBridgeEventBusParametersProperty(
                     source=FORWARDER_EVENT_SOURCE,
                     detail_type=AGENT_EVENT_DETAIL_TYPE,
+                    resources=[f"{VERIFICATION_RESOURCE_PREFIX}{self.verification_code}"],
                 )
             ),
         )

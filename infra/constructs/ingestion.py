@@ -71,7 +71,14 @@ class AgentEventIngestion(Construct):
         )
         # Least privilege: exactly the item operations the handler makes, on exactly these tables,
         # and the table keys only for what DynamoDB does on the caller's behalf (no wildcards).
-        allow_table_access(function, tenancy_table, ["dynamodb:GetItem"], writes=False)
+        # Query and UpdateItem: verifying an account claim (services/verification.py) updates the claim
+        # and the company's environments in that account in one transaction.
+        allow_table_access(
+            function,
+            tenancy_table,
+            ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            writes=True,
+        )
         allow_table_access(function, activity_table, ["dynamodb:UpdateItem"], writes=True)
         allow_table_access(function, quarantine_table, ["dynamodb:PutItem"], writes=True)
 

@@ -95,6 +95,7 @@ class MeteringStack(cdk.Stack):
             tenancy_table=self.tenancy.table,
             activity_table=self.activity.table,
             product_code=settings.product_code,
+            agent_events_bus_arn=self.agent_events.bus.event_bus_arn,
         )
         cdk.CfnOutput(
             self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import pytest
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Template
 
+from connect_metering.domain.tenancy import carries_code, new_verification_code
 from infra.app import FORWARDER_STACK
-from infra.constructs.forwarder import DECODER_SOURCE
+from infra.constructs.forwarder import DECODER_SOURCE, VERIFICATION_RESOURCE_PREFIX
 from infra.inline.agent_event_decoder import handler as decode_records
 from infra.stacks.forwarder_stack import TemplateOnlySynthesizer
 from tests.infra.conftest import SynthesizedApp
@@ -57,7 +59,12 @@ def _policy_statements(template: dict[str, Any], role_id: str) -> list[dict[str,
 
 def test_template_asks_for_the_stream_and_the_seller_bus(forwarder_json: dict[str, Any]) -> None:
     parameters = forwarder_json["Parameters"]
-    assert set(parameters) == {"AgentEventStreamArn", "AgentEventStreamKeyArn", "SellerEventBusArn"}
+    assert set(parameters) == {
+        "AgentEventStreamArn",
+        "AgentEventStreamKeyArn",
+        "SellerEventBusArn",
+        "VerificationCode",
+    }
     assert parameters["AgentEventStreamArn"]["Type"] == "String"
     assert parameters["SellerEventBusArn"]["Type"] == "String"
     assert parameters["AgentEventStreamKeyArn"]["Default"] == ""
@@ -134,8 +141,33 @@ def test_pipe_puts_the_decoded_agent_event_on_the_local_bus_with_the_envelope(
     assert properties["Target"] == {"Fn::GetAtt": [bus_id, "Arn"]}
     # No input template: `<$.data>` alone would arrive with its inner quotes stripped (see forwarder.py).
     assert properties["TargetParameters"] == {
-        "EventBridgeEventBusParameters": {"Source": SOURCE, "DetailType": DETAIL_TYPE}
+        "EventBridgeEventBusParameters": {
+            "Source": SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "Resources": [{"Fn::Join": ["", [VERIFICATION_RESOURCE_PREFIX, {"Ref": "VerificationCode"}]]}],
+        }
     }
+
+
+# The Pipes API's pattern for an event bus target's Resources (PipeTargetEventBridgeEventBusParameters).
+PIPES_RESOURCE_PATTERN = (
+    r"arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-]+):([a-z]{2,4}((-gov)|(-de)|(-iso([a-z]?)))?-[a-z]+(-\d{1})?)?"
+    r":(\d{12})?:(.+)"
+)
+
+
+def test_every_event_carries_the_verification_code_the_ingest_reads(forwarder_json: dict[str, Any]) -> None:
+    parameter = forwarder_json["Parameters"]["VerificationCode"]
+    assert parameter["Type"] == "String" and parameter["NoEcho"] is True and "Default" not in parameter
+    for _ in range(50):
+        code = new_verification_code()
+        assert re.fullmatch(parameter["AllowedPattern"], code)
+        # What the pipe puts in `resources` once CloudFormation substitutes the parameter:
+        resource = f"{VERIFICATION_RESOURCE_PREFIX}{code}"
+        assert re.fullmatch(PIPES_RESOURCE_PATTERN, resource)
+        assert carries_code([resource], code)
+    assert not re.fullmatch(parameter["AllowedPattern"], "")
+    assert not re.fullmatch(parameter["AllowedPattern"], "code with spaces and more than enough length")
 
 
 def test_decoder_is_inline_code_of_the_tested_source(forwarder_json: dict[str, Any]) -> None:

@@ -90,7 +90,14 @@ def test_ingest_role_is_least_privilege(metering_json: dict[str, Any]) -> None:
         if action.startswith("dynamodb:")
     )
     # the SQS event source adds its own receive/delete permissions; DynamoDB access is exactly this
-    assert dynamodb_actions == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    # Query and the tenancy table's UpdateItem verify an account claim (services/verification.py).
+    assert dynamodb_actions == [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:UpdateItem",
+    ]
     for statement in statements:
         actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
         assert not any(action.endswith("*") and not action.startswith("xray:") for action in actions), (

@@ -23,6 +23,7 @@ from connect_metering.domain.tenancy import (
     Company,
     Entitlements,
     Environment,
+    EnvironmentVerification,
     PricingModelConflict,
     Subscription,
     TenancyError,
@@ -120,6 +121,45 @@ def test_concurrent_claims_of_one_account_by_two_companies(tenancy: DynamoTenanc
     assert {("alpha" if index % 2 else "bravo") for index in wins} == {owner}
     assert all(isinstance(failure, AccountOwnedByAnotherCompany) for failure in failures)
     assert len(tenancy.list_environments(owner or "")) == len(wins)
+
+
+@pytest.mark.usefixtures("serializable_transactions")
+def test_concurrent_takeovers_of_an_expired_unverified_claim_have_one_winner(
+    tenancy: DynamoTenancyStore,
+) -> None:
+    for alias in ("globex", "alpha", "bravo", "charlie"):
+        tenancy.create_company(Company(alias=alias))
+    squatted = build(
+        Environment,
+        company_alias="globex",
+        name="squat",
+        instance_arn=instance("111122223333", 99),
+        verification=EnvironmentVerification.new(claimed_at=T0),
+    )
+    tenancy.add_environment(squatted)
+    later = T0 + timedelta(days=8)
+    companies = ("alpha", "bravo", "charlie")
+
+    def claim(index: int) -> None:
+        tenancy.add_environment(
+            build(
+                Environment,
+                company_alias=companies[index % 3],
+                name=f"env{index}",
+                instance_arn=instance("111122223333", index),
+                verification=EnvironmentVerification.new(claimed_at=later),
+            )
+        )
+
+    wins, failures = run_concurrently(9, claim)
+    claim_now = tenancy.account_claim("111122223333")
+    assert claim_now is not None and claim_now.company in companies
+    assert claim_now.unverified_until == later + timedelta(days=7)
+    assert {companies[index % 3] for index in wins} == {claim_now.company}
+    assert all(isinstance(failure, AccountOwnedByAnotherCompany) for failure in failures)
+    assert tenancy.list_environments("globex") == []
+    assert tenancy.environment_for_instance(squatted.instance_arn.arn) is None
+    assert len(tenancy.list_environments(claim_now.company)) == len(wins)
 
 
 def test_environment_rules(tenancy: DynamoTenancyStore) -> None:

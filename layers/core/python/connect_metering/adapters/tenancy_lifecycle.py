@@ -42,6 +42,7 @@ from connect_metering.adapters.tenancy_table import (
     SubscriptionHeldByAnotherCompany,
     company_pk,
     environment_puts,
+    verified_if,
 )
 from connect_metering.domain.instants import iso, parse_iso, to_ms
 from connect_metering.domain.lifecycle import Effect, LifecycleEvent, PendingLifecycle
@@ -395,7 +396,11 @@ class TenancyLifecycleStore(DynamoTenancyStore):
     ) -> Subscription:
         """Sign-up in one transaction: consume the registration (open, this browser, not expired), create
         the company with its pricing model, claim and store the subscription, claim the buyer account,
-        and add the first environment (claiming its account). Raises the rule that failed."""
+        and add the first environment (claiming its account). Raises the rule that failed.
+
+        The buyer account is proven (ResolveCustomer named it), so it takes over another company's
+        unverified claim, removing that company's environments there; the environment's own account,
+        when it is another one, is claimed unverified (``plan_account_claim``)."""
         alias = company.alias
         subscription = registration.subscription_for(alias)
         buyer_account = registration.customer.customer_aws_account_id
@@ -456,25 +461,50 @@ class TenancyLifecycleStore(DynamoTenancyStore):
         alias_keys = registration.customer.alias_keys()
         actions += self.alias_claims(subscription, alias_keys)
         failures += [SubscriptionHeldByAnotherCompany(key) for key in alias_keys]
+        claims = []
         if buyer_account is not None:
+            buyer_claim = self.plan_account_claim(
+                buyer_account,
+                alias,
+                now=now,
+                proven=True,
+                refused=AccountOwnedByAnotherCompany(buyer_account),
+            )
+            claims.append(buyer_claim)
             actions += [
-                self._claim(f"ACCOUNT#{buyer_account}", alias),
+                *buyer_claim.actions,
                 {"Put": {"TableName": self._table, "Item": self._buyer_marker(alias, buyer_account)}},
             ]
-            failures += [AccountOwnedByAnotherCompany(buyer_account), RegistrationClosed()]
+            failures += [*buyer_claim.failures, RegistrationClosed()]
+        arn = environment.instance_arn.arn if environment is not None else None
         if environment is not None:
-            arn = environment.instance_arn.arn
-            actions += environment_puts(self._table, environment)
-            failures += [EnvironmentNameTaken(environment.name), InstanceAlreadyRegistered(arn)]
-            if environment.account_id != buyer_account:
-                actions.append(self._claim(f"ACCOUNT#{environment.account_id}", alias))
-                failures.append(
-                    TenancyError(
+            environment_claim = None
+            if environment.account_id == buyer_account:
+                environment = verified_if(environment, verified=True)
+            else:
+                environment_claim = self.plan_account_claim(
+                    environment.account_id,
+                    alias,
+                    now=now,
+                    proven=environment.verification is None,
+                    refused=TenancyError(
                         "instance_arn",
                         "one_account_one_company",
                         f"AWS account {environment.account_id} already belongs to another company",
-                    )
+                    ),
                 )
+                claims.append(environment_claim)
+                environment = verified_if(environment, environment_claim.verified)
+            replaced = next((c.released_instances[arn] for c in claims if arn in c.released_instances), None)
+            actions += environment_puts(self._table, environment, replacing=replaced)
+            failures += [EnvironmentNameTaken(environment.name), InstanceAlreadyRegistered(arn or "")]
+            if environment_claim is not None:
+                actions += environment_claim.actions
+                failures += environment_claim.failures
+        for claim in claims:
+            released, released_failures = self.released_instance_deletes(claim, keep=arn)
+            actions += released
+            failures += released_failures
         try:
             self._client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
         except ClientError as error:

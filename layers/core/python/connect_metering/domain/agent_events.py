@@ -22,12 +22,19 @@ from connect_metering.domain.sessions import (
     offline_from_agent_event,
     status_start_from_agent_event,
 )
-from connect_metering.domain.tenancy import ACCOUNT_ID_PATTERN, InstanceArn, TenancyError
+from connect_metering.domain.tenancy import (
+    ACCOUNT_ID_PATTERN,
+    MAX_RESOURCES_READ,
+    InstanceArn,
+    TenancyError,
+)
 
 FORWARDER_SOURCE = "connect-metering.forwarder"
 AGENT_EVENT_DETAIL_TYPE = "Amazon Connect Agent Event"
 # Agent events are a few KB; EventBridge allows 256 KB. Anything past this is not an agent event.
 MAX_BODY_BYTES = 64 * 1024
+# Pipes' own limit on one resource; a longer one is no verification resource and is not read.
+MAX_RESOURCE_LENGTH = 1600
 # Connect and EventBridge clocks may differ by seconds; an event stamped further ahead than this is refused.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 MAX_EVENT_ID_LENGTH = 256
@@ -83,6 +90,9 @@ class Envelope:
     account: str
     arrival_ms: int
     detail: Mapping[str, Any]
+    # The envelope's ``resources`` (strings only, the first few): where the forwarder puts the
+    # environment's verification code.
+    resources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +147,17 @@ def parse_envelope(body: str | bytes) -> Envelope:
     detail = document.get("detail")
     if not isinstance(detail, dict):
         raise Quarantined(QuarantineReason.UNPARSEABLE, "envelope detail is not a JSON object")
-    return Envelope(account=account, arrival_ms=arrival_ms, detail=detail)
+    resources = document.get("resources")
+    return Envelope(
+        account=account,
+        arrival_ms=arrival_ms,
+        detail=detail,
+        resources=tuple(
+            resource
+            for resource in (resources[:MAX_RESOURCES_READ] if isinstance(resources, list) else ())
+            if isinstance(resource, str) and len(resource) <= MAX_RESOURCE_LENGTH
+        ),
+    )
 
 
 def _text(detail: Mapping[str, Any], name: str) -> str:

@@ -7,9 +7,11 @@ tenancy store with conditional writes; the rules that can be decided from values
 
 from __future__ import annotations
 
+import hmac
 import re
+import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Self, TypeVar
 
@@ -347,14 +349,128 @@ class Subscription(BaseModel):
         return (to_ms(self.started), self.identity.tie_breaker)
 
 
+# An account claim nobody proved stops blocking anyone this long after it was made.
+UNVERIFIED_CLAIM_LIFETIME = timedelta(days=7)
+# The forwarder attaches the code to each event's ``resources`` in this form: EventBridge Pipes accepts
+# only ARN-shaped resources, and the cross-account rule forwards them unchanged.
+VERIFICATION_RESOURCE_PREFIX = "arn:aws:connect-metering:::verification/"
+VERIFICATION_CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{22,64}")
+# Pipes takes at most 10 resources per event; more than that is not a forwarder's envelope.
+MAX_RESOURCES_READ = 10
+
+
+def new_verification_code() -> str:
+    """128 random bits, URL-safe: pasted by the customer as a CloudFormation parameter."""
+    return secrets.token_urlsafe(16)
+
+
+def verification_resource(code: str) -> str:
+    return f"{VERIFICATION_RESOURCE_PREFIX}{code}"
+
+
+def carries_code(resources: Iterable[str], code: str) -> bool:
+    """Whether an envelope's ``resources`` carry ``code``; every candidate is compared in constant time,
+    so the answer's timing says nothing about how much of a guess was right."""
+    expected = verification_resource(code).encode()
+    found = False
+    for number, resource in enumerate(resources):
+        if number >= MAX_RESOURCES_READ:
+            break
+        found |= hmac.compare_digest(resource.encode(), expected)
+    return found
+
+
+class EnvironmentVerification(BaseModel):
+    """An environment whose account claim must be proven: the code its forwarder sends, when the claim
+    was made (it expires ``UNVERIFIED_CLAIM_LIFETIME`` later) and when the account proved it, if yet."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    claimed_at: datetime
+    verified_at: datetime | None = None
+
+    @field_validator("code")
+    @classmethod
+    def _valid_code(cls, value: str) -> str:
+        if VERIFICATION_CODE_PATTERN.fullmatch(value) is None:
+            raise TenancyError("verification_code", "verification_code_format", "malformed verification code")
+        return value
+
+    @classmethod
+    def new(cls, claimed_at: datetime) -> Self:
+        return cls(code=new_verification_code(), claimed_at=claimed_at)
+
+
+class AccountClaim(BaseModel):
+    """Which company an AWS account belongs to (BILLING.md section 1). ``unverified_until`` is set while
+    nobody proved the claim: the buyer account ResolveCustomer named, or an agent event from the account
+    carrying the environment's verification code, proves it; until then it blocks other companies only
+    until that instant, and never a company that proves the account its own."""
+
+    model_config = ConfigDict(frozen=True)
+
+    company: str
+    unverified_until: datetime | None = None
+
+    @property
+    def is_verified(self) -> bool:
+        return self.unverified_until is None
+
+    def blocks(self, alias: str, *, now: datetime, proven: bool) -> bool:
+        """Whether this claim keeps company ``alias`` from claiming the account at ``now``; ``proven``
+        when ``alias`` has shown the account is its own."""
+        if self.company == alias:
+            return False
+        if self.unverified_until is None:
+            return True
+        return not proven and now < self.unverified_until
+
+
+class ClaimDecision(StrEnum):
+    """What claiming an account does, given the claim stored now (see ``decide_claim``)."""
+
+    NEW = "new"  # nobody held it
+    KEEP = "keep"  # already this company's, nothing to change
+    VERIFY = "verify"  # this company's, unverified, now proven
+    RENEW = "renew"  # this company's, unverified and expired: a fresh unverified claim
+    TAKE_OVER = "take_over"  # another company's unverified claim that no longer blocks this one
+    REFUSED = "refused"  # another company's claim that still blocks (one account, one company)
+
+
+def decide_claim(existing: AccountClaim | None, alias: str, *, now: datetime, proven: bool) -> ClaimDecision:
+    if existing is None:
+        return ClaimDecision.NEW
+    if existing.company != alias:
+        return (
+            ClaimDecision.REFUSED
+            if existing.blocks(alias, now=now, proven=proven)
+            else ClaimDecision.TAKE_OVER
+        )
+    if existing.is_verified:
+        return ClaimDecision.KEEP
+    if proven:
+        return ClaimDecision.VERIFY
+    return ClaimDecision.RENEW if now >= existing.unverified_until else ClaimDecision.KEEP  # type: ignore[operator]
+
+
 class Environment(BaseModel):
-    """One Amazon Connect instance owned by one company (any account, any region)."""
+    """One Amazon Connect instance owned by one company (any account, any region).
+
+    ``verification`` is None for an environment that needs no proof (the seller's own registry, and
+    those registered before verification existed); else its account claim is proven only once an agent
+    event carrying its code arrives from the account, and it is metered from then on."""
 
     model_config = ConfigDict(frozen=True)
 
     company_alias: Alias
     name: str
     instance_arn: InstanceArn
+    verification: EnvironmentVerification | None = None
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verification is None or self.verification.verified_at is not None
 
     @field_validator("instance_arn", mode="before")
     @classmethod

@@ -46,6 +46,7 @@ from connect_metering.domain.tenancy import (
     Company,
     Entitlements,
     Environment,
+    EnvironmentVerification,
     PricingModel,
     Subscription,
     SubscriptionIdentity,
@@ -105,6 +106,9 @@ class RegistryEnvironment(BaseModel):
 
     name: str
     instance_arn: str
+    # Set: the environment's account claim is unverified (as after a sign-up) until an event from the
+    # account carries this code in ``resources``; its minutes are billed from then on.
+    verification_code: str | None = None
 
 
 class RegistryCompany(BaseModel):
@@ -457,6 +461,13 @@ class Replay:
                             company_alias=entry.alias,
                             name=env.name,
                             instance_arn=env.instance_arn,
+                            verification=(
+                                EnvironmentVerification(
+                                    code=env.verification_code, claimed_at=self.aws.clock.now()
+                                )
+                                if env.verification_code is not None
+                                else None
+                            ),
                         )
                     )
                 for number, sub in enumerate(entry.subscriptions):

@@ -44,6 +44,10 @@ class QuarantineStore(Protocol):
     def keep(self, event: QuarantinedEvent) -> None: ...
 
 
+class AcceptedEventHook(Protocol):
+    def after_accepted(self, environment: Environment, envelope: Envelope) -> bool: ...
+
+
 class Outcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
@@ -107,8 +111,10 @@ class IngestService:
         quarantine: QuarantineStore,
         grace_ms: int,
         counter: ActivityCounter | None = None,
+        claims: AcceptedEventHook | None = None,
     ) -> None:
         self._counter = counter
+        self._claims = claims
         self._environments = environments
         self._activity = activity
         self._quarantine = quarantine
@@ -121,12 +127,14 @@ class IngestService:
         whose answer also tells which events were already stored: the duplicates."""
         results: dict[str, IngestResult | Exception] = {}
         groups: dict[tuple[str, int], list[tuple[str, AgentEvent, int, Environment]]] = defaultdict(list)
+        admitted: dict[str, tuple[Envelope, Environment]] = {}
         for message in messages:
             try:
                 envelope, event, environment = self._admit(message)
             except Quarantined as rejection:
                 results[message.message_id] = self._keep_safely(message, rejection)
                 continue
+            admitted[message.message_id] = (envelope, environment)
             key = (event.agent_arn, hour_floor(event.ts_ms))
             groups[key].append((message.message_id, event, envelope.arrival_ms, environment))
         stored_by_environment: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -156,7 +164,26 @@ class IngestService:
                 m[0] for m in members
             ]
         self._count(stored_by_environment, results)
+        self._verify_claims(admitted, results)
         return results
+
+    def _verify_claims(
+        self,
+        admitted: Mapping[str, tuple[Envelope, Environment]],
+        results: dict[str, IngestResult | Exception],
+    ) -> None:
+        """Accepted events (and duplicates of them, so a redelivery retries a failed verification) may
+        prove their environment's account claim. A storage error fails the record: SQS brings it back."""
+        if self._claims is None:
+            return
+        for message_id, (envelope, environment) in admitted.items():
+            result = results.get(message_id)
+            if not isinstance(result, IngestResult) or result.outcome is Outcome.QUARANTINED:
+                continue
+            try:
+                self._claims.after_accepted(environment, envelope)
+            except Exception as error:
+                results[message_id] = error
 
     def _count(
         self, stored: Mapping[tuple[str, str], list[str]], results: dict[str, IngestResult | Exception]

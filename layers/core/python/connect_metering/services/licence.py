@@ -26,6 +26,7 @@ from connect_metering.domain.sessions import AgentEventPoint, SessionEnd, sessio
 from connect_metering.domain.tenancy import (
     Company,
     Environment,
+    EnvironmentVerification,
     InstanceArn,
     Subscription,
     TenancyError,
@@ -43,7 +44,7 @@ class TenancyReader(Protocol):
 
     def environment_for_instance(self, instance_arn: str) -> Environment | None: ...
 
-    def add_environment(self, environment: Environment) -> None: ...
+    def add_environment(self, environment: Environment) -> Environment: ...
 
     def remove_environment(self, alias: str, name: str) -> None: ...
 
@@ -75,14 +76,18 @@ class LicenceService:
         return sorted(self._tenancy.list_environments(alias), key=lambda environment: environment.name)
 
     def add_environment(self, alias: str, name: object, instance_arn: object) -> Environment:
-        """Validate and add; the store enforces uniqueness and one-account-one-company atomically."""
+        """Validate and add; the store enforces uniqueness and one-account-one-company atomically. The
+        account claim is unverified until the account's forwarder sends the environment's code."""
         if not isinstance(instance_arn, str):
             raise TenancyError("instance_arn", "instance_arn_format", "instance_arn must be a string")
         environment = build(
-            Environment, company_alias=alias, name=name, instance_arn=InstanceArn.parse(instance_arn)
+            Environment,
+            company_alias=alias,
+            name=name,
+            instance_arn=InstanceArn.parse(instance_arn),
+            verification=EnvironmentVerification.new(claimed_at=self._clock()),
         )
-        self._tenancy.add_environment(environment)
-        return environment
+        return self._tenancy.add_environment(environment)
 
     def remove_environment(self, alias: str, name: str) -> None:
         self._company(alias)

@@ -367,13 +367,21 @@ class MeterWorker:
             else []
         )
         to_settle = list(expired)
+        # An environment whose account claim is unproven is computed (its checkpoints keep its usage) but
+        # not billed; once verified, its T(s, e, H) is cumulative and B(s, e) still 0, so the first
+        # record after verification carries all its earlier minutes (BILLING.md section 5).
+        verified = {env.name for env in snapshot.environments if env.is_verified}
         # One transaction per hour: hour H's records are stored with the B that counts them before
         # hour H + 1 is computed from that B (BILLING.md section 9). The last one also points the state
         # at the new checkpoints, which it stores (or which were stored just before it).
         for index, hour in enumerate([*hours] or [None]):
             records = (
                 self._plan_hour(
-                    request, subscriptions, state, hour, {name: v[0][hour] for name, v in views.items()}
+                    request,
+                    subscriptions,
+                    state,
+                    hour,
+                    {name: v[0][hour] for name, v in views.items() if name in verified},
                 )
                 if hour is not None
                 else []

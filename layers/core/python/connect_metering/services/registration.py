@@ -6,7 +6,9 @@ digest) and forgotten. Then, by who the buyer is:
 - a subscription already registered: the registration lands on its company (nothing is duplicated);
 - a new subscription of an account that is already a company's buyer account (renewal, second
   product): it is attached to that company, unless the pricing models differ;
-- an account that belongs to another company only through an environment: refused;
+- an account that belongs to another company only through an environment: refused if that company
+  proved the account its own; an unverified claim never blocks the buyer, who signs up and takes the
+  account over (the other company's unverified environments there are removed);
 - anyone else: an open pending registration, filled in by the sign-up form.
 
 ``complete`` runs on the sign-up form: it checks the browser binding and the CSRF token, validates the
@@ -47,11 +49,13 @@ from connect_metering.domain.registration import (
     validate_signup,
 )
 from connect_metering.domain.tenancy import (
+    AccountClaim,
     AccountOwnedByAnotherCompany,
     AliasTaken,
     Company,
     Entitlements,
     Environment,
+    EnvironmentVerification,
     InstanceArn,
     PricingModelConflict,
     Subscription,
@@ -84,7 +88,7 @@ class PendingApplier(Protocol):
 class RegistrationStore(Protocol):
     def owner_of_subscription(self, subscription_key: str) -> str | None: ...
 
-    def owner_of_account(self, account_id: str) -> str | None: ...
+    def account_claim(self, account_id: str) -> AccountClaim | None: ...
 
     def is_buyer_account(self, alias: str, account_id: str) -> bool: ...
 
@@ -93,6 +97,8 @@ class RegistrationStore(Protocol):
     def mark_buyer_account(self, alias: str, account_id: str) -> None: ...
 
     def get_company(self, alias: str) -> Company | None: ...
+
+    def list_environments(self, alias: str) -> list[Environment]: ...
 
     def claim_token(self, token_digest: str, *, until: datetime) -> None: ...
 
@@ -250,10 +256,13 @@ class RegistrationService:
         if owner is not None:
             return Landing.RETURNING, owner, None
         account = customer.customer_aws_account_id
-        account_owner = self._store.owner_of_account(account) if account else None
-        if account is None or account_owner is None:
+        claim = self._store.account_claim(account) if account else None
+        if account is None or claim is None:
             return Landing.SIGNUP, None, None
+        account_owner = claim.company
         if not self._store.is_buyer_account(account_owner, account):
+            if not claim.is_verified:
+                return Landing.SIGNUP, None, None  # the buyer's proof beats an unproven claim
             raise RegistrationProblem(Problem.ACCOUNT_OWNED)
         try:
             self._store.add_subscription(
@@ -294,6 +303,10 @@ class RegistrationService:
     def company(self, alias: str) -> Company | None:
         return self._store.get_company(alias)
 
+    def environments(self, alias: str) -> list[Environment]:
+        """The company's environments with their verification state (the success page lists them)."""
+        return sorted(self._store.list_environments(alias), key=lambda environment: environment.name)
+
     # POST /signup --------------------------------------------------------------------------------
 
     def complete(
@@ -317,7 +330,10 @@ class RegistrationService:
         if values["instance_arn"]:
             instance = InstanceArn.parse(values["instance_arn"])
             environment = Environment(
-                company_alias=company.alias, name=environment_name_for(instance), instance_arn=instance
+                company_alias=company.alias,
+                name=environment_name_for(instance),
+                instance_arn=instance,
+                verification=EnvironmentVerification.new(claimed_at=self._clock()),
             )
         if not self._store.reserve_signup_attempt(registration.id_digest, limit=MAX_SIGNUP_ATTEMPTS):
             return self._after_race(registration_id, browser_secret)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from html import escape as _escape
 
 from connect_metering.domain.registration import MAX_LENGTHS, ResolvedCustomer, SignupForm
+from connect_metering.domain.tenancy import Environment
 
 STYLE = """
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;background:#f6f7f8}
@@ -205,6 +206,7 @@ def success_page(
     landing: str,
     agent_events_bus_arn: str = "",
     forwarder_template_url: str = "",
+    environments: Sequence[Environment] = (),
 ) -> str:
     bus = (
         f"<code>{escape(agent_events_bus_arn)}</code>"
@@ -225,13 +227,34 @@ def success_page(
         "<li><strong>Deploy the forwarder template</strong>"
         f"{template} in each AWS account that holds an Amazon Connect instance. Give it your instance's "
         "agent event stream (parameter <code>AgentEventStreamArn</code>) and, as "
-        f"<code>SellerEventBusArn</code>, {bus}.</li>"
+        f"<code>SellerEventBusArn</code>, {bus}; as <code>VerificationCode</code>, the environment's "
+        "code below: its first agent event proves the account is yours, and its minutes are billed "
+        "from then on (including those before).</li>"
+        f"{_environment_list(environments)}"
         "<li><strong>Add your environments</strong>: send us the ARN of each Amazon Connect instance to "
         "bill (any account, any region). An AWS account belongs to one company only.</li>"
         "<li>Agents' logged-in minutes are billed through AWS Marketplace from the hour your "
         "subscription is active; nothing else is needed.</li></ol>"
     )
     return layout(_HEADINGS.get(landing, _HEADINGS["created"]), body)
+
+
+def _environment_list(environments: Sequence[Environment]) -> str:
+    if not environments:
+        return ""
+    rows = "".join(
+        f'<li class="environment" data-verified="{str(environment.is_verified).lower()}">'
+        f"<code>{escape(environment.instance_arn.arn)}</code>: "
+        f"{'verified' if environment.is_verified else 'awaiting verification'}"
+        + (
+            f", <code>VerificationCode</code> <code>{escape(environment.verification.code)}</code>"
+            if environment.verification is not None and not environment.is_verified
+            else ""
+        )
+        + "</li>"
+        for environment in environments
+    )
+    return f'<li>Your environments:<ul id="environments">{rows}</ul></li>'
 
 
 # Problems -----------------------------------------------------------------------------------------
