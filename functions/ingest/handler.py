@@ -51,6 +51,7 @@ def ingest_service() -> IngestService:
             settings.quarantine_table, dynamodb, retention_days=settings.quarantine_retention_days
         ),
         grace_ms=settings.policy.grace * 1000,
+        max_event_age_ms=settings.policy.max_event_age * 1000,
         counter=DynamoTenancyStore(settings.tenancy_table, dynamodb),
     )
 

@@ -73,7 +73,9 @@ class AgentEventIngestion(Construct):
         # and the table keys only for what DynamoDB does on the caller's behalf (no wildcards).
         allow_table_access(function, tenancy_table, ["dynamodb:GetItem"], writes=False)
         allow_table_access(function, activity_table, ["dynamodb:UpdateItem"], writes=True)
-        allow_table_access(function, quarantine_table, ["dynamodb:PutItem"], writes=True)
+        allow_table_access(
+            function, quarantine_table, ["dynamodb:PutItem", "dynamodb:UpdateItem"], writes=True
+        )
 
 
 def allow_table_access(

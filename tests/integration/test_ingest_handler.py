@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
-from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
+from connect_metering.adapters.activity_table import AddedEvents, DynamoActivityStore, create_activity_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.instants import parse_iso, to_ms
@@ -136,17 +136,32 @@ def test_bad_input_is_quarantined_with_a_reason_and_the_batch_goes_on(
     assert response == {"batchItemFailures": []}
     assert Counter(r.outcome.value for r in results) == {"quarantined": len(cases), "accepted": 1}
     kept = quarantined(dynamodb)
-    assert sorted(item["reason"] for item in kept) == sorted(reason for _, reason in cases)
-    for item in kept:
+    records = [item for item in kept if "#count#" not in item["sk"] and "#sample#" not in item["sk"]]
+    counters = [item for item in kept if "#count#" in item["sk"]]
+    samples = [item for item in kept if "#sample#" in item["sk"]]
+    # every case is kept exactly once: a record per message from the instance's own account, a counter
+    # (per sender, reason and hour) for the others
+    kept_reasons = [item["reason"] for item in records]
+    kept_reasons += [item["reason"] for item in counters for _ in range(int(item["events"]))]
+    assert sorted(kept_reasons) == sorted(reason for _, reason in cases)
+    assert {(item["account"], item["reason"], item["events"]) for item in counters} == {
+        ("unknown", "unparseable", "1"),
+        ("999988887777", "unknown_instance", "1"),
+        ("999988887777", "account_mismatch", "2"),
+    }
+    assert sorted(item["account"] for item in samples) == ["999988887777", "unknown"]
+    for item in [*records, *samples]:
         assert item["message"]
-        arrival_s = to_ms(parse_iso(item["sk"].split("#", 1)[0])) // 1000
-        assert int(item["expires_at"]) - arrival_s >= 14 * 86_400
+        assert int(item["expires_at"]) - to_ms(parse_iso(item["arrived"])) // 1000 >= 14 * 86_400
+    for item in counters:
+        hour_end_s = to_ms(parse_iso(item["sk"].split("#", 1)[0] + ":00:00Z")) // 1000 + 3600
+        assert int(item["expires_at"]) - hour_end_s >= 14 * 86_400
     forged = next(
         item
-        for item in kept
+        for item in counters
         if "999988887777" in item.get("account", "") and item["reason"] == "account_mismatch"
     )
-    # the forged event names acme's instance: kept against acme for audit, never billed
+    # the forged events name acme's instance: counted against acme for audit, never billed
     assert forged["company"] == "acme"
     assert [point.event_id for _, point in stored_points(ingest)] == ["good-1"]
 
@@ -173,13 +188,13 @@ def test_a_transient_dynamodb_failure_fails_only_that_record_and_redelivery_is_i
     original = activity.add_events
     failed_once: list[str] = []
 
-    def flaky(events: Any, **kwargs: Any) -> set[str]:
+    def flaky(events: Any, **kwargs: Any) -> AddedEvents:
         if events[0].event_id == "e2" and not failed_once:
             failed_once.append("e2")
             raise ClientError(
                 {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "UpdateItem"
             )
-        result: set[str] = original(events, **kwargs)
+        result: AddedEvents = original(events, **kwargs)
         return result
 
     monkeypatch.setattr(activity, "add_events", flaky)

@@ -21,6 +21,7 @@ class BillingPolicy(BaseModel):
     silence_timeout: int = Field(default=360, ge=0, description="seconds")
     grace: int = Field(default=600, ge=0, description="seconds")
     max_record_age: int = Field(default=21_600, ge=0, le=21_600, description="seconds")
+    max_event_age: int = Field(default=604_800, ge=0, description="seconds")
     usage_dimension: str = Field(default="agent_minutes", min_length=1)
     overage_dimension: str = Field(default="overage_agents", min_length=1)
     entitlement_dimension: str = Field(default="licensed_agents", min_length=1)
@@ -70,6 +71,7 @@ POLICY_VARIABLES = {
     "silence_timeout": "SILENCE_TIMEOUT_SECONDS",
     "grace": "GRACE_SECONDS",
     "max_record_age": "MAX_RECORD_AGE_SECONDS",
+    "max_event_age": "MAX_EVENT_AGE_SECONDS",
     "usage_dimension": "USAGE_DIMENSION",
     "overage_dimension": "OVERAGE_DIMENSION",
     "entitlement_dimension": "ENTITLEMENT_DIMENSION",
