@@ -388,7 +388,10 @@ def test_an_agent_hour_accepts_fewer_than_3600_events_and_its_item_stays_small(
     outcomes: Counter[tuple[str, str | None]] = Counter()
     for first in range(0, 3_590, 100):
         _, results = run(
-            [envelope(event(i), arrived=H + timedelta(hours=1)) for i in range(first, min(first + 100, 3_590))]
+            [
+                envelope(event(i), arrived=H + timedelta(hours=1))
+                for i in range(first, min(first + 100, 3_590))
+            ]
         )
         outcomes.update((r.outcome.value, r.reason) for r in results)
     # the last batch crosses the bound: 3,600 accepted, its redelivered copies are duplicates
