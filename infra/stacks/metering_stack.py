@@ -125,4 +125,5 @@ class MeteringStack(cdk.Stack):
                 self.metering.dead_letter_queue,
                 self.metering.schedule_dead_letter_queue,
             ],
+            agent_events_queue=self.agent_events.queue,
         )
