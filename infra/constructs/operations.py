@@ -39,6 +39,10 @@ QUARANTINE_REASONS = (
 # A few stray events are normal (a customer's test instance); this many in 5 minutes is a broken
 # forwarder or a flood, both worth a look while the quarantine counters still show who sends it.
 QUARANTINE_ALARM_THRESHOLD = 1_000
+# The Sum over 5 minutes of each batch's busiest-sender count: about one sender's volume when it
+# dominates the bus. 1,000 events/s is a heartbeat every 2 minutes from 120,000 agents, beyond any one
+# customer; a sender past it is flooding. One metric, no per-account dimension (unbounded cardinality).
+SENDER_VOLUME_ALARM_THRESHOLD = 300_000
 # Older than the grace, an agent event waiting in the queue misses its hour's metering (billed later).
 OLDEST_AGENT_EVENT_ALARM_SECONDS = 600
 
@@ -154,6 +158,16 @@ class MeteringOperations(Construct):
                 ),
                 QUARANTINE_ALARM_THRESHOLD,
                 f"more than {QUARANTINE_ALARM_THRESHOLD} agent events quarantined in 5 minutes",
+                self.topic,
+            )
+        )
+        self.alarms.append(
+            threshold_alarm(
+                self,
+                "SenderVolume",
+                product_metric("MaxEventsPerSender", INGEST_SERVICE),
+                SENDER_VOLUME_ALARM_THRESHOLD,
+                "one sender account sends more than 1,000 agent events a second",
                 self.topic,
             )
         )

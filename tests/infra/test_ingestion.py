@@ -120,6 +120,9 @@ def test_quarantine_and_queue_age_alarms_cover_every_reason(metering_json: dict[
     }
     assert reasons == set(QUARANTINE_REASONS)
     assert rate["AlarmActions"]
+    [volume] = [a["Properties"] for i, a in alarms.items() if "SenderVolume" in i]
+    assert volume["MetricName"] == "MaxEventsPerSender"
+    assert [d["Name"] for d in volume["Dimensions"]] == ["service"]
     [age] = [a["Properties"] for i, a in alarms.items() if "AgentEventsOldestMessage" in i]
     assert age["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert age["Threshold"] == 600

@@ -303,9 +303,14 @@ def test_events_older_than_max_event_age_are_too_old_and_never_stored(
 
 
 def test_max_event_age_is_exactly_inclusive(ingest: DynamoActivityStore) -> None:
-    at = H - timedelta(days=7)
-    _, results = run([envelope(agent_event(event_id="week", at=at), arrived=H)])
-    assert [r.outcome.value for r in results] == ["accepted"]
+    week = H - timedelta(days=7)
+    _, results = run(
+        [
+            envelope(agent_event(event_id="week", at=week), arrived=H),
+            envelope(agent_event(event_id="week-and-1-ms", at=week - timedelta(milliseconds=1)), arrived=H),
+        ]
+    )
+    assert [(r.outcome.value, r.reason) for r in results] == [("accepted", None), ("quarantined", "too_old")]
 
 
 def test_timestamps_more_than_300_s_ahead_are_future(ingest: DynamoActivityStore) -> None:
@@ -482,3 +487,20 @@ def test_a_full_event_from_an_older_forwarder_and_a_reduced_one_are_both_accepte
     assert [r.outcome.value for r in results] == ["accepted", "accepted"]
     points = [point for _, point in stored_points(ingest)]
     assert [(p.event_id, p.offline) for p in points] == [("full", True), ("reduced", True)]
+
+
+def test_each_batch_reports_its_busiest_sender_without_a_per_account_dimension(
+    ingest: DynamoActivityStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ours = [envelope(agent_event(event_id=f"o{i}", at=H), arrived=H) for i in range(3)]
+    stranger = [
+        envelope(agent_event(event_id=f"s{i}", at=H, instance_arn=OTHER_INSTANCE), arrived=H)
+        for i in range(2)
+    ]
+    capsys.readouterr()
+    handler.lambda_handler(sqs_event([*stranger, *ours, "{not json"]), FakeContext())
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [busiest] = [line for line in metrics if "MaxEventsPerSender" in line]
+    assert busiest["MaxEventsPerSender"] in (3, 3.0, [3.0])
+    [directive] = busiest["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["service"]]

@@ -81,7 +81,7 @@ PRICES: dict[str, Price] = {
 # for the seller's functions, the forwarder decoder's own setting (infra/constructs/forwarder.py).
 FUNCTION_MEMORY_MB = {"ingest": 512, "meter_dispatch": 512, "meter_worker": 512, "forwarder_decoder": 128}
 # Fixed resources of the seller's stack (MeteringStack): alarms, dashboard, customer-managed KMS keys.
-FIXED_RESOURCES = {"alarms": 21, "dashboards": 1, "kms_keys": 5}
+FIXED_RESOURCES = {"alarms": 22, "dashboards": 1, "kms_keys": 5}
 ASSUMPTIONS: dict[str, float] = {
     "ingest_batch_size": 100,  # infra/constructs/ingestion.py BATCH_SIZE
     "ingest_batching_window_s": 5,  # infra/constructs/ingestion.py BATCHING_WINDOW

@@ -84,6 +84,8 @@ class IngestResult:
     agent_arn: str | None = None
     late: bool = False
     reason: QuarantineReason | None = None
+    # The envelope's account (EventBridge's word), for the per-sender volume metric; None if unreadable.
+    sender: str | None = None
 
 
 class CachedEnvironmentLookup:
@@ -189,6 +191,7 @@ class IngestService:
                     environment=member.environment.name,
                     agent_arn=member.event.agent_arn,
                     late=first_copy and is_late(member.event, member.envelope.arrival_ms, self._grace_ms),
+                    sender=member.envelope.account,
                 )
                 environment = member.environment
                 stored_by_environment[(environment.company_alias, environment.name)].append(member.message_id)
@@ -252,7 +255,10 @@ class IngestService:
                 company=company,
             )
             results[message.message_id] = IngestResult(
-                outcome=Outcome.QUARANTINED, company=company, reason=rejection.reason
+                outcome=Outcome.QUARANTINED,
+                company=company,
+                reason=rejection.reason,
+                sender=rejection.account,
             )
             if _from_registered_sender(rejection, company):
                 try:
