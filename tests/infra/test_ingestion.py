@@ -119,10 +119,11 @@ def test_quarantine_and_queue_age_alarms_cover_every_reason(metering_json: dict[
         if dimension["Name"] == "Reason"
     }
     assert reasons == set(QUARANTINE_REASONS)
-    assert rate["AlarmActions"]
+    assert rate["AlarmActions"] and rate["Threshold"] == 1_000
     [volume] = [a["Properties"] for i, a in alarms.items() if "SenderVolume" in i]
     assert volume["MetricName"] == "MaxEventsPerSender"
     assert [d["Name"] for d in volume["Dimensions"]] == ["service"]
+    assert volume["Threshold"] == 300_000 and volume["AlarmActions"]
     [age] = [a["Properties"] for i, a in alarms.items() if "AgentEventsOldestMessage" in i]
     assert age["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert age["Threshold"] == 600

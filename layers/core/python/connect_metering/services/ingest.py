@@ -254,9 +254,11 @@ class IngestService:
                 received_ms=message.received_ms,
                 company=company,
             )
+            # Only a well-formed, supported event is held against the company it names; a malformed
+            # one's instance is just text (its record still names the owner, for the owner's audit).
             results[message.message_id] = IngestResult(
                 outcome=Outcome.QUARANTINED,
-                company=company,
+                company=None if rejection.reason in MALFORMED else company,
                 reason=rejection.reason,
                 sender=rejection.account,
             )
@@ -296,6 +298,11 @@ class IngestService:
             return None
         owner = self._environments.environment_for_instance(rejection.instance_arn)
         return owner.company_alias if owner else None
+
+
+MALFORMED = frozenset(
+    {QuarantineReason.TOO_LARGE, QuarantineReason.UNPARSEABLE, QuarantineReason.UNSUPPORTED_TYPE}
+)
 
 
 def _too_many_events(member: _Admitted) -> Quarantined:
