@@ -53,6 +53,7 @@ def ingest_service() -> IngestService:
             settings.quarantine_table, dynamodb, retention_days=settings.quarantine_retention_days
         ),
         grace_ms=settings.policy.grace * 1000,
+        max_event_age_ms=settings.policy.max_event_age * 1000,
         counter=tenancy,
         claims=ClaimVerification(tenancy),
     )
@@ -76,6 +77,12 @@ def publish_counts(results: list[IngestResult]) -> None:
     late = sum(1 for result in results if result.late)
     if late:
         metrics.add_metric(name="LateEvents", unit=MetricUnit.Count, value=late)
+    # The busiest sender account's share of the batch: one value, no per-account dimension (that would
+    # be one metric per customer, unbounded and billed each); summed over 5 minutes it follows the
+    # volume of a sender that floods the bus.
+    senders = Counter(result.sender for result in results if result.sender is not None)
+    if senders:
+        metrics.add_metric(name="MaxEventsPerSender", unit=MetricUnit.Count, value=max(senders.values()))
     count_by("EventsQuarantined", "Reason", Counter(r.reason.value for r in results if r.reason is not None))
 
 

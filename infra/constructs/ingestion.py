@@ -80,7 +80,9 @@ class AgentEventIngestion(Construct):
             writes=True,
         )
         allow_table_access(function, activity_table, ["dynamodb:UpdateItem"], writes=True)
-        allow_table_access(function, quarantine_table, ["dynamodb:PutItem"], writes=True)
+        allow_table_access(
+            function, quarantine_table, ["dynamodb:PutItem", "dynamodb:UpdateItem"], writes=True
+        )
 
 
 def allow_table_access(

@@ -32,6 +32,7 @@ WORKER_TIMEOUT = cdk.Duration.seconds(300)
 # Maximum concurrency of the worker's event source, and its reserved concurrency (see above); times
 # the per-worker pace (functions/meter_worker/handler.py CALLS_PER_SECOND) it must stay below 10.
 WORKER_CONCURRENCY = 2
+DISPATCHER_CONCURRENCY = 1
 WORKER_BATCH_SIZE = 100
 # A work item is retried a few times (a concurrent run, a crash), then kept for an operator; the next
 # hourly run resends whatever it left pending anyway.
@@ -78,6 +79,9 @@ class HourlyMetering(Construct):
             name="meter_dispatch",
             description="Hourly: one work item per company to meter",
             timeout=cdk.Duration.seconds(120),
+            # Held back from the account's pool so an ingest flood can never delay the hourly run; one
+            # run an hour needs one (a rare overlapping retry waits for the schedule's retry).
+            reserved_concurrent_executions=DISPATCHER_CONCURRENCY,
             environment=environment,
         )
         self.worker = MeteringFunction(

@@ -26,6 +26,26 @@ WORKER_SERVICE = "connect-metering-meter-worker"
 DISPATCH_SERVICE = "connect-metering-meter-dispatch"
 INGEST_SERVICE = "connect-metering-ingest"
 PERIOD = cdk.Duration.minutes(5)
+# connect_metering.domain.agent_events.QuarantineReason (tests/infra/test_ingestion.py keeps them equal).
+QUARANTINE_REASONS = (
+    "unparseable",
+    "unsupported_type",
+    "unknown_instance",
+    "account_mismatch",
+    "too_large",
+    "future_timestamp",
+    "too_old",
+    "too_many_events",
+)
+# A few stray events are normal (a customer's test instance); this many in 5 minutes is a broken
+# forwarder or a flood, both worth a look while the quarantine counters still show who sends it.
+QUARANTINE_ALARM_THRESHOLD = 1_000
+# The Sum over 5 minutes of each batch's busiest-sender count: about one sender's volume when it
+# dominates the bus. 1,000 events/s is a heartbeat every 2 minutes from 120,000 agents, beyond any one
+# customer; a sender past it is flooding. One metric, no per-account dimension (unbounded cardinality).
+SENDER_VOLUME_ALARM_THRESHOLD = 300_000
+# Older than the grace, an agent event waiting in the queue misses its hour's metering (billed later).
+OLDEST_AGENT_EVENT_ALARM_SECONDS = 600
 
 
 def product_metric(name: str, service: str, statistic: str = "Sum") -> cloudwatch.Metric:
@@ -80,8 +100,14 @@ class MeteringOperations(Construct):
         )
 
     def watch(
-        self, *, functions: Sequence[lambda_.IFunction], dead_letter_queues: Sequence[sqs.IQueue]
+        self,
+        *,
+        functions: Sequence[lambda_.IFunction],
+        dead_letter_queues: Sequence[sqs.IQueue],
+        agent_events_queue: sqs.IQueue | None = None,
     ) -> None:
+        if agent_events_queue is not None:
+            self._watch_ingest(agent_events_queue)
         for function in functions:
             self._alarm(
                 f"{cdk.Names.node_unique_id(function.node)[-40:]}Errors",
@@ -121,6 +147,55 @@ class MeteringOperations(Construct):
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24),
         )
 
+    def _watch_ingest(self, queue: sqs.IQueue) -> None:
+        """Floods and backlogs of agent events: the rate of quarantined events (all reasons: one metric
+        per reason, summed; alarms cannot SEARCH) and the age of the oldest event waiting."""
+        by_reason = {
+            f"r{index}": cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name="EventsQuarantined",
+                dimensions_map={"Reason": reason, "service": INGEST_SERVICE},
+                statistic="Sum",
+                period=PERIOD,
+            )
+            for index, reason in enumerate(QUARANTINE_REASONS)
+        }
+        self.alarms.append(
+            threshold_alarm(
+                self,
+                "EventsQuarantinedRate",
+                cloudwatch.MathExpression(
+                    expression=f"SUM([{','.join(by_reason)}])",
+                    using_metrics=dict(by_reason),
+                    label="EventsQuarantined",
+                    period=PERIOD,
+                ),
+                QUARANTINE_ALARM_THRESHOLD,
+                f"more than {QUARANTINE_ALARM_THRESHOLD} agent events quarantined in 5 minutes",
+                self.topic,
+            )
+        )
+        self.alarms.append(
+            threshold_alarm(
+                self,
+                "SenderVolume",
+                product_metric("MaxEventsPerSender", INGEST_SERVICE),
+                SENDER_VOLUME_ALARM_THRESHOLD,
+                "one sender account sends more than 1,000 agent events a second",
+                self.topic,
+            )
+        )
+        self.alarms.append(
+            threshold_alarm(
+                self,
+                "AgentEventsOldestMessage",
+                queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
+                OLDEST_AGENT_EVENT_ALARM_SECONDS,
+                "agent events wait in the queue longer than the metering grace",
+                self.topic,
+            )
+        )
+
     def _alarm(self, name: str, metric: cloudwatch.IMetric, why: str) -> None:
         self.alarms.append(alarm_on_any(self, name, metric, why, self.topic))
 
@@ -142,4 +217,22 @@ def alarm_on_any(
     )
     if topic is not None:
         alarm.add_alarm_action(actions.SnsAction(topic))
+    return alarm
+
+
+def threshold_alarm(
+    scope: Construct, name: str, metric: cloudwatch.IMetric, threshold: float, why: str, topic: sns.ITopic
+) -> cloudwatch.Alarm:
+    """An alarm when the metric is above ``threshold`` in a period, sent to the alarm topic."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        f"{name}Alarm",
+        alarm_description=f"connect-metering: {why}",
+        metric=metric,
+        threshold=threshold,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    alarm.add_alarm_action(actions.SnsAction(topic))
     return alarm

@@ -118,6 +118,8 @@ class RegistrationApi(Construct):
             name="register",
             description="AWS Marketplace registration: token -> pending registration -> company",
             timeout=FUNCTION_TIMEOUT,
+            # The API's rate limit, held back from the account's pool: buyers can always register.
+            reserved_concurrent_executions=RATE_LIMIT,
             environment=environment,
         )
         function = self.handler.function

@@ -149,6 +149,8 @@ class SubscriptionLifecycle(Construct):
             name="lifecycle",
             description="Marketplace notifications -> subscription activation, end, entitlements",
             timeout=FUNCTION_TIMEOUT,
+            # Exactly what its event source may invoke at once (never less: SQS would be throttled).
+            reserved_concurrent_executions=MAX_CONCURRENCY,
             environment=environment,
         )
         function = self.handler.function

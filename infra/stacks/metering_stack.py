@@ -132,4 +132,5 @@ class MeteringStack(cdk.Stack):
                 self.metering.dead_letter_queue,
                 self.metering.schedule_dead_letter_queue,
             ],
+            agent_events_queue=self.agent_events.queue,
         )

@@ -18,6 +18,7 @@ from infra.app import FORWARDER_STACK
 from infra.constructs.forwarder import DECODER_SOURCE, VERIFICATION_RESOURCE_PREFIX
 from infra.inline.agent_event_decoder import handler as decode_records
 from infra.stacks.forwarder_stack import TemplateOnlySynthesizer
+from tests.factories import aws_sample
 from tests.infra.conftest import SynthesizedApp
 from tests.infra.template_helpers import only_resource, resources_of_type
 
@@ -179,14 +180,65 @@ def test_decoder_is_inline_code_of_the_tested_source(forwarder_json: dict[str, A
     assert properties["Architectures"] == ["arm64"]
 
 
-def test_decoder_returns_each_agent_event_unchanged() -> None:
+REDUCED_EVENT = {
+    "AWSAccountId": "123456789012",
+    "AgentARN": "arn:aws:connect:eu-west-2:123456789012:instance/i-1/agent/a-1",
+    "CurrentAgentSnapshot": {
+        "AgentStatus": {"ARN": "arn:aws:connect:...:agent-state/s-1", "Name": "Available"},
+    },
+    "EventId": "0b5a1d8e-2c4a-4a4e-9c3e-1f2a3b4c5d6e",
+    "EventTimestamp": "2024-05-01T10:00:00.000Z",
+    "EventType": "STATE_CHANGE",
+    "InstanceARN": "arn:aws:connect:eu-west-2:123456789012:instance/i-1",
+}
+
+
+def test_decoder_returns_each_agent_event_reduced_to_the_fields_billing_reads() -> None:
     data = base64.b64encode(json.dumps(AGENT_EVENT).encode()).decode()
     records = [{"data": data, "sequenceNumber": str(n), "partitionKey": "a-1"} for n in range(3)]
-    assert decode_records(records, None) == [AGENT_EVENT] * 3
+    assert decode_records(records, None) == [REDUCED_EVENT] * 3
+
+
+def test_decoder_keeps_the_status_start_and_drops_names_usernames_and_contacts() -> None:
+    event = aws_sample("agent-event-state-change-acw-entered")
+    [reduced] = decode_records([{"data": event, "sequenceNumber": "1"}], None)
+    assert set(reduced) == {
+        "EventId",
+        "EventType",
+        "EventTimestamp",
+        "AWSAccountId",
+        "InstanceARN",
+        "AgentARN",
+        "CurrentAgentSnapshot",
+    }
+    assert reduced["CurrentAgentSnapshot"] == {
+        "AgentStatus": {
+            name: event["CurrentAgentSnapshot"]["AgentStatus"][name]
+            for name in ("ARN", "Name", "StartTimestamp")
+        }
+    }
+    configuration = event["CurrentAgentSnapshot"]["Configuration"]
+    for personal in (configuration["FirstName"], configuration["LastName"], configuration["Username"]):
+        assert personal not in json.dumps(reduced)
+
+
+def test_decoder_leaves_missing_fields_missing() -> None:
+    partial = {"EventId": "e", "EventType": "LOGIN", "CurrentAgentSnapshot": None, "Name": "x"}
+    assert decode_records([{"data": partial, "sequenceNumber": "1"}], None) == [
+        {"EventId": "e", "EventType": "LOGIN"}
+    ]
+
+
+def test_the_template_decoder_reduces_events(forwarder_json: dict[str, Any]) -> None:
+    _, decoder = only_resource(forwarder_json, "AWS::Lambda::Function")
+    namespace: dict[str, Any] = {}
+    exec(compile(decoder["Properties"]["Code"]["ZipFile"], "index.py", "exec"), namespace)  # noqa: S102
+    data = base64.b64encode(json.dumps(AGENT_EVENT).encode()).decode()
+    assert namespace["handler"]([{"data": data, "sequenceNumber": "1"}], None) == [REDUCED_EVENT]
 
 
 def test_decoder_accepts_data_pipes_already_parsed() -> None:
-    assert decode_records([{"data": AGENT_EVENT, "sequenceNumber": "1"}], None) == [AGENT_EVENT]
+    assert decode_records([{"data": AGENT_EVENT, "sequenceNumber": "1"}], None) == [REDUCED_EVENT]
 
 
 def test_decoder_fails_the_batch_on_a_record_that_is_not_an_object() -> None:

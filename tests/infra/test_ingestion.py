@@ -90,11 +90,13 @@ def test_ingest_role_is_least_privilege(metering_json: dict[str, Any]) -> None:
         if action.startswith("dynamodb:")
     )
     # the SQS event source adds its own receive/delete permissions; DynamoDB access is exactly this
-    # Query and the tenancy table's UpdateItem verify an account claim (services/verification.py).
+    # Query and the tenancy table's UpdateItem verify an account claim (services/verification.py); the
+    # other UpdateItems: the activity table's agent-hours and the quarantine table's counters.
     assert dynamodb_actions == [
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:Query",
+        "dynamodb:UpdateItem",
         "dynamodb:UpdateItem",
         "dynamodb:UpdateItem",
     ]
@@ -103,3 +105,29 @@ def test_ingest_role_is_least_privilege(metering_json: dict[str, Any]) -> None:
         assert not any(action.endswith("*") and not action.startswith("xray:") for action in actions), (
             statement
         )
+
+
+def test_quarantine_and_queue_age_alarms_cover_every_reason(metering_json: dict[str, Any]) -> None:
+    from connect_metering.domain.agent_events import QuarantineReason
+    from infra.constructs.operations import QUARANTINE_REASONS
+
+    assert set(QUARANTINE_REASONS) == {reason.value for reason in QuarantineReason}
+    alarms = resources_of_type(metering_json, "AWS::CloudWatch::Alarm")
+    [rate] = [a["Properties"] for i, a in alarms.items() if "EventsQuarantinedRate" in i]
+    reasons = {
+        dimension["Value"]
+        for query in rate["Metrics"]
+        if "MetricStat" in query
+        for dimension in query["MetricStat"]["Metric"]["Dimensions"]
+        if dimension["Name"] == "Reason"
+    }
+    assert reasons == set(QUARANTINE_REASONS)
+    assert rate["AlarmActions"] and rate["Threshold"] == 1_000
+    [volume] = [a["Properties"] for i, a in alarms.items() if "SenderVolume" in i]
+    assert volume["MetricName"] == "MaxEventsPerSender"
+    assert [d["Name"] for d in volume["Dimensions"]] == ["service"]
+    assert volume["Threshold"] == 300_000 and volume["AlarmActions"]
+    [age] = [a["Properties"] for i, a in alarms.items() if "AgentEventsOldestMessage" in i]
+    assert age["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert age["Threshold"] == 600
+    assert age["AlarmActions"]

@@ -15,6 +15,7 @@ def test_defaults_are_billing_md_section_8() -> None:
         silence_timeout=360,
         grace=600,
         max_record_age=21_600,
+        max_event_age=604_800,
         usage_dimension="agent_minutes",
         overage_dimension="overage_agents",
         entitlement_dimension="licensed_agents",

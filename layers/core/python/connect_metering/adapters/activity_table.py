@@ -9,7 +9,10 @@ hour's checkpoint and events together, and the events of the next hour's first m
 
 Ingest adds all of a batch's events of one agent-hour with ONE UpdateItem (``ADD ev``) and no read:
 the returned old set tells which events were already there (duplicates), and set semantics make a
-redelivery harmless. An agent-hour that receives events after the hour was metered gets
+redelivery harmless. The update is conditional on the set's size, so an agent-hour never holds more
+than ``MAX_EVENTS_PER_AGENT_HOUR`` events (BILLING.md section 2 rule 6): with every element at most
+``MAX_ENCODED_BYTES`` the item stays near 250 KB at worst, far from DynamoDB's 400 KB item limit. Only
+an agent-hour that is full (an abusive stream) costs more than one write. An agent-hour that receives events after the hour was metered gets
 ``late_shard``/``late_at``, which puts it in the sparse GSI ``late-events`` so the next metering run
 finds the hours to recompute with a few queries instead of a scan. The dispatcher removes a marker
 (``clear_late_markers``) once the recompute it asks for is queued: each marker is its own progress.
@@ -21,6 +24,8 @@ failing: one stored item must never stop the metering of anyone else.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import zlib
 from collections.abc import Iterator, Sequence
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from connect_metering.adapters.table_schema import Index, create_table
-from connect_metering.domain.agent_events import AgentEvent
+from connect_metering.domain.agent_events import MAX_EVENTS_PER_AGENT_HOUR, AgentEvent, split_at_hour_bound
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, to_ms, utc_day
 from connect_metering.domain.sessions import UNKNOWN_STATUS_START_MS, AgentEventPoint, EventKind
 from connect_metering.unreadable import ACTIVITY_EVENTS, LATE_EVENTS, UnreadableItems
@@ -44,6 +49,23 @@ LATE_SHARDS = 8
 MS_PER_DAY = 24 * MS_PER_HOUR
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _HOUR_SORT_KEY = re.compile(r"(\d{2})#(C|E#.+)", re.DOTALL)
+
+# Amazon Connect EventIds are UUIDs (36 characters); a longer one is stored as a 33-character digest.
+MAX_STORED_EVENT_ID = 36
+# ts (13 digits: rule 5 keeps it within days of a real arrival) | kind | offline@status start (at most
+# 17 characters for years 1-9999) | stored EventId.
+MAX_ENCODED_BYTES = 13 + 1 + 1 + 1 + 17 + 1 + MAX_STORED_EVENT_ID
+# Concurrent batches for one agent-hour only happen to an abusive stream; past this, SQS redelivers.
+MAX_BOUNDED_WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class AddedEvents:
+    """The answer of one agent-hour write, by encoding: ``new`` were stored now, ``refused`` were not
+    because the agent-hour is full (``too_many_events``); the others were already stored (duplicates)."""
+
+    new: set[str]
+    refused: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +117,23 @@ def _hour_of_day(hour_ms: int) -> int:
     return (hour_ms % MS_PER_DAY) // MS_PER_HOUR
 
 
+def stored_event_id(event_id: str) -> str:
+    """The EventId as stored: itself up to 36 characters (every EventId Connect sends), else ``~`` and a
+    192-bit digest, so 3,600 events of 256-character ids still fit one item. Two ids that differ stay
+    different; only the tie order between two such events at the same instant follows the digest."""
+    if len(event_id) <= MAX_STORED_EVENT_ID:
+        return event_id
+    digest = hashlib.sha256(event_id.encode()).digest()[:24]
+    return "~" + base64.urlsafe_b64encode(digest).decode()
+
+
 def encode_event(event: AgentEvent) -> str:
     """Compact, exact form of what the session scan needs: ``ts|kind|offline[@status_start]|EventId``
     (the status's StartTimestamp only when it has one; EventId last, since it may hold ``|``)."""
     status = f"{int(event.offline)}"
     if event.status_start_ms != UNKNOWN_STATUS_START_MS:
         status += f"@{event.status_start_ms}"
-    return f"{event.ts_ms}|{int(event.kind)}|{status}|{event.event_id}"
+    return f"{event.ts_ms}|{int(event.kind)}|{status}|{stored_event_id(event.event_id)}"
 
 
 def decode_event(text: str) -> AgentEventPoint:
@@ -130,32 +162,65 @@ class DynamoActivityStore:
         self._client = client
         self.unreadable = unreadable or UnreadableItems()
 
-    def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> set[str]:
-        """Add events of ONE agent and ONE hour; returns the encodings that were new (the others were
-        already stored: duplicates). ``late_at_ms`` marks the agent-hour for recomputation."""
+    def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents:
+        """Add events of ONE agent and ONE hour, in arrival order, up to the agent-hour bound (rule 6).
+
+        The first write assumes room and is conditional on it; only when the condition fails (the hour
+        is nearly full) does the returned old set decide which events still fit, and the write is tried
+        again with those. ``late_at_ms`` marks the agent-hour for recomputation."""
         first = events[0]
         hour_ms = hour_floor(first.ts_ms)
         if any(e.agent_arn != first.agent_arn or hour_floor(e.ts_ms) != hour_ms for e in events):
             raise ValueError("events: one call stores one agent's events of one hour")
-        encodings = {encode_event(event) for event in events}
-        values: dict[str, Any] = {":events": {"SS": sorted(encodings)}}
+        key = {
+            "pk": {"S": partition_key(first.instance.arn, hour_ms)},
+            "sk": {"S": f"{_hour_of_day(hour_ms):02d}#E#{first.agent_id}"},
+        }
+        wanted = list(dict.fromkeys(encode_event(event) for event in events))
+        stored: set[str] | None = None  # the item's set as last seen; unknown until a write answers
+        added: set[str] = set()
+        for _ in range(MAX_BOUNDED_WRITE_ATTEMPTS):
+            fresh = [e for e in wanted if e not in added and (stored is None or e not in stored)]
+            batch, beyond = split_at_hour_bound(0 if stored is None else len(stored), fresh)
+            if not batch:
+                return AddedEvents(new=added, refused=set(beyond))
+            try:
+                old = self._add(key, batch, first.instance.arn, late_at_ms)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                item: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
+                stored = set(item.get("ev", {}).get("SS", []))
+                continue
+            added |= set(batch) - old
+            stored = old | added
+            if not any(e not in stored for e in beyond):
+                return AddedEvents(new=added, refused=set())
+        raise RuntimeError(f"agent-hour {key['sk']['S']}: contended past {MAX_BOUNDED_WRITE_ATTEMPTS} writes")
+
+    def _add(
+        self, key: dict[str, Any], encodings: list[str], instance_arn: str, late_at_ms: int | None
+    ) -> set[str]:
+        """ADD the encodings if the set then holds at most the bound; the set as it was before."""
+        values: dict[str, Any] = {
+            ":events": {"SS": sorted(encodings)},
+            ":most": {"N": str(MAX_EVENTS_PER_AGENT_HOUR - len(encodings))},
+        }
         update = "ADD ev :events"
         if late_at_ms is not None:
             update += " SET late_shard = :shard, late_at = :late_at"
-            values[":shard"] = {"S": late_shard(first.instance.arn)}
+            values[":shard"] = {"S": late_shard(instance_arn)}
             values[":late_at"] = {"N": str(late_at_ms)}
         response = self._client.update_item(
             TableName=self._table,
-            Key={
-                "pk": {"S": partition_key(first.instance.arn, hour_ms)},
-                "sk": {"S": f"{_hour_of_day(hour_ms):02d}#E#{first.agent_id}"},
-            },
+            Key=key,
             UpdateExpression=update,
+            ConditionExpression="attribute_not_exists(ev) OR size(ev) <= :most",
             ExpressionAttributeValues=values,
             ReturnValues="ALL_OLD",  # the old set, whether or not this call changed it
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",  # the set that did not leave room
         )
-        old = set(response.get("Attributes", {}).get("ev", {}).get("SS", []))
-        return encodings - old
+        return set(response.get("Attributes", {}).get("ev", {}).get("SS", []))
 
     def read_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> HourWindow:
         """Checkpoints and events of hours [first, last] of one instance: one query per UTC day touched."""

@@ -1,15 +1,20 @@
 """Which forwarded agent events count (BILLING.md section 2), decided on values alone.
 
 An SQS message body is the EventBridge envelope the forwarder produced; its ``detail`` is the Amazon
-Connect agent event unchanged, its ``account`` and ``time`` were set by EventBridge. Everything here is
-pure: the instance lookup and the clock are the caller's. A rejected event raises ``Quarantined`` with a
-reason and a message naming the field; the caller keeps it for audit and goes on with the batch.
+Connect agent event (whole, or reduced to the fields billing reads), its ``account`` and ``time`` were
+set by EventBridge. Everything here is pure: the instance lookup, the stored counts and the clock are
+the caller's. A rejected event raises ``Quarantined`` with a reason and a message naming the field; the
+caller keeps a bounded, PII-free ``QuarantinedEvent`` for audit and goes on with the batch.
+
+Rule order (BILLING.md section 2; the first broken rule is the reason): ``too_large`` is decided first,
+on the body's size alone, so no rule ever reads more than 64 KiB of an event; then rules 1 to 6.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -37,7 +42,20 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_RESOURCE_LENGTH = 1600
 # Connect and EventBridge clocks may differ by seconds; an event stamped further ahead than this is refused.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
-MAX_EVENT_ID_LENGTH = 256
+# BILLING.md section 2 rule 1: EventId and AgentARN are ASCII of at most this many characters, so
+# every key and set element built from them stays small (an AgentARN is part of a DynamoDB sort key).
+MAX_IDENTIFIER_LENGTH = 256
+# Rule 6: an agent's accepted events per hour stay below this; one a second is far beyond Connect.
+MAX_EVENTS_PER_AGENT_HOUR = 3_600
+# What a quarantine record keeps of attacker-controlled text (UTF-8 bytes per value).
+MAX_KEPT_VALUE_BYTES = 200
+MAX_KEPT_MESSAGE_BYTES = 400
+MAX_KEPT_REDUCED_BYTES = 2_048
+MAX_KEPT_EVENT_ID_CHARS = 64
+# The sender account of a message whose envelope could not be read.
+UNKNOWN_SENDER = "unknown"
+BILLING_FIELDS = ("EventId", "EventType", "EventTimestamp", "AWSAccountId", "InstanceARN", "AgentARN")
+AGENT_STATUS_FIELDS = ("ARN", "Name", "StartTimestamp")
 
 
 class QuarantineReason(StrEnum):
@@ -47,6 +65,8 @@ class QuarantineReason(StrEnum):
     ACCOUNT_MISMATCH = "account_mismatch"
     TOO_LARGE = "too_large"
     FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_OLD = "too_old"
+    TOO_MANY_EVENTS = "too_many_events"
 
 
 class Quarantined(Exception):
@@ -60,6 +80,7 @@ class Quarantined(Exception):
         instance_arn: str | None = None,
         account: str | None = None,
         arrival_ms: int | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{reason.value}: {message}")
         self.reason = reason
@@ -67,20 +88,38 @@ class Quarantined(Exception):
         self.instance_arn = instance_arn
         self.account = account
         self.arrival_ms = arrival_ms
+        # The agent event as far as it could be read: only its reduced form is ever kept.
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
 class QuarantinedEvent:
-    """A rejected event as kept for audit: the whole body, the reason, and who it claims to be."""
+    """A rejected event as kept for audit: bounded (a few KB whatever the body) and free of personal data.
+
+    ``reduced`` is the JSON of the fields billing reads (``reduce_agent_event``), each value cut to
+    ``MAX_KEPT_VALUE_BYTES``; the body itself is represented by its size and SHA-256 digest only, so
+    names, usernames and contacts are never stored, and a copy the customer still holds can be matched."""
 
     message_id: str
     arrival_ms: int
     reason: str
     message: str
-    body: str
+    body_bytes: int
+    body_sha256: str
+    reduced: str
     account: str | None = None
     instance_arn: str | None = None
+    event_id: str | None = None
     company: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineTally:
+    """Rejected messages of one sender account, reason and arrival hour, counted instead of kept."""
+
+    account: str
+    reason: str
+    hour_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +160,29 @@ def parse_envelope(body: str | bytes) -> Envelope:
     """An SQS message body -> the EventBridge envelope of a forwarded agent event."""
     size = len(body.encode() if isinstance(body, str) else body)
     if size > MAX_BODY_BYTES:
-        raise Quarantined(
+        too_large = Quarantined(
             QuarantineReason.TOO_LARGE, f"message of {size} bytes exceeds {MAX_BODY_BYTES} bytes"
         )
+        # Read only for the audit record (who sent it, its reduced fields); no rule depends on it.
+        try:
+            envelope = _readable_envelope(body)
+        except Quarantined:
+            envelope = None
+        if envelope is not None:
+            too_large.account, too_large.arrival_ms = envelope.account, envelope.arrival_ms
+            too_large.detail = envelope.detail
+        raise too_large
+    return _readable_envelope(body)
+
+
+def _readable_envelope(body: str | bytes) -> Envelope:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise Quarantined(QuarantineReason.UNPARSEABLE, f"body is not JSON ({error})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: ``[[[[...]]]]`` nested past the interpreter's limit is not an event either.
+        raise Quarantined(
+            QuarantineReason.UNPARSEABLE, f"body is not JSON ({type(error).__name__})"
+        ) from None
     if not isinstance(document, dict):
         raise Quarantined(QuarantineReason.UNPARSEABLE, "body is not a JSON object")
     if document.get("source") != FORWARDER_SOURCE or document.get("detail-type") != AGENT_EVENT_DETAIL_TYPE:
@@ -146,7 +201,12 @@ def parse_envelope(body: str | bytes) -> Envelope:
         raise Quarantined(QuarantineReason.UNPARSEABLE, str(error)) from None
     detail = document.get("detail")
     if not isinstance(detail, dict):
-        raise Quarantined(QuarantineReason.UNPARSEABLE, "envelope detail is not a JSON object")
+        raise Quarantined(
+            QuarantineReason.UNPARSEABLE,
+            "envelope detail is not a JSON object",
+            account=account,
+            arrival_ms=arrival_ms,
+        )
     resources = document.get("resources")
     return Envelope(
         account=account,
@@ -168,14 +228,34 @@ def _text(detail: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
-    """BILLING.md section 2 rule 1: the fields are present and well-formed."""
-    event_id = _text(detail, "EventId")
-    if len(event_id) > MAX_EVENT_ID_LENGTH:
+def _identifier(detail: Mapping[str, Any], name: str) -> str:
+    """Rule 1's bound on identifiers: ASCII, at most ``MAX_IDENTIFIER_LENGTH`` characters."""
+    value = _text(detail, name)
+    if len(value) > MAX_IDENTIFIER_LENGTH or not value.isascii():
         raise Quarantined(
-            QuarantineReason.UNPARSEABLE, f"EventId longer than {MAX_EVENT_ID_LENGTH} characters"
+            QuarantineReason.UNPARSEABLE,
+            f"{name} must be ASCII of at most {MAX_IDENTIFIER_LENGTH} characters "
+            f"(got {len(value)} characters)",
         )
-    event_type = _text(detail, "EventType")
+    return value
+
+
+def _agent_of(
+    detail: Mapping[str, Any], instance: InstanceArn, event_type: str
+) -> tuple[str, str, EventKind]:
+    """The rest of rule 1 (AgentARN, AWSAccountId), then rule 2, once the instance is known."""
+    agent_arn = _identifier(detail, "AgentARN")
+    prefix = f"{instance.arn}/agent/"
+    agent_id = agent_arn[len(prefix) :]
+    if not agent_arn.startswith(prefix) or not agent_id or "/" in agent_id or "#" in agent_id:
+        raise Quarantined(QuarantineReason.UNPARSEABLE, "AgentARN is not an agent of InstanceARN")
+    account_id = _text(detail, "AWSAccountId")
+    # isascii: the pattern's \d also matches non-ASCII digits.
+    if not account_id.isascii() or ACCOUNT_ID_PATTERN.fullmatch(account_id) is None:
+        raise Quarantined(
+            QuarantineReason.UNPARSEABLE,
+            f"AWSAccountId {account_id[:20]!r} is not a 12-digit account id",
+        )
     try:
         kind = EventKind.from_event_type(event_type)
     except ValueError:
@@ -183,27 +263,30 @@ def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
             QuarantineReason.UNSUPPORTED_TYPE,
             f"EventType {event_type[:40]!r} is not LOGIN, LOGOUT, STATE_CHANGE or HEART_BEAT (case-sensitive)",
         ) from None
+    return agent_arn, account_id, kind
+
+
+def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
+    """BILLING.md section 2 rules 1 and 2: every field is present and well-formed (``unparseable``),
+    then the type is one billing reads (``unsupported_type``): a malformed event of an unknown type is
+    ``unparseable``, since rule 1 comes first."""
+    event_id = _identifier(detail, "EventId")
+    event_type = _text(detail, "EventType")
     try:
         ts_ms = parse_iso_ms(_text(detail, "EventTimestamp"), field="EventTimestamp")
     except InstantError as error:
         raise Quarantined(QuarantineReason.UNPARSEABLE, str(error)[:200]) from None
-    instance_arn = _text(detail, "InstanceARN")
+    instance_arn = _identifier(detail, "InstanceARN")
     try:
         instance = InstanceArn.parse(instance_arn, field="InstanceARN")
     except TenancyError as error:
         raise Quarantined(QuarantineReason.UNPARSEABLE, str(error)[:200]) from None
-    agent_arn = _text(detail, "AgentARN")
-    prefix = f"{instance.arn}/agent/"
-    agent_id = agent_arn[len(prefix) :]
-    if not agent_arn.startswith(prefix) or not agent_id or "/" in agent_id or "#" in agent_id:
-        raise Quarantined(
-            QuarantineReason.UNPARSEABLE, "AgentARN is not an agent of InstanceARN", instance_arn=instance.arn
-        )
-    account_id = _text(detail, "AWSAccountId")
-    if ACCOUNT_ID_PATTERN.fullmatch(account_id) is None:
-        raise Quarantined(
-            QuarantineReason.UNPARSEABLE, f"AWSAccountId {account_id[:20]!r} is not a 12-digit account id"
-        )
+    try:
+        agent_arn, account_id, kind = _agent_of(detail, instance, event_type)
+    except Quarantined as rejection:
+        # The instance is known from here on: the rejection is kept against its owner.
+        rejection.instance_arn = instance.arn
+        raise
     return AgentEvent(
         event_id=event_id,
         kind=kind,
@@ -216,8 +299,20 @@ def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
     )
 
 
+def claimed_instance(detail: Mapping[str, Any] | None) -> str | None:
+    """The event's InstanceARN when it is a well-formed one, whatever else is wrong with the event:
+    a rejection is then kept against that instance's owner (when the owner's account sent it)."""
+    value = (detail or {}).get("InstanceARN")
+    if not isinstance(value, str) or len(value) > MAX_IDENTIFIER_LENGTH or not value.isascii():
+        return None
+    try:
+        return InstanceArn.parse(value).arn
+    except TenancyError:
+        return None
+
+
 def check_sender(envelope: Envelope, event: AgentEvent) -> None:
-    """BILLING.md section 2 rule 3: envelope ``account`` == ``AWSAccountId`` == the instance's account.
+    """BILLING.md section 2 rule 4: envelope ``account`` == ``AWSAccountId`` == the instance's account.
     The envelope account is set by EventBridge, so a sender cannot bill its events to another company."""
     if not envelope.account == event.aws_account_id == event.instance.account_id:
         raise Quarantined(
@@ -226,12 +321,102 @@ def check_sender(envelope: Envelope, event: AgentEvent) -> None:
             f"instance account {event.instance.account_id}: all three must be equal",
             instance_arn=event.instance.arn,
         )
-    if event.ts_ms - envelope.arrival_ms > MAX_FUTURE_SKEW_MS:
+
+
+def check_timestamp(envelope: Envelope, event: AgentEvent, *, max_event_age_ms: int) -> None:
+    """BILLING.md section 2 rule 5: stamped at most 300 s after its arrival and at most
+    ``max_event_age`` before it. The lower bound keeps replayed or invented history (year 999, 1969)
+    out of hours metered long ago, and every stored timestamp a 13-digit millisecond count."""
+    ahead_ms = event.ts_ms - envelope.arrival_ms
+    if ahead_ms > MAX_FUTURE_SKEW_MS:
         raise Quarantined(
             QuarantineReason.FUTURE_TIMESTAMP,
-            f"EventTimestamp is {(event.ts_ms - envelope.arrival_ms) // 1000} s after its arrival",
+            f"EventTimestamp is {ahead_ms // 1000} s after its arrival",
             instance_arn=event.instance.arn,
         )
+    if -ahead_ms > max_event_age_ms:
+        raise Quarantined(
+            QuarantineReason.TOO_OLD,
+            f"EventTimestamp is {-ahead_ms // 1000} s before its arrival (max_event_age "
+            f"{max_event_age_ms // 1000} s)",
+            instance_arn=event.instance.arn,
+        )
+
+
+def split_at_hour_bound(stored: int, fresh: Sequence[str]) -> tuple[list[str], list[str]]:
+    """BILLING.md section 2 rule 6 for one agent-hour holding ``stored`` accepted events: the ``fresh``
+    events (new ones, in arrival order) that keep it under ``MAX_EVENTS_PER_AGENT_HOUR``, and the rest
+    (``too_many_events``)."""
+    room = max(0, MAX_EVENTS_PER_AGENT_HOUR - stored)
+    return list(fresh[:room]), list(fresh[room:])
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """At most ``max_bytes`` of UTF-8, never splitting a character."""
+    return text.encode()[:max_bytes].decode(errors="ignore")
+
+
+def _kept_value(value: object, max_bytes: int) -> object:
+    """A string cut to ``max_bytes``; a small number or null as is; anything else only by its type."""
+    if isinstance(value, str):
+        return _cut(value, max_bytes)
+    if value is None or isinstance(value, float) or (isinstance(value, int) and abs(value) < 2**63):
+        return value
+    return f"<{type(value).__name__}>"
+
+
+def reduce_agent_event(detail: Mapping[str, Any], *, max_value_bytes: int | None = None) -> dict[str, Any]:
+    """The agent event reduced to the fields billing reads (BILLING.md section 2): no names, usernames,
+    routing profiles or contacts. Absent fields stay absent; ``max_value_bytes`` bounds each string."""
+
+    def kept(value: object) -> object:
+        return value if max_value_bytes is None else _kept_value(value, max_value_bytes)
+
+    reduced: dict[str, Any] = {name: kept(detail[name]) for name in BILLING_FIELDS if name in detail}
+    snapshot = detail.get("CurrentAgentSnapshot")
+    status = snapshot.get("AgentStatus") if isinstance(snapshot, Mapping) else None
+    if isinstance(status, Mapping):
+        reduced["CurrentAgentSnapshot"] = {
+            "AgentStatus": {name: kept(status[name]) for name in AGENT_STATUS_FIELDS if name in status}
+        }
+    return reduced
+
+
+def _reduced_json(detail: Mapping[str, Any]) -> str:
+    """The reduced event as JSON of at most ``MAX_KEPT_REDUCED_BYTES``: values whose escaping blew it up
+    (control characters, quotes) are cut shorter on a second pass."""
+    for max_value_bytes in (MAX_KEPT_VALUE_BYTES, 16):
+        text = json.dumps(
+            reduce_agent_event(detail, max_value_bytes=max_value_bytes),
+            separators=(",", ":"),
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        if len(text.encode()) <= MAX_KEPT_REDUCED_BYTES:
+            return text
+    return "{}"
+
+
+def audit_record(
+    rejection: Quarantined, *, message_id: str, body: str, received_ms: int, company: str | None
+) -> QuarantinedEvent:
+    """What quarantine keeps of a rejected message: bounded and PII-free whatever the body holds."""
+    raw = body.encode()
+    detail = rejection.detail or {}
+    event_id = detail.get("EventId")
+    return QuarantinedEvent(
+        message_id=message_id,
+        arrival_ms=rejection.arrival_ms if rejection.arrival_ms is not None else received_ms,
+        reason=rejection.reason.value,
+        message=_cut(rejection.message, MAX_KEPT_MESSAGE_BYTES),
+        body_bytes=len(raw),
+        body_sha256=hashlib.sha256(raw).hexdigest(),
+        reduced=_reduced_json(detail),
+        account=rejection.account,
+        instance_arn=rejection.instance_arn,
+        event_id=event_id[:MAX_KEPT_EVENT_ID_CHARS] if isinstance(event_id, str) and event_id else None,
+        company=company,
+    )
 
 
 def metering_instant_ms(hour_ms: int, grace_ms: int) -> int:

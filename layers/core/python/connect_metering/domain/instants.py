@@ -29,7 +29,11 @@ def parse_iso(value: str, *, field: str = "timestamp") -> datetime:
         raise InstantError(f"{field}: {value!r} is not ISO-8601") from exc
     if parsed.tzinfo is None:
         raise InstantError(f"{field}: {value!r} has no UTC offset (instants are UTC)")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        # 0001-01-01T00:00+01:00 is valid ISO-8601 but before datetime's first instant in UTC.
+        raise InstantError(f"{field}: {value!r} is outside the years 1-9999 in UTC") from exc
 
 
 def to_ms(moment: datetime) -> int:

@@ -2,6 +2,13 @@
 
 BILLING.md section 2. Transient storage failures raise, so the SQS record is reported as failed and
 redelivered; everything else ends in a definite outcome and never fails the batch.
+
+Quarantine keeps a bounded, PII-free record (``audit_record``) per rejected message when the sender is
+a registered environment's own account: its forwarder is broken, and its owner may ask why. Anything
+else (no registered environment named, an account naming another's instance, an agent-hour past its
+bound) is an anonymous or abusive flood: it is kept as one counter per (sender account, reason, hour),
+written once per batch, and one sample per (sender account, hour), so a flood costs a bounded number
+of items however many events it sends.
 """
 
 from __future__ import annotations
@@ -12,20 +19,26 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from connect_metering.adapters.activity_table import encode_event
+from connect_metering.adapters.activity_table import AddedEvents, encode_event
 from connect_metering.domain.agent_events import (
+    MAX_EVENTS_PER_AGENT_HOUR,
+    UNKNOWN_SENDER,
     AgentEvent,
     Envelope,
     Quarantined,
     QuarantinedEvent,
     QuarantineReason,
+    QuarantineTally,
+    audit_record,
     check_sender,
+    check_timestamp,
+    claimed_instance,
     is_late,
     parse_agent_event,
     parse_envelope,
 )
 from connect_metering.domain.instants import hour_floor
-from connect_metering.domain.tenancy import Environment
+from connect_metering.domain.tenancy import Environment, InstanceArn
 
 
 class EnvironmentLookup(Protocol):
@@ -37,11 +50,15 @@ class ActivityCounter(Protocol):
 
 
 class ActivityStore(Protocol):
-    def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> set[str]: ...
+    def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents: ...
 
 
 class QuarantineStore(Protocol):
     def keep(self, event: QuarantinedEvent) -> None: ...
+
+    def count(self, tally: QuarantineTally, events: int, *, company: str | None) -> None: ...
+
+    def keep_sample(self, event: QuarantinedEvent) -> None: ...
 
 
 class AcceptedEventHook(Protocol):
@@ -71,6 +88,8 @@ class IngestResult:
     agent_arn: str | None = None
     late: bool = False
     reason: QuarantineReason | None = None
+    # The envelope's account (EventBridge's word), for the per-sender volume metric; None if unreadable.
+    sender: str | None = None
 
 
 class CachedEnvironmentLookup:
@@ -102,6 +121,14 @@ class CachedEnvironmentLookup:
         return environment
 
 
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    message_id: str
+    event: AgentEvent
+    envelope: Envelope
+    environment: Environment
+
+
 class IngestService:
     def __init__(
         self,
@@ -110,6 +137,7 @@ class IngestService:
         activity: ActivityStore,
         quarantine: QuarantineStore,
         grace_ms: int,
+        max_event_age_ms: int,
         counter: ActivityCounter | None = None,
         claims: AcceptedEventHook | None = None,
     ) -> None:
@@ -119,52 +147,65 @@ class IngestService:
         self._activity = activity
         self._quarantine = quarantine
         self._grace_ms = grace_ms
+        self._max_event_age_ms = max_event_age_ms
+        # (sender account, hour) whose sample this container already wrote: a flood then costs one
+        # counter write per batch and no sample writes. Cleared when it grows; a miss is one more write.
+        self._sampled: set[tuple[str, int]] = set()
 
     def ingest_batch(self, messages: Sequence[Message]) -> dict[str, IngestResult | Exception]:
         """Every message -> its result, or the storage error that must fail it (SQS redelivers it).
 
         Accepted events are grouped by (instance, agent, hour) and each group is stored with one write,
-        whose answer also tells which events were already stored: the duplicates."""
+        whose answer also tells which events were already stored (the duplicates) and which found the
+        agent-hour full (rule 6). Rejections are kept last, together, so a flood costs few writes."""
         results: dict[str, IngestResult | Exception] = {}
-        groups: dict[tuple[str, int], list[tuple[str, AgentEvent, int, Environment]]] = defaultdict(list)
+        rejected: list[tuple[Message, Quarantined]] = []
+        by_id = {message.message_id: message for message in messages}
+        groups: dict[tuple[str, int], list[_Admitted]] = defaultdict(list)
         admitted: dict[str, tuple[Envelope, Environment]] = {}
         for message in messages:
             try:
                 envelope, event, environment = self._admit(message)
             except Quarantined as rejection:
-                results[message.message_id] = self._keep_safely(message, rejection)
+                rejected.append((message, rejection))
                 continue
             admitted[message.message_id] = (envelope, environment)
             key = (event.agent_arn, hour_floor(event.ts_ms))
-            groups[key].append((message.message_id, event, envelope.arrival_ms, environment))
+            groups[key].append(_Admitted(message.message_id, event, envelope, environment))
         stored_by_environment: dict[tuple[str, str], list[str]] = defaultdict(list)
         for members in groups.values():
             late_arrivals = [
-                arrival for _, event, arrival, _ in members if is_late(event, arrival, self._grace_ms)
+                m.envelope.arrival_ms
+                for m in members
+                if is_late(m.event, m.envelope.arrival_ms, self._grace_ms)
             ]
             try:
-                new = self._activity.add_events(
-                    [event for _, event, _, _ in members], late_at_ms=max(late_arrivals, default=None)
+                added = self._activity.add_events(
+                    [m.event for m in members], late_at_ms=max(late_arrivals, default=None)
                 )
             except Exception as error:
-                results.update((message_id, error) for message_id, *_ in members)
+                results.update((m.message_id, error) for m in members)
                 continue
-            for message_id, event, arrival, environment in members:
-                encoding = encode_event(event)
-                first_copy = encoding in new
-                new.discard(encoding)
-                results[message_id] = IngestResult(
+            for member in members:
+                encoding = encode_event(member.event)
+                if encoding in added.refused:
+                    rejected.append((by_id[member.message_id], _too_many_events(member)))
+                    continue
+                first_copy = encoding in added.new
+                added.new.discard(encoding)
+                results[member.message_id] = IngestResult(
                     outcome=Outcome.ACCEPTED if first_copy else Outcome.DUPLICATE,
-                    company=environment.company_alias,
-                    environment=environment.name,
-                    agent_arn=event.agent_arn,
-                    late=first_copy and is_late(event, arrival, self._grace_ms),
+                    company=member.environment.company_alias,
+                    environment=member.environment.name,
+                    agent_arn=member.event.agent_arn,
+                    late=first_copy and is_late(member.event, member.envelope.arrival_ms, self._grace_ms),
+                    sender=member.envelope.account,
                 )
-            stored_by_environment[(members[0][3].company_alias, members[0][3].name)] += [
-                m[0] for m in members
-            ]
+                environment = member.environment
+                stored_by_environment[(environment.company_alias, environment.name)].append(member.message_id)
         self._count(stored_by_environment, results)
         self._verify_claims(admitted, results)
+        self._keep_rejected(rejected, results)
         return results
 
     def _verify_claims(
@@ -200,11 +241,10 @@ class IngestService:
                 results.update((message_id, error) for message_id in message_ids)
 
     def _admit(self, message: Message) -> tuple[Envelope, AgentEvent, Environment]:
-        """BILLING.md section 2: parse, check the sender, find the environment; else Quarantined."""
+        """BILLING.md section 2 rules 1 to 5 in order (rule 6 needs the store); else Quarantined."""
         envelope = parse_envelope(message.body)
         try:
             event = parse_agent_event(envelope.detail)
-            check_sender(envelope, event)
             environment = self._environments.environment_for_instance(event.instance.arn)
             if environment is None:
                 raise Quarantined(
@@ -212,33 +252,102 @@ class IngestService:
                     "InstanceARN is not a registered environment",
                     instance_arn=event.instance.arn,
                 )
+            check_sender(envelope, event)
+            check_timestamp(envelope, event, max_event_age_ms=self._max_event_age_ms)
         except Quarantined as rejection:
             # What EventBridge vouched for is kept with the rejection, for the audit trail.
             rejection.account, rejection.arrival_ms = envelope.account, envelope.arrival_ms
+            rejection.detail = envelope.detail
             raise
         return envelope, event, environment
 
-    def _keep_safely(self, message: Message, rejection: Quarantined) -> IngestResult | Exception:
-        try:
-            return self._keep(message, rejection)
-        except Exception as error:
-            return error
-
-    def _keep(self, message: Message, rejection: Quarantined) -> IngestResult:
-        company = None
-        if rejection.instance_arn is not None and rejection.reason is not QuarantineReason.UNKNOWN_INSTANCE:
-            owner = self._environments.environment_for_instance(rejection.instance_arn)
-            company = owner.company_alias if owner else None
-        self._quarantine.keep(
-            QuarantinedEvent(
+    def _keep_rejected(
+        self, rejected: Sequence[tuple[Message, Quarantined]], results: dict[str, IngestResult | Exception]
+    ) -> None:
+        """A record per message from registered senders; counters and a sample for everyone else.
+        A failed write fails its messages (redelivered), so a counter may count a message twice: it
+        measures a flood, it bills nothing."""
+        tallies: dict[QuarantineTally, list[str]] = defaultdict(list)
+        tally_companies: dict[QuarantineTally, str] = {}
+        samples: dict[tuple[str, int], tuple[str, QuarantinedEvent]] = {}
+        for message, rejection in rejected:
+            if rejection.instance_arn is None:
+                rejection.instance_arn = claimed_instance(rejection.detail)
+            company = self._company_named(rejection)
+            record = audit_record(
+                rejection,
                 message_id=message.message_id,
-                arrival_ms=rejection.arrival_ms if rejection.arrival_ms is not None else message.received_ms,
-                reason=rejection.reason.value,
-                message=rejection.message,
                 body=message.body,
-                account=rejection.account,
-                instance_arn=rejection.instance_arn,
+                received_ms=message.received_ms,
                 company=company,
             )
-        )
-        return IngestResult(outcome=Outcome.QUARANTINED, company=company, reason=rejection.reason)
+            # Only a well-formed, supported event is held against the company it names; a malformed
+            # one's instance is just text (its record still names the owner, for the owner's audit).
+            results[message.message_id] = IngestResult(
+                outcome=Outcome.QUARANTINED,
+                company=None if rejection.reason in MALFORMED else company,
+                reason=rejection.reason,
+                sender=rejection.account,
+            )
+            if _from_registered_sender(rejection, company):
+                try:
+                    self._quarantine.keep(record)
+                except Exception as error:
+                    results[message.message_id] = error
+                continue
+            account = rejection.account or UNKNOWN_SENDER
+            hour_ms = hour_floor(record.arrival_ms)
+            tally = QuarantineTally(account, rejection.reason.value, hour_ms)
+            tallies[tally].append(message.message_id)
+            if company is not None:
+                tally_companies.setdefault(tally, company)
+            samples.setdefault((account, hour_ms), (message.message_id, record))
+        for tally, message_ids in tallies.items():
+            try:
+                self._quarantine.count(tally, len(message_ids), company=tally_companies.get(tally))
+            except Exception as error:
+                results.update((message_id, error) for message_id in message_ids)
+        for key, (message_id, record) in samples.items():
+            if key in self._sampled:
+                continue
+            try:
+                self._quarantine.keep_sample(record)
+            except Exception as error:
+                results[message_id] = error
+                continue
+            if len(self._sampled) >= 10_000:
+                self._sampled.clear()
+            self._sampled.add(key)
+
+    def _company_named(self, rejection: Quarantined) -> str | None:
+        """The company whose registered instance the rejected event names (kept for its audit)."""
+        if rejection.instance_arn is None or rejection.reason is QuarantineReason.UNKNOWN_INSTANCE:
+            return None
+        owner = self._environments.environment_for_instance(rejection.instance_arn)
+        return owner.company_alias if owner else None
+
+
+MALFORMED = frozenset(
+    {QuarantineReason.TOO_LARGE, QuarantineReason.UNPARSEABLE, QuarantineReason.UNSUPPORTED_TYPE}
+)
+
+
+def _too_many_events(member: _Admitted) -> Quarantined:
+    return Quarantined(
+        QuarantineReason.TOO_MANY_EVENTS,
+        f"the agent already has {MAX_EVENTS_PER_AGENT_HOUR} accepted events in this hour",
+        instance_arn=member.event.instance.arn,
+        account=member.envelope.account,
+        arrival_ms=member.envelope.arrival_ms,
+        detail=member.envelope.detail,
+    )
+
+
+def _from_registered_sender(rejection: Quarantined, company: str | None) -> bool:
+    """Sent by the account of the registered instance it names, and not a flood past rule 6: worth a
+    record per message. EventBridge sets the sender account, so nobody else can earn that."""
+    if company is None or rejection.instance_arn is None:
+        return False
+    if rejection.reason is QuarantineReason.TOO_MANY_EVENTS:
+        return False
+    return rejection.account == InstanceArn.parse(rejection.instance_arn).account_id
