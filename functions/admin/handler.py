@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import Enum
@@ -106,6 +108,19 @@ def _audit(alias: str, target: str, outcome: str, status: int) -> None:
         logger.error("audit item not stored", extra={"audit": entry.fields(), "error": type(error).__name__})
 
 
+@contextmanager
+def _audited(alias: str, target: str) -> Iterator[None]:
+    """Audit a change that fails, with the rule that refused it (or ``error``), and re-raise."""
+    try:
+        yield
+    except TenancyError as error:
+        _audit(alias, target, error.rule, _status(error))
+        raise
+    except Exception:
+        _audit(alias, target, "error", 500)
+        raise
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
@@ -176,17 +191,10 @@ def _environment_target(name: object, instance_arn: object) -> str:
 
 @app.post("/companies/<alias>/environments")
 def add_environment(alias: str) -> Response[str]:
-    target = _environment_target(None, None)
-    try:
+    with _audited(alias, _environment_target(None, None)):
         body = _body()
-        target = _environment_target(body.get("name"), body.get("instance_arn"))
+    with _audited(alias, _environment_target(body.get("name"), body.get("instance_arn"))):
         environment = licence_service().add_environment(alias, body.get("name"), body.get("instance_arn"))
-    except TenancyError as error:
-        _audit(alias, target, error.rule, _status(error))
-        raise
-    except Exception:
-        _audit(alias, target, "error", 500)
-        raise
     _audit(alias, _environment_target(environment.name, environment.instance_arn.arn), "added", 201)
     return _json(201, {"company": alias, "environment": _environment(environment)})
 
@@ -194,14 +202,8 @@ def add_environment(alias: str) -> Response[str]:
 @app.delete("/companies/<alias>/environments/<name>")
 def remove_environment(alias: str, name: str) -> Response[str]:
     target = f"environment {name}"
-    try:
+    with _audited(alias, target):
         licence_service().remove_environment(alias, name)
-    except TenancyError as error:
-        _audit(alias, target, error.rule, _status(error))
-        raise
-    except Exception:
-        _audit(alias, target, "error", 500)
-        raise
     _audit(alias, target, "removed", 204)
     return Response(status_code=204, body="", headers={"Cache-Control": "no-store"})
 

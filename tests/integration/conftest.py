@@ -37,6 +37,25 @@ def tenancy(dynamodb: DynamoDBClient) -> DynamoTenancyStore:
 
 
 @pytest.fixture
+def ingest_tables(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: DynamoDBClient, tenancy: DynamoTenancyStore
+) -> None:
+    """The ingest Lambda's tables on moto and its settings aimed at them, with a fresh service."""
+    from connect_metering.adapters.activity_table import create_activity_table
+    from connect_metering.adapters.quarantine_table import create_quarantine_table
+    from connect_metering.settings import load_settings
+    from functions.ingest import handler
+
+    create_activity_table(dynamodb, "activity-test")
+    create_quarantine_table(dynamodb, "quarantine-test")
+    monkeypatch.setenv("TENANCY_TABLE", TENANCY_TABLE)
+    monkeypatch.setenv("ACTIVITY_TABLE", "activity-test")
+    monkeypatch.setenv("QUARANTINE_TABLE", "quarantine-test")
+    load_settings.cache_clear()
+    handler.ingest_service.cache_clear()
+
+
+@pytest.fixture
 def serializable_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
     """DynamoDB applies each request (a TransactWriteItems included) atomically; moto's in-memory backend
     does not under threads (a write can change a dict another request is iterating). One lock around

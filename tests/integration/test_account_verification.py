@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from connect_metering.adapters.activity_table import create_activity_table
-from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.tenancy import (
     AccountClaim,
@@ -36,17 +34,8 @@ OTHER_INSTANCE = f"arn:aws:connect:eu-west-1:{OTHER_ACCOUNT}:instance/bbbbbbbb-b
 
 
 @pytest.fixture
-def code(
-    monkeypatch: pytest.MonkeyPatch, dynamodb: DynamoDBClient, tenancy: DynamoTenancyStore
-) -> Iterator[str]:
+def code(ingest_tables: None, dynamodb: DynamoDBClient, tenancy: DynamoTenancyStore) -> Iterator[str]:
     """Acme's unverified environment on the sample instance; Initech's verified one in another account."""
-    create_activity_table(dynamodb, "activity-test")
-    create_quarantine_table(dynamodb, "quarantine-test")
-    monkeypatch.setenv("TENANCY_TABLE", "tenancy-test")
-    monkeypatch.setenv("ACTIVITY_TABLE", "activity-test")
-    monkeypatch.setenv("QUARANTINE_TABLE", "quarantine-test")
-    load_settings.cache_clear()
-    handler.ingest_service.cache_clear()
     verification = EnvironmentVerification.new(claimed_at=H - timedelta(hours=1))
     tenancy.create_company(Company(alias="acme"))
     tenancy.add_environment(

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
-from connect_metering.adapters.activity_table import AddedEvents, DynamoActivityStore, create_activity_table
-from connect_metering.adapters.quarantine_table import create_quarantine_table
+from connect_metering.adapters.activity_table import AddedEvents, DynamoActivityStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.instants import parse_iso, to_ms
 from connect_metering.domain.tenancy import Company, Environment, build
@@ -34,15 +33,8 @@ OTHER_INSTANCE = "arn:aws:connect:eu-west-1:999988887777:instance/bbbbbbbb-bbbb-
 
 @pytest.fixture
 def ingest(
-    monkeypatch: pytest.MonkeyPatch, dynamodb: DynamoDBClient, tenancy: DynamoTenancyStore
+    ingest_tables: None, dynamodb: DynamoDBClient, tenancy: DynamoTenancyStore
 ) -> Iterator[DynamoActivityStore]:
-    create_activity_table(dynamodb, "activity-test")
-    create_quarantine_table(dynamodb, "quarantine-test")
-    monkeypatch.setenv("TENANCY_TABLE", "tenancy-test")
-    monkeypatch.setenv("ACTIVITY_TABLE", "activity-test")
-    monkeypatch.setenv("QUARANTINE_TABLE", "quarantine-test")
-    load_settings.cache_clear()
-    handler.ingest_service.cache_clear()
     tenancy.create_company(Company(alias="acme"))
     tenancy.add_environment(
         build(Environment, company_alias="acme", name="prod", instance_arn=SAMPLE_INSTANCE)

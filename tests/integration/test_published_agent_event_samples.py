@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
-from connect_metering.adapters.quarantine_table import create_quarantine_table
+from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.instants import parse_iso, to_ms
 from connect_metering.domain.sessions import AgentEventPoint, Session, SessionEnd, sessions_for_agent
@@ -45,15 +44,8 @@ AGENT_EVENT_SAMPLES = (
 
 @pytest.fixture
 def activity(
-    monkeypatch: pytest.MonkeyPatch, dynamodb: DynamoDBClient, tenancy: DynamoTenancyStore
+    ingest_tables: None, dynamodb: DynamoDBClient, tenancy: DynamoTenancyStore
 ) -> Iterator[DynamoActivityStore]:
-    create_activity_table(dynamodb, "activity-test")
-    create_quarantine_table(dynamodb, "quarantine-test")
-    monkeypatch.setenv("TENANCY_TABLE", "tenancy-test")
-    monkeypatch.setenv("ACTIVITY_TABLE", "activity-test")
-    monkeypatch.setenv("QUARANTINE_TABLE", "quarantine-test")
-    load_settings.cache_clear()
-    handler.ingest_service.cache_clear()
     tenancy.create_company(Company(alias="acme"))
     for name, instance in (("west", HEART_BEAT_INSTANCE), ("east", ACW_INSTANCE)):
         tenancy.add_environment(build(Environment, company_alias="acme", name=name, instance_arn=instance))
