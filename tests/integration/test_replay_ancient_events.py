@@ -89,3 +89,46 @@ def test_ancient_events_are_quarantined_too_old(tmp_path: Path) -> None:
     attacker = result.summary["companies"]["attacker"]
     assert attacker["quarantined"] == {"too_old": 2}
     assert attacker["events_accepted"] == 0
+
+
+def test_raw_ancient_lines_arrive_at_the_replay_clock_and_are_quarantined(tmp_path: Path) -> None:
+    """Raw agent events (no envelope) arrive at their EventTimestamp, or at the clock when that is already
+    later: an E.jsonl line dated year 999 after lines of 08:30 arrives at 08:30, and is too old then."""
+    victim_lines = session(VICTIM, "alice", D.replace(hour=8, minute=5), D.replace(hour=10, minute=35))
+    attack = [
+        agent_event(ATTACKER, "mallory", "raw-999", "LOGIN", D.replace(hour=8, minute=30)),
+        agent_event(ATTACKER, "mallory", "raw-1969", "HEART_BEAT", D.replace(hour=8, minute=31)),
+    ]
+    attack[0]["EventTimestamp"] = "0999-06-01T00:00:00Z"
+    attack[1]["EventTimestamp"] = "1969-07-20T20:17:00Z"
+    events = victim_lines[:14] + attack + victim_lines[14:]
+    registry = {
+        "product_code": "prod1",
+        "companies": [
+            company("victim", VICTIM_ACCOUNT, VICTIM),
+            company("attacker", ATTACKER_ACCOUNT, ATTACKER),
+        ],
+    }
+    result = replay(tmp_path, registry, events, until=D.replace(hour=11, minute=30))
+    assert result.summary["companies"]["attacker"]["quarantined"] == {"too_old": 2}
+    assert result.accepted_by_hour(license_suffix="l-victim") == {
+        "2026-11-02T08:00:00.000Z": 55,
+        "2026-11-02T09:00:00.000Z": 60,
+        "2026-11-02T10:00:00.000Z": 35,
+    }
+
+
+def test_a_raw_line_behind_the_clock_is_a_late_arrival_billed_in_the_next_hour(tmp_path: Path) -> None:
+    """A raw line whose EventTimestamp is before the clock arrives at the clock: after its hour was
+    metered it is late, and its minutes are billed in the next metered hour, never lost."""
+    early = session(VICTIM, "alice", D.replace(hour=8, minute=10), D.replace(hour=8, minute=40))
+    later = session(VICTIM, "bob", D.replace(hour=9, minute=15), D.replace(hour=9, minute=30))
+    registry = {"product_code": "prod1", "companies": [company("victim", VICTIM_ACCOUNT, VICTIM)]}
+    # bob's lines move the clock past 09:10 (hour 8 metered) before alice's lines come.
+    result = replay(tmp_path, registry, later + early, until=D.replace(hour=11, minute=10))
+    assert result.accepted_by_hour(license_suffix="l-victim") == {
+        "2026-11-02T08:00:00.000Z": 0,
+        "2026-11-02T09:00:00.000Z": 15 + 30,
+        "2026-11-02T10:00:00.000Z": 0,
+    }
+    assert result.summary["companies"]["victim"]["late"] == len(early)

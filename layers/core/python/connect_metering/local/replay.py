@@ -237,6 +237,18 @@ class Delivery:
     body: str
     event_ms: int | None = None
     lifecycle: bool = False
+    # A raw agent event (no envelope): it arrives at its EventTimestamp, or at the clock when that is
+    # already later (nothing arrives in the past), so an out-of-order or ancient raw line is delivered
+    # late, as the bus would deliver it.
+    raw: bool = False
+
+    def delivered_at(self, clock_ms: int) -> str:
+        """The body as delivered when the replay clock reads ``clock_ms``."""
+        if not self.raw or self.arrival_ms is None or self.arrival_ms >= clock_ms:
+            return self.body
+        envelope = json.loads(self.body)
+        envelope["time"] = iso_ms(clock_ms)
+        return json.dumps(envelope)
 
 
 def read_events(path: Path) -> Iterator[Delivery]:
@@ -284,7 +296,7 @@ def _delivery(number: int, text: str) -> Delivery:
     )
     if arrival is None:
         envelope["time"] = document.get("EventTimestamp")
-    return Delivery(number, arrival, json.dumps(envelope), arrival)
+    return Delivery(number, arrival, json.dumps(envelope), arrival, raw=True)
 
 
 def marketplace_change(body: str) -> tuple[str, str | None, str | None] | None:
@@ -389,12 +401,6 @@ class Replay:
         batch: list[str] = []
         max_age = self.registry.policy.max_event_age * 1000
         for delivery in deliveries:
-            if delivery.event_ms is not None:
-                # The summary reads stored events from here on: an event older than max_event_age at
-                # its arrival is never accepted (BILLING.md section 2 rule 5), so a line dated in
-                # year 999 must not make the summary read a thousand years of days.
-                oldest = delivery.event_ms if delivery.arrival_ms is None else delivery.arrival_ms - max_age
-                self._earliest_event = min(self._earliest_event, max(delivery.event_ms, oldest))
             arrival = delivery.arrival_ms
             if arrival is not None and arrival > clock:
                 if actions and actions[0].at_ms <= arrival:
@@ -403,12 +409,19 @@ class Replay:
                     self._run_due(actions, arrival)
                 clock = arrival
                 aws.clock.advance_to(_moment(clock))
+            if delivery.event_ms is not None:
+                # The summary reads stored events from here on: an event older than max_event_age at
+                # its arrival is never accepted (BILLING.md section 2 rule 5), so a line dated in
+                # year 999 must not make the summary read a thousand years of days.
+                arrived = clock if delivery.raw else arrival
+                oldest = delivery.event_ms if arrived is None else arrived - max_age
+                self._earliest_event = min(self._earliest_event, max(delivery.event_ms, oldest))
             if delivery.lifecycle:
                 self._ingest(batch)
                 batch = []
                 self._notify(delivery)
                 continue
-            batch.append(delivery.body)
+            batch.append(delivery.delivered_at(clock))
             if len(batch) == SQS_BATCH:
                 self._ingest(batch)
                 batch = []
