@@ -256,7 +256,8 @@ def _advance(
         if event_id in seen:
             continue
         seen_add(event_id)
-        offline = named_offline or is_post_logout_status(status_start, ts, logout)
+        # (inline test first: the call only happens while a LOGOUT is remembered)
+        offline = named_offline or (logout is not None and is_post_logout_status(status_start, ts, logout))
         if kind == _LOGIN:
             logout = None
         elif kind == _LOGOUT:
