@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
+    from connect_metering.domain.tenancy import Subscription
+
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 TENANCY = "tenancy-test"
 ACTIVITY = "activity-test"
@@ -70,6 +72,12 @@ class World:
                 expiration=expires or self.clock.now() + timedelta(days=365),
             )
         return account, licence
+
+    def stored(self, subscription: Subscription) -> Subscription:
+        """The subscription as the store holds it now."""
+        found = self.store.get_subscription(subscription.company_alias, subscription.key)
+        assert found is not None
+        return found
 
     def token(self, account: str, licence: str) -> str:
         return self.marketplace.issue_token(customer_aws_account_id=account, license_arn=licence)

@@ -52,12 +52,6 @@ def registered(world: World, *, customer_identifier: str | None = None) -> Subsc
     return subscription
 
 
-def stored(world: World, subscription: Subscription) -> Subscription:
-    found = world.store.get_subscription(subscription.company_alias, subscription.key)
-    assert found is not None
-    return found
-
-
 def sign_up_with_token(world: World, token: str) -> None:
     browser = world.browser()
     page = browser.post("/register", {"x-amzn-marketplace-token": token})
@@ -81,11 +75,11 @@ def test_events_in_other_spellings_activate_and_end_the_subscription(world: Worl
     response, [activated] = world.deliver(world.license_updated(BUYER, IN_EVENTS, A))
     assert response == {"batchItemFailures": []}
     assert (activated.outcome, activated.company) == (Outcome.APPLIED, "acme")
-    assert stored(world, subscription).started == A
+    assert world.stored(subscription).started == A
 
     _, [ended] = world.deliver(world.deprovisioned(REGIONAL, E))
     assert (ended.outcome, ended.final_metering) == (Outcome.APPLIED, True)
-    after = stored(world, subscription)
+    after = world.stored(subscription)
     assert (after.started, after.ended) == (A, E)
     # the records are sent with the ARN exactly as ResolveCustomer returned it
     assert after.identity.license_arn == RESOLVED
@@ -128,7 +122,7 @@ def test_legacy_sns_messages_in_both_key_spellings_with_a_leading_space(
     pending = sns_notification(legacy("unsubscribe-pending", **identity), at=E, message_id="sns-2")
     _, [ended] = world.deliver(pending)
     assert ended.final_metering is True
-    after = stored(world, subscription)
+    after = world.stored(subscription)
     assert (after.started, after.ended) == (A, E)
 
 
@@ -174,7 +168,7 @@ def test_a_licence_buyer_receives_its_legacy_notifications_by_customer_identifie
     )
     _, [ended] = world.deliver(ending)
     assert (ended.outcome, ended.final_metering) == (Outcome.APPLIED, True)
-    assert stored(world, subscription).ended == E
+    assert world.stored(subscription).ended == E
     assert world.final_requests()[-1] == {
         "kind": "final",
         "company": "acme",

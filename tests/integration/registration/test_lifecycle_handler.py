@@ -60,12 +60,6 @@ def legacy_registered(world: World, customer: str, *, alias: str = "legacy1") ->
     return subscription
 
 
-def stored(world: World, subscription: Subscription) -> Subscription:
-    found = world.store.get_subscription(subscription.company_alias, subscription.key)
-    assert found is not None
-    return found
-
-
 def in_index(world: World, subscription: Subscription) -> bool:
     item = world.dynamodb.get_item(
         TableName="tenancy-test",
@@ -80,14 +74,14 @@ def test_license_updated_activates_and_deprovisioned_ends_with_final_metering(wo
     response, [result] = world.deliver(world.license_updated("210987654321", licence, A))
     assert response == {"batchItemFailures": []}
     assert (result.outcome, result.company, result.final_metering) == (Outcome.APPLIED, "acme", False)
-    assert stored(world, subscription).started == A
+    assert world.stored(subscription).started == A
     assert in_index(world, subscription)  # the meter lists it from here on
     assert world.final_requests() == []
 
     response, [result] = world.deliver(world.deprovisioned(licence, E))
     assert response == {"batchItemFailures": []}
     assert result.final_metering is True
-    after = stored(world, subscription)
+    after = world.stored(subscription)
     assert (after.started, after.ended) == (A, E)
     assert in_index(world, subscription)  # it leaves the index once its final metering is done
     assert world.final_requests() == [
@@ -104,7 +98,7 @@ def test_redelivered_events_change_nothing_and_the_final_request_is_repeated(wor
     _, results = world.deliver(activation, end, end)
     assert [r.duplicate for r in results] == [True, True, True]
     assert [r.outcome for r in results] == [Outcome.UNCHANGED] * 3
-    after = stored(world, subscription)
+    after = world.stored(subscription)
     assert (after.started, after.ended) == (A, E)
     # at least once: every delivery of an end asks again, with the same body; the engine de-duplicates
     assert world.final_requests() == first * 2
@@ -123,7 +117,7 @@ def test_any_delivery_order_leaves_the_same_state(world: World) -> None:
         ]
         response, _ = world.deliver(*(events[index] for index in order))
         assert response == {"batchItemFailures": []}, order
-        after = stored(world, subscription)
+        after = world.stored(subscription)
         assert (after.started, after.ended) == (A, E), order
         assert world.final_requests()[-1]["at"] == iso(E), order
 
@@ -133,12 +127,12 @@ def test_an_end_that_arrives_before_the_activation(world: World) -> None:
     licence = subscription.identity.license_arn or ""
     _, [ended] = world.deliver(world.deprovisioned(licence, E))
     assert ended.final_metering is False  # nothing was active yet
-    assert (stored(world, subscription).started, stored(world, subscription).ended) == (None, E)
+    assert (world.stored(subscription).started, world.stored(subscription).ended) == (None, E)
     assert not in_index(world, subscription)
     _, [activated] = world.deliver(world.license_updated("210987654321", licence, A))
     # the late activation completes a known end: [A, E) was active and must be metered now
     assert activated.final_metering is True
-    assert (stored(world, subscription).started, stored(world, subscription).ended) == (A, E)
+    assert (world.stored(subscription).started, world.stored(subscription).ended) == (A, E)
     assert world.final_requests() == [
         {"kind": "final", "company": "acme", "subscription": subscription.key, "at": iso(E)}
     ]
@@ -148,10 +142,10 @@ def test_an_activation_stamped_after_the_end_never_happened(world: World) -> Non
     subscription = registered(world, "one")
     licence = subscription.identity.license_arn or ""
     world.deliver(world.license_updated("210987654321", licence, E + timedelta(minutes=1)))
-    assert stored(world, subscription).started == E + timedelta(minutes=1)
+    assert world.stored(subscription).started == E + timedelta(minutes=1)
     _, [ended] = world.deliver(world.deprovisioned(licence, E))
     assert ended.final_metering is False
-    assert (stored(world, subscription).started, stored(world, subscription).ended) == (None, E)
+    assert (world.stored(subscription).started, world.stored(subscription).ended) == (None, E)
     assert not in_index(world, subscription)
 
 
@@ -183,7 +177,7 @@ def test_license_updated_refreshes_contract_entitlements_and_lowering_deletes_no
     )
     _, [result] = world.deliver(world.license_updated(account, licence, A))
     assert result.entitlements_refreshed is True
-    assert stored(world, subscription).entitlements == Entitlements(licensed_agents=25, expires=expires)
+    assert world.stored(subscription).entitlements == Entitlements(licensed_agents=25, expires=expires)
 
     world.marketplace.set_entitlement(
         license_arn=licence,
@@ -196,7 +190,7 @@ def test_license_updated_refreshes_contract_entitlements_and_lowering_deletes_no
         world.license_updated(account, licence, A + timedelta(days=2), event_id="amend")
     )
     assert lowered.outcome is Outcome.APPLIED
-    after = stored(world, subscription)
+    after = world.stored(subscription)
     assert after.entitlements.licensed_agents == 3
     assert after.started == A  # an amendment never moves the activation
     assert world.store.get_company("acme") is not None
@@ -210,7 +204,7 @@ def test_legacy_sns_messages_map_to_the_same_internal_events(world: World) -> No
     response, [activated] = world.deliver(success)
     assert response == {"batchItemFailures": []}
     assert (activated.outcome, activated.company) == (Outcome.APPLIED, "legacy1")
-    assert stored(world, subscription).started == A
+    assert world.stored(subscription).started == A
 
     world.marketplace.set_entitlement(customer_identifier="CUST001", dimension="licensed_agents", value=7)
     updated = sns_notification(
@@ -218,7 +212,7 @@ def test_legacy_sns_messages_map_to_the_same_internal_events(world: World) -> No
     )
     _, [refreshed] = world.deliver(updated)
     assert refreshed.entitlements_refreshed is True
-    assert stored(world, subscription).entitlements.licensed_agents == 7
+    assert world.stored(subscription).entitlements.licensed_agents == 7
 
     pending = sns_notification(sns_message("unsubscribe-pending", customer="CUST001"), at=E, message_id="m3")
     done = sns_notification(
@@ -226,7 +220,7 @@ def test_legacy_sns_messages_map_to_the_same_internal_events(world: World) -> No
     )
     _, results = world.deliver(done, pending)  # the success overtakes the pending: the earlier end wins
     assert [r.final_metering for r in results] == [True, True]
-    assert stored(world, subscription).ended == E
+    assert world.stored(subscription).ended == E
     assert world.final_requests()[-1] == {
         "kind": "final",
         "company": "legacy1",
@@ -240,7 +234,7 @@ def test_subscribe_fail_ends_a_pending_subscription_without_metering(world: Worl
     failed = sns_notification(sns_message("subscribe-fail", customer="CUST002"), at=A)
     _, [result] = world.deliver(failed)
     assert (result.outcome, result.final_metering) == (Outcome.APPLIED, False)
-    after = stored(world, subscription)
+    after = world.stored(subscription)
     assert (after.started, after.ended) == (None, A)
     assert not after.is_active_at(A + timedelta(minutes=1))
     assert world.final_requests() == []
@@ -251,7 +245,7 @@ def test_raw_sns_delivery_is_timed_by_the_queue(world: World) -> None:
     response, [result] = world.deliver(json.dumps(sns_message("subscribe-success", customer="CUST003")))
     assert response == {"batchItemFailures": []}
     assert result.outcome is Outcome.APPLIED
-    assert stored(world, subscription).started == datetime.fromtimestamp(1_730_000_000, tz=A.tzinfo)
+    assert world.stored(subscription).started == datetime.fromtimestamp(1_730_000_000, tz=A.tzinfo)
 
 
 def test_purchase_agreement_events_are_recorded(world: World) -> None:
@@ -271,7 +265,7 @@ def test_purchase_agreement_events_are_recorded(world: World) -> None:
     response, results = world.deliver(*events)
     assert response == {"batchItemFailures": []}
     assert [result.outcome for result in results] == [Outcome.RECORDED] * len(names)
-    assert stored(world, subscription).started is None  # an agreement is not an activation
+    assert world.stored(subscription).started is None  # an agreement is not an activation
     logged = world.dynamodb.query(
         TableName="tenancy-test",
         KeyConditionExpression="pk = :pk",
@@ -289,7 +283,7 @@ def test_proposer_copies_of_licence_events_apply_once(world: World) -> None:
     )
     _, results = world.deliver(manufacturer, proposer)
     assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.UNCHANGED]
-    assert stored(world, subscription).started == A
+    assert world.stored(subscription).started == A
 
 
 def test_unreadable_messages_fail_alone_and_unknown_ones_are_ignored(world: World) -> None:
@@ -311,7 +305,7 @@ def test_unreadable_messages_fail_alone_and_unknown_ones_are_ignored(world: Worl
     ids = [record["messageId"] for record in batch["Records"]]
     assert failed == {ids[0], ids[3], ids[4]}
     assert sorted(r.outcome.value for r in results) == ["applied", "ignored"]
-    assert stored(world, subscription).started == A
+    assert world.stored(subscription).started == A
 
 
 def test_without_a_meter_queue_the_final_request_is_reported_not_sent(
@@ -333,7 +327,7 @@ def test_a_subscription_the_meter_retired_stays_out_of_the_index(world: World) -
     subscription = registered(world, "one")
     licence = subscription.identity.license_arn or ""
     world.deliver(world.license_updated("210987654321", licence, A), world.deprovisioned(licence, E))
-    world.store.save_subscription(stored(world, subscription), metered=False)  # the meter's final step
+    world.store.save_subscription(world.stored(subscription), metered=False)  # the meter's final step
     assert not in_index(world, subscription)
     world.deliver(world.license_updated("210987654321", licence, A, event_id="late-copy"))
     world.marketplace.set_entitlement(
@@ -342,7 +336,7 @@ def test_a_subscription_the_meter_retired_stays_out_of_the_index(world: World) -
     world.deliver(
         eventbridge("License Updated - Proposer", licence=licence, account="210987654321", at=A, event_id="q")
     )
-    assert stored(world, subscription).entitlements.licensed_agents == 2
+    assert world.stored(subscription).entitlements.licensed_agents == 2
     assert not in_index(world, subscription)
 
 
@@ -354,4 +348,4 @@ def test_compare_and_set_refuses_a_stale_write(world: World) -> None:
     assert fresh is not None
     assert world.store.replace_subscription(subscription.model_copy(update={"started": A}), previous=fresh)
     assert not world.store.replace_subscription(subscription.model_copy(update={"ended": E}), previous=stale)
-    assert (stored(world, subscription).started, stored(world, subscription).ended) == (A, None)
+    assert (world.stored(subscription).started, world.stored(subscription).ended) == (A, None)

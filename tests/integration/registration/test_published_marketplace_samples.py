@@ -81,12 +81,6 @@ def sns_message(name: str, action: str) -> dict[str, Any]:
 SNS_TIMESTAMP = parse_iso(aws_sample("sns-notification")["Timestamp"])
 
 
-def stored(world: World, subscription: Subscription) -> Subscription:
-    found = world.store.get_subscription(subscription.company_alias, subscription.key)
-    assert found is not None
-    return found
-
-
 def licence_subscription(world: World, license_arn: str, *, started: datetime | None = None) -> Subscription:
     """The buyer of the License samples, signed up with its licence spelled ``license_arn``."""
     world.store.create_company(Company(alias="acme"))
@@ -159,7 +153,7 @@ def test_license_updated_sample_activates_the_subscription_with_that_licence_id(
     response, [result] = world.deliver(event)
     assert response == {"batchItemFailures": []}
     assert (result.outcome, result.company) == (Outcome.APPLIED, "acme")
-    assert stored(world, subscription).started == sample_time(event)
+    assert world.stored(subscription).started == sample_time(event)
 
 
 @pytest.mark.parametrize("registered_as", REGISTERED_LICENCE_SPELLINGS)
@@ -172,7 +166,7 @@ def test_license_deprovisioned_sample_ends_the_subscription_with_that_licence_id
     response, [result] = world.deliver(event)
     assert response == {"batchItemFailures": []}
     assert (result.company, result.final_metering) == ("acme", True)
-    assert stored(world, subscription).ended == sample_time(event)
+    assert world.stored(subscription).ended == sample_time(event)
     assert world.final_requests() == [
         {"kind": "final", "company": "acme", "subscription": subscription.key, "at": iso(sample_time(event))}
     ]
@@ -207,7 +201,7 @@ def test_subscribe_success_sample_activates_the_customer_it_names(name: str, sns
     response, [result] = world.deliver(sns_delivery(sns_message(name, "subscribe-success")))
     assert response == {"batchItemFailures": []}
     assert (result.outcome, result.company) == (Outcome.APPLIED, "legacy1")
-    assert stored(world, subscription).started == SNS_TIMESTAMP
+    assert world.stored(subscription).started == SNS_TIMESTAMP
 
 
 @pytest.mark.parametrize(
@@ -221,7 +215,7 @@ def test_unsubscribe_pending_sample_ends_the_customer_it_names_with_final_meteri
     response, [result] = world.deliver(sns_delivery(sns_message(name, "unsubscribe-pending")))
     assert response == {"batchItemFailures": []}
     assert (result.company, result.final_metering) == ("legacy1", True)
-    assert stored(world, subscription).ended == SNS_TIMESTAMP
+    assert world.stored(subscription).ended == SNS_TIMESTAMP
     assert world.final_requests() == [
         {"kind": "final", "company": "legacy1", "subscription": subscription.key, "at": iso(SNS_TIMESTAMP)}
     ]
@@ -239,4 +233,4 @@ def test_entitlement_updated_sample_refreshes_the_customer_it_names(name: str, s
     response, [result] = world.deliver(sns_delivery(sns_message(name, "entitlement-updated")))
     assert response == {"batchItemFailures": []}
     assert (result.company, result.entitlements_refreshed) == ("legacy1", True)
-    assert stored(world, subscription).entitlements.licensed_agents == 7
+    assert world.stored(subscription).entitlements.licensed_agents == 7
