@@ -16,6 +16,18 @@ from tests.conftest import REPO_ROOT, SAMPLES
 
 SAMPLE_INSTANCE = "arn:aws:connect:us-west-2:012345678901:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111"
 SAMPLE_ACCOUNT = "012345678901"
+# The agent event reduced to what billing reads (BILLING.md section 2): what the forwarder sends.
+BILLING_FIELDS = frozenset(
+    {
+        "EventId",
+        "EventType",
+        "EventTimestamp",
+        "AWSAccountId",
+        "InstanceARN",
+        "AgentARN",
+        "CurrentAgentSnapshot",
+    }
+)
 AWS_SAMPLES = REPO_ROOT / "tests" / "fixtures" / "aws"
 
 

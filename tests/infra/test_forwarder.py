@@ -18,7 +18,7 @@ from infra.app import FORWARDER_STACK
 from infra.constructs.forwarder import DECODER_SOURCE, VERIFICATION_RESOURCE_PREFIX
 from infra.inline.agent_event_decoder import handler as decode_records
 from infra.stacks.forwarder_stack import TemplateOnlySynthesizer
-from tests.factories import aws_sample
+from tests.factories import BILLING_FIELDS, aws_sample
 from tests.infra.conftest import SynthesizedApp
 from tests.infra.template_helpers import only_resource, resources_of_type
 
@@ -202,15 +202,7 @@ def test_decoder_returns_each_agent_event_reduced_to_the_fields_billing_reads() 
 def test_decoder_keeps_the_status_start_and_drops_names_usernames_and_contacts() -> None:
     event = aws_sample("agent-event-state-change-acw-entered")
     [reduced] = decode_records([{"data": event, "sequenceNumber": "1"}], None)
-    assert set(reduced) == {
-        "EventId",
-        "EventType",
-        "EventTimestamp",
-        "AWSAccountId",
-        "InstanceARN",
-        "AgentARN",
-        "CurrentAgentSnapshot",
-    }
+    assert set(reduced) == BILLING_FIELDS
     assert reduced["CurrentAgentSnapshot"] == {
         "AgentStatus": {
             name: event["CurrentAgentSnapshot"]["AgentStatus"][name]

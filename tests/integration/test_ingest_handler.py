@@ -20,7 +20,7 @@ from connect_metering.domain.tenancy import Company, Environment, build
 from connect_metering.services.ingest import IngestResult
 from connect_metering.settings import load_settings
 from functions.ingest import handler
-from tests.factories import SAMPLE_INSTANCE, agent_event, envelope, sqs_event
+from tests.factories import BILLING_FIELDS, SAMPLE_INSTANCE, agent_event, envelope, sqs_event
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -428,15 +428,7 @@ def test_a_250_kb_event_leaves_a_bounded_quarantine_record_without_personal_data
     assert item["body_sha256"]["S"] == hashlib.sha256(body.encode()).hexdigest()
     assert item["account"]["S"] == "012345678901" and item["company"]["S"] == "acme"
     reduced = json.loads(item["reduced"]["S"])
-    assert set(reduced) == {
-        "EventId",
-        "EventType",
-        "EventTimestamp",
-        "AWSAccountId",
-        "InstanceARN",
-        "AgentARN",
-        "CurrentAgentSnapshot",
-    }
+    assert set(reduced) == BILLING_FIELDS
     assert set(reduced["CurrentAgentSnapshot"]["AgentStatus"]) == {"ARN", "Name", "StartTimestamp"}
     for personal in ("Zelda", "+15550100", "Username", "FirstName", "aestest"):
         assert personal not in json.dumps(item)
