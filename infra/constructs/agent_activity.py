@@ -6,7 +6,7 @@ from __future__ import annotations
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from connect_metering.adapters.activity_table import LATE_EVENTS_INDEX
+from connect_metering.adapters.activity_table import EXPIRES_AT, LATE_EVENTS_INDEX
 from infra.constructs.tables import encrypted_table
 
 
@@ -16,7 +16,9 @@ class AgentActivityStore(Construct):
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        self.table, self.key = encrypted_table(self, description="connect-metering agent activity")
+        self.table, self.key = encrypted_table(
+            self, description="connect-metering agent activity", time_to_live_attribute=EXPIRES_AT
+        )
         self.table.add_global_secondary_index(
             index_name=LATE_EVENTS_INDEX,
             partition_key=dynamodb.Attribute(name="late_shard", type=dynamodb.AttributeType.STRING),

@@ -35,6 +35,12 @@ def test_activity_table_has_the_sparse_late_events_index(metering_json: dict[str
     assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
+def test_activity_expires_by_ttl(metering_json: dict[str, Any]) -> None:
+    """Agent-hours and checkpoints are removed RETENTION_DAYS after their hour (the adapter sets it)."""
+    _, table = resource_with_prefix(metering_json, "AWS::DynamoDB::Table", "Activity")
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
 def test_quarantine_expires_by_ttl(metering_json: dict[str, Any]) -> None:
     _, table = resource_with_prefix(metering_json, "AWS::DynamoDB::Table", "Quarantine")
     assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
-from connect_metering.adapters.activity_table import AddedEvents, DynamoActivityStore
+from connect_metering.adapters.activity_table import RETENTION_DAYS, AddedEvents, DynamoActivityStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.instants import parse_iso, to_ms
 from connect_metering.domain.tenancy import Company, Environment, build
@@ -212,6 +212,24 @@ def test_late_events_are_flagged_for_the_metering_job(ingest: DynamoActivityStor
     assert [r.late for r in results] == [False, True]
     hours = ingest.late_event_hours(arrived_since_ms=to_ms(H))
     assert hours == {SAMPLE_INSTANCE: to_ms(H)}
+
+
+def test_agent_hours_and_checkpoints_expire_after_the_retention(
+    ingest: DynamoActivityStore, dynamodb: DynamoDBClient
+) -> None:
+    run(
+        [
+            envelope(
+                agent_event(event_id="kept", at=H + timedelta(minutes=5)), arrived=H + timedelta(minutes=5)
+            )
+        ]
+    )
+    ingest.save_checkpoint(SAMPLE_INSTANCE, to_ms(H), b"checkpoint")
+    items = dynamodb.scan(TableName="activity-test")["Items"]
+    assert sorted(item["sk"]["S"][3] for item in items) == ["C", "E"]
+    expected = to_ms(H) // 1000 + RETENTION_DAYS * 86_400
+    assert {int(item["expires_at"]["N"]) for item in items} == {expected}
+    assert RETENTION_DAYS > 366 + 31  # 13 months at the longest: a year of invoices and their disputes
 
 
 def test_the_same_agent_id_on_two_instances_is_two_agents(

@@ -46,6 +46,18 @@ if TYPE_CHECKING:
 
 LATE_EVENTS_INDEX = "late-events"
 LATE_SHARDS = 8
+# DynamoDB TTL removes an agent-hour and a checkpoint this long after their hour: 13 months of invoices
+# (a buyer's dispute, a seller's replay of any month) and far beyond what metering reads back (late
+# events are refused after max_event_age, 7 days, and a recompute never reaches further).
+RETENTION_DAYS = 400
+EXPIRES_AT = "expires_at"
+
+
+def expires_at(hour_ms: int) -> str:
+    """The TTL attribute's value (epoch seconds) for an item of the hour starting at ``hour_ms``."""
+    return str(hour_ms // 1000 + RETENTION_DAYS * 86_400)
+
+
 MS_PER_DAY = 24 * MS_PER_HOUR
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _HOUR_SORT_KEY = re.compile(r"(\d{2})#(C|E#.+)", re.DOTALL)
@@ -176,6 +188,7 @@ class DynamoActivityStore:
             "pk": {"S": partition_key(first.instance.arn, hour_ms)},
             "sk": {"S": f"{_hour_of_day(hour_ms):02d}#E#{first.agent_id}"},
         }
+        ttl = expires_at(hour_ms)
         wanted = list(dict.fromkeys(encode_event(event) for event in events))
         stored: set[str] | None = None  # the item's set as last seen; unknown until a write answers
         added: set[str] = set()
@@ -185,7 +198,7 @@ class DynamoActivityStore:
             if not batch:
                 return AddedEvents(new=added, refused=set(beyond))
             try:
-                old = self._add(key, batch, first.instance.arn, late_at_ms)
+                old = self._add(key, batch, first.instance.arn, late_at_ms, ttl)
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
@@ -199,16 +212,17 @@ class DynamoActivityStore:
         raise RuntimeError(f"agent-hour {key['sk']['S']}: contended past {MAX_BOUNDED_WRITE_ATTEMPTS} writes")
 
     def _add(
-        self, key: dict[str, Any], encodings: list[str], instance_arn: str, late_at_ms: int | None
+        self, key: dict[str, Any], encodings: list[str], instance_arn: str, late_at_ms: int | None, ttl: str
     ) -> set[str]:
         """ADD the encodings if the set then holds at most the bound; the set as it was before."""
         values: dict[str, Any] = {
             ":events": {"SS": sorted(encodings)},
             ":most": {"N": str(MAX_EVENTS_PER_AGENT_HOUR - len(encodings))},
+            ":expires": {"N": ttl},
         }
-        update = "ADD ev :events"
+        update = f"ADD ev :events SET {EXPIRES_AT} = :expires"
         if late_at_ms is not None:
-            update += " SET late_shard = :shard, late_at = :late_at"
+            update += ", late_shard = :shard, late_at = :late_at"
             values[":shard"] = {"S": late_shard(instance_arn)}
             values[":late_at"] = {"N": str(late_at_ms)}
         response = self._client.update_item(
@@ -262,6 +276,7 @@ class DynamoActivityStore:
                 "pk": {"S": partition_key(instance_arn, hour_ms)},
                 "sk": {"S": f"{_hour_of_day(hour_ms):02d}#C"},
                 "doc": {"B": document},
+                EXPIRES_AT: {"N": expires_at(hour_ms)},
             },
         )
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from connect_metering.adapters.activity_table import EXPIRES_AT
+from connect_metering.adapters.activity_table import expires_at as activity_expires_at
 from connect_metering.adapters.activity_table import partition_key as activity_partition
 from connect_metering.adapters.table_schema import create_table
 from connect_metering.adapters.tenancy_table import METER_SK, PENDING_PREFIX, company_pk
@@ -209,6 +211,7 @@ class DynamoMeterStore:
                     "pk": {"S": activity_partition(checkpoint.instance_arn, checkpoint.hour_ms)},
                     "sk": {"S": f"{hour_of_day:02d}#C"},
                     "doc": {"B": checkpoint.document},
+                    EXPIRES_AT: {"N": activity_expires_at(checkpoint.hour_ms)},
                 },
             }
         }
