@@ -491,8 +491,11 @@ def test_a_full_event_from_an_older_forwarder_and_a_reduced_one_are_both_accepte
 
 
 def test_each_batch_reports_its_busiest_sender_without_a_per_account_dimension(
-    ingest: DynamoActivityStore, capsys: pytest.CaptureFixture[str]
+    ingest: DynamoActivityStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The local CLI turns EMF output off process-wide (connect_metering.local.cli): a test of the CLI run
+    # earlier on the same worker must not hide the metric this test reads.
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     ours = [envelope(agent_event(event_id=f"o{i}", at=H), arrived=H) for i in range(3)]
     stranger = [
         envelope(agent_event(event_id=f"s{i}", at=H, instance_arn=OTHER_INSTANCE), arrived=H)
