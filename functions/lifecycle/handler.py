@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.marketplace import MarketplaceEntitlements
-from connect_metering.adapters.meter_queue import final_metering_port
+from connect_metering.adapters.meter_queue import SqsFinalMetering
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
 from connect_metering.counted import count_by
 from connect_metering.domain.lifecycle import LifecycleInputError, parse_lifecycle_message
@@ -52,16 +52,14 @@ def now() -> datetime:
 @lru_cache(maxsize=1)
 def lifecycle_service() -> LifecycleService:
     """Built once per container."""
-    settings = load_settings().require("tenancy_table")
+    settings = load_settings().require("tenancy_table", "meter_queue_url")
     return LifecycleService(
         store=TenancyLifecycleStore(settings.tenancy_table, boto3.client("dynamodb")),
         entitlements=MarketplaceEntitlements(
             boto3.client("marketplace-entitlement", region_name=MARKETPLACE_REGION),
             dimension=settings.policy.entitlement_dimension,
         ),
-        final_metering=final_metering_port(
-            settings.meter_queue_url, lambda message, fields: logger.warning(message, extra=fields)
-        ),
+        final_metering=SqsFinalMetering(settings.meter_queue_url, boto3.client("sqs")),
         clock=lambda: now(),
         default_product_code=settings.product_code,
     )
@@ -134,6 +132,7 @@ def check_parked() -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    lifecycle_service()  # first: without the final-metering queue (METER_QUEUE_URL) nothing runs
     if event.get("detail-type") == "Scheduled Event":
         return check_parked()
     response, _ = handle_batch(event)

@@ -19,8 +19,8 @@ from connect_metering.adapters.meter_queue import SqsMeterQueue
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.counted import count_unreadable
 from connect_metering.domain.instants import parse_iso_ms
+from connect_metering.domain.metering import MeterRequest
 from connect_metering.services.dispatch import MeterDispatcher
-from connect_metering.services.meter import MeterRequest
 from connect_metering.settings import METRICS_NAMESPACE, load_settings
 from connect_metering.unreadable import UnreadableItems
 

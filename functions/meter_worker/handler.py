@@ -28,8 +28,8 @@ from connect_metering.adapters.meter_store import DynamoMeterStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.batch_response import respond
 from connect_metering.counted import count_unreadable
-from connect_metering.domain.metering import RecordStatus
-from connect_metering.services.meter import MeterReport, MeterRequest, MeterWorker
+from connect_metering.domain.metering import MeterRequest, RecordStatus
+from connect_metering.services.meter import MeterReport, MeterWorker
 from connect_metering.settings import METRICS_NAMESPACE, load_settings
 from connect_metering.unreadable import UnreadableItems
 

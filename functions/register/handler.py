@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from connect_metering.adapters.marketplace import MarketplaceCustomers, MarketplaceEntitlements
-from connect_metering.adapters.meter_queue import final_metering_port
+from connect_metering.adapters.meter_queue import SqsFinalMetering
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
 from connect_metering.counted import count_by
 from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
@@ -76,7 +76,7 @@ def now() -> datetime:
 @lru_cache(maxsize=1)
 def registration_service() -> RegistrationService:
     """Built once per container: settings, clients and the store."""
-    settings = load_settings().require("tenancy_table")
+    settings = load_settings().require("tenancy_table", "meter_queue_url")
     store = TenancyLifecycleStore(settings.tenancy_table, boto3.client("dynamodb"))
     entitlements = MarketplaceEntitlements(
         boto3.client("marketplace-entitlement", region_name=MARKETPLACE_REGION, config=MARKETPLACE_CONFIG),
@@ -85,9 +85,7 @@ def registration_service() -> RegistrationService:
     lifecycle = LifecycleService(
         store=store,
         entitlements=entitlements,
-        final_metering=final_metering_port(
-            settings.meter_queue_url, lambda message, fields: logger.warning(message, extra=fields)
-        ),
+        final_metering=SqsFinalMetering(settings.meter_queue_url, boto3.client("sqs")),
         clock=lambda: now(),
         default_product_code=settings.product_code,
     )
@@ -270,4 +268,5 @@ app.exception_handler(Exception)(on_error)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    registration_service()  # first, outside the resolver: a missing setting (METER_QUEUE_URL) fails loudly
     return app.resolve(event, context)

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connect_metering.adapters.tenancy_table import SubscriptionHeldByAnotherCompany
-from connect_metering.domain.tenancy import Company, Subscription, build
+from connect_metering.domain.tenancy import Company, Subscription, SubscriptionHeldByAnotherCompany, build
 from connect_metering.local.embedded import EmbeddedAws
 
 pytestmark = pytest.mark.integration

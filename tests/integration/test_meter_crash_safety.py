@@ -16,12 +16,12 @@ import pytest
 from connect_metering.adapters.marketplace_meter import WorkerCrash
 from connect_metering.adapters.meter_store import ConcurrentMeterRun, DynamoMeterStore
 from connect_metering.domain.instants import to_ms
-from connect_metering.domain.metering import RecordStatus
+from connect_metering.domain.metering import MeterRequest, RecordStatus
 from connect_metering.domain.tenancy import Company, Environment, Subscription, build, license_key
 from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.lambdas import handler_module
 from connect_metering.local.traffic import sqs_batch
-from connect_metering.services.meter import MeterRequest, MeterWorker
+from connect_metering.services.meter import MeterWorker
 from tests.replay_harness import LICENSE, envelope, instance, session
 
 pytestmark = pytest.mark.integration

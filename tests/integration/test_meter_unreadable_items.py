@@ -16,9 +16,9 @@ import pytest
 
 from connect_metering.adapters.activity_table import LATE_EVENTS_INDEX, late_shard
 from connect_metering.domain.instants import hour_floor, iso_ms, to_ms
+from connect_metering.domain.metering import MeterRequest
 from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.lambdas import handler_module
-from connect_metering.services.meter import MeterRequest
 from tests.integration.test_meter_crash_safety import H8, Crashes, aws, build_worker, run_hour, total_accepted
 from tests.replay_harness import instance
 

@@ -9,23 +9,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from connect_metering.adapters.tenancy_table import (
-    CompanyNotFound,
-    DynamoTenancyStore,
-    EnvironmentNameTaken,
-    EnvironmentNotFound,
-    InstanceAlreadyRegistered,
-    SubscriptionHeldByAnotherCompany,
-)
+from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.tenancy import (
     AccountOwnedByAnotherCompany,
     AliasTaken,
     Company,
+    CompanyNotFound,
     Entitlements,
     Environment,
+    EnvironmentNameTaken,
+    EnvironmentNotFound,
     EnvironmentVerification,
+    InstanceAlreadyRegistered,
     PricingModelConflict,
     Subscription,
+    SubscriptionHeldByAnotherCompany,
     TenancyError,
     build,
 )

@@ -19,6 +19,7 @@ from connect_metering.settings import load_settings
 from tests.integration.registration.conftest import T0, World
 from tests.registration_support import (
     PRODUCT_CODE,
+    context,
     eventbridge,
     lifecycle_batch,
     sns_message,
@@ -308,19 +309,20 @@ def test_unreadable_messages_fail_alone_and_unknown_ones_are_ignored(world: Worl
     assert world.stored(subscription).started == A
 
 
-def test_without_a_meter_queue_the_final_request_is_reported_not_sent(
-    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_without_a_meter_queue_both_handlers_fail_at_start_naming_the_setting(
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The final-metering queue is required: an end that is not metered within the hour is never billed,
+    so a function deployed without it must not run at all (no log-only stand-in)."""
     monkeypatch.delenv("METER_QUEUE_URL")
     load_settings.cache_clear()
     world.lifecycle.lifecycle_service.cache_clear()
-    subscription = registered(world, "one")
-    licence = subscription.identity.license_arn or ""
-    world.deliver(world.license_updated("210987654321", licence, A))
-    _, [result] = world.deliver(world.deprovisioned(licence, E))
-    assert result.final_metering is True
-    assert world.final_requests() == []
-    assert "final metering not sent: no meter queue configured" in caplog.messages
+    world.register.registration_service.cache_clear()
+    scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    with pytest.raises(ValueError, match="missing environment variables: METER_QUEUE_URL"):
+        world.lifecycle.lambda_handler(scheduled, context("lifecycle"))
+    with pytest.raises(ValueError, match="missing environment variables: METER_QUEUE_URL"):
+        world.register.lambda_handler({"httpMethod": "GET", "path": "/signup"}, context("register"))
 
 
 def test_a_subscription_the_meter_retired_stays_out_of_the_index(world: World) -> None:

@@ -10,16 +10,15 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from connect_metering.adapters.marketplace import (
-    ExpiredRegistrationToken,
-    InvalidRegistrationToken,
-    MarketplaceCustomers,
-    MarketplaceEntitlements,
-    MarketplaceUnavailable,
-)
+from connect_metering.adapters.marketplace import MarketplaceCustomers, MarketplaceEntitlements
 from connect_metering.domain.registration import ResolvedCustomer
 from connect_metering.domain.tenancy import Entitlements
 from connect_metering.local.marketplace_sim import FaultPlan, Outage
+from connect_metering.services.ports import (
+    ExpiredRegistrationToken,
+    InvalidRegistrationToken,
+    MarketplaceUnavailable,
+)
 from tests.integration.registration.conftest import T0, World
 from tests.registration_support import PRODUCT_CODE
 

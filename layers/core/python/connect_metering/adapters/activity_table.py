@@ -26,20 +26,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from connect_metering.adapters.table_schema import Index, create_table
+from connect_metering.domain.activity import AddedEvents, EventStored, HourWindow, LateMarker, StoredEvent
 from connect_metering.domain.agent_events import MAX_EVENTS_PER_AGENT_HOUR, AgentEvent, split_at_hour_bound
-from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, to_ms, utc_day
+from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, iso_ms, to_ms, utc_day
 from connect_metering.domain.sessions import UNKNOWN_STATUS_START_MS, AgentEventPoint, EventKind
-from connect_metering.unreadable import ACTIVITY_EVENTS, LATE_EVENTS, UnreadableItems
+from connect_metering.domain.usage import EnvironmentCheckpoint
+from connect_metering.unreadable import ACTIVITY_EVENTS, CHECKPOINTS, LATE_EVENTS, UnreadableItems
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -69,40 +71,6 @@ MAX_STORED_EVENT_ID = 36
 MAX_ENCODED_BYTES = 13 + 1 + 1 + 1 + 17 + 1 + MAX_STORED_EVENT_ID
 # Concurrent batches for one agent-hour only happen to an abusive stream; past this, SQS redelivers.
 MAX_BOUNDED_WRITE_ATTEMPTS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class AddedEvents:
-    """The answer of one agent-hour write, by encoding: ``new`` were stored now, ``refused`` were not
-    because the agent-hour is full (``too_many_events``); the others were already stored (duplicates)."""
-
-    new: set[str]
-    refused: set[str]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    agent_arn: str
-    point: AgentEventPoint
-
-
-@dataclass(frozen=True, slots=True)
-class HourWindow:
-    """What one read returns: checkpoints by hour start and the events, for a span of hours."""
-
-    checkpoints: dict[int, bytes]
-    events: list[StoredEvent]
-
-
-@dataclass(frozen=True, slots=True)
-class LateMarker:
-    """An agent-hour that received events after it was metered, as the late-events index lists it."""
-
-    instance_arn: str
-    hour_ms: int
-    pk: str
-    sk: str
-    late_at_ms: int
 
 
 def partition_key(instance_arn: str, hour_ms: int) -> str:
@@ -160,6 +128,37 @@ def decode_event(text: str) -> AgentEventPoint:
     )
 
 
+def encode_checkpoint(checkpoint: EnvironmentCheckpoint) -> bytes:
+    """A checkpoint as stored (``doc``): compressed compact JSON."""
+    return zlib.compress(json.dumps(checkpoint.to_json(), separators=(",", ":")).encode())
+
+
+def decode_checkpoint(document: bytes, hour_ms: int) -> EnvironmentCheckpoint:
+    """The checkpoint stored at ``hour_ms``; ValueError (or whatever the bytes raise) unless it decodes
+    and its boundary is that very hour."""
+    checkpoint = EnvironmentCheckpoint.from_json(json.loads(zlib.decompress(document)))
+    if checkpoint.boundary_ms != hour_ms:
+        raise ValueError(f"boundary {checkpoint.boundary_ms} stored at hour {hour_ms}")
+    return checkpoint
+
+
+def _outcomes(events: Sequence[AgentEvent], new: set[str], refused: set[str]) -> AddedEvents:
+    """Per event, from the write's answer by encoding: the first event of a new encoding is new, a later
+    one with the same encoding is its duplicate."""
+    unclaimed = set(new)
+    outcomes: list[EventStored] = []
+    for event in events:
+        encoding = encode_event(event)
+        if encoding in refused:
+            outcomes.append(EventStored.REFUSED)
+        elif encoding in unclaimed:
+            unclaimed.discard(encoding)
+            outcomes.append(EventStored.NEW)
+        else:
+            outcomes.append(EventStored.DUPLICATE)
+    return AddedEvents(outcomes)
+
+
 def late_shard(instance_arn: str) -> str:
     return f"late#{zlib.crc32(instance_arn.encode()) % LATE_SHARDS}"
 
@@ -175,7 +174,8 @@ class DynamoActivityStore:
         self.unreadable = unreadable or UnreadableItems()
 
     def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents:
-        """Add events of ONE agent and ONE hour, in arrival order, up to the agent-hour bound (rule 6).
+        """Add events of ONE agent and ONE hour, in arrival order, up to the agent-hour bound (rule 6);
+        what became of each event, in order.
 
         The first write assumes room and is conditional on it; only when the condition fails (the hour
         is nearly full) does the returned old set decide which events still fit, and the write is tried
@@ -196,7 +196,7 @@ class DynamoActivityStore:
             fresh = [e for e in wanted if e not in added and (stored is None or e not in stored)]
             batch, beyond = split_at_hour_bound(0 if stored is None else len(stored), fresh)
             if not batch:
-                return AddedEvents(new=added, refused=set(beyond))
+                return _outcomes(events, added, set(beyond))
             try:
                 old = self._add(key, batch, first.instance.arn, late_at_ms, ttl)
             except ClientError as error:
@@ -208,7 +208,7 @@ class DynamoActivityStore:
             added |= set(batch) - old
             stored = old | added
             if not any(e not in stored for e in beyond):
-                return AddedEvents(new=added, refused=set())
+                return _outcomes(events, added, set())
         raise RuntimeError(f"agent-hour {key['sk']['S']}: contended past {MAX_BOUNDED_WRITE_ATTEMPTS} writes")
 
     def _add(
@@ -237,8 +237,10 @@ class DynamoActivityStore:
         return set(response.get("Attributes", {}).get("ev", {}).get("SS", []))
 
     def read_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> HourWindow:
-        """Checkpoints and events of hours [first, last] of one instance: one query per UTC day touched."""
-        checkpoints: dict[int, bytes] = {}
+        """Checkpoints and events of hours [first, last] of one instance: one query per UTC day touched.
+        A checkpoint that does not decode or does not sit at its own hour is skipped (the metering job
+        then uses an earlier one and recomputes the hours after it) and counted."""
+        documents: dict[int, bytes] = {}
         events: list[StoredEvent] = []
         agent_prefix = f"{instance_arn}/agent/"
         day_start = first_hour_ms - first_hour_ms % MS_PER_DAY
@@ -251,7 +253,7 @@ class DynamoActivityStore:
                 try:
                     hour_ms = day_start + parse_hour_of_day(sort_key) * MS_PER_HOUR
                     if sort_key[3] == "C":
-                        checkpoints[hour_ms] = item["doc"]["B"]  # decoded (and checked) by the worker
+                        documents[hour_ms] = item["doc"]["B"]
                         continue
                     texts = item["ev"]["SS"]
                 except (KeyError, TypeError, ValueError) as error:
@@ -264,7 +266,18 @@ class DynamoActivityStore:
                     except (TypeError, ValueError) as error:
                         self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
             day_start += MS_PER_DAY
-        return HourWindow(checkpoints, events)
+        return HourWindow(self._checkpoints(instance_arn, documents), events)
+
+    def _checkpoints(
+        self, instance_arn: str, documents: dict[int, bytes]
+    ) -> dict[int, EnvironmentCheckpoint]:
+        readable: dict[int, EnvironmentCheckpoint] = {}
+        for hour_ms, document in documents.items():
+            try:
+                readable[hour_ms] = decode_checkpoint(document, hour_ms)
+            except Exception as error:  # zlib.error, JSON, a missing field: whatever the bytes are
+                self.unreadable.skip(CHECKPOINTS, f"{instance_arn} {iso_ms(hour_ms)}", error)
+        return readable
 
     def save_checkpoint(self, instance_arn: str, hour_ms: int, document: bytes) -> None:
         """The scan state at the start of ``hour_ms`` (compressed JSON, written by the metering job)."""

@@ -15,6 +15,11 @@ from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClient
 from connect_metering.domain.lifecycle import ENTITLEMENT_DIMENSION, EntitlementRecord, summarize_entitlements
 from connect_metering.domain.registration import ResolvedCustomer
 from connect_metering.domain.tenancy import Entitlements, TenancyError, licence_id, trimmed
+from connect_metering.services.ports import (
+    ExpiredRegistrationToken,
+    InvalidRegistrationToken,
+    MarketplaceUnavailable,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_marketplace_entitlement import MarketplaceEntitlementServiceClient
@@ -26,22 +31,6 @@ UNAVAILABLE_CODES = frozenset(
 MAX_ENTITLEMENTS_PAGE = 25
 # A guard against a NextToken that never ends; 10,000 pages of 25 is far beyond any one buyer.
 MAX_ENTITLEMENT_PAGES = 10_000
-
-
-class MarketplaceUnavailable(Exception):
-    """Marketplace did not answer usefully now (throttled, 5xx, unreachable); trying later may work."""
-
-    def __init__(self, operation: str, code: str) -> None:
-        super().__init__(f"{operation}: AWS Marketplace unavailable ({code})")
-        self.code = code
-
-
-class InvalidRegistrationToken(Exception):
-    """Marketplace did not issue this token (or it is malformed)."""
-
-
-class ExpiredRegistrationToken(Exception):
-    """The token was issued but has expired."""
 
 
 def _code(error: ClientError) -> str:

@@ -4,15 +4,12 @@ subscription lifecycle, one JSON message each (``MeterRequest.to_json``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-import boto3
+from typing import TYPE_CHECKING
 
 from connect_metering.domain.instants import to_ms
-from connect_metering.services.lifecycle import FinalMetering, FinalMeteringNotConfigured
-from connect_metering.services.meter import MeterRequest
+from connect_metering.domain.metering import MeterRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -40,7 +37,9 @@ class SqsMeterQueue:
 
 
 class SqsFinalMetering:
-    """The lifecycle's port: a subscription ended, meter its last hours now (AWS allows one hour)."""
+    """The lifecycle's final-metering port: a subscription ended, meter its last hours now (AWS allows one
+    hour). Required: a handler without the queue fails at start (``METER_QUEUE_URL``), since an end
+    that is not metered within the hour is never billed."""
 
     def __init__(self, queue_url: str, client: SQSClient) -> None:
         self._queue = SqsMeterQueue(queue_url, client)
@@ -56,11 +55,3 @@ class SqsFinalMetering:
                 )
             ]
         )
-
-
-def final_metering_port(queue_url: str, report: Callable[[str, dict[str, Any]], None]) -> FinalMetering:
-    """The final-metering port a handler needs: the meter queue, or (none configured) a port that only
-    reports the request through ``report`` (the handler's logger)."""
-    if queue_url:
-        return SqsFinalMetering(queue_url, boto3.client("sqs"))
-    return FinalMeteringNotConfigured(report)

@@ -10,22 +10,25 @@ hourly checkpoints, written together.
 sends the same record), their pending markers, the state that counts their minutes, and checkpoints, in
 one TransactWriteItems whose condition on the state's version makes a second, concurrent run of the same
 company fail instead of billing twice. ``settle`` stores outcomes after the call to Marketplace.
+
+Checkpoints are stored in the activity table's layout and encoding (``encode_checkpoint`` there, beside
+the ``decode_checkpoint`` its reads use): the worker hands over ``EnvironmentCheckpoint``s, never bytes.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from connect_metering.adapters.activity_table import EXPIRES_AT
+from connect_metering.adapters.activity_table import EXPIRES_AT, encode_checkpoint
 from connect_metering.adapters.activity_table import expires_at as activity_expires_at
 from connect_metering.adapters.activity_table import partition_key as activity_partition
 from connect_metering.adapters.table_schema import create_table
 from connect_metering.adapters.tenancy_table import METER_SK, PENDING_PREFIX, company_pk
+from connect_metering.domain.activity import Checkpoint
 from connect_metering.domain.instants import MS_PER_HOUR, iso_ms
 from connect_metering.domain.metering import CompanyMeterState, MeteringRecord, RecordStatus
 
@@ -39,13 +42,6 @@ BATCH_WRITE_ITEMS = 25
 
 class ConcurrentMeterRun(Exception):
     """Another run of the same company committed first; this one stops before sending anything."""
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    instance_arn: str
-    hour_ms: int
-    document: bytes
 
 
 def ledger_key(record: MeteringRecord) -> dict[str, Any]:
@@ -210,7 +206,7 @@ class DynamoMeterStore:
                 "Item": {
                     "pk": {"S": activity_partition(checkpoint.instance_arn, checkpoint.hour_ms)},
                     "sk": {"S": f"{hour_of_day:02d}#C"},
-                    "doc": {"B": checkpoint.document},
+                    "doc": {"B": encode_checkpoint(checkpoint.checkpoint)},
                     EXPIRES_AT: {"N": activity_expires_at(checkpoint.hour_ms)},
                 },
             }

@@ -22,7 +22,6 @@ claimed, or nothing is written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,19 +36,18 @@ from connect_metering.adapters.tenancy_table import (
     SORT_KEY,
     TTL_ATTRIBUTE,
     DynamoTenancyStore,
-    EnvironmentNameTaken,
-    InstanceAlreadyRegistered,
-    SubscriptionHeldByAnotherCompany,
     company_pk,
     environment_puts,
     verified_if,
 )
 from connect_metering.domain.instants import iso, parse_iso, to_ms
-from connect_metering.domain.lifecycle import Effect, LifecycleEvent, PendingLifecycle
+from connect_metering.domain.lifecycle import Effect, LifecycleEvent, PendingLifecycle, StoredSubscription
 from connect_metering.domain.registration import (
     PendingRegistration,
+    RegistrationClosed,
     RegistrationState,
     ResolvedCustomer,
+    TokenAlreadyUsed,
 )
 from connect_metering.domain.tenancy import (
     AccountOwnedByAnotherCompany,
@@ -57,8 +55,11 @@ from connect_metering.domain.tenancy import (
     Company,
     Entitlements,
     Environment,
+    EnvironmentNameTaken,
+    InstanceAlreadyRegistered,
     PricingModel,
     Subscription,
+    SubscriptionHeldByAnotherCompany,
     TenancyError,
 )
 
@@ -96,23 +97,6 @@ def _epoch_seconds(moment: datetime) -> int:
 def _failed(error: ClientError) -> list[bool]:
     reasons = error.response.get("CancellationReasons", [])
     return [reason.get("Code") == "ConditionalCheckFailed" for reason in reasons]
-
-
-class TokenAlreadyUsed(Exception):
-    """The registration token was posted before (a replay, a reload after success, a second tab)."""
-
-
-class RegistrationClosed(Exception):
-    """The pending registration is no longer open: completed, expired, or not this browser's."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSubscription:
-    """A subscription as read, with what a compare-and-set needs to know nothing changed since."""
-
-    subscription: Subscription
-    metered: bool
-    compared: dict[str, Any]
 
 
 class TenancyLifecycleStore(DynamoTenancyStore):

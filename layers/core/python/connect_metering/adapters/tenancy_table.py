@@ -41,6 +41,7 @@ from botocore.exceptions import ClientError
 
 from connect_metering.adapters.table_schema import Index, create_table
 from connect_metering.domain.instants import iso, parse_iso
+from connect_metering.domain.metering import CompanySnapshot
 from connect_metering.domain.tenancy import (
     UNVERIFIED_CLAIM_LIFETIME,
     AccountClaim,
@@ -48,14 +49,20 @@ from connect_metering.domain.tenancy import (
     AliasTaken,
     ClaimDecision,
     Company,
+    CompanyNotFound,
     Entitlements,
     Environment,
+    EnvironmentNameTaken,
+    EnvironmentNotFound,
     EnvironmentVerification,
+    InstanceAlreadyRegistered,
     InstanceArn,
     PricingModel,
     PricingModelConflict,
     Subscription,
+    SubscriptionHeldByAnotherCompany,
     SubscriptionIdentity,
+    SubscriptionNotFound,
     TenancyError,
     decide_claim,
 )
@@ -86,49 +93,6 @@ INSTANCE_SK = "#ENV"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-@dataclass(frozen=True)
-class CompanySnapshot:
-    company: Company
-    subscriptions: list[Subscription]
-    environments: list[Environment]
-    meter_state: str | None
-    meter_version: int
-    pending_records: list[str]
-    activity_counts: dict[str, int]
-
-
-class CompanyNotFound(TenancyError):
-    def __init__(self, alias: str) -> None:
-        super().__init__("company_alias", "company_exists", f"no company has the alias {alias!r}")
-
-
-class SubscriptionHeldByAnotherCompany(TenancyError):
-    def __init__(self, key: str) -> None:
-        super().__init__(
-            "subscription", "one_subscription_one_company", f"subscription {key} belongs to another company"
-        )
-
-
-class SubscriptionNotFound(TenancyError):
-    def __init__(self, key: str) -> None:
-        super().__init__("subscription", "subscription_exists", f"no subscription {key}")
-
-
-class EnvironmentNameTaken(TenancyError):
-    def __init__(self, name: str) -> None:
-        super().__init__("environment_name", "environment_name_unique", f"the company already has {name!r}")
-
-
-class InstanceAlreadyRegistered(TenancyError):
-    def __init__(self, arn: str) -> None:
-        super().__init__("instance_arn", "instance_unique", f"{arn} is already a registered environment")
-
-
-class EnvironmentNotFound(TenancyError):
-    def __init__(self, name: str) -> None:
-        super().__init__("environment_name", "environment_exists", f"no environment {name!r}")
 
 
 def company_pk(alias: str) -> str:

@@ -251,6 +251,15 @@ def with_entitlements(subscription: Subscription, entitlements: Entitlements) ->
 
 
 @dataclass(frozen=True, slots=True)
+class StoredSubscription:
+    """A subscription as read, with what a compare-and-set needs to know nothing changed since."""
+
+    subscription: Subscription
+    metered: bool
+    compared: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class PendingLifecycle:
     """What arrived for a subscription before its buyer finished sign-up, merged as the events would be."""
 

@@ -1,4 +1,5 @@
-"""What to send AWS Marketplace for an hour, and how the per-company metering state evolves.
+"""What to send AWS Marketplace for an hour, and how the per-company metering state evolves; the meter
+work item (``MeterRequest``) and what the worker reads of a company (``CompanySnapshot``).
 
 BILLING.md sections 4-7, pure: the worker loads usage views and state, these functions decide the
 records, the worker stores them before it sends them (write-ahead), then stores the outcome.
@@ -13,7 +14,13 @@ from enum import StrEnum
 from typing import Any
 
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, iso_ms, parse_iso_ms, to_ms
-from connect_metering.domain.tenancy import PricingModel, Subscription, primary_subscription
+from connect_metering.domain.tenancy import (
+    Company,
+    Environment,
+    PricingModel,
+    Subscription,
+    primary_subscription,
+)
 from connect_metering.domain.usage import hour_quantity, usage_allocations
 
 
@@ -349,3 +356,61 @@ def is_expired(record: MeteringRecord, now_ms: int, max_record_age_ms: int) -> b
 
 def hours_between(first_ms: int, last_ms: int) -> Iterable[int]:
     return range(first_ms, last_ms + 1, MS_PER_HOUR)
+
+
+@dataclass(frozen=True)
+class CompanySnapshot:
+    """Everything the metering worker reads of one company in one query: its subscriptions and
+    environments, its metering state (JSON) and version, its pending records (JSON), and how many events
+    ingest stored per environment."""
+
+    company: Company
+    subscriptions: list[Subscription]
+    environments: list[Environment]
+    meter_state: str | None
+    meter_version: int
+    pending_records: list[str]
+    activity_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class MeterRequest:
+    """``hourly``: meter every hour due through ``through_ms``; ``final``: a subscription ended at ``at_ms``."""
+
+    company: str
+    kind: str
+    through_ms: int
+    subscription: str | None = None
+    recompute_from: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"kind": self.kind, "company": self.company}
+        if self.kind == "final":
+            document.update(subscription=self.subscription, at=iso_ms(self.through_ms))
+        else:
+            document["through"] = iso_ms(self.through_ms)
+            if self.recompute_from:
+                document["recompute_from"] = {arn: iso_ms(hour) for arn, hour in self.recompute_from.items()}
+        return document
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> MeterRequest:
+        kind = document.get("kind")
+        if kind == "final":
+            return cls(
+                company=str(document["company"]),
+                kind="final",
+                through_ms=parse_iso_ms(str(document["at"]), field="at"),
+                subscription=str(document["subscription"]),
+            )
+        if kind == "hourly":
+            return cls(
+                company=str(document["company"]),
+                kind="hourly",
+                through_ms=parse_iso_ms(str(document["through"]), field="through"),
+                recompute_from={
+                    str(arn): parse_iso_ms(str(hour), field="recompute_from")
+                    for arn, hour in dict(document.get("recompute_from", {})).items()
+                },
+            )
+        raise ValueError(f"kind: {kind!r} is not 'hourly' or 'final'")

@@ -61,6 +61,14 @@ def same_secret(candidate: str | None, expected_digest: str) -> bool:
     return candidate is not None and hmac.compare_digest(digest(candidate), expected_digest)
 
 
+class TokenAlreadyUsed(Exception):
+    """The registration token was posted before (a replay, a reload after success, a second tab)."""
+
+
+class RegistrationClosed(Exception):
+    """The pending registration is no longer open: completed, expired, or not this browser's."""
+
+
 class RegistrationState(StrEnum):
     OPEN = "open"
     COMPLETED = "completed"

@@ -63,6 +63,38 @@ class PricingModelConflict(TenancyError):
         )
 
 
+class CompanyNotFound(TenancyError):
+    def __init__(self, alias: str) -> None:
+        super().__init__("company_alias", "company_exists", f"no company has the alias {alias!r}")
+
+
+class SubscriptionHeldByAnotherCompany(TenancyError):
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "subscription", "one_subscription_one_company", f"subscription {key} belongs to another company"
+        )
+
+
+class SubscriptionNotFound(TenancyError):
+    def __init__(self, key: str) -> None:
+        super().__init__("subscription", "subscription_exists", f"no subscription {key}")
+
+
+class EnvironmentNameTaken(TenancyError):
+    def __init__(self, name: str) -> None:
+        super().__init__("environment_name", "environment_name_unique", f"the company already has {name!r}")
+
+
+class InstanceAlreadyRegistered(TenancyError):
+    def __init__(self, arn: str) -> None:
+        super().__init__("instance_arn", "instance_unique", f"{arn} is already a registered environment")
+
+
+class EnvironmentNotFound(TenancyError):
+    def __init__(self, name: str) -> None:
+        super().__init__("environment_name", "environment_exists", f"no environment {name!r}")
+
+
 class PricingModel(StrEnum):
     USAGE = "usage"
     CONTRACT = "contract"

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from connect_metering.adapters.activity_table import LateMarker
+from connect_metering.domain.activity import LateMarker
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, hour_floor
+from connect_metering.domain.metering import MeterRequest
 from connect_metering.domain.tenancy import Environment, Subscription
-from connect_metering.services.meter import MeterRequest
 
 EPOCH = from_ms(0)
 SEND_CHUNK = 10

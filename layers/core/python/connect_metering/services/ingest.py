@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from connect_metering.adapters.activity_table import AddedEvents, encode_event
+from connect_metering.domain.activity import AddedEvents, EventStored
 from connect_metering.domain.agent_events import (
     MAX_EVENTS_PER_AGENT_HOUR,
     UNKNOWN_SENDER,
@@ -186,13 +186,11 @@ class IngestService:
             except Exception as error:
                 results.update((m.message_id, error) for m in members)
                 continue
-            for member in members:
-                encoding = encode_event(member.event)
-                if encoding in added.refused:
+            for member, stored in zip(members, added.outcomes, strict=True):
+                if stored is EventStored.REFUSED:
                     rejected.append((by_id[member.message_id], _too_many_events(member)))
                     continue
-                first_copy = encoding in added.new
-                added.new.discard(encoding)
+                first_copy = stored is EventStored.NEW
                 results[member.message_id] = IngestResult(
                     outcome=Outcome.ACCEPTED if first_copy else Outcome.DUPLICATE,
                     company=member.environment.company_alias,

@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from connect_metering.adapters.activity_table import HourWindow
-from connect_metering.adapters.tenancy_table import CompanyNotFound
+from connect_metering.domain.activity import HourWindow
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, to_ms
 from connect_metering.domain.licence import (
     LicenceInfo,
@@ -25,6 +24,7 @@ from connect_metering.domain.licence import (
 from connect_metering.domain.sessions import AgentEventPoint, SessionEnd, sessions_for_agent
 from connect_metering.domain.tenancy import (
     Company,
+    CompanyNotFound,
     Environment,
     EnvironmentVerification,
     InstanceArn,

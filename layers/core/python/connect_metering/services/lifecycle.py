@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from connect_metering.adapters.tenancy_lifecycle import StoredSubscription
 from connect_metering.domain.lifecycle import (
     Effect,
     LifecycleEvent,
     PendingLifecycle,
+    StoredSubscription,
     activate,
     end,
     refreshed_entitlements,
@@ -71,21 +71,6 @@ class LifecycleStore(Protocol):
     def parked_since(self, before: datetime) -> list[tuple[str, datetime]]: ...
 
     def pending_lifecycle(self, subscription_key: str) -> PendingLifecycle | None: ...
-
-
-class FinalMeteringNotConfigured:
-    """Used when no meter queue is configured: the request is reported (logged by the caller), not sent."""
-
-    def __init__(self, report: Callable[[str, dict[str, Any]], None]) -> None:
-        self._report = report
-        self.requests: list[tuple[str, str, datetime]] = []
-
-    def subscription_ended(self, company_alias: str, subscription_key: str, ended_at: datetime) -> None:
-        self.requests.append((company_alias, subscription_key, ended_at))
-        self._report(
-            "final metering not sent: no meter queue configured",
-            {"company": company_alias, "subscription": subscription_key, "ended": ended_at.isoformat()},
-        )
 
 
 class Outcome(StrEnum):

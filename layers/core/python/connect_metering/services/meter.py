@@ -17,20 +17,19 @@ billed twice, and nothing is lost.
 from __future__ import annotations
 
 import bisect
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from connect_metering.adapters.activity_table import HourWindow
-from connect_metering.adapters.meter_store import Checkpoint
-from connect_metering.adapters.tenancy_table import CompanySnapshot
-from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, iso_ms, parse_iso_ms, to_ms
+from connect_metering.domain.activity import Checkpoint, HourWindow
+from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, to_ms
 from connect_metering.domain.metering import (
     CompanyMeterState,
+    CompanySnapshot,
     IdleEnvironment,
     MeteringRecord,
+    MeterRequest,
     RecordStatus,
     active_in_hour,
     is_expired,
@@ -42,7 +41,7 @@ from connect_metering.domain.sessions import AgentEventPoint, BillableTimePolicy
 from connect_metering.domain.tenancy import Environment, PricingModel, Subscription
 from connect_metering.domain.usage import EnvironmentCheckpoint, UsageView, resume
 from connect_metering.settings import BillingPolicy
-from connect_metering.unreadable import CHECKPOINTS, PENDING_RECORDS, UnreadableItems
+from connect_metering.unreadable import PENDING_RECORDS, UnreadableItems
 
 MS_PER_DAY = 24 * MS_PER_HOUR
 # How far back a missing checkpoint is looked for before the environment's history is taken as empty.
@@ -89,49 +88,6 @@ class Marketplace(Protocol):
     def send(self, records: Sequence[MeteringRecord]) -> list[MeteringRecord]: ...
 
 
-@dataclass(frozen=True)
-class MeterRequest:
-    """``hourly``: meter every hour due through ``through_ms``; ``final``: a subscription ended at ``at_ms``."""
-
-    company: str
-    kind: str
-    through_ms: int
-    subscription: str | None = None
-    recompute_from: Mapping[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"kind": self.kind, "company": self.company}
-        if self.kind == "final":
-            document.update(subscription=self.subscription, at=iso_ms(self.through_ms))
-        else:
-            document["through"] = iso_ms(self.through_ms)
-            if self.recompute_from:
-                document["recompute_from"] = {arn: iso_ms(hour) for arn, hour in self.recompute_from.items()}
-        return document
-
-    @classmethod
-    def from_json(cls, document: Mapping[str, Any]) -> MeterRequest:
-        kind = document.get("kind")
-        if kind == "final":
-            return cls(
-                company=str(document["company"]),
-                kind="final",
-                through_ms=parse_iso_ms(str(document["at"]), field="at"),
-                subscription=str(document["subscription"]),
-            )
-        if kind == "hourly":
-            return cls(
-                company=str(document["company"]),
-                kind="hourly",
-                through_ms=parse_iso_ms(str(document["through"]), field="through"),
-                recompute_from={
-                    str(arn): parse_iso_ms(str(hour), field="recompute_from")
-                    for arn, hour in dict(document.get("recompute_from", {})).items()
-                },
-            )
-        raise ValueError(f"kind: {kind!r} is not 'hourly' or 'final'")
-
-
 @dataclass
 class MeterReport:
     company: str
@@ -149,18 +105,6 @@ class MeterReport:
         return sum(
             record.quantity for record in self.records_settled if record.status is RecordStatus.ACCEPTED
         )
-
-
-def _checkpoint_document(checkpoint: EnvironmentCheckpoint) -> bytes:
-    import json
-
-    return zlib.compress(json.dumps(checkpoint.to_json(), separators=(",", ":")).encode())
-
-
-def _checkpoint_from(document: bytes) -> EnvironmentCheckpoint:
-    import json
-
-    return EnvironmentCheckpoint.from_json(json.loads(zlib.decompress(document)))
 
 
 class MeterWorker:
@@ -359,7 +303,7 @@ class MeterWorker:
         # Hourly runs store the checkpoints (final metering runs before its hour is complete: never).
         checkpoints = (
             [
-                Checkpoint(env.instance_arn.arn, boundary, _checkpoint_document(checkpoint))
+                Checkpoint(env.instance_arn.arn, boundary, checkpoint)
                 for env in snapshot.environments
                 for boundary, checkpoint in views[env.name][1].items()
             ]
@@ -525,8 +469,7 @@ class MeterWorker:
         agents were all logged out, so an empty checkpoint at the next day is exact."""
         window = self._activity.read_hours(arn, start, last_hour)
         events = list(window.events)
-        found = self._checkpoints(arn, window)
-        stored_checkpoint = found.get(start)
+        stored_checkpoint = window.checkpoints.get(start)
         boundary = start
         day = start - start % MS_PER_DAY
         searched_to = start
@@ -539,10 +482,9 @@ class MeterWorker:
                 else HourWindow({}, [])
             )
             events += earlier.events
-            readable = self._checkpoints(arn, earlier)
-            if readable:
-                boundary = max(readable)
-                stored_checkpoint = readable[boundary]
+            if earlier.checkpoints:  # only those that decode and sit at their own hour
+                boundary = max(earlier.checkpoints)
+                stored_checkpoint = earlier.checkpoints[boundary]
                 break
             if not earlier.events and searched_to - day == MS_PER_DAY:
                 boundary = searched_to
@@ -560,20 +502,6 @@ class MeterWorker:
             if stored.point.ts_ms >= checkpoint.boundary_ms:
                 by_agent[stored.agent_arn].append(stored.point)
         return checkpoint, by_agent
-
-    def _checkpoints(self, arn: str, window: HourWindow) -> dict[int, EnvironmentCheckpoint]:
-        """The window's checkpoints that decode and sit at their own hour; the others are skipped (an
-        earlier one is used instead, and the hours after it recomputed) and counted."""
-        readable: dict[int, EnvironmentCheckpoint] = {}
-        for hour, document in window.checkpoints.items():
-            try:
-                checkpoint = _checkpoint_from(document)
-                if checkpoint.boundary_ms != hour:
-                    raise ValueError(f"boundary {checkpoint.boundary_ms} stored at hour {hour}")
-                readable[hour] = checkpoint
-            except Exception as error:  # zlib.error, JSON, a missing field: whatever the bytes are
-                self.unreadable.skip(CHECKPOINTS, f"{arn} {iso_ms(hour)}", error)
-        return readable
 
     # Outcomes --------------------------------------------------------------------------------------
 

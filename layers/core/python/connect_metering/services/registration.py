@@ -24,13 +24,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from connect_metering.adapters.marketplace import (
-    ExpiredRegistrationToken,
-    InvalidRegistrationToken,
-    MarketplaceUnavailable,
-)
-from connect_metering.adapters.tenancy_lifecycle import RegistrationClosed, TokenAlreadyUsed
-from connect_metering.adapters.tenancy_table import SubscriptionHeldByAnotherCompany
 from connect_metering.domain.lifecycle import pricing_for
 from connect_metering.domain.registration import (
     FREE_TRIAL,
@@ -39,9 +32,11 @@ from connect_metering.domain.registration import (
     REGISTRATION_TTL,
     TOKEN_MEMORY,
     PendingRegistration,
+    RegistrationClosed,
     RegistrationState,
     ResolvedCustomer,
     SignupForm,
+    TokenAlreadyUsed,
     digest,
     environment_name_for,
     new_secret,
@@ -59,7 +54,13 @@ from connect_metering.domain.tenancy import (
     InstanceArn,
     PricingModelConflict,
     Subscription,
+    SubscriptionHeldByAnotherCompany,
     TenancyError,
+)
+from connect_metering.services.ports import (
+    ExpiredRegistrationToken,
+    InvalidRegistrationToken,
+    MarketplaceUnavailable,
 )
 
 
