@@ -40,6 +40,7 @@ lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/core/python/connect_metering functions infra tests
+	PYTHONPATH=layers/core/python:. $(BIN)/lint-imports
 
 format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .
