@@ -32,6 +32,7 @@ from connect_metering.domain.metering import MeteringRecord, RecordStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
+    from mypy_boto3_meteringmarketplace.type_defs import BatchMeterUsageResultTypeDef
 
 MAX_RECORDS_PER_CALL = 25
 RETRYABLE_ERRORS = frozenset({"ThrottlingException", "InternalServiceErrorException", "ServiceUnavailable"})
@@ -185,6 +186,19 @@ class MarketplaceMeter:
         by_identity: dict[tuple[str, str, str, int], MeteringRecord | None] = {
             _identity(record.usage_record): record for record in chunk
         }
+        settled = self._settled(response, by_identity, sent_at)
+        if self._crash is not None and self._crash():
+            raise WorkerCrash("injected crash after BatchMeterUsage returned")
+        return _CallOutcome([record for record in by_identity.values() if record is not None], settled)
+
+    def _settled(
+        self,
+        response: BatchMeterUsageResultTypeDef,
+        by_identity: dict[tuple[str, str, str, int], MeteringRecord | None],
+        sent_at: int,
+    ) -> list[MeteringRecord]:
+        """The records the response settles, taken out of ``by_identity`` (what is left was not
+        answered: unprocessed, throttled, or an answer the call did not ask for)."""
         settled: list[MeteringRecord] = []
         for result in response.get("Results", []):
             answered = by_identity.pop(_identity(result["UsageRecord"]), None)
@@ -202,9 +216,7 @@ class MarketplaceMeter:
             left = by_identity.get(_identity(unprocessed))
             if left is not None:
                 self._observe(left, "Unprocessed", sent_at)
-        if self._crash is not None and self._crash():
-            raise WorkerCrash("injected crash after BatchMeterUsage returned")
-        return _CallOutcome([record for record in by_identity.values() if record is not None], settled)
+        return settled
 
     def _observe(self, record: MeteringRecord, status: str, sent_at_ms: int) -> None:
         if self._observer is not None:

@@ -300,11 +300,27 @@ class IngestService:
             if company is not None:
                 tally_companies.setdefault(tally, company)
             samples.setdefault((account, hour_ms), (message.message_id, record))
+        self._count_tallies(tallies, tally_companies, results)
+        self._keep_samples(samples, results)
+
+    def _count_tallies(
+        self,
+        tallies: Mapping[QuarantineTally, list[str]],
+        companies: Mapping[QuarantineTally, str],
+        results: dict[str, IngestResult | Exception],
+    ) -> None:
         for tally, message_ids in tallies.items():
             try:
-                self._quarantine.count(tally, len(message_ids), company=tally_companies.get(tally))
+                self._quarantine.count(tally, len(message_ids), company=companies.get(tally))
             except Exception as error:
                 results.update((message_id, error) for message_id in message_ids)
+
+    def _keep_samples(
+        self,
+        samples: Mapping[tuple[str, int], tuple[str, QuarantinedEvent]],
+        results: dict[str, IngestResult | Exception],
+    ) -> None:
+        """One sample per (sender account, hour), written once per container (``_sampled``)."""
         for key, (message_id, record) in samples.items():
             if key in self._sampled:
                 continue

@@ -327,23 +327,42 @@ class RegistrationService:
             return FormRejected(form, 422)
         values = form.values
         company = Company(alias=values["company_alias"], name=values["company_name"])
-        environment = None
-        if values["instance_arn"]:
-            instance = InstanceArn.parse(values["instance_arn"])
-            environment = Environment(
-                company_alias=company.alias,
-                name=environment_name_for(instance),
-                instance_arn=instance,
-                verification=EnvironmentVerification.new(claimed_at=self._clock()),
-            )
+        environment = self._environment_named(company, values["instance_arn"])
         if not self._store.reserve_signup_attempt(registration.id_digest, limit=MAX_SIGNUP_ATTEMPTS):
             return self._after_race(registration_id, browser_secret)
+        created = self._create(registration, form, company, environment, registration_id, browser_secret)
+        if not isinstance(created, Subscription):
+            return created
+        return self._apply_pending(registration, company.alias, created)
+
+    def _environment_named(self, company: Company, instance_arn: str) -> Environment | None:
+        """The environment the sign-up form names (optional), claimed now and not yet verified."""
+        if not instance_arn:
+            return None
+        instance = InstanceArn.parse(instance_arn)
+        return Environment(
+            company_alias=company.alias,
+            name=environment_name_for(instance),
+            instance_arn=instance,
+            verification=EnvironmentVerification.new(claimed_at=self._clock()),
+        )
+
+    def _create(
+        self,
+        registration: PendingRegistration,
+        form: SignupForm,
+        company: Company,
+        environment: Environment | None,
+        registration_id: str | None,
+        browser_secret: str | None,
+    ) -> Subscription | Completed | FormRejected:
+        """The company, its subscription (and environment) stored; or why not, as the page to show."""
         try:
-            subscription = self._store.complete_registration(
+            return self._store.complete_registration(
                 registration,
                 browser_digest=registration.browser_digest,
                 company=company,
-                contact_email=values["contact_email"],
+                contact_email=form.values["contact_email"],
                 environment=environment,
                 now=self._clock(),
             )
@@ -362,17 +381,22 @@ class RegistrationService:
             return self._refused(registration, form.with_error("instance_arn", INSTANCE_REFUSED_MESSAGE))
         except RegistrationClosed:
             return self._after_race(registration_id, browser_secret)
+
+    def _apply_pending(
+        self, registration: PendingRegistration, alias: str, subscription: Subscription
+    ) -> Completed:
+        """Lifecycle changes Marketplace sent before sign-up completed, applied to the new subscription."""
         try:
             applied = self._lifecycle.apply_pending(
-                company.alias,
+                alias,
                 subscription.key,
                 entitlements_known_at=registration.entitlements_fetched,
                 product_code=registration.customer.product_code,
                 alias_keys=registration.customer.alias_keys(),
             )
         except Exception as error:  # the company exists; the kept change is reported for a redrive
-            return Completed(company.alias, pending_error=type(error).__name__)
-        return Completed(company.alias, pending_applied=applied is not None)
+            return Completed(alias, pending_error=type(error).__name__)
+        return Completed(alias, pending_applied=applied is not None)
 
     @staticmethod
     def _refused(registration: PendingRegistration, form: SignupForm) -> FormRejected:
