@@ -223,10 +223,8 @@ def _sessions(points: list[AgentEventPoint], timeout: int) -> list[Session]:
         seen_add(event_id)
         # (inline test first: the call only happens while a LOGOUT is remembered)
         offline = named_offline or (logout is not None and is_post_logout_status(status_start, ts, logout))
-        if kind == _LOGIN:
-            logout = None
-        elif kind == _LOGOUT:
-            logout = ts
+        # The latest LOGOUT, as long as no LOGIN came after it.
+        logout = None if kind == _LOGIN else ts if kind == _LOGOUT else logout
         if is_open:
             if ts - last > timeout:
                 sessions.append(Session(start, last, last, _END_SILENCE))
@@ -269,7 +267,10 @@ CLOSED: Final = ScanState()
 
 
 def scan_pieces(
-    points: list[AgentEventPoint], timeout: int, track_online: bool, state: ScanState = CLOSED
+    points: list[AgentEventPoint],
+    timeout: int,
+    track_online: bool,
+    state: ScanState = CLOSED,
 ) -> tuple[list[Piece], ScanState]:
     """The section 3 scan over sorted, validated points from ``state``, as billable pieces.
 
@@ -290,40 +291,63 @@ def scan_pieces(
         seen_add(event_id)
         # (inline test first: the call only happens while a LOGOUT is remembered)
         offline = named_offline or (logout is not None and is_post_logout_status(status_start, ts, logout))
-        if kind == _LOGIN:
-            logout = None
-        elif kind == _LOGOUT:
-            logout = ts
-        if is_open:
-            if ts - last > timeout:
+        # The latest LOGOUT, as long as no LOGIN came after it.
+        logout = None if kind == _LOGIN else ts if kind == _LOGOUT else logout
+        if is_open and ts - last <= timeout:
+            if ts > last and (online or not track_online):
+                append((last, ts))
+            if kind == _LOGOUT:
                 is_open = False
-                # The event is re-read in state closed below.
             else:
-                if ts > last and (online or not track_online):
-                    append((last, ts))
-                if kind == _LOGOUT:
-                    is_open = False
-                else:
-                    last = ts
-                    online = not offline
-                continue
-        if kind == _LOGIN or (kind != _LOGOUT and not offline):
-            is_open = True
+                last = ts
+                online = not offline
+            continue
+        # Closed, or just closed by the silence timeout: the event is read in state closed.
+        is_open = kind == _LOGIN or (kind != _LOGOUT and not offline)
+        if is_open:
             start = last = ts
             online = not offline
     return pieces, ScanState(is_open, start, last, online, logout)
 
 
-def _online_stretches(points: list[AgentEventPoint], timeout: int) -> list[tuple[int, int]]:
-    """Policy ``online``: the pieces joined where one ends as the next starts (back online at the
-    very instant it went offline is one stretch, not two). Pieces of different sessions never touch:
-    a session opens strictly after the previous one's end."""
-    stretches: list[tuple[int, int]] = []
-    for low, high in scan_pieces(points, timeout, True)[0]:
-        if stretches and stretches[-1][1] == low:
-            stretches[-1] = (stretches[-1][0], high)
-        else:
-            stretches.append((low, high))
+def _online_stretches(points: list[AgentEventPoint], timeout: int) -> list[Piece]:
+    """Policy ``online``: the section 3 scan over sorted points, keeping the stretches of its sessions
+    whose status in force is not Offline (see ``billable_intervals``); ``since`` is the start of the
+    stretch in force, None while the status is Offline."""
+    stretches: list[Piece] = []
+    append = stretches.append
+    seen: set[str] = set()
+    seen_add = seen.add
+    is_open = False
+    last = 0
+    since: int | None = None
+    logout: int | None = None
+    for ts, kind, event_id, named_offline, status_start in points:
+        if event_id in seen:
+            continue
+        seen_add(event_id)
+        # (inline test first: the call only happens while a LOGOUT is remembered)
+        offline = named_offline or (logout is not None and is_post_logout_status(status_start, ts, logout))
+        # The latest LOGOUT, as long as no LOGIN came after it.
+        logout = None if kind == _LOGIN else ts if kind == _LOGOUT else logout
+        if is_open and ts - last <= timeout:
+            if kind == _LOGOUT or offline:  # the stretch in force ends here
+                if since is not None and ts > since:
+                    append((since, ts))
+                since = None
+            elif since is None:
+                # Back online at the very instant it went offline: one stretch, not two.
+                since = stretches.pop()[0] if stretches and stretches[-1][1] == ts else ts
+            last = ts
+            is_open = kind != _LOGOUT
+            continue
+        if is_open and since is not None and last > since:  # closed by the silence timeout
+            append((since, last))
+        is_open = kind == _LOGIN or (kind != _LOGOUT and not offline)
+        last = ts
+        since = ts if is_open and not offline else None
+    if is_open and since is not None and last > since:
+        append((since, last))
     return stretches
 
 
