@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from connect_metering.domain.agent_carry import AgentCarry, advance_agent
+from connect_metering.domain.attribution import attribute, primary_segments
 from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_MINUTE, from_ms, parse_iso_ms
+from connect_metering.domain.quantity import hour_quantity, usage_allocations
 from connect_metering.domain.sessions import (
     AgentEventPoint,
     BillableTimePolicy,
@@ -18,18 +21,8 @@ from connect_metering.domain.sessions import (
     billable_ms_by_hour,
 )
 from connect_metering.domain.tenancy import Subscription, build
-from connect_metering.domain.usage import (
-    AgentCarry,
-    EnvironmentCheckpoint,
-    UsageInputError,
-    advance_agent,
-    attribute,
-    checkpoint_from_events,
-    hour_quantity,
-    primary_segments,
-    resume,
-    usage_allocations,
-)
+from connect_metering.domain.usage import EnvironmentCheckpoint, checkpoint_from_events, resume
+from connect_metering.domain.usage_inputs import UsageInputError
 
 pytestmark = pytest.mark.unit
 

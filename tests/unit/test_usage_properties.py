@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connect_metering.domain.agent_carry import AgentCarry, advance_agent
+from connect_metering.domain.attribution import attribute, primary_segments
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, hour_floor, parse_iso_ms
 from connect_metering.domain.sessions import (
     UNKNOWN_STATUS_START_MS,
@@ -19,15 +21,7 @@ from connect_metering.domain.sessions import (
     billable_ms_by_hour,
 )
 from connect_metering.domain.tenancy import Subscription, build, primary_subscription
-from connect_metering.domain.usage import (
-    AgentCarry,
-    EnvironmentCheckpoint,
-    advance_agent,
-    attribute,
-    checkpoint_from_events,
-    primary_segments,
-    resume,
-)
+from connect_metering.domain.usage import EnvironmentCheckpoint, checkpoint_from_events, resume
 
 pytestmark = pytest.mark.unit
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, iso_ms, parse_iso_ms, to_ms
+from connect_metering.domain.quantity import hour_quantity, usage_allocations
 from connect_metering.domain.tenancy import (
     Company,
     Environment,
@@ -21,7 +22,6 @@ from connect_metering.domain.tenancy import (
     Subscription,
     primary_subscription,
 )
-from connect_metering.domain.usage import hour_quantity, usage_allocations
 
 
 class RecordStatus(StrEnum):

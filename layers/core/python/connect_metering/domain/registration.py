@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -157,37 +158,61 @@ def environment_name_for(instance: InstanceArn) -> str:
     return f"{instance.region}-{instance.instance_id[:8]}"
 
 
+def _alias_error(alias: str) -> str | None:
+    if not alias:
+        return "Choose an alias."
+    if ALIAS_PATTERN.fullmatch(alias) is None:
+        return "Use 3 to 32 lower-case letters and digits, starting with a letter (for example acme2)."
+    return None
+
+
+def _company_name_error(name: str) -> str | None:
+    return None if name else "Enter your company's name."
+
+
+def _contact_email_error(email: str) -> str | None:
+    return None if EMAIL_PATTERN.fullmatch(email) else "Enter an email address such as ops@example.com."
+
+
+def _instance_arn_error(arn: str) -> str | None:
+    """Optional: empty is fine (environments can be added later)."""
+    if not arn:
+        return None
+    try:
+        InstanceArn.parse(arn)
+    except TenancyError:
+        return (
+            "Enter an Amazon Connect instance ARN: arn:aws:connect:REGION:ACCOUNT:instance/ID "
+            "(or leave it empty and add environments later)."
+        )
+    return None
+
+
+_FIELD_RULES: dict[str, Callable[[str], str | None]] = {
+    "company_alias": _alias_error,
+    "company_name": _company_name_error,
+    "contact_email": _contact_email_error,
+    "instance_arn": _instance_arn_error,
+}
+# The fields checked for control characters, in the order their errors are listed; the instance ARN's
+# own rule already refuses them.
+_NO_CONTROL_CHARACTERS = ("company_name", "contact_email", "company_alias")
+
+
 def validate_signup(raw: dict[str, str]) -> SignupForm:
     """Check each field on its own; the reason goes next to the field. Values are trimmed, never changed
-    otherwise, so the form is rendered back exactly as typed."""
+    otherwise, so the form is rendered back exactly as typed. A field gets the first rule it breaks: its
+    length, then control characters, then its own rule; errors are listed in that order of rules."""
     values = {name: raw.get(name, "").strip() for name in FORM_FIELDS}
     errors: dict[str, str] = {}
     for name, limit in MAX_LENGTHS.items():
         if len(values[name]) > limit:
             errors[name] = f"Use at most {limit} characters (this has {len(values[name])})."
-    for name in ("company_name", "contact_email", "company_alias"):
+    for name in _NO_CONTROL_CHARACTERS:
         if name not in errors and _CONTROL.search(values[name]):
             errors[name] = "Remove the control characters."
-    alias = values["company_alias"]
-    if "company_alias" not in errors:
-        if not alias:
-            errors["company_alias"] = "Choose an alias."
-        elif ALIAS_PATTERN.fullmatch(alias) is None:
-            errors["company_alias"] = (
-                "Use 3 to 32 lower-case letters and digits, starting with a letter (for example acme2)."
-            )
-    if "company_name" not in errors and not values["company_name"]:
-        errors["company_name"] = "Enter your company's name."
-    email = values["contact_email"]
-    if "contact_email" not in errors and EMAIL_PATTERN.fullmatch(email) is None:
-        errors["contact_email"] = "Enter an email address such as ops@example.com."
-    arn = values["instance_arn"]
-    if arn and "instance_arn" not in errors:
-        try:
-            InstanceArn.parse(arn)
-        except TenancyError:
-            errors["instance_arn"] = (
-                "Enter an Amazon Connect instance ARN: arn:aws:connect:REGION:ACCOUNT:instance/ID "
-                "(or leave it empty and add environments later)."
-            )
+    for name, rule in _FIELD_RULES.items():
+        error = None if name in errors else rule(values[name])
+        if error is not None:
+            errors[name] = error
     return SignupForm(values, errors)

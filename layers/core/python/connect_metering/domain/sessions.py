@@ -170,7 +170,7 @@ def is_post_logout_status(status_start_ms: int, ts_ms: int, logout_ms: int | Non
     )
 
 
-def _check_timeout(silence_timeout_ms: object) -> int:
+def check_timeout(silence_timeout_ms: object) -> int:
     if type(silence_timeout_ms) is not int or silence_timeout_ms < 0:
         raise SessionInputError(
             f"silence_timeout_ms: must be an integer number of milliseconds >= 0, got {silence_timeout_ms!r}"
@@ -178,14 +178,14 @@ def _check_timeout(silence_timeout_ms: object) -> int:
     return silence_timeout_ms
 
 
-def _check_policy(policy: object) -> BillableTimePolicy:
+def check_policy(policy: object) -> BillableTimePolicy:
     if isinstance(policy, str) and policy in _POLICY_VALUES:
         return BillableTimePolicy(policy)
     allowed = ", ".join(_POLICY_VALUES)
     raise SessionInputError(f"policy: must be one of {allowed}, got {policy!r}")
 
 
-def _sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
+def sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
     points = list(events)
     kinds = _KIND_VALUES
     for index, point in enumerate(points):
@@ -209,17 +209,13 @@ def _sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
     return points
 
 
-def _scan(
-    points: list[AgentEventPoint], timeout: int, track_online: bool
-) -> tuple[list[Session], list[tuple[int, int]]]:
-    """The section 3 scan over sorted points; also the online stretches when ``track_online``."""
+def _sessions(points: list[AgentEventPoint], timeout: int) -> list[Session]:
+    """The section 3 scan over sorted points: the sessions, zero-length ones included."""
     sessions: list[Session] = []
-    online: list[tuple[int, int]] = []
     seen: set[str] = set()
     seen_add = seen.add
     is_open = False
     start = last = 0
-    online_since: int | None = None
     logout: int | None = None
     for ts, kind, event_id, named_offline, status_start in points:
         if event_id in seen:
@@ -227,44 +223,132 @@ def _scan(
         seen_add(event_id)
         # (inline test first: the call only happens while a LOGOUT is remembered)
         offline = named_offline or (logout is not None and is_post_logout_status(status_start, ts, logout))
-        if kind == _LOGIN:
-            logout = None
-        elif kind == _LOGOUT:
-            logout = ts
+        # The latest LOGOUT, as long as no LOGIN came after it.
+        logout = None if kind == _LOGIN else ts if kind == _LOGOUT else logout
         if is_open:
             if ts - last > timeout:
                 sessions.append(Session(start, last, last, _END_SILENCE))
-                if track_online and online_since is not None and last > online_since:
-                    online.append((online_since, last))
                 is_open = False
                 # The event is re-read in state closed below.
             elif kind == _LOGOUT:
                 sessions.append(Session(start, ts, last, _END_LOGOUT))
-                if track_online and online_since is not None and ts > online_since:
-                    online.append((online_since, ts))
                 is_open = False
                 continue
             else:
                 last = ts
-                if track_online:
-                    if offline:
-                        if online_since is not None:
-                            if ts > online_since:
-                                online.append((online_since, ts))
-                            online_since = None
-                    elif online_since is None:
-                        # Back online at the very instant it went offline: one stretch, not two.
-                        online_since = online.pop()[0] if online and online[-1][1] == ts else ts
                 continue
         if kind == _LOGIN or (kind != _LOGOUT and not offline):
             is_open = True
             start = last = ts
-            online_since = None if offline else ts
     if is_open:
         sessions.append(Session(start, last, last, _END_OPEN))
-        if track_online and online_since is not None and last > online_since:
-            online.append((online_since, last))
-    return sessions, online
+    return sessions
+
+
+Piece = tuple[int, int]
+
+
+class ScanState(NamedTuple):
+    """The section 3 scan state of one agent between two events.
+
+    Open: a session started at ``start_ms`` whose latest non-LOGOUT event is at ``last_ms``; ``online``
+    tells whether the status in force since ``last_ms`` is not Offline. ``logout_ms``: the agent's
+    latest LOGOUT when it came after its latest LOGIN (the post-logout status rule), else None.
+    """
+
+    is_open: bool = False
+    start_ms: int = 0
+    last_ms: int = 0
+    online: bool = False
+    logout_ms: int | None = None
+
+
+CLOSED: Final = ScanState()
+
+
+def scan_pieces(
+    points: list[AgentEventPoint],
+    timeout: int,
+    track_online: bool,
+    state: ScanState = CLOSED,
+) -> tuple[list[Piece], ScanState]:
+    """The section 3 scan over sorted, validated points from ``state``, as billable pieces.
+
+    Each event of an open session at ``ts`` (a LOGOUT included) produces the piece [last, ts], for
+    policy ``online`` only when the status in force since ``last`` is not Offline; only pieces of more
+    than 0 ms are returned, in time order. The pieces of a session chain from its start to its end, so
+    for ``logged_in`` they add up to the sessions and for ``online`` they chain into its online stretches.
+    Returns the pieces and the state after the last point.
+    """
+    pieces: list[Piece] = []
+    append = pieces.append
+    seen: set[str] = set()
+    seen_add = seen.add
+    is_open, start, last, online, logout = state
+    for ts, kind, event_id, named_offline, status_start in points:
+        if event_id in seen:
+            continue
+        seen_add(event_id)
+        # (inline test first: the call only happens while a LOGOUT is remembered)
+        offline = named_offline or (logout is not None and is_post_logout_status(status_start, ts, logout))
+        # The latest LOGOUT, as long as no LOGIN came after it.
+        logout = None if kind == _LOGIN else ts if kind == _LOGOUT else logout
+        if is_open and ts - last <= timeout:
+            if ts > last and (online or not track_online):
+                append((last, ts))
+            if kind == _LOGOUT:
+                is_open = False
+            else:
+                last = ts
+                online = not offline
+            continue
+        # Closed, or just closed by the silence timeout: the event is read in state closed.
+        is_open = kind == _LOGIN or (kind != _LOGOUT and not offline)
+        if is_open:
+            start = last = ts
+            online = not offline
+    return pieces, ScanState(is_open, start, last, online, logout)
+
+
+def _online_stretches(points: list[AgentEventPoint], timeout: int) -> list[Piece]:
+    """Policy ``online``: the section 3 scan over sorted points, keeping the stretches of its sessions
+    whose status in force is not Offline (see ``billable_intervals``); ``since`` is the start of the
+    stretch in force, None while the status is Offline."""
+    stretches: list[Piece] = []
+    append = stretches.append
+    seen: set[str] = set()
+    seen_add = seen.add
+    is_open = False
+    last = 0
+    since: int | None = None
+    logout: int | None = None
+    for ts, kind, event_id, named_offline, status_start in points:
+        if event_id in seen:
+            continue
+        seen_add(event_id)
+        # (inline test first: the call only happens while a LOGOUT is remembered)
+        offline = named_offline or (logout is not None and is_post_logout_status(status_start, ts, logout))
+        # The latest LOGOUT, as long as no LOGIN came after it.
+        logout = None if kind == _LOGIN else ts if kind == _LOGOUT else logout
+        if is_open and ts - last <= timeout:
+            if kind == _LOGOUT or offline:  # the stretch in force ends here
+                if since is not None and ts > since:
+                    append((since, ts))
+                since = None
+            elif since is None:
+                # Back online at the very instant it went offline: one stretch, not two.
+                since = stretches.pop()[0] if stretches and stretches[-1][1] == ts else ts
+            last = ts
+            is_open = kind != _LOGOUT
+            continue
+        if is_open and since is not None and last > since:  # closed by the silence timeout
+            append((since, last))
+        is_open = kind == _LOGIN or (kind != _LOGOUT and not offline)
+        last = ts
+        since = ts if is_open and not offline else None
+    if is_open and since is not None and last > since:
+        append((since, last))
+    return stretches
 
 
 def sessions_for_agent(
@@ -276,9 +360,8 @@ def sessions_for_agent(
     de-duplicated by ``event_id`` (the first in sorted order wins), sorted by (``ts_ms``, ``kind``,
     ``event_id``) and scanned from state closed. The result depends only on the set of points.
     """
-    timeout = _check_timeout(silence_timeout_ms)
-    sessions, _ = _scan(_sorted_points(events), timeout, False)
-    return sessions
+    timeout = check_timeout(silence_timeout_ms)
+    return _sessions(sorted_points(events), timeout)
 
 
 def is_final(session: Session, now_ms: int, silence_timeout_ms: int = DEFAULT_SILENCE_TIMEOUT_MS) -> bool:
@@ -287,7 +370,7 @@ def is_final(session: Session, now_ms: int, silence_timeout_ms: int = DEFAULT_SI
     Only events with a timestamp after ``last_ms`` are covered: a late event stamped inside or
     before the session still changes the result, which is always recomputed from the event set.
     """
-    timeout = _check_timeout(silence_timeout_ms)
+    timeout = check_timeout(silence_timeout_ms)
     if type(now_ms) is not int:
         raise SessionInputError(f"now_ms: must be integer epoch ms, got {now_ms!r}")
     return session.closed or now_ms - session.last_ms > timeout
@@ -314,12 +397,15 @@ def billable_intervals(
     event before it. Events outside sessions (ignored while closed) never count. Only stretches of
     more than 0 ms are returned.
     """
-    timeout = _check_timeout(silence_timeout_ms)
-    track_online = _check_policy(policy) is BillableTimePolicy.ONLINE
-    sessions, online = _scan(_sorted_points(events), timeout, track_online)
+    timeout = check_timeout(silence_timeout_ms)
+    track_online = check_policy(policy) is BillableTimePolicy.ONLINE
+    return _intervals(sorted_points(events), timeout, track_online)
+
+
+def _intervals(points: list[AgentEventPoint], timeout: int, track_online: bool) -> list[tuple[int, int]]:
     if track_online:
-        return online
-    return [(session.start_ms, session.end_ms) for session in sessions]
+        return _online_stretches(points, timeout)
+    return [(session.start_ms, session.end_ms) for session in _sessions(points, timeout)]
 
 
 def billable_ms_by_hour(intervals: Iterable[tuple[int, int]]) -> dict[int, int]:
@@ -362,13 +448,11 @@ def billable_ms_by_hour_for_agents(
     silence_timeout_ms: int = DEFAULT_SILENCE_TIMEOUT_MS,
 ) -> dict[str, dict[int, int]]:
     """AgentARN -> (hour start -> billable ms). Every agent given gets a key, possibly with ``{}``."""
-    timeout = _check_timeout(silence_timeout_ms)
-    track_online = _check_policy(policy) is BillableTimePolicy.ONLINE
+    timeout = check_timeout(silence_timeout_ms)
+    track_online = check_policy(policy) is BillableTimePolicy.ONLINE
     result: dict[str, dict[int, int]] = {}
     for agent, points in points_by_agent.items():
-        sessions, online = _scan(_sorted_points(points), timeout, track_online)
-        intervals = online if track_online else [(s.start_ms, s.end_ms) for s in sessions]
-        result[agent] = billable_ms_by_hour(intervals)
+        result[agent] = billable_ms_by_hour(_intervals(sorted_points(points), timeout, track_online))
     return result
 
 

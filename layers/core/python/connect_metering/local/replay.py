@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connect_metering.adapters.marketplace_meter import SendResult, WorkerCrash
 from connect_metering.adapters.meter_store import DynamoMeterStore
+from connect_metering.domain.attribution import attribute, primary_segments
 from connect_metering.domain.instants import (
     MS_PER_HOUR,
     from_ms,
@@ -53,7 +54,6 @@ from connect_metering.domain.tenancy import (
     TenancyError,
     build,
 )
-from connect_metering.domain.usage import attribute, primary_segments
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import handler_module
 from connect_metering.local.marketplace_sim import FaultPlan, Outage, OutageError, Revocation
