@@ -29,7 +29,6 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -39,12 +38,10 @@ from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.audit import AuditEntry
 from connect_metering.domain.instants import iso
 from connect_metering.domain.tenancy import UNVERIFIED_CLAIM_LIFETIME, Environment, TenancyError
+from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.licence import LicenceService
-from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.settings import load_settings
 
-logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
-tracer = Tracer()
 app = APIGatewayHttpResolver(debug=False)
 # Page views and reads publish no metric; that is expected, not worth a warning per request.
 warnings.filterwarnings("ignore", "No application metrics to publish")

@@ -17,7 +17,6 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -28,16 +27,14 @@ from connect_metering.adapters.meter_queue import final_metering_port
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
 from connect_metering.counted import count_by
 from connect_metering.domain.lifecycle import LifecycleInputError, parse_lifecycle_message
+from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.lifecycle import (
     LifecycleResult,
     LifecycleService,
     Outcome,
 )
-from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.settings import load_settings
 
-logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
-tracer = Tracer()
 # A batch whose every record failed still answers with each failure (SQS retries those), so replay and
 # tests see the same response shape whatever fails.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -26,7 +26,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.config import CORE_LAYER_DIR, FUNCTIONS_DIR, METRICS_NAMESPACE
+from connect_metering.observability import powertools_environment
+from infra.config import CORE_LAYER_DIR, FUNCTIONS_DIR
 from infra.dependencies_layer import DEPENDENCIES_LAYER_DIR, built_spec
 from infra.nag import acknowledge
 
@@ -164,9 +165,7 @@ class MeteringFunction(Construct):
             timeout=timeout or cdk.Duration.seconds(30),
             reserved_concurrent_executions=reserved_concurrent_executions,
             environment={
-                "POWERTOOLS_SERVICE_NAME": f"connect-metering-{name.replace('_', '-')}",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "POWERTOOLS_LOG_LEVEL": runtime.log_level,
+                **powertools_environment(name, runtime.log_level),
                 **(environment or {}),
             },
         )

@@ -9,8 +9,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-METRICS_NAMESPACE = "ConnectMetering"
-
 
 class BillingPolicy(BaseModel):
     """BILLING.md section 8: the policy values and their defaults."""
