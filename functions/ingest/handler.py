@@ -30,7 +30,7 @@ from connect_metering.services.ingest import (
     Outcome,
 )
 from connect_metering.services.verification import ClaimVerification
-from connect_metering.settings import load_settings
+from connect_metering.settings import IngestSettings, load_settings
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -38,7 +38,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @lru_cache(maxsize=1)
 def ingest_service() -> IngestService:
     """Built once per container: settings read once, one DynamoDB client, a warm tenancy cache."""
-    settings = load_settings().require("tenancy_table", "activity_table", "quarantine_table")
+    settings = load_settings(IngestSettings)
     dynamodb = boto3.client("dynamodb")
     tenancy = DynamoTenancyStore(settings.tenancy_table, dynamodb)
     return IngestService(

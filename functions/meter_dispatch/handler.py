@@ -21,7 +21,7 @@ from connect_metering.domain.instants import parse_iso_ms
 from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.dispatch import MeterDispatcher
 from connect_metering.services.meter import MeterRequest
-from connect_metering.settings import load_settings
+from connect_metering.settings import DispatchSettings, load_settings
 from connect_metering.unreadable import UnreadableItems
 
 
@@ -31,7 +31,7 @@ class DispatchIncomplete(RuntimeError):
 
 @lru_cache(maxsize=1)
 def dispatcher() -> tuple[MeterDispatcher, UnreadableItems]:
-    settings = load_settings().require("tenancy_table", "activity_table", "meter_queue_url")
+    settings = load_settings(DispatchSettings)
     dynamodb = boto3.client("dynamodb")
     unreadable = UnreadableItems()
     service = MeterDispatcher(

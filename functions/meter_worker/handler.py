@@ -30,7 +30,7 @@ from connect_metering.counted import count_unreadable
 from connect_metering.domain.metering import RecordStatus
 from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.meter import MeterReport, MeterRequest, MeterWorker
-from connect_metering.settings import load_settings
+from connect_metering.settings import MeterWorkerSettings, load_settings
 from connect_metering.unreadable import UnreadableItems
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def build_worker(
 ) -> MeterWorker:
     """The worker on its AWS clients. Time and fault hooks are parameters so that replay drives this
     very code on a virtual clock."""
-    settings = load_settings().require("tenancy_table", "activity_table", "ledger_table")
+    settings = load_settings(MeterWorkerSettings)
     dynamodb = boto3.client("dynamodb")
     unreadable = UnreadableItems()
     # The product retries itself (back-off with jitter, pending records resent by the next run).

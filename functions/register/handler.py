@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from connect_metering.adapters.marketplace import MarketplaceCustomers, MarketplaceEntitlements
-from connect_metering.adapters.meter_queue import final_metering_port
+from connect_metering.adapters.meter_queue import SqsFinalMetering
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
 from connect_metering.counted import count_by
 from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
@@ -44,7 +44,7 @@ from connect_metering.services.registration import (
     RegistrationProblem,
     RegistrationService,
 )
-from connect_metering.settings import load_settings
+from connect_metering.settings import RegistrationSettings, load_settings
 from connect_metering.web.forms import BROWSER_COOKIE, FormTooLarge, MalformedForm, cookie_value, parse_form
 from connect_metering.web.pages import problem_page, security_headers, signup_page, success_page
 
@@ -73,7 +73,7 @@ def now() -> datetime:
 @lru_cache(maxsize=1)
 def registration_service() -> RegistrationService:
     """Built once per container: settings, clients and the store."""
-    settings = load_settings().require("tenancy_table")
+    settings = load_settings(RegistrationSettings)
     store = TenancyLifecycleStore(settings.tenancy_table, boto3.client("dynamodb"))
     entitlements = MarketplaceEntitlements(
         boto3.client("marketplace-entitlement", region_name=MARKETPLACE_REGION, config=MARKETPLACE_CONFIG),
@@ -82,9 +82,7 @@ def registration_service() -> RegistrationService:
     lifecycle = LifecycleService(
         store=store,
         entitlements=entitlements,
-        final_metering=final_metering_port(
-            settings.meter_queue_url, lambda message, fields: logger.warning(message, extra=fields)
-        ),
+        final_metering=SqsFinalMetering(settings.meter_queue_url, boto3.client("sqs")),
         clock=lambda: now(),
         default_product_code=settings.product_code,
     )
@@ -159,7 +157,7 @@ def register() -> Response[str]:
 def _success(registration: PendingRegistration) -> Response[str]:
     alias = registration.company_alias or ""
     company = registration_service().company(alias)
-    settings = load_settings()
+    settings = load_settings(RegistrationSettings)
     return _html(
         200,
         success_page(

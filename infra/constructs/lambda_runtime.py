@@ -7,7 +7,7 @@ comes from layers, never per-function dependencies, so synth needs no Docker:
 
 - Powertools, from the AWS-managed public layer;
 - the AWS SDK pinned in pyproject.toml (infra/dependencies_layer.py builds it), so the functions run
-  the SDK the tests ran instead of whichever one the runtime ships;
+  the SDK the tests ran instead of whichever one the runtime ships, and pydantic-settings;
 - the project's core package (`layers/core`, the local runtime left out).
 
 Order: Lambda applies layers in the order given and, for a file present in several, keeps the one
@@ -85,7 +85,8 @@ class LambdaRuntime(Construct):
             code=lambda_.Code.from_asset(str(dependencies_layer_dir), exclude=["**/__pycache__", "**/*.pyc"]),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description="Pinned AWS SDK for Python: " + ", ".join(dependencies.requirements),
+            description="Pinned AWS SDK for Python and pydantic-settings: "
+            + ", ".join(dependencies.requirements),
         )
         self.core_layer = lambda_.LayerVersion(
             self,

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from connect_metering.adapters.tenancy_table import index_shard
 from connect_metering.domain.instants import iso
@@ -308,19 +309,15 @@ def test_unreadable_messages_fail_alone_and_unknown_ones_are_ignored(world: Worl
     assert world.stored(subscription).started == A
 
 
-def test_without_a_meter_queue_the_final_request_is_reported_not_sent(
-    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_without_a_meter_queue_the_handler_refuses_to_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No log-only stand-in: final metering is how an ended subscription's last hours get billed.
     monkeypatch.delenv("METER_QUEUE_URL")
     load_settings.cache_clear()
     world.lifecycle.lifecycle_service.cache_clear()
-    subscription = registered(world, "one")
-    licence = subscription.identity.license_arn or ""
-    world.deliver(world.license_updated("210987654321", licence, A))
-    _, [result] = world.deliver(world.deprovisioned(licence, E))
-    assert result.final_metering is True
-    assert world.final_requests() == []
-    assert "final metering not sent: no meter queue configured" in caplog.messages
+    with pytest.raises(ValidationError, match="METER_QUEUE_URL"):
+        world.lifecycle.lifecycle_service()
 
 
 def test_a_subscription_the_meter_retired_stays_out_of_the_index(world: World) -> None:
