@@ -14,6 +14,8 @@ from typing import Any
 
 from constructs import Construct
 
+from connect_metering.observability import METRICS_NAMESPACE as METRICS_NAMESPACE  # what the alarms watch
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = REPO_ROOT / "cdk.json"
 FUNCTIONS_DIR = REPO_ROOT / "functions"
@@ -22,7 +24,6 @@ CORE_LAYER_DIR = REPO_ROOT / "layers" / "core"
 # Fixed interface (DESIGN.md): the envelope every forwarded agent event carries.
 FORWARDER_EVENT_SOURCE = "connect-metering.forwarder"
 AGENT_EVENT_DETAIL_TYPE = "Amazon Connect Agent Event"
-METRICS_NAMESPACE = "ConnectMetering"
 
 
 def default_context() -> dict[str, Any]:

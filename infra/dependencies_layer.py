@@ -1,4 +1,5 @@
-"""The dependencies layer: the AWS SDK for Python exactly as pinned, built for python3.13 on arm64.
+"""The dependencies layer: the AWS SDK for Python exactly as pinned (and pydantic-settings, which the
+Powertools layer lacks), built for python3.13 on arm64.
 
 Why the functions do not use the runtime's SDK: the python3.13 runtime ships whichever boto3 Lambda
 last updated it to, and `LicenseArn` only entered botocore's BatchMeterUsage and ResolveCustomer
@@ -43,7 +44,13 @@ LAYERS_BUILD_DIR = REPO_ROOT / "build" / "layers"
 # The asset directory holds only `python/`; the stamp and the lock live beside it, not in the layer.
 DEPENDENCIES_LAYER_DIR = LAYERS_BUILD_DIR / "dependencies"
 
-PINNED_ROOTS = ("boto3", "botocore")
+PINNED_ROOTS = ("boto3", "botocore", "pydantic-settings")
+# What the AWS-managed Powertools layer already ships (its parser extra): pydantic and its own closure.
+# pydantic-settings runs on that pydantic; shipping a second copy would mix two versions' files in
+# /opt/python.
+PROVIDED_BY_POWERTOOLS = frozenset(
+    {"pydantic", "pydantic-core", "annotated-types", "typing-extensions", "typing-inspection"}
+)
 PYTHON_VERSION = "3.13"
 PLATFORM = "manylinux2014_aarch64"
 IMPLEMENTATION = "cp"
@@ -150,7 +157,11 @@ def layer_spec(pyproject: Path = PYPROJECT) -> LayerSpec:
         if name in closure:
             continue
         closure[name] = pins.get(name) or _installed_version(name)
-        pending.extend(_runtime_dependencies(name))
+        pending.extend(
+            dependency
+            for dependency in _runtime_dependencies(name)
+            if dependency not in PROVIDED_BY_POWERTOOLS
+        )
     return LayerSpec(requirements=tuple(f"{name}=={closure[name]}" for name in sorted(closure)))
 
 
@@ -195,6 +206,8 @@ def _pip_install(spec: LayerSpec, site_dir: Path) -> None:
         spec.implementation,
         "--only-binary=:all:",
         "--no-compile",
+        # The spec is the whole closure already, minus what the Powertools layer provides.
+        "--no-deps",
         "--target",
         str(site_dir),
         *spec.requirements,

@@ -29,7 +29,6 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -39,12 +38,10 @@ from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.audit import AuditEntry
 from connect_metering.domain.instants import iso
 from connect_metering.domain.tenancy import UNVERIFIED_CLAIM_LIFETIME, Environment, TenancyError
+from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.licence import LicenceService
-from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.settings import AdminSettings, load_settings
 
-logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
-tracer = Tracer()
 app = APIGatewayHttpResolver(debug=False)
 # Page views and reads publish no metric; that is expected, not worth a warning per request.
 warnings.filterwarnings("ignore", "No application metrics to publish")
@@ -62,7 +59,7 @@ def now() -> datetime:
 
 @lru_cache(maxsize=1)
 def licence_service() -> LicenceService:
-    settings = load_settings().require("tenancy_table", "activity_table")
+    settings = load_settings(AdminSettings)
     dynamodb = boto3.client("dynamodb")
     return LicenceService(
         tenancy=DynamoTenancyStore(settings.tenancy_table, dynamodb),
@@ -75,7 +72,7 @@ def licence_service() -> LicenceService:
 
 @lru_cache(maxsize=1)
 def audit_log() -> DynamoAuditLog:
-    settings = load_settings().require("tenancy_table")
+    settings = load_settings(AdminSettings)
     return DynamoAuditLog(settings.tenancy_table, boto3.client("dynamodb"))
 
 
@@ -160,7 +157,7 @@ def _environment(environment: Environment) -> dict[str, Any]:
             else None
         ),
         "forwarder_parameters": {
-            "SellerEventBusArn": load_settings().agent_events_bus_arn,
+            "SellerEventBusArn": load_settings(AdminSettings).agent_events_bus_arn,
             "VerificationCode": verification.code if verification else None,
         },
     }

@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -22,6 +21,7 @@ from connect_metering.adapters.quarantine_table import DynamoQuarantineStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.batch_response import respond
 from connect_metering.counted import count_by
+from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.ingest import (
     CachedEnvironmentLookup,
     IngestResult,
@@ -30,18 +30,15 @@ from connect_metering.services.ingest import (
     Outcome,
 )
 from connect_metering.services.verification import ClaimVerification
-from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.settings import IngestSettings, load_settings
 
-logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
-tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @lru_cache(maxsize=1)
 def ingest_service() -> IngestService:
     """Built once per container: settings read once, one DynamoDB client, a warm tenancy cache."""
-    settings = load_settings().require("tenancy_table", "activity_table", "quarantine_table")
+    settings = load_settings(IngestSettings)
     dynamodb = boto3.client("dynamodb")
     tenancy = DynamoTenancyStore(settings.tenancy_table, dynamodb)
     return IngestService(

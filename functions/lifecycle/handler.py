@@ -3,8 +3,8 @@
 The queue receives ``aws.agreement-marketplace`` events (default-bus rule) and the legacy SNS messages
 (topic subscriptions). An hourly scheduled event (no ``Records``) asks instead how many subscriptions
 have had notifications parked for more than an hour with no company to apply them to, and publishes
-that as ``LifecycleEventsParkedTooLong`` (alarmed): an activation parked forever is a buyer never billed. Thin: parsing and rules live in ``connect_metering.domain.lifecycle`` and
-``connect_metering.services.lifecycle``. A record fails (SQS redelivers it, then dead-letters it) when
+that as ``LifecycleEventsParkedTooLong`` (alarmed): an activation parked forever is a buyer never billed. Thin: parsing (the Powertools parser, ``adapters/marketplace_notifications.py``) and the rules
+(``connect_metering.domain.lifecycle``, ``connect_metering.services.lifecycle``) live in the core package. A record fails (SQS redelivers it, then dead-letters it) when
 it cannot be read or when storage, GetEntitlements or the final metering request failed; everything
 else, duplicates included, succeeds.
 """
@@ -17,27 +17,25 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.marketplace import MarketplaceEntitlements
+from connect_metering.adapters.marketplace_notifications import parse_lifecycle_message
 from connect_metering.adapters.meter_queue import SqsFinalMetering
 from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
 from connect_metering.counted import count_by
-from connect_metering.domain.lifecycle import LifecycleInputError, parse_lifecycle_message
+from connect_metering.domain.lifecycle import LifecycleInputError
+from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.lifecycle import (
     LifecycleResult,
     LifecycleService,
     Outcome,
 )
-from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.settings import LifecycleSettings, load_settings
 
-logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
-tracer = Tracer()
 # A batch whose every record failed still answers with each failure (SQS retries those), so replay and
 # tests see the same response shape whatever fails.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -52,7 +50,7 @@ def now() -> datetime:
 @lru_cache(maxsize=1)
 def lifecycle_service() -> LifecycleService:
     """Built once per container."""
-    settings = load_settings().require("tenancy_table", "meter_queue_url")
+    settings = load_settings(LifecycleSettings)
     return LifecycleService(
         store=TenancyLifecycleStore(settings.tenancy_table, boto3.client("dynamodb")),
         entitlements=MarketplaceEntitlements(

@@ -10,7 +10,6 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -20,13 +19,10 @@ from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.counted import count_unreadable
 from connect_metering.domain.instants import parse_iso_ms
 from connect_metering.domain.metering import MeterRequest
+from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.dispatch import MeterDispatcher
-from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.settings import DispatchSettings, load_settings
 from connect_metering.unreadable import UnreadableItems
-
-logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
-tracer = Tracer()
 
 
 class DispatchIncomplete(RuntimeError):
@@ -35,7 +31,7 @@ class DispatchIncomplete(RuntimeError):
 
 @lru_cache(maxsize=1)
 def dispatcher() -> tuple[MeterDispatcher, UnreadableItems]:
-    settings = load_settings().require("tenancy_table", "activity_table", "meter_queue_url")
+    settings = load_settings(DispatchSettings)
     dynamodb = boto3.client("dynamodb")
     unreadable = UnreadableItems()
     service = MeterDispatcher(

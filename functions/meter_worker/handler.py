@@ -16,7 +16,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -29,16 +28,14 @@ from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.batch_response import respond
 from connect_metering.counted import count_unreadable
 from connect_metering.domain.metering import MeterRequest, RecordStatus
+from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.meter import MeterReport, MeterWorker
-from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.settings import MeterWorkerSettings, load_settings
 from connect_metering.unreadable import UnreadableItems
 
 if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
 
-logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
-tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 # Two workers at 4 calls/s each: 8 calls/s, under the 10 calls/s Marketplace quota.
 CALLS_PER_SECOND = 4.0
@@ -65,7 +62,7 @@ def build_worker(
 ) -> MeterWorker:
     """The worker on its AWS clients. Time and fault hooks are parameters so that replay drives this
     very code on a virtual clock."""
-    settings = load_settings().require("tenancy_table", "activity_table", "ledger_table")
+    settings = load_settings(MeterWorkerSettings)
     dynamodb = boto3.client("dynamodb")
     unreadable = UnreadableItems()
     # The product retries itself (back-off with jitter, pending records resent by the next run).

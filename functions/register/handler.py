@@ -24,7 +24,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
@@ -37,6 +36,7 @@ from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
 from connect_metering.counted import count_by
 from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
 from connect_metering.domain.tenancy import PricingModel
+from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.lifecycle import LifecycleService
 from connect_metering.services.registration import (
     Completed,
@@ -44,16 +44,13 @@ from connect_metering.services.registration import (
     RegistrationProblem,
     RegistrationService,
 )
-from connect_metering.settings import METRICS_NAMESPACE, load_settings
+from connect_metering.settings import RegistrationSettings, load_settings
 from connect_metering.web.forms import BROWSER_COOKIE, FormTooLarge, MalformedForm, cookie_value, parse_form
 from connect_metering.web.pages import problem_page, security_headers, signup_page, success_page
 
 if TYPE_CHECKING:
     from connect_metering.domain.registration import PendingRegistration
 
-logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE)
-tracer = Tracer()
 # debug=False: the resolver's debug mode prints whole events, and POST /register carries the token.
 app = APIGatewayHttpResolver(debug=False)
 # Page views and reads publish no metric; that is expected, not worth a warning per request.
@@ -76,7 +73,7 @@ def now() -> datetime:
 @lru_cache(maxsize=1)
 def registration_service() -> RegistrationService:
     """Built once per container: settings, clients and the store."""
-    settings = load_settings().require("tenancy_table", "meter_queue_url")
+    settings = load_settings(RegistrationSettings)
     store = TenancyLifecycleStore(settings.tenancy_table, boto3.client("dynamodb"))
     entitlements = MarketplaceEntitlements(
         boto3.client("marketplace-entitlement", region_name=MARKETPLACE_REGION, config=MARKETPLACE_CONFIG),
@@ -160,7 +157,7 @@ def register() -> Response[str]:
 def _success(registration: PendingRegistration) -> Response[str]:
     alias = registration.company_alias or ""
     company = registration_service().company(alias)
-    settings = load_settings()
+    settings = load_settings(RegistrationSettings)
     return _html(
         200,
         success_page(

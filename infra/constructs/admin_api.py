@@ -15,6 +15,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from connect_metering import settings
 from infra.constructs.ingestion import allow_table_access
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 from infra.constructs.registration_api import throttled_stage
@@ -51,11 +52,11 @@ class AdminApi(Construct):
             description="Environments, licence information and seat check (IAM-authenticated)",
             timeout=cdk.Duration.seconds(15),
             environment={
-                "TENANCY_TABLE": tenancy_table.table_name,
-                "ACTIVITY_TABLE": activity_table.table_name,
-                "PRODUCT_CODE": product_code,
+                settings.TENANCY_TABLE: tenancy_table.table_name,
+                settings.ACTIVITY_TABLE: activity_table.table_name,
+                settings.PRODUCT_CODE: product_code,
                 # Shown with each environment as its forwarder's SellerEventBusArn parameter.
-                "AGENT_EVENTS_BUS_ARN": agent_events_bus_arn,
+                settings.AGENT_EVENTS_BUS_ARN: agent_events_bus_arn,
             },
         )
         function = self.handler.function

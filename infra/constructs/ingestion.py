@@ -24,6 +24,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from connect_metering import settings
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 
 BATCH_SIZE = 100
@@ -53,10 +54,10 @@ class AgentEventIngestion(Construct):
             description="Agent events -> accepted (stored once) or quarantined with a reason",
             timeout=cdk.Duration.seconds(60),
             environment={
-                "TENANCY_TABLE": tenancy_table.table_name,
-                "ACTIVITY_TABLE": activity_table.table_name,
-                "QUARANTINE_TABLE": quarantine_table.table_name,
-                "QUARANTINE_RETENTION_DAYS": str(QUARANTINE_RETENTION_DAYS),
+                settings.TENANCY_TABLE: tenancy_table.table_name,
+                settings.ACTIVITY_TABLE: activity_table.table_name,
+                settings.QUARANTINE_TABLE: quarantine_table.table_name,
+                settings.QUARANTINE_RETENTION_DAYS: str(QUARANTINE_RETENTION_DAYS),
             },
         )
         function = self.handler.function

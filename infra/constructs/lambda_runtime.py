@@ -7,7 +7,7 @@ comes from layers, never per-function dependencies, so synth needs no Docker:
 
 - Powertools, from the AWS-managed public layer;
 - the AWS SDK pinned in pyproject.toml (infra/dependencies_layer.py builds it), so the functions run
-  the SDK the tests ran instead of whichever one the runtime ships;
+  the SDK the tests ran instead of whichever one the runtime ships, and pydantic-settings;
 - the project's core package (`layers/core`, the local runtime left out).
 
 Order: Lambda applies layers in the order given and, for a file present in several, keeps the one
@@ -26,7 +26,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.config import CORE_LAYER_DIR, FUNCTIONS_DIR, METRICS_NAMESPACE
+from connect_metering.observability import powertools_environment
+from infra.config import CORE_LAYER_DIR, FUNCTIONS_DIR
 from infra.dependencies_layer import DEPENDENCIES_LAYER_DIR, built_spec
 from infra.nag import acknowledge
 
@@ -84,7 +85,8 @@ class LambdaRuntime(Construct):
             code=lambda_.Code.from_asset(str(dependencies_layer_dir), exclude=["**/__pycache__", "**/*.pyc"]),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description="Pinned AWS SDK for Python: " + ", ".join(dependencies.requirements),
+            description="Pinned AWS SDK for Python and pydantic-settings: "
+            + ", ".join(dependencies.requirements),
         )
         self.core_layer = lambda_.LayerVersion(
             self,
@@ -164,9 +166,7 @@ class MeteringFunction(Construct):
             timeout=timeout or cdk.Duration.seconds(30),
             reserved_concurrent_executions=reserved_concurrent_executions,
             environment={
-                "POWERTOOLS_SERVICE_NAME": f"connect-metering-{name.replace('_', '-')}",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "POWERTOOLS_LOG_LEVEL": runtime.log_level,
+                **powertools_environment(name, runtime.log_level),
                 **(environment or {}),
             },
         )

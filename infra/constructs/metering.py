@@ -22,6 +22,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from connect_metering import settings
 from infra.constructs.ingestion import allow_table_access
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 from infra.constructs.queues import dead_letter_queue, secure_queue
@@ -51,7 +52,6 @@ class HourlyMetering(Construct):
         runtime: LambdaRuntime,
         tenancy_table: dynamodb.ITable,
         activity_table: dynamodb.ITable,
-        product_code: str,
     ) -> None:
         super().__init__(scope, construct_id)
         ledger = Construct(self, "Ledger")
@@ -65,12 +65,9 @@ class HourlyMetering(Construct):
                 max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue
             ),
         )
-        environment = {
-            "TENANCY_TABLE": tenancy_table.table_name,
-            "ACTIVITY_TABLE": activity_table.table_name,
-            "LEDGER_TABLE": self.ledger_table.table_name,
-            "METER_QUEUE_URL": self.queue.queue_url,
-            "PRODUCT_CODE": product_code,
+        tables = {
+            settings.TENANCY_TABLE: tenancy_table.table_name,
+            settings.ACTIVITY_TABLE: activity_table.table_name,
         }
         self.dispatcher = MeteringFunction(
             self,
@@ -82,7 +79,7 @@ class HourlyMetering(Construct):
             # Held back from the account's pool so an ingest flood can never delay the hourly run; one
             # run an hour needs one (a rare overlapping retry waits for the schedule's retry).
             reserved_concurrent_executions=DISPATCHER_CONCURRENCY,
-            environment=environment,
+            environment={**tables, settings.METER_QUEUE_URL: self.queue.queue_url},
         )
         self.worker = MeteringFunction(
             self,
@@ -92,7 +89,7 @@ class HourlyMetering(Construct):
             description="Meters a company: write-ahead ledger, BatchMeterUsage, outcomes",
             timeout=WORKER_TIMEOUT,
             reserved_concurrent_executions=WORKER_CONCURRENCY,
-            environment=environment,
+            environment={**tables, settings.LEDGER_TABLE: self.ledger_table.table_name},
         )
         self.schedule_dead_letter_queue = dead_letter_queue(self, "ScheduleDeadLetterQueue")
         self.schedule = events.Rule(

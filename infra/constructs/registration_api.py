@@ -32,6 +32,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from connect_metering import settings
 from infra.constructs.ingestion import allow_table_access
 from infra.constructs.lambda_runtime import LOG_RETENTION, LambdaRuntime, MeteringFunction
 from infra.nag import acknowledge
@@ -97,20 +98,20 @@ class RegistrationApi(Construct):
         runtime: LambdaRuntime,
         tenancy_table: dynamodb.ITable,
         product_code: str,
-        meter_queue: sqs.IQueue | None,
+        meter_queue: sqs.IQueue,
         agent_events_bus_arn: str,
         forwarder_template_url: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
-            "TENANCY_TABLE": tenancy_table.table_name,
-            "PRODUCT_CODE": product_code,
-            "AGENT_EVENTS_BUS_ARN": agent_events_bus_arn,
+            settings.TENANCY_TABLE: tenancy_table.table_name,
+            settings.PRODUCT_CODE: product_code,
+            settings.AGENT_EVENTS_BUS_ARN: agent_events_bus_arn,
+            # Required: sign-up applies kept lifecycle events, and an end asks for final metering.
+            settings.METER_QUEUE_URL: meter_queue.queue_url,
         }
         if forwarder_template_url:
-            environment["FORWARDER_TEMPLATE_URL"] = forwarder_template_url
-        if meter_queue is not None:
-            environment["METER_QUEUE_URL"] = meter_queue.queue_url
+            environment[settings.FORWARDER_TEMPLATE_URL] = forwarder_template_url
         self.handler = MeteringFunction(
             self,
             "Register",
@@ -148,8 +149,7 @@ class RegistrationApi(Construct):
             "Service Authorization Reference lists no resource type for them), so their resource must be *; "
             "X-Ray tracing adds its two actions on * as well.",
         )
-        if meter_queue is not None:
-            meter_queue.grant_send_messages(function)
+        meter_queue.grant_send_messages(function)
 
         self.api = apigwv2.HttpApi(
             self,

@@ -26,6 +26,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from connect_metering import settings
 from infra.constructs.ingestion import allow_table_access
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 from infra.constructs.operations import alarm_on_any, product_metric
@@ -87,7 +88,7 @@ class SubscriptionLifecycle(Construct):
         runtime: LambdaRuntime,
         tenancy_table: dynamodb.ITable,
         product_code: str,
-        meter_queue: sqs.IQueue | None,
+        meter_queue: sqs.IQueue,
         sns_topic_arns: Sequence[str] = (),
         alarm_topic: sns.ITopic | None = None,
     ) -> None:
@@ -139,9 +140,12 @@ class SubscriptionLifecycle(Construct):
                 )
             )
 
-        environment = {"TENANCY_TABLE": tenancy_table.table_name, "PRODUCT_CODE": product_code}
-        if meter_queue is not None:
-            environment["METER_QUEUE_URL"] = meter_queue.queue_url
+        environment = {
+            settings.TENANCY_TABLE: tenancy_table.table_name,
+            settings.PRODUCT_CODE: product_code,
+            # Required: a subscription that ends has its last hours metered through this queue.
+            settings.METER_QUEUE_URL: meter_queue.queue_url,
+        }
         self.handler = MeteringFunction(
             self,
             "Lifecycle",
@@ -204,8 +208,7 @@ class SubscriptionLifecycle(Construct):
             "Authorization Reference lists no resource type for it), so its resource must be *; X-Ray "
             "tracing adds its two actions on * as well.",
         )
-        if meter_queue is not None:
-            meter_queue.grant_send_messages(function)
+        meter_queue.grant_send_messages(function)
 
         self.alarms = [
             alarm_on_any(

@@ -53,7 +53,6 @@ class MeteringStack(cdk.Stack):
             runtime=self.runtime,
             tenancy_table=self.tenancy.table,
             activity_table=self.activity.table,
-            product_code=settings.product_code,
         )
         self.meter_queue = self.metering.queue
         self.operations = MeteringOperations(self, "Operations")

@@ -128,7 +128,9 @@ def test_layer_holds_the_sdk_closure_only_and_no_bytecode(staged_layer: Path) ->
         "boto3",
         "botocore",
         "jmespath",
+        "pydantic_settings",
         "python_dateutil",
+        "python_dotenv",
         "s3transfer",
         "six",
         "urllib3",
@@ -169,7 +171,11 @@ def test_every_function_loads_the_sdk_layer_after_powertools(
 
 
 def test_builder_reads_exact_pins_from_pyproject() -> None:
-    assert pinned_versions() == {"boto3": _pyproject_pin("boto3"), "botocore": _pyproject_pin("botocore")}
+    assert pinned_versions() == {
+        "boto3": _pyproject_pin("boto3"),
+        "botocore": _pyproject_pin("botocore"),
+        "pydantic-settings": _pyproject_pin("pydantic-settings"),
+    }
 
 
 def test_builder_refuses_a_range_instead_of_a_pin(tmp_path: Path) -> None:
@@ -187,7 +193,9 @@ def test_spec_pins_the_whole_closure_for_lambda_python313_arm64() -> None:
         "boto3",
         "botocore",
         "jmespath",
+        "pydantic-settings",
         "python-dateutil",
+        "python-dotenv",
         "s3transfer",
         "six",
         "urllib3",

@@ -324,7 +324,9 @@ def test_legacy_sns_topics_feed_the_same_queue_and_stay_nag_clean(tmp_path: Path
         runtime=LambdaRuntime(stack, "Runtime", powertools_layer_version=27),
         tenancy_table=table,
         product_code="connectmeter0demo1",
-        meter_queue=None,
+        meter_queue=sqs.Queue.from_queue_arn(
+            stack, "MeterQueue", "arn:aws:sqs:us-east-1:123456789012:meter-work"
+        ),
         sns_topic_arns=[TOPIC, ENTITLEMENT_TOPIC],
     )
     apply_nag(app)
@@ -341,6 +343,6 @@ def test_legacy_sns_topics_feed_the_same_queue_and_stay_nag_clean(tmp_path: Path
     variables = next(iter(template.find_resources("AWS::Lambda::Function").values()))["Properties"][
         "Environment"
     ]["Variables"]
-    assert "METER_QUEUE_URL" not in variables  # no meter queue: the function reports instead of sending
+    assert "meter-work" in json.dumps(variables["METER_QUEUE_URL"])  # final metering is never optional
     assert unacknowledged_findings(stack) == []
     assert isinstance(stack.node.find_child("Lifecycle").node.find_child("Queue"), sqs.Queue)

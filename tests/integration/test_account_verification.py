@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from connect_metering import observability
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.tenancy import (
     AccountClaim,
@@ -52,7 +53,7 @@ def code(ingest_tables: None, dynamodb: DynamoDBClient, tenancy: DynamoTenancySt
         build(Environment, company_alias="initech", name="eu", instance_arn=OTHER_INSTANCE)
     )
     yield verification.code
-    handler.metrics.clear_metrics()
+    observability.metrics.clear_metrics()
     handler.ingest_service.cache_clear()
     load_settings.cache_clear()
 

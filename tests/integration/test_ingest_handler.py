@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
+from connect_metering import observability
 from connect_metering.adapters.activity_table import RETENTION_DAYS, DynamoActivityStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.activity import AddedEvents
 from connect_metering.domain.instants import parse_iso, to_ms
 from connect_metering.domain.tenancy import Company, Environment, build
 from connect_metering.services.ingest import IngestResult
-from connect_metering.settings import load_settings
+from connect_metering.settings import IngestSettings, load_settings
 from functions.ingest import handler
 from tests.factories import BILLING_FIELDS, SAMPLE_INSTANCE, agent_event, envelope, sqs_event
 
@@ -41,7 +42,7 @@ def ingest(
         build(Environment, company_alias="acme", name="prod", instance_arn=SAMPLE_INSTANCE)
     )
     yield DynamoActivityStore("activity-test", dynamodb)
-    handler.metrics.clear_metrics()
+    observability.metrics.clear_metrics()
     handler.ingest_service.cache_clear()
     load_settings.cache_clear()
 
@@ -203,7 +204,7 @@ def test_a_transient_dynamodb_failure_fails_only_that_record_and_redelivery_is_i
 
 
 def test_late_events_are_flagged_for_the_metering_job(ingest: DynamoActivityStore) -> None:
-    grace = timedelta(seconds=load_settings().policy.grace)
+    grace = timedelta(seconds=load_settings(IngestSettings).policy.grace)
     on_time = envelope(
         agent_event(event_id="on-time", at=H),
         arrived=H + timedelta(hours=1) + grace - timedelta(milliseconds=1),
@@ -271,7 +272,7 @@ def test_logs_carry_agent_arns_never_names(
     ingest: DynamoActivityStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     captured = io.StringIO()
-    monkeypatch.setattr(handler.logger.registered_handler, "stream", captured)
+    monkeypatch.setattr(observability.logger.registered_handler, "stream", captured)
     late = envelope(agent_event(event_id="late", at=H), arrived=H + timedelta(hours=3))
     forged = envelope(agent_event(event_id="forged", at=H), arrived=H, account="999988887777")
     handler.lambda_handler(sqs_event([late, forged]), FakeContext())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from connect_metering import observability
 from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore
 from connect_metering.domain.instants import parse_iso, to_ms
@@ -50,7 +51,7 @@ def activity(
     for name, instance in (("west", HEART_BEAT_INSTANCE), ("east", ACW_INSTANCE)):
         tenancy.add_environment(build(Environment, company_alias="acme", name=name, instance_arn=instance))
     yield DynamoActivityStore("activity-test", dynamodb)
-    handler.metrics.clear_metrics()
+    observability.metrics.clear_metrics()
     handler.ingest_service.cache_clear()
     load_settings.cache_clear()
 

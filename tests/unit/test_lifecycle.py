@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connect_metering.adapters.marketplace_notifications import parse_lifecycle_message
 from connect_metering.domain.instants import parse_iso
 from connect_metering.domain.lifecycle import (
     DETAIL_TYPES,
@@ -25,7 +26,6 @@ from connect_metering.domain.lifecycle import (
     end,
     legacy_key,
     license_key,
-    parse_lifecycle_message,
     pricing_for,
     refreshed_entitlements,
     summarize_entitlements,
@@ -285,3 +285,41 @@ def test_kept_events_under_two_keys_merge_as_the_events_would() -> None:
     )
     assert merged == two.merged_with(one)
     assert one.merged_with(None) == one
+
+
+# Reading the notifications (Powertools parser at the edge, the domain's pydantic models inside) ------
+
+
+def test_the_first_spelling_that_holds_an_identifier_wins_and_is_trimmed() -> None:
+    message = {"action": "subscribe-success", "customer-identifier": "  ", "CustomerIdentifier": " C2 "}
+    event = parse({**message, "ProductCode": " prod-1 "})
+    assert (event.customer_identifier, event.product_code) == ("C2", "prod-1")
+    assert event.subscription_key == legacy_key("prod-1", "C2")
+
+
+def test_an_sns_notification_with_every_field_aws_sends_is_read() -> None:
+    notification = json.loads((SAMPLES.parent / "aws" / "sns-notification.json").read_text())
+    notification["Message"] = json.dumps(sns_message("unsubscribe-success", customer="C3"))
+    event = parse(notification)
+    assert (event.name, event.customer_identifier, event.event_id) == (
+        "unsubscribe-success",
+        "C3",
+        notification["MessageId"],
+    )
+    assert event.at == parse_iso("2012-05-02T00:54:06.655Z")
+
+
+def test_an_instant_without_an_offset_is_refused_by_name() -> None:
+    body = eventbridge("License Updated - Manufacturer", licence=LICENCE, account=None, at=T0)
+    with pytest.raises(LifecycleInputError, match="time"):
+        parse({**body, "time": "2026-11-02T09:00:00"})
+    with pytest.raises(LifecycleInputError, match="Timestamp"):
+        parse({**sns_notification(sns_message("subscribe-success", customer="C1"), at=T0), "Timestamp": 1})
+
+
+def test_parts_of_the_detail_that_are_not_objects_read_as_absent() -> None:
+    body = eventbridge("Purchase Agreement Created - Proposer", licence=LICENCE, account=None, at=T0)
+    recorded = parse({**body, "detail": {**body["detail"], "license": "not an object", "agreement": []}})
+    assert (recorded.effect, recorded.license_arn, recorded.agreement_id) == (Effect.RECORD, None, None)
+    with pytest.raises(LifecycleInputError, match=r"detail\.license\.arn"):
+        parse({**body, "detail-type": "License Updated - Proposer", "detail": {"license": 7}})

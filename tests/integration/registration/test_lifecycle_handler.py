@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from connect_metering.adapters.tenancy_table import index_shard
 from connect_metering.domain.instants import iso
@@ -319,9 +320,9 @@ def test_without_a_meter_queue_both_handlers_fail_at_start_naming_the_setting(
     world.lifecycle.lifecycle_service.cache_clear()
     world.register.registration_service.cache_clear()
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-    with pytest.raises(ValueError, match="missing environment variables: METER_QUEUE_URL"):
+    with pytest.raises(ValidationError, match="METER_QUEUE_URL"):
         world.lifecycle.lambda_handler(scheduled, context("lifecycle"))
-    with pytest.raises(ValueError, match="missing environment variables: METER_QUEUE_URL"):
+    with pytest.raises(ValidationError, match="METER_QUEUE_URL"):
         world.register.lambda_handler({"httpMethod": "GET", "path": "/signup"}, context("register"))
 
 

@@ -12,7 +12,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-from connect_metering.settings import METRICS_NAMESPACE
+from connect_metering.observability import METRICS_NAMESPACE
 
 
 def count_by(name: str, dimension: str, counts: Mapping[str, int]) -> None:

@@ -1,15 +1,27 @@
-"""Settings: the environment is read once, at cold start, into pydantic models; logic never reads os.environ."""
+"""Settings: each handler's environment, read once at cold start into its own pydantic-settings class.
+
+The variable names are the constants below; the CDK constructs import them instead of retyping the
+strings, and ``tests/infra/test_function_environment.py`` checks that every synthesized function carries
+every variable its handler requires and none its handler does not read. Logic never reads os.environ.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-METRICS_NAMESPACE = "ConnectMetering"
+TENANCY_TABLE = "TENANCY_TABLE"
+ACTIVITY_TABLE = "ACTIVITY_TABLE"
+QUARANTINE_TABLE = "QUARANTINE_TABLE"
+LEDGER_TABLE = "LEDGER_TABLE"
+METER_QUEUE_URL = "METER_QUEUE_URL"
+QUARANTINE_RETENTION_DAYS = "QUARANTINE_RETENTION_DAYS"
+PRODUCT_CODE = "PRODUCT_CODE"
+AGENT_EVENTS_BUS_ARN = "AGENT_EVENTS_BUS_ARN"
+FORWARDER_TEMPLATE_URL = "FORWARDER_TEMPLATE_URL"
 
 
 class BillingPolicy(BaseModel):
@@ -28,44 +40,7 @@ class BillingPolicy(BaseModel):
     allocation_tag_key: str = Field(default="environment", min_length=1)
 
 
-class Settings(BaseModel):
-    """Everything the Lambdas need from their environment; each handler ``require``s what it uses."""
-
-    model_config = ConfigDict(frozen=True)
-
-    tenancy_table: str = ""
-    activity_table: str = ""
-    quarantine_table: str = ""
-    ledger_table: str = ""
-    meter_queue_url: str = ""
-    quarantine_retention_days: int = Field(default=30, ge=14)
-    product_code: str = ""
-    policy: BillingPolicy = BillingPolicy()
-    # Registration and subscription lifecycle (issue 5): what the sign-up success page tells buyers.
-    agent_events_bus_arn: str = ""
-    forwarder_template_url: str = ""
-
-    def require(self, *names: str) -> Settings:
-        missing = [TABLE_VARIABLES[name] for name in names if not getattr(self, name)]
-        if missing:
-            raise ValueError(f"missing environment variables: {', '.join(missing)}")
-        return self
-
-
-TABLE_VARIABLES = {
-    "tenancy_table": "TENANCY_TABLE",
-    "activity_table": "ACTIVITY_TABLE",
-    "quarantine_table": "QUARANTINE_TABLE",
-    "ledger_table": "LEDGER_TABLE",
-    "meter_queue_url": "METER_QUEUE_URL",
-    "product_code": "PRODUCT_CODE",
-}
-# Registration and subscription lifecycle (issue 5).
-TABLE_VARIABLES.update(
-    {"agent_events_bus_arn": "AGENT_EVENTS_BUS_ARN", "forwarder_template_url": "FORWARDER_TEMPLATE_URL"}
-)
-
-
+# The environment variable of each policy value (all optional: BillingPolicy holds the defaults).
 POLICY_VARIABLES = {
     "billable_time": "BILLABLE_TIME",
     "silence_timeout": "SILENCE_TIMEOUT_SECONDS",
@@ -79,15 +54,116 @@ POLICY_VARIABLES = {
 }
 
 
-def settings_from(environ: Mapping[str, str]) -> Settings:
-    policy = {name: environ[variable] for name, variable in POLICY_VARIABLES.items() if variable in environ}
-    tables = {name: environ.get(variable, "") for name, variable in TABLE_VARIABLES.items()}
-    retention = environ.get("QUARANTINE_RETENTION_DAYS")
-    extra = {"quarantine_retention_days": retention} if retention else {}
-    return Settings.model_validate({**tables, **extra, "policy": BillingPolicy.model_validate(policy)})
+class HandlerSettings(BaseSettings):
+    """What every handler reads: the billing policy, each value optional. A subclass adds the handler's
+    own variables, each a field whose ``validation_alias`` is its variable name; one without a default
+    is required, and a blank required value counts as missing."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+
+    billable_time: str | None = Field(default=None, validation_alias=POLICY_VARIABLES["billable_time"])
+    silence_timeout: str | None = Field(default=None, validation_alias=POLICY_VARIABLES["silence_timeout"])
+    grace: str | None = Field(default=None, validation_alias=POLICY_VARIABLES["grace"])
+    max_record_age: str | None = Field(default=None, validation_alias=POLICY_VARIABLES["max_record_age"])
+    max_event_age: str | None = Field(default=None, validation_alias=POLICY_VARIABLES["max_event_age"])
+    usage_dimension: str | None = Field(default=None, validation_alias=POLICY_VARIABLES["usage_dimension"])
+    overage_dimension: str | None = Field(
+        default=None, validation_alias=POLICY_VARIABLES["overage_dimension"]
+    )
+    entitlement_dimension: str | None = Field(
+        default=None, validation_alias=POLICY_VARIABLES["entitlement_dimension"]
+    )
+    allocation_tag_key: str | None = Field(
+        default=None, validation_alias=POLICY_VARIABLES["allocation_tag_key"]
+    )
+    _policy: BillingPolicy = PrivateAttr(default_factory=BillingPolicy)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Validated here, with BillingPolicy's own rules, so a bad value fails the cold start by name.
+        given = {name: getattr(self, name) for name in POLICY_VARIABLES if getattr(self, name) is not None}
+        self._policy = BillingPolicy.model_validate(given)
+
+    @property
+    def policy(self) -> BillingPolicy:
+        return self._policy
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Self:
+        """Read from ``environ`` alone (tests, the local runtime); ``load_settings`` reads os.environ."""
+        return cls.model_validate(dict(environ))
+
+    @classmethod
+    def variables(cls) -> dict[str, bool]:
+        """Every variable this handler reads -> whether it is required."""
+        return {
+            str(field.validation_alias): field.is_required()
+            for field in cls.model_fields.values()
+            if field.validation_alias is not None
+        }
 
 
-@lru_cache(maxsize=1)
-def load_settings() -> Settings:
-    """Read once per Lambda container."""
-    return settings_from(os.environ)
+class IngestSettings(HandlerSettings):
+    tenancy_table: str = Field(validation_alias=TENANCY_TABLE, min_length=1)
+    activity_table: str = Field(validation_alias=ACTIVITY_TABLE, min_length=1)
+    quarantine_table: str = Field(validation_alias=QUARANTINE_TABLE, min_length=1)
+    quarantine_retention_days: int = Field(default=30, ge=14, validation_alias=QUARANTINE_RETENTION_DAYS)
+
+
+class DispatchSettings(HandlerSettings):
+    tenancy_table: str = Field(validation_alias=TENANCY_TABLE, min_length=1)
+    activity_table: str = Field(validation_alias=ACTIVITY_TABLE, min_length=1)
+    meter_queue_url: str = Field(validation_alias=METER_QUEUE_URL, min_length=1)
+
+
+class MeterWorkerSettings(HandlerSettings):
+    tenancy_table: str = Field(validation_alias=TENANCY_TABLE, min_length=1)
+    activity_table: str = Field(validation_alias=ACTIVITY_TABLE, min_length=1)
+    ledger_table: str = Field(validation_alias=LEDGER_TABLE, min_length=1)
+
+
+class LifecycleSettings(HandlerSettings):
+    tenancy_table: str = Field(validation_alias=TENANCY_TABLE, min_length=1)
+    # Required: a subscription that ends must have its last hours metered within the hour AWS allows.
+    meter_queue_url: str = Field(validation_alias=METER_QUEUE_URL, min_length=1)
+    product_code: str = Field(default="", validation_alias=PRODUCT_CODE)
+
+
+class RegistrationSettings(HandlerSettings):
+    tenancy_table: str = Field(validation_alias=TENANCY_TABLE, min_length=1)
+    # Required: sign-up applies kept lifecycle events, an end among them asks for final metering.
+    meter_queue_url: str = Field(validation_alias=METER_QUEUE_URL, min_length=1)
+    product_code: str = Field(default="", validation_alias=PRODUCT_CODE)
+    # What the sign-up success page tells buyers.
+    agent_events_bus_arn: str = Field(default="", validation_alias=AGENT_EVENTS_BUS_ARN)
+    forwarder_template_url: str = Field(default="", validation_alias=FORWARDER_TEMPLATE_URL)
+
+
+class AdminSettings(HandlerSettings):
+    tenancy_table: str = Field(validation_alias=TENANCY_TABLE, min_length=1)
+    activity_table: str = Field(validation_alias=ACTIVITY_TABLE, min_length=1)
+    product_code: str = Field(default="", validation_alias=PRODUCT_CODE)
+    agent_events_bus_arn: str = Field(default="", validation_alias=AGENT_EVENTS_BUS_ARN)
+
+
+AnySettings = TypeVar("AnySettings", bound=HandlerSettings)
+
+
+class _LoadedOnce:
+    """``load_settings(IngestSettings)``: the handler's settings, read once per Lambda container;
+    ``load_settings.cache_clear()`` makes the next call read again (tests, the local runtime)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[type[HandlerSettings], HandlerSettings] = {}
+
+    def __call__(self, kind: type[AnySettings]) -> AnySettings:
+        settings = self._loaded.get(kind)
+        if settings is None:
+            settings = self._loaded[kind] = kind()
+        assert isinstance(settings, kind)
+        return settings
+
+    def cache_clear(self) -> None:
+        self._loaded.clear()
+
+
+load_settings = _LoadedOnce()

@@ -1,8 +1,10 @@
 """Subscription lifecycle: AWS Marketplace notifications -> one internal event model -> subscription state.
 
 Two sources say the same things in different shapes: EventBridge events of ``aws.agreement-marketplace``
-on the default bus, and the legacy SNS messages (``action``). Both become a ``LifecycleEvent`` with an
-``Effect``:
+on the default bus, and the legacy SNS messages (``action``). Their contents are the pydantic models
+below (``AgreementDetail``, ``LegacySubscriptionMessage``; the envelopes around them are read at the
+edge, ``adapters/marketplace_notifications.py``, with the Powertools parser), and both become a
+``LifecycleEvent`` with an ``Effect``:
 
     License Updated - Manufacturer|Proposer     subscribe-success       ACTIVATE (+ entitlements refresh)
     License Deprovisioned - Manufacturer|...    unsubscribe-pending     END (+ final metering)
@@ -23,14 +25,14 @@ which is what ``tests/unit/test_lifecycle.py`` checks with Hypothesis. Pure: no 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from connect_metering.domain.instants import InstantError, from_ms, parse_iso
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
 from connect_metering.domain.tenancy import (
     Entitlements,
     PricingModel,
@@ -86,6 +88,7 @@ SNS_ACTION_EFFECTS = {
 # The legacy SNS message's identity keys: the SaaS page of the seller guide has written both spellings.
 SNS_CUSTOMER_KEYS = ("customer-identifier", "CustomerIdentifier")
 SNS_PRODUCT_KEYS = ("product-code", "ProductCode")
+SNS_ACCOUNT_KEYS = ("customer-aws-account-id", "CustomerAWSAccountId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,35 +116,80 @@ class LifecycleEvent:
         return f"agreement#{self.agreement_id or 'unknown'}"
 
 
-def _dig(document: Mapping[str, Any], *path: str) -> str | None:
-    """The trimmed string at ``path``; None if absent, not a string or blank."""
-    value: Any = document
-    for name in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(name)
-    return trimmed(value)
+# What the notifications carry, as pydantic models. Lenient on purpose: an identifier that is absent,
+# not a string or blank reads as None (AWS's own samples carry padded identifiers), and a part of the
+# detail that is not an object reads as empty; whether the event can still be acted on is decided
+# below, with the field named.
+Identifier = Annotated[str | None, BeforeValidator(trimmed)]
 
 
-def _first(document: Mapping[str, Any], names: Iterable[str]) -> str | None:
-    return next((found for name in names if (found := _dig(document, name)) is not None), None)
+def _object_or_empty(value: object) -> object:
+    return value if isinstance(value, Mapping) else {}
 
 
-def _instant(value: object, field: str) -> datetime:
-    try:
-        return parse_iso(value if isinstance(value, str) else "", field=field)
-    except InstantError as error:
-        raise LifecycleInputError(str(error)) from None
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
-def _from_eventbridge(envelope: Mapping[str, Any], body: str) -> LifecycleEvent:
-    detail_type = envelope.get("detail-type")
-    detail = envelope.get("detail")
-    if not isinstance(detail_type, str) or not isinstance(detail, Mapping):
-        raise LifecycleInputError("EventBridge event without detail-type or detail")
+class LicenseRef(_Part):
+    arn: Identifier = None
+
+
+class AcceptorRef(_Part):
+    account_id: Identifier = Field(default=None, alias="accountId")
+
+
+class ProductRef(_Part):
+    code: Identifier = None
+
+
+class AgreementRef(_Part):
+    id: Identifier = None
+
+
+class AgreementDetail(_Part):
+    """The ``detail`` of an ``aws.agreement-marketplace`` event, as far as the product reads it."""
+
+    license: Annotated[LicenseRef, BeforeValidator(_object_or_empty)] = LicenseRef()
+    acceptor: Annotated[AcceptorRef, BeforeValidator(_object_or_empty)] = AcceptorRef()
+    product: Annotated[ProductRef, BeforeValidator(_object_or_empty)] = ProductRef()
+    agreement: Annotated[AgreementRef, BeforeValidator(_object_or_empty)] = AgreementRef()
+
+
+class LegacySubscriptionMessage(_Part):
+    """The legacy SNS message. Each identity field accepts every spelling AWS has written, the first
+    spelling holding a non-blank value winning."""
+
+    action: Identifier = None
+    customer_identifier: Identifier = None
+    product_code: Identifier = None
+    customer_aws_account_id: Identifier = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _any_spelling(cls, data: object) -> object:
+        if not isinstance(data, Mapping):
+            raise ValueError("the legacy message is not a JSON object")
+        spellings = {
+            "customer_identifier": SNS_CUSTOMER_KEYS,
+            "product_code": SNS_PRODUCT_KEYS,
+            "customer_aws_account_id": SNS_ACCOUNT_KEYS,
+        }
+        picked = {
+            field: next((data[key] for key in keys if trimmed(data.get(key)) is not None), None)
+            for field, keys in spellings.items()
+        }
+        return {"action": data.get("action"), **picked}
+
+
+def marketplace_event(
+    *, event_id: str, detail_type: str, at: datetime, detail: AgreementDetail, body: str
+) -> LifecycleEvent:
+    """An ``aws.agreement-marketplace`` event -> its lifecycle event; the licence is matched by its id
+    whatever the spelling, and an event that acts on a subscription must name a readable licence."""
     name, _, role = detail_type.rpartition(" - ")
     effect = _DETAIL_TYPE_EFFECTS.get(name, Effect.IGNORE) if role in _ROLES else Effect.IGNORE
-    license_arn = _dig(detail, "license", "arn")
+    license_arn = detail.license.arn
     acts = effect in (Effect.ACTIVATE, Effect.END)
     if acts and license_arn is None:
         raise LifecycleInputError(f"{detail_type} without detail.license.arn")
@@ -153,27 +201,29 @@ def _from_eventbridge(envelope: Mapping[str, Any], body: str) -> LifecycleEvent:
             if acts:
                 raise LifecycleInputError(f"{detail_type}: detail.license.arn: {error.message}") from None
     return LifecycleEvent(
-        event_id=str(envelope.get("id") or ""),
+        event_id=event_id,
         source=Source.EVENTBRIDGE,
         name=detail_type,
-        at=_instant(envelope.get("time"), "time"),
+        at=at,
         effect=effect,
         subscription_key=subscription_key,
         license_arn=license_arn,
-        customer_aws_account_id=_dig(detail, "acceptor", "accountId"),
-        product_code=_dig(detail, "product", "code"),
-        agreement_id=_dig(detail, "agreement", "id"),
+        customer_aws_account_id=detail.acceptor.account_id,
+        product_code=detail.product.code,
+        agreement_id=detail.agreement.id,
         body=body[:MAX_LOGGED_BODY],
     )
 
 
-def _from_sns(message: Mapping[str, Any], *, event_id: str, at: datetime, body: str) -> LifecycleEvent:
-    action = trimmed(message.get("action"))
+def legacy_event(
+    message: LegacySubscriptionMessage, *, event_id: str, at: datetime, body: str
+) -> LifecycleEvent:
+    """A legacy SNS message -> its lifecycle event; one that acts must name its customer and product."""
+    action = message.action
     if action is None:
         raise LifecycleInputError("SNS message without an action")
     effect = SNS_ACTION_EFFECTS.get(action, Effect.IGNORE)
-    customer = _first(message, SNS_CUSTOMER_KEYS)
-    product_code = _first(message, SNS_PRODUCT_KEYS)
+    customer, product_code = message.customer_identifier, message.product_code
     if effect is not Effect.IGNORE and (customer is None or product_code is None):
         raise LifecycleInputError(
             f"{action} without customer-identifier (or CustomerIdentifier) and product-code (or ProductCode)"
@@ -186,40 +236,10 @@ def _from_sns(message: Mapping[str, Any], *, event_id: str, at: datetime, body: 
         effect=effect,
         subscription_key=legacy_key(product_code, customer) if customer and product_code else None,
         customer_identifier=customer,
-        customer_aws_account_id=_first(message, ("customer-aws-account-id", "CustomerAWSAccountId")),
+        customer_aws_account_id=message.customer_aws_account_id,
         product_code=product_code,
         body=body[:MAX_LOGGED_BODY],
     )
-
-
-def parse_lifecycle_message(body: str, *, message_id: str, sent_at_ms: int) -> LifecycleEvent:
-    """An SQS record body -> its event. Accepted shapes: an EventBridge event of
-    ``aws.agreement-marketplace``; an SNS notification (``Type`` Notification, ``Message`` = the legacy
-    JSON); the legacy JSON itself (raw message delivery, timed by the SQS sent timestamp)."""
-    try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LifecycleInputError("the message body is not JSON") from None
-    if not isinstance(document, dict):
-        raise LifecycleInputError("the message body is not a JSON object")
-    if document.get("source") == EVENTBRIDGE_SOURCE:
-        return _from_eventbridge(document, body)
-    if document.get("Type") == "Notification" and isinstance(document.get("Message"), str):
-        try:
-            message = json.loads(document["Message"])
-        except json.JSONDecodeError:
-            raise LifecycleInputError("the SNS Message is not JSON") from None
-        if not isinstance(message, dict):
-            raise LifecycleInputError("the SNS Message is not a JSON object")
-        return _from_sns(
-            message,
-            event_id=str(document.get("MessageId") or message_id),
-            at=_instant(document.get("Timestamp"), "Timestamp"),
-            body=document["Message"],
-        )
-    if "action" in document:
-        return _from_sns(document, event_id=message_id, at=from_ms(sent_at_ms), body=body)
-    raise LifecycleInputError("neither an aws.agreement-marketplace event nor a Marketplace SNS message")
 
 
 # State transitions ----------------------------------------------------------------------------------
