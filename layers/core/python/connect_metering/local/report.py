@@ -10,12 +10,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_MINUTE, from_ms, iso_ms
-
-if TYPE_CHECKING:
-    from connect_metering.local.simulate import CompanyResult, Outcome, Scenario
+from connect_metering.local.ground_truth import CompanyResult, Outcome
+from connect_metering.local.scenario import Scenario
 
 MAX_SERIES = 16  # more company / environment pairs than this: one series per company
 
