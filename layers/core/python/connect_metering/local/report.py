@@ -55,7 +55,6 @@ class Progress:
             desc=f"{name:<11}",
             file=self._stream,
             mininterval=self._interval,
-            unit="",
             dynamic_ncols=True,
         )
 
