@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import itertools
 import json
@@ -261,6 +262,72 @@ def test_every_echoed_value_is_escaped() -> None:
     assert "<script>" not in page
     assert page.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;") >= 8
     assert 'href="a&quot;b.png"' in page
+
+
+@pytest.mark.unit
+def test_a_hostile_company_name_and_values_are_escaped_in_report_html(tmp_path: Path) -> None:
+    """Through write_report and the templates into the file: a company, environment, problem or summary
+    value carrying markup is shown as text, never run."""
+    hostile = '<script>alert("x")</script>'
+    scenario = simulate.generate(1, 2, 2, 1)
+    scenario.plans = [dataclasses.replace(scenario.plans[0], alias=hostile, role=hostile)]
+    hour = scenario.window_start_ms
+    outcome = simulate.Outcome(
+        companies=[
+            simulate.CompanyResult(
+                alias=hostile,
+                role=hostile,
+                environments=1,
+                billable_ms=MS_PER_HOUR,
+                unbilled_ms=0,
+                billed=59,
+                expected=60,
+                unit="minutes",
+                records_by_status={hostile: 1},
+                quarantined=0,
+                duplicates=0,
+                events_accepted=1,
+                problems=[hostile],
+            )
+        ],
+        environments=[
+            simulate.EnvironmentResult(
+                company=hostile,
+                name=hostile,
+                region=hostile,
+                account=hostile,
+                truth_ms=MS_PER_HOUR,
+                unbilled_ms=0,
+                product_ms=None,
+                minutes_accepted=59,
+                minutes_expected=60,
+            )
+        ],
+        unattributed_expected=0,
+        unattributed_observed=0,
+        global_problems=[hostile],
+        hourly_truth={(hostile, hostile, hour): MS_PER_HOUR},
+        hourly_billed={(hostile, hostile, hour): 59},
+        contract_hours=[(hostile, hour, 2, 1, 1, None)],
+    )
+    summary = {
+        "companies": {hostile: {"late": hostile, "quarantined": {hostile: 1}}},
+        "quarantined_unattributed": {hostile: 2},
+        "records_sent": hostile,
+        "marketplace_calls": hostile,
+    }
+    timings = {"replay_s": 1.0, "events_per_s": 2.0}
+    paths = report.write_report(tmp_path, scenario, outcome, summary, timings, lambda _: None)
+    page = paths["html"].read_text(encoding="utf-8")
+    assert paths["html"] == tmp_path / "report.html"
+    assert "<script>" not in page
+    escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+    # the company (per company, per environment, events, contract hours), its role, environment name,
+    # region, account, record status, quarantine reasons, the problems (global and the company's own)
+    # and the summary's counts
+    assert page.count(escaped) >= 14
+    assert f"<td>{escaped}</td>" in page
+    assert f"<li>{escaped}: {escaped}</li>" in page  # a company's problem, prefixed with its name
 
 
 # Bad input ------------------------------------------------------------------------------------------

@@ -18,31 +18,24 @@ import itertools
 import json
 import random
 import sys
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connect_metering.adapters.marketplace_meter import SendResult, WorkerCrash
-from connect_metering.adapters.meter_store import DynamoMeterStore
-from connect_metering.domain.attribution import attribute, primary_segments
 from connect_metering.domain.instants import (
     MS_PER_HOUR,
     from_ms,
     hour_floor,
     iso_ms,
-    parse_iso,
     parse_iso_ms,
     to_ms,
 )
-from connect_metering.domain.metering import RecordStatus
-from connect_metering.domain.sessions import BillableTimePolicy
 from connect_metering.domain.tenancy import (
     Company,
     Entitlements,
@@ -56,276 +49,40 @@ from connect_metering.domain.tenancy import (
 )
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import handler_module
-from connect_metering.local.marketplace_sim import FaultPlan, Outage, OutageError, Revocation
-from connect_metering.local.traffic import eventbridge_envelope, sqs_batch
-from connect_metering.settings import POLICY_VARIABLES, BillingPolicy
+from connect_metering.local.replay_input import (
+    BadInput,
+    Delivery,
+    FaultsFile,
+    Registry,
+    RegistrySubscription,
+    load_faults,
+    load_registry,
+    marketplace_change,
+    read_events,
+)
+from connect_metering.local.replay_output import ReplayRun, Tally, summarize, write_outputs
+from connect_metering.local.traffic import sqs_batch
+from connect_metering.settings import POLICY_VARIABLES
+
+# The input side, as callers of the command name it.
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "BadInput",
+    "Delivery",
+    "FaultsFile",
+    "Registry",
+    "Replay",
+    "add_arguments",
+    "load_faults",
+    "load_registry",
+    "read_events",
+    "run",
+]
 
 EXIT_BAD_INPUT = 2
 SQS_BATCH = 100
 # The meter queue's event source batch size (infra/constructs/metering.py).
 WORKER_BATCH = 100
-DEFAULT_PRODUCT_CODE = "connectmetering"
-
-
-POLICY_ALIASES = {
-    "dimension (usage)": "usage_dimension",
-    "dimension (contract overage)": "overage_dimension",
-    "entitlement dimension": "entitlement_dimension",
-    "allocation tag key": "allocation_tag_key",
-}
-
-
-class BadInput(Exception):
-    """Input the replay cannot run: the message names the file and the line or field."""
-
-
-# Input formats ---------------------------------------------------------------------------------------
-
-
-class RegistrySubscription(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    customer_aws_account_id: str | None = None
-    license_arn: str | None = None
-    customer_identifier: str | None = None
-    pricing: Literal["usage", "contract"]
-    # None: bought but not active until a License Updated / subscribe-success line of E.jsonl says so.
-    started: datetime | None
-    ended: datetime | None = None
-    entitlements: dict[str, int] | None = None
-    expires: datetime | None = None
-
-    @field_validator("started", "ended", "expires", mode="before")
-    @classmethod
-    def _utc(cls, value: object) -> object:
-        return parse_iso(value) if isinstance(value, str) else value
-
-
-class RegistryEnvironment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    instance_arn: str
-    # Set: the environment's account claim is unverified (as after a sign-up) until an event from the
-    # account carries this code in ``resources``; its minutes are billed from then on.
-    verification_code: str | None = None
-
-
-class RegistryCompany(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    alias: str
-    name: str = ""
-    subscriptions: list[RegistrySubscription] = Field(default_factory=list)
-    environments: list[RegistryEnvironment] = Field(default_factory=list)
-
-
-class Registry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    product_code: str = DEFAULT_PRODUCT_CODE
-    policy: BillingPolicy = BillingPolicy()
-    companies: list[RegistryCompany]
-
-    @field_validator("policy", mode="before")
-    @classmethod
-    def _policy_names(cls, value: Any) -> Any:
-        """BILLING.md section 8 names (``dimension (usage)``, ``allocation tag key``...) or setting names."""
-        if isinstance(value, dict):
-            return {POLICY_ALIASES.get(name, name): setting for name, setting in value.items()}
-        return value
-
-
-class FaultOutage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    start: datetime
-    end: datetime
-    error: OutageError
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _utc(cls, value: object) -> object:
-        return parse_iso(value) if isinstance(value, str) else value
-
-
-class FaultRevocation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    license_arn: str = Field(min_length=1)
-    at: datetime
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _utc(cls, value: object) -> object:
-        return parse_iso(value) if isinstance(value, str) else value
-
-
-class FaultsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = 0
-    outages: list[FaultOutage] = Field(default_factory=list)
-    unprocessed_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    crash_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    revoked: list[FaultRevocation] = Field(default_factory=list)
-
-    def plan(self) -> FaultPlan:
-        outages = []
-        for index, outage in enumerate(self.outages):
-            try:
-                outages.append(Outage(start=outage.start, end=outage.end, error=outage.error))
-            except ValueError as error:
-                raise ValueError(f"outages.{index}: {error}") from None
-        revoked = tuple(Revocation(license_arn=entry.license_arn, at=entry.at) for entry in self.revoked)
-        return FaultPlan(
-            seed=self.seed,
-            outages=tuple(outages),
-            unprocessed_rate=self.unprocessed_rate,
-            revoked=revoked,
-        )
-
-
-def _load_json(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise BadInput(f"{path}: cannot read the {what}: {error.strerror}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise BadInput(f"{path}:{error.lineno}: not JSON ({error.msg})") from None
-
-
-def _validation_message(path: Path, error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{path}: {where}: {first['msg']}"
-
-
-def load_registry(path: Path) -> Registry:
-    try:
-        return Registry.model_validate(_load_json(path, "registry"))
-    except ValidationError as error:
-        raise BadInput(_validation_message(path, error)) from None
-
-
-def load_faults(path: Path | None) -> FaultsFile:
-    if path is None:
-        return FaultsFile()
-    try:
-        faults = FaultsFile.model_validate(_load_json(path, "faults"))
-        faults.plan()  # a plan the simulator refuses (an outage ending before it starts) is bad input too
-        return faults
-    except (ValidationError, ValueError) as error:
-        message = (
-            _validation_message(path, error) if isinstance(error, ValidationError) else f"{path}: {error}"
-        )
-        raise BadInput(message) from None
-
-
-MARKETPLACE_SOURCE = "aws.agreement-marketplace"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One line of E.jsonl as EventBridge would deliver it: to the agent-events queue, or (``lifecycle``)
-    to the subscription lifecycle queue (a Marketplace EventBridge event or SNS notification)."""
-
-    line: int
-    arrival_ms: int | None
-    body: str
-    event_ms: int | None = None
-    lifecycle: bool = False
-    # A raw agent event (no envelope): it arrives at its EventTimestamp, or at the clock when that is
-    # already later (nothing arrives in the past), so an out-of-order or ancient raw line is delivered
-    # late, as the bus would deliver it.
-    raw: bool = False
-
-    def delivered_at(self, clock_ms: int) -> str:
-        """The body as delivered when the replay clock reads ``clock_ms``."""
-        if not self.raw or self.arrival_ms is None or self.arrival_ms >= clock_ms:
-            return self.body
-        envelope = json.loads(self.body)
-        envelope["time"] = iso_ms(clock_ms)
-        return json.dumps(envelope)
-
-
-def read_events(path: Path) -> Iterator[Delivery]:
-    """Raw agent events (arrival = EventTimestamp, account = AWSAccountId) or whole envelopes
-    (arrival = ``time``). A line that is not an event is still delivered: the product quarantines it."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as error:
-        raise BadInput(f"{path}: cannot read the events: {error.strerror}") from None
-    with handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            yield _delivery(number, text.strip())
-
-
-def _arrival(value: object) -> int | None:
-    try:
-        return parse_iso_ms(value, field="arrival") if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def _delivery(number: int, text: str) -> Delivery:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        return Delivery(number, None, text)
-    if not isinstance(document, dict):
-        return Delivery(number, None, text)
-    if document.get("source") == MARKETPLACE_SOURCE:
-        return Delivery(number, _arrival(document.get("time")), text, lifecycle=True)
-    if document.get("Type") == "Notification" and "Message" in document:
-        return Delivery(number, _arrival(document.get("Timestamp")), text, lifecycle=True)
-    if "detail" in document and "source" in document:
-        detail = document.get("detail")
-        event_ms = _arrival(detail.get("EventTimestamp")) if isinstance(detail, dict) else None
-        return Delivery(number, _arrival(document.get("time")), text, event_ms)
-    arrival = _arrival(document.get("EventTimestamp"))
-    account = document.get("AWSAccountId")
-    envelope = eventbridge_envelope(
-        document,
-        arrived=from_ms(arrival or 0),
-        account=account if isinstance(account, str) else "",
-    )
-    if arrival is None:
-        envelope["time"] = document.get("EventTimestamp")
-    return Delivery(number, arrival, json.dumps(envelope), arrival, raw=True)
-
-
-def marketplace_change(body: str) -> tuple[str, str | None, str | None] | None:
-    """("start" | "end", licence ARN, CustomerIdentifier) of a Marketplace notification that activates or
-    ends a subscription; None for any other (agreements, entitlement updates, unreadable)."""
-    try:
-        document = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    if document.get("source") == MARKETPLACE_SOURCE:
-        detail = document.get("detail")
-        licence = detail.get("license") if isinstance(detail, dict) else None
-        arn = licence.get("arn") if isinstance(licence, dict) else None
-        kind_by_type = {"License Updated": "start", "License Deprovisioned": "end"}
-        kind = kind_by_type.get(str(document.get("detail-type", "")).rsplit(" - ", 1)[0])
-        return (kind, arn.strip(), None) if kind and isinstance(arn, str) else None
-    try:
-        message = json.loads(document.get("Message", ""))
-    except (TypeError, json.JSONDecodeError):
-        return None
-    if not isinstance(message, dict):
-        return None
-    customer = message.get("customer-identifier", message.get("CustomerIdentifier"))
-    kind = {"subscribe-success": "start", "unsubscribe-pending": "end", "unsubscribe-success": "end"}.get(
-        str(message.get("action", "")).strip()
-    )
-    return (kind, None, customer.strip()) if kind and isinstance(customer, str) else None
 
 
 # The run -------------------------------------------------------------------------------------------
@@ -337,15 +94,6 @@ class Action:
     order: int
     kind: str = field(compare=False)
     subscription: Subscription | None = field(default=None, compare=False)
-
-
-@dataclass
-class Tally:
-    lifecycle: Counter[str] = field(default_factory=Counter)
-    accepted: Counter[str] = field(default_factory=Counter)
-    duplicates: Counter[str] = field(default_factory=Counter)
-    late: Counter[str] = field(default_factory=Counter)
-    quarantined: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
 class Replay:
@@ -387,7 +135,7 @@ class Replay:
                 summary = self._replay(deliveries, first_start, until_ms)
             finally:
                 aws.marketplace.detach_session(session_events)
-        self._write(summary)
+        write_outputs(self.out, self.results, summary)
         return summary
 
     def _replay(self, deliveries: Iterator[Delivery], first_start: int, until_ms: int) -> dict[str, Any]:
@@ -428,7 +176,9 @@ class Replay:
         self._ingest(batch)
         self._run_due(actions, until_ms)
         aws.clock.advance_to(_moment(max(clock, until_ms)))
-        return self._summary(until_ms)
+        return summarize(
+            ReplayRun(self.aws, self.registry, self.tally, self.results, self._earliest_event), until_ms
+        )
 
     def _configure_handlers(self) -> None:
         import os
@@ -675,108 +425,6 @@ class Replay:
                     self.tally.late[company] += 1
 
     # Output ----------------------------------------------------------------------------------------
-
-    def _summary(self, until_ms: int) -> dict[str, Any]:
-        store = DynamoMeterStore(
-            tenancy_table="connect-metering-tenancy",
-            ledger_table="connect-metering-ledger",
-            activity_table="connect-metering-activity",
-            client=self.aws.dynamodb,
-        )
-        policy = BillableTimePolicy(self.registry.policy.billable_time)
-        timeout = self.registry.policy.silence_timeout * 1000
-        companies: dict[str, Any] = {}
-        for entry in self.registry.companies:
-            snapshot = self.aws.tenancy.load_company(entry.alias)
-            subs = [sub for sub in (snapshot.subscriptions if snapshot else []) if sub.started]
-            records = [record for sub in subs for record in store.records_of(sub.key)]
-            environments: dict[str, Any] = {}
-            for env in entry.environments:
-                billed, unbilled = self._billable(env.instance_arn, subs, until_ms, policy, timeout)
-                env_records = [record for record in records if env.name in record.allocations]
-                environments[env.name] = {
-                    "billable_ms": billed + unbilled,
-                    "unbilled_ms": unbilled,
-                    "minutes_accepted": sum(
-                        record.allocations[env.name]
-                        for record in env_records
-                        if record.status is RecordStatus.ACCEPTED
-                    ),
-                    "records_by_status": dict(Counter(record.status.value for record in env_records)),
-                }
-            companies[entry.alias] = {
-                "events_accepted": self.tally.accepted[entry.alias],
-                "duplicates": self.tally.duplicates[entry.alias],
-                "late": self.tally.late[entry.alias],
-                "quarantined": dict(self.tally.quarantined.get(entry.alias, {})),
-                "records_by_status": dict(Counter(record.status.value for record in records)),
-                "minutes_accepted": sum(
-                    r.quantity
-                    for r in records
-                    if r.status is RecordStatus.ACCEPTED
-                    and r.dimension == self.registry.policy.usage_dimension
-                ),
-                "environments": environments,
-            }
-        unattributed = dict(self.tally.quarantined.get("(unattributed)", {}))
-        return {
-            "until": iso_ms(until_ms),
-            "companies": companies,
-            "quarantined_unattributed": unattributed,
-            "records_sent": len(self.results),
-            "lifecycle_notifications": dict(self.tally.lifecycle),
-            "marketplace_calls": self.aws.marketplace.counter("BatchMeterUsage").calls,
-        }
-
-    def _billable(
-        self,
-        instance_arn: str,
-        subs: list[Subscription],
-        until_ms: int,
-        policy: BillableTimePolicy,
-        timeout: int,
-    ) -> tuple[int, int]:
-        """Billable ms of an environment over the whole run, from the stored events with the whole-set
-        session core, split into attributed and unbilled (no active subscription)."""
-        from connect_metering.domain.sessions import billable_intervals
-
-        if self._earliest_event == sys.maxsize:
-            return 0, 0
-        window = self.aws.activity.read_hours(
-            instance_arn, hour_floor(self._earliest_event), hour_floor(until_ms) + 48 * MS_PER_HOUR
-        )
-        by_agent: dict[str, list[Any]] = defaultdict(list)
-        for stored in window.events:
-            by_agent[stored.agent_arn].append(stored.point)
-        pieces = [
-            piece
-            for points in by_agent.values()
-            for piece in billable_intervals(points, policy=policy, silence_timeout_ms=timeout)
-            if piece[1] > piece[0]
-        ]
-        if not pieces:
-            return 0, 0
-        segments = primary_segments(subs, min(p[0] for p in pieces), max(p[1] for p in pieces) + 1)
-        totals = attribute(pieces, segments)
-        unbilled = totals.pop(None, 0)
-        return sum(totals.values()), unbilled
-
-    def _write(self, summary: dict[str, Any]) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        with (self.out / "records.jsonl").open("w", encoding="utf-8") as handle:
-            for result in self.results:
-                handle.write(
-                    json.dumps(
-                        {
-                            "usage_record": dict(result.record.usage_record),
-                            "status": result.status,
-                            "sent_at": iso_ms(result.sent_at_ms),
-                        },
-                        sort_keys=True,
-                    )
-                    + "\n"
-                )
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def _moment(epoch_ms: int) -> datetime:

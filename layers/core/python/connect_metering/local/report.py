@@ -1,21 +1,24 @@
-"""The simulate command's outputs: a progress bar on a terminal, the text table, the PNG chart and the
-self-contained HTML report (the chart embedded, every echoed value HTML-escaped)."""
+"""The simulate command's outputs: a progress bar on a terminal (tqdm), the text table, the PNG chart and
+the self-contained HTML report (the chart embedded; Jinja2 templates in ``templates/``, autoescaping
+every echoed value)."""
 
 from __future__ import annotations
 
 import base64
 import html
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+from tqdm import tqdm
 
 from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_MINUTE, from_ms, iso_ms
-
-if TYPE_CHECKING:
-    from connect_metering.local.simulate import CompanyResult, Outcome, Scenario
+from connect_metering.local.ground_truth import CompanyResult, Outcome
+from connect_metering.local.scenario import Scenario
 
 MAX_SERIES = 16  # more company / environment pairs than this: one series per company
 
@@ -24,17 +27,14 @@ MAX_SERIES = 16  # more company / environment pairs than this: one series per co
 
 
 class Progress:
-    """One line on stderr, redrawn in place: phase, bar, done/total. Silent when disabled."""
-
-    WIDTH = 30
+    """One tqdm bar per phase on stderr (done/total, rate and time left), redrawn in place; silent when
+    disabled. ``update`` takes the count done so far in the phase."""
 
     def __init__(self, stream: TextIO | None, *, interval_s: float = 0.1) -> None:
         self._stream = stream
         self._interval = interval_s
-        self._phase = ""
+        self._bar: tqdm[Any] | None = None
         self._total = 1
-        self._last_draw = 0.0
-        self._drawn = False
 
     @classmethod
     def for_stderr(cls) -> Progress:
@@ -46,35 +46,28 @@ class Progress:
         return self._stream is not None
 
     def phase(self, name: str, total: int) -> None:
-        if self._drawn and self._stream is not None:
-            self._draw(self._total, force=True)
-            self._stream.write("\n")
-        self._phase, self._total, self._drawn = name, max(total, 1), False
-        self._draw(0, force=True)
-
-    def update(self, done: int) -> None:
-        self._draw(done)
-
-    def done(self) -> None:
-        if self._stream is not None and self._drawn:
-            self._draw(self._total, force=True)
-            self._stream.write("\n")
-            self._stream.flush()
-        self._drawn = False
-
-    def _draw(self, done: int, *, force: bool = False) -> None:
+        self.done()
+        self._total = max(total, 1)
         if self._stream is None:
             return
-        now = time.monotonic()
-        if not force and now - self._last_draw < self._interval:
-            return
-        self._last_draw = now
-        share = min(max(done / self._total, 0.0), 1.0)
-        filled = int(share * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self._stream.write(f"\r{self._phase:<11} [{bar}] {share:4.0%} {done:,}/{self._total:,}   ")
-        self._stream.flush()
-        self._drawn = True
+        self._bar = tqdm(
+            total=self._total,
+            desc=f"{name:<11}",
+            file=self._stream,
+            mininterval=self._interval,
+            dynamic_ncols=True,
+        )
+
+    def update(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+
+    def done(self) -> None:
+        """Draw the current phase complete and keep its line."""
+        if self._bar is not None:
+            self._bar.update(self._total - self._bar.n)
+            self._bar.close()
+            self._bar = None
 
 
 # Text -----------------------------------------------------------------------------------------------
@@ -266,15 +259,27 @@ def render_chart(path: Path, outcome: Outcome, scenario: Scenario) -> None:
 # HTML -----------------------------------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+def _escape(value: object) -> Markup:
+    """Every echoed value, escaped as ``html.escape`` spells it (``&quot;``, ``&#x27;``); a table already
+    rendered (Markup) goes in as it is."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(html.escape(str(value), quote=True))  # noqa: S704 - escaped by html.escape
 
 
-def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, caption: str = "") -> str:
-    head = "".join(f"<th scope='col'>{_e(header)}</th>" for header in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>\n" for row in rows)
-    caption_html = f"<caption>{_e(caption)}</caption>" if caption else ""
-    return f"<table>{caption_html}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+# Autoescaping on for every template; ``finalize`` only chooses the spelling of the entities.
+TEMPLATES = Environment(
+    loader=PackageLoader("connect_metering.local", "templates"),
+    autoescape=True,
+    finalize=_escape,
+    keep_trailing_newline=True,
+    undefined=StrictUndefined,
+)
+
+
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, caption: str = "") -> Markup:
+    page = TEMPLATES.get_template("table.html").render(headers=headers, rows=rows, caption=caption)
+    return Markup(page)  # noqa: S704 - rendered by the autoescaping template
 
 
 # The billing rules document of a source checkout (the report links it when it is there).
@@ -288,17 +293,6 @@ CHECKS = (
     "billable and unbilled time per environment in the replay summary."
 )
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #1b1b1b; max-width: 88rem; }
-table { border-collapse: collapse; margin: 1rem 0 2rem; font-size: 0.9rem; }
-caption { text-align: left; font-weight: 600; padding: 0.3rem 0; }
-th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: left; vertical-align: top; }
-th { background: #f2f2f2; }
-.ok { color: #0a6b2d; } .bad { color: #b00020; }
-img { max-width: 100%; border: 1px solid #ddd; }
-code { background: #f5f5f5; padding: 0 0.2rem; }
-"""
-
 
 def render_html(
     *,
@@ -308,38 +302,24 @@ def render_html(
     parameters: Sequence[tuple[str, object]],
     png: bytes,
     png_name: str,
-    tables: Sequence[str],
+    tables: Sequence[Markup],
     problems: Sequence[str],
     files: Sequence[str],
 ) -> str:
-    """A self-contained page; the caller's strings are escaped here, ``tables`` come from html_table."""
-    image = base64.b64encode(png).decode("ascii")
-    params = "".join(f"<li>{_e(name)}: <code>{_e(value)}</code></li>" for name, value in parameters)
-    problem_items = "".join(f"<li>{_e(problem)}</li>" for problem in problems)
-    problem_html = f"<h2>Differences</h2><ul class='bad'>{problem_items}</ul>" if problems else ""
-    file_items = "".join(f"<li><a href='{_e(name)}'><code>{_e(name)}</code></a></li>" for name in files)
-    rules_link = (
-        f" The rules: <a href='{_e(BILLING_RULES.as_uri())}'>docs/billing.md</a>."
-        if BILLING_RULES.is_file()
-        else ""
+    """A self-contained page; every value is escaped by the template, ``tables`` come from html_table."""
+    return TEMPLATES.get_template("report.html").render(
+        title=title,
+        verdict=verdict,
+        matches=matches,
+        parameters=parameters,
+        checks=CHECKS,
+        rules_uri=BILLING_RULES.as_uri() if BILLING_RULES.is_file() else "",
+        image=base64.b64encode(png).decode("ascii"),
+        png_name=png_name,
+        tables=tables,
+        problems=problems,
+        files=files,
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title><style>{STYLE}</style></head>
-<body>
-<h1>{_e(title)}</h1>
-<p class="{"ok" if matches else "bad"}"><strong>{_e(verdict)}</strong></p>
-<ul>{params}</ul>
-<p>{_e(CHECKS)}{rules_link}</p>
-<h2>Hourly agent-minutes per company and environment</h2>
-<p><img src="data:image/png;base64,{image}" alt="Stacked bars of hourly agent-minutes per company and environment: ground truth above, accepted by AWS Marketplace below"></p>
-<p>The same chart as a file: <a href="{_e(png_name)}">{_e(png_name)}</a>.</p>
-{"".join(tables)}
-{problem_html}
-<h2>Files</h2><ul>{file_items}</ul>
-</body></html>
-"""
 
 
 def write_report(

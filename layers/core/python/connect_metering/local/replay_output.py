@@ -1,0 +1,149 @@
+"""The replay's output: the tally of what ingest and the lifecycle handler did, the summary read back
+from the embedded tables (events, billable and unbilled time per environment, records by status), and
+the files records.jsonl and summary.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connect_metering.adapters.marketplace_meter import SendResult
+from connect_metering.adapters.meter_store import DynamoMeterStore
+from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, iso_ms
+from connect_metering.domain.metering import RecordStatus
+from connect_metering.domain.sessions import BillableTimePolicy
+from connect_metering.domain.tenancy import Subscription
+from connect_metering.domain.attribution import attribute, primary_segments
+from connect_metering.local.embedded import EmbeddedAws
+from connect_metering.local.replay_input import Registry
+
+
+@dataclass
+class Tally:
+    lifecycle: Counter[str] = field(default_factory=Counter)
+    accepted: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    late: Counter[str] = field(default_factory=Counter)
+    quarantined: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+
+@dataclass
+class ReplayRun:
+    """What a finished replay hands to its summary."""
+
+    aws: EmbeddedAws
+    registry: Registry
+    tally: Tally
+    results: list[SendResult]
+    earliest_event_ms: int = sys.maxsize
+
+
+def summarize(run: ReplayRun, until_ms: int) -> dict[str, Any]:
+    """summary.json: per company and environment, what was ingested, billed and sent."""
+    aws, registry, tally = run.aws, run.registry, run.tally
+    store = DynamoMeterStore(
+        tenancy_table="connect-metering-tenancy",
+        ledger_table="connect-metering-ledger",
+        activity_table="connect-metering-activity",
+        client=aws.dynamodb,
+    )
+    policy = BillableTimePolicy(registry.policy.billable_time)
+    timeout = registry.policy.silence_timeout * 1000
+    companies: dict[str, Any] = {}
+    for entry in registry.companies:
+        snapshot = aws.tenancy.load_company(entry.alias)
+        subs = [sub for sub in (snapshot.subscriptions if snapshot else []) if sub.started]
+        records = [record for sub in subs for record in store.records_of(sub.key)]
+        environments: dict[str, Any] = {}
+        for env in entry.environments:
+            billed, unbilled = _billable(run, env.instance_arn, subs, until_ms, policy, timeout)
+            env_records = [record for record in records if env.name in record.allocations]
+            environments[env.name] = {
+                "billable_ms": billed + unbilled,
+                "unbilled_ms": unbilled,
+                "minutes_accepted": sum(
+                    record.allocations[env.name]
+                    for record in env_records
+                    if record.status is RecordStatus.ACCEPTED
+                ),
+                "records_by_status": dict(Counter(record.status.value for record in env_records)),
+            }
+        companies[entry.alias] = {
+            "events_accepted": tally.accepted[entry.alias],
+            "duplicates": tally.duplicates[entry.alias],
+            "late": tally.late[entry.alias],
+            "quarantined": dict(tally.quarantined.get(entry.alias, {})),
+            "records_by_status": dict(Counter(record.status.value for record in records)),
+            "minutes_accepted": sum(
+                r.quantity
+                for r in records
+                if r.status is RecordStatus.ACCEPTED and r.dimension == registry.policy.usage_dimension
+            ),
+            "environments": environments,
+        }
+    unattributed = dict(tally.quarantined.get("(unattributed)", {}))
+    return {
+        "until": iso_ms(until_ms),
+        "companies": companies,
+        "quarantined_unattributed": unattributed,
+        "records_sent": len(run.results),
+        "lifecycle_notifications": dict(tally.lifecycle),
+        "marketplace_calls": aws.marketplace.counter("BatchMeterUsage").calls,
+    }
+
+
+def _billable(
+    run: ReplayRun,
+    instance_arn: str,
+    subs: list[Subscription],
+    until_ms: int,
+    policy: BillableTimePolicy,
+    timeout: int,
+) -> tuple[int, int]:
+    """Billable ms of an environment over the whole run, from the stored events with the whole-set
+    session core, split into attributed and unbilled (no active subscription)."""
+    from connect_metering.domain.sessions import billable_intervals
+
+    if run.earliest_event_ms == sys.maxsize:
+        return 0, 0
+    window = run.aws.activity.read_hours(
+        instance_arn, hour_floor(run.earliest_event_ms), hour_floor(until_ms) + 48 * MS_PER_HOUR
+    )
+    by_agent: dict[str, list[Any]] = defaultdict(list)
+    for stored in window.events:
+        by_agent[stored.agent_arn].append(stored.point)
+    pieces = [
+        piece
+        for points in by_agent.values()
+        for piece in billable_intervals(points, policy=policy, silence_timeout_ms=timeout)
+        if piece[1] > piece[0]
+    ]
+    if not pieces:
+        return 0, 0
+    segments = primary_segments(subs, min(p[0] for p in pieces), max(p[1] for p in pieces) + 1)
+    totals = attribute(pieces, segments)
+    unbilled = totals.pop(None, 0)
+    return sum(totals.values()), unbilled
+
+
+def write_outputs(out: Path, results: list[SendResult], summary: dict[str, Any]) -> None:
+    """records.jsonl (every record result, in send order) and summary.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "records.jsonl").open("w", encoding="utf-8") as handle:
+        for result in results:
+            handle.write(
+                json.dumps(
+                    {
+                        "usage_record": dict(result.record.usage_record),
+                        "status": result.status,
+                        "sent_at": iso_ms(result.sent_at_ms),
+                    },
+                    sort_keys=True,
+                )
+                + "\n"
+            )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
