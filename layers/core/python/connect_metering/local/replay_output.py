@@ -13,11 +13,11 @@ from typing import Any
 
 from connect_metering.adapters.marketplace_meter import SendResult
 from connect_metering.adapters.meter_store import DynamoMeterStore
+from connect_metering.domain.attribution import attribute, primary_segments
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, iso_ms
 from connect_metering.domain.metering import RecordStatus
 from connect_metering.domain.sessions import BillableTimePolicy
 from connect_metering.domain.tenancy import Subscription
-from connect_metering.domain.attribution import attribute, primary_segments
 from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.replay_input import Registry
 
