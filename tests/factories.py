@@ -1,5 +1,6 @@
-"""Builders of AWS-shaped events for tests, starting from the documented samples in tests/fixtures/samples,
-and the verbatim published AWS samples in tests/fixtures/aws (see its SOURCES.md)."""
+"""AWS-shaped events for tests: the documented samples in tests/fixtures/samples re-aimed through the one
+builder of agent events (`connect_metering.local.traffic`), and the verbatim published AWS samples in
+tests/fixtures/aws (see its SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from connect_metering.domain.instants import iso
-from connect_metering.local.traffic import eventbridge_envelope, sqs_batch
+from connect_metering.local import traffic
 from tests.conftest import REPO_ROOT, SAMPLES
 
 SAMPLE_INSTANCE = "arn:aws:connect:us-west-2:012345678901:instance/aaaaaaaa-bbbb-cccc-dddd-111111111111"
@@ -54,29 +54,34 @@ def agent_event(
     account: str | None = None,
     status: str | None = "Available",
 ) -> dict[str, Any]:
-    """The documented HEART_BEAT sample, re-aimed at an instance/agent/time/type."""
-    event = copy.deepcopy(_sample("agent-event-heartbeat.json"))
-    event["EventId"] = event_id
-    event["EventType"] = event_type
-    event["EventTimestamp"] = at if isinstance(at, str) else iso(at)
-    event["InstanceARN"] = instance_arn
-    event["AgentARN"] = f"{instance_arn}/agent/{agent}"
-    event["AWSAccountId"] = account or instance_arn.split(":")[4]
+    """The documented HEART_BEAT sample, re-aimed at an instance/agent/time/type (built by
+    `connect_metering.local.traffic.agent_event` with the sample's snapshots)."""
+    sample = _sample("agent-event-heartbeat.json")
+    snapshot = copy.deepcopy(sample["CurrentAgentSnapshot"])
     if status is None:
-        del event["CurrentAgentSnapshot"]["AgentStatus"]
+        del snapshot["AgentStatus"]
     else:
-        event["CurrentAgentSnapshot"]["AgentStatus"]["Name"] = status
-    return event
+        snapshot["AgentStatus"]["Name"] = status
+    return traffic.agent_event(
+        instance_arn=instance_arn,
+        agent_id=agent,
+        event_id=event_id,
+        event_type=event_type,
+        at=at,
+        account=account,
+        snapshot=snapshot,
+        previous=copy.deepcopy(sample["PreviousAgentSnapshot"]),
+    )
 
 
 def envelope(detail: dict[str, Any], *, arrived: datetime, account: str | None = None) -> dict[str, Any]:
     """The EventBridge envelope the forwarder produces around an agent event."""
-    return eventbridge_envelope(detail, arrived=arrived, account=account)
+    return traffic.eventbridge_envelope(detail, arrived=arrived, account=account)
 
 
 def sqs_event(bodies: Sequence[str | dict[str, Any]]) -> dict[str, Any]:
     """An SQS event as Lambda receives it from the agent-events queue."""
-    event = sqs_batch([body if isinstance(body, str) else json.dumps(body) for body in bodies])
-    for record in event["Records"]:
-        record["attributes"]["SentTimestamp"] = "1730000000000"
-    return event
+    return traffic.sqs_batch(
+        [body if isinstance(body, str) else json.dumps(body) for body in bodies],
+        sent_timestamp="1730000000000",
+    )

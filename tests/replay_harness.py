@@ -1,4 +1,5 @@
-"""Runs `connect-metering replay` in-process on registries and events built by the tests."""
+"""Runs `connect-metering replay` in-process on registries and events built by the tests (through the one
+builder of agent events, `connect_metering.local.traffic`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connect_metering.domain.instants import iso
+from connect_metering.local import traffic
 from connect_metering.local.replay import Replay, load_faults, load_registry, read_events
 
 LICENSE = "arn:aws:license-manager::123456789012:license:l-{}"
@@ -24,15 +25,14 @@ def instance(number: int = 1, account: str = ACCOUNT, region: str = "us-east-1")
 def agent_event(
     instance_arn: str, agent: str, event_id: str, event_type: str, at: datetime, status: str = "Available"
 ) -> dict[str, Any]:
-    return {
-        "AWSAccountId": instance_arn.split(":")[4],
-        "AgentARN": f"{instance_arn}/agent/{agent}",
-        "EventId": event_id,
-        "EventType": event_type,
-        "EventTimestamp": iso(at),
-        "InstanceARN": instance_arn,
-        "CurrentAgentSnapshot": {"AgentStatus": {"Name": status}},
-    }
+    return traffic.billing_agent_event(
+        instance_arn=instance_arn,
+        agent_id=agent,
+        event_id=event_id,
+        event_type=event_type,
+        at=at,
+        status=status,
+    )
 
 
 def session(
@@ -53,17 +53,9 @@ def session(
 
 
 def envelope(detail: dict[str, Any], arrived: datetime, account: str | None = None) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": f"env-{detail['EventId']}",
-        "detail-type": "Amazon Connect Agent Event",
-        "source": "connect-metering.forwarder",
-        "account": account or detail["AWSAccountId"],
-        "time": iso(arrived),
-        "region": "us-east-1",
-        "resources": [],
-        "detail": detail,
-    }
+    return traffic.eventbridge_envelope(
+        detail, arrived=arrived, account=account, envelope_id=f"env-{detail['EventId']}"
+    )
 
 
 @dataclass

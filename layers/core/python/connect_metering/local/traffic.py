@@ -1,8 +1,13 @@
-"""Realistic Amazon Connect agent event traffic, in the documented agent event stream shape.
+"""Amazon Connect agent events: the one builder of them (the record, its EventBridge envelope, the SQS
+batch ingest receives) and the realistic traffic built from it.
+
+The record has the shape and key order of the agent event stream samples AWS publishes (Amazon Connect
+Administrator Guide, "Sample agent event stream"; verbatim copies in tests/fixtures/aws). The demo, the
+benchmarks, the simulator, `serve` and the tests all build their events here.
 
 A shift is a LOGIN, status changes (Available, breaks, a spell Offline), HEART_BEATs every 120 s when
 nothing else happened, a LOGOUT (or none: the agent just closes the browser), and Offline heartbeats
-for a while after logout, as Connect sends them. Used by the demo, the benchmarks and the simulator.
+for a while after logout, as Connect sends them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,12 @@ from typing import Any
 from connect_metering.domain.instants import iso
 
 HEARTBEAT = timedelta(seconds=120)
+# The agent event stream's schema version in every published sample.
+AGENT_EVENT_VERSION = "2017-10-01"
+DETAIL_TYPE = "Amazon Connect Agent Event"
+# The forwarder's EventBridge source (infra/constructs/forwarder.py puts events under it).
+FORWARDER_SOURCE = "connect-metering.forwarder"
+AGENT_EVENTS_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:connect-metering-agent-events"
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,17 @@ class Shift:
     heartbeats_after_logout: int = 5
 
 
-def _snapshot(instance_arn: str, status: str, since: datetime, agent_id: str) -> dict[str, Any]:
+def account_of(instance_arn: str) -> str:
+    """The AWS account in an instance ARN (arn:aws:connect:<region>:<account>:instance/<id>)."""
+    return instance_arn.split(":")[4]
+
+
+def agent_arn(instance_arn: str, agent_id: str) -> str:
+    return f"{instance_arn}/agent/{agent_id}"
+
+
+def agent_snapshot(instance_arn: str, status: str, since: datetime, agent_id: str) -> dict[str, Any]:
+    """A `CurrentAgentSnapshot` in the documented shape, for an agent of the generated traffic."""
     return {
         "AgentStatus": {
             "ARN": f"{instance_arn}/agent-state/{status.lower()}",
@@ -53,20 +74,54 @@ def agent_event(
     agent_id: str,
     event_id: str,
     event_type: str,
-    at: datetime,
-    status: str,
-    since: datetime,
+    at: datetime | str,
+    status: str = "Available",
+    since: datetime | None = None,
+    account: str | None = None,
+    snapshot: dict[str, Any] | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """An agent event stream record, keys in AWS's order. ``snapshot`` replaces the generated
+    `CurrentAgentSnapshot` (agent in ``status`` since ``since``, default ``at``), for instance with a
+    published sample's; ``account`` is the instance's unless given (a forged or mismatched event);
+    ``at`` as text is written as is (a malformed timestamp)."""
+    if snapshot is None:
+        start = since or at
+        if isinstance(start, str):
+            raise TypeError("a generated snapshot needs `since` when `at` is text")
+        snapshot = agent_snapshot(instance_arn, status, start, agent_id)
     return {
-        "AWSAccountId": instance_arn.split(":")[4],
-        "AgentARN": f"{instance_arn}/agent/{agent_id}",
-        "CurrentAgentSnapshot": _snapshot(instance_arn, status, since, agent_id),
+        "AWSAccountId": account or account_of(instance_arn),
+        "AgentARN": agent_arn(instance_arn, agent_id),
+        "CurrentAgentSnapshot": snapshot,
         "EventId": event_id,
-        "EventTimestamp": iso(at),
+        "EventTimestamp": at if isinstance(at, str) else iso(at),
         "EventType": event_type,
         "InstanceARN": instance_arn,
-        "PreviousAgentSnapshot": None,
-        "Version": "2017-10-01",
+        "PreviousAgentSnapshot": previous,
+        "Version": AGENT_EVENT_VERSION,
+    }
+
+
+def billing_agent_event(
+    *,
+    instance_arn: str,
+    agent_id: str,
+    event_id: str,
+    event_type: str,
+    at: datetime,
+    status: str = "Available",
+) -> dict[str, Any]:
+    """The smallest agent event billing accepts: the fields it reads and the status name alone (the
+    tests' replays write events this way; no names, routing profiles or contacts to carry)."""
+    return {
+        "AWSAccountId": account_of(instance_arn),
+        "AgentARN": agent_arn(instance_arn, agent_id),
+        "EventId": event_id,
+        "EventType": event_type,
+        "EventTimestamp": iso(at),
+        "InstanceARN": instance_arn,
+        "CurrentAgentSnapshot": {"AgentStatus": {"Name": status}},
     }
 
 
@@ -119,14 +174,15 @@ def shift_events(shift: Shift, rng: random.Random) -> Iterator[dict[str, Any]]:
 
 
 def eventbridge_envelope(
-    detail: dict[str, Any], *, arrived: datetime, account: str | None = None
+    detail: dict[str, Any], *, arrived: datetime, account: str | None = None, envelope_id: str | None = None
 ) -> dict[str, Any]:
-    """The envelope EventBridge delivers for a forwarded agent event."""
+    """The envelope EventBridge delivers for a forwarded agent event: sent from ``account`` (the
+    event's own unless given), arrived at ``arrived``; its id is ``<EventId>-envelope`` unless given."""
     return {
         "version": "0",
-        "id": f"{detail.get('EventId', 'event')}-envelope",
-        "detail-type": "Amazon Connect Agent Event",
-        "source": "connect-metering.forwarder",
+        "id": envelope_id or f"{detail.get('EventId', 'event')}-envelope",
+        "detail-type": DETAIL_TYPE,
+        "source": FORWARDER_SOURCE,
         "account": account or str(detail.get("AWSAccountId", "")),
         "time": iso(arrived),
         "region": "us-east-1",
@@ -135,7 +191,7 @@ def eventbridge_envelope(
     }
 
 
-def sqs_batch(bodies: list[str], *, first_message: int = 0) -> dict[str, Any]:
+def sqs_batch(bodies: list[str], *, first_message: int = 0, sent_timestamp: str = "0") -> dict[str, Any]:
     """An SQS event as the ingest Lambda receives it."""
     return {
         "Records": [
@@ -143,11 +199,11 @@ def sqs_batch(bodies: list[str], *, first_message: int = 0) -> dict[str, Any]:
                 "messageId": f"message-{first_message + index}",
                 "receiptHandle": f"receipt-{first_message + index}",
                 "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"},
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": sent_timestamp},
                 "messageAttributes": {},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:connect-metering-agent-events",
+                "eventSourceARN": AGENT_EVENTS_QUEUE_ARN,
                 "awsRegion": "us-east-1",
             }
             for index, body in enumerate(bodies)
