@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING, Any, Self
 
 import boto3
 from moto import mock_aws
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.core.utils import camelcase_to_underscores
 from moto.dynamodb import models
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.sqs.models import Queue
 
 from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
 from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore, create_tenancy_table
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
+from connect_metering.local.write_units import WriteUnitMeter
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -156,6 +160,108 @@ def partition_scoped_queries() -> Iterator[None]:
         setattr(Table, "query", original)  # noqa: B010
 
 
+@contextmanager
+def linear_sqs() -> Iterator[None]:
+    """moto's SQS recounts the whole queue on every call: each send reads the queue's attributes (three
+    counts over every message) for one flag, each receive lists every visible message to take ten, and
+    each delete rebuilds the list. With the hour's work of 10,000 companies on one queue that is
+    quadratic. Here a send reads only the flag, a receive walks the queue lazily up to what it returns,
+    and a delete removes the one message; answers are moto's own."""
+    messages_property = Queue.messages
+    attributes_property = Queue.attributes
+    original_delete = Queue.delete_message
+
+    def visible(queue: Queue) -> _VisibleMessages:
+        return _VisibleMessages(queue)
+
+    def attributes(queue: Queue) -> Mapping[str, Any]:
+        return _QueueAttributes(queue, attributes_property.fget)
+
+    def delete_message(queue: Queue, receipt_handle: str) -> None:
+        if receipt_handle in queue.deleted_messages:
+            return
+        for position, message in enumerate(queue._messages):
+            if message.had_receipt_handle(receipt_handle):
+                queue.pending_messages.discard(message)
+                queue.deleted_messages.update(message.all_receipt_handles)
+                del queue._messages[position]
+                return
+        original_delete(queue, receipt_handle)  # raises moto's ReceiptHandleIsInvalid
+
+    setattr(Queue, "messages", property(visible))  # noqa: B010
+    setattr(Queue, "attributes", property(attributes))  # noqa: B010
+    setattr(Queue, "delete_message", delete_message)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(Queue, "messages", messages_property)  # noqa: B010
+        setattr(Queue, "attributes", attributes_property)  # noqa: B010
+        setattr(Queue, "delete_message", original_delete)  # noqa: B010
+
+
+class _VisibleMessages:
+    """moto's ``Queue.messages`` (visible, not delayed), walked only as far as the caller reads."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def __iter__(self) -> Iterator[Any]:
+        return (m for m in self._queue._messages if m.visible and not m.delayed)
+
+    def __bool__(self) -> bool:
+        return any(True for _ in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _QueueAttributes(Mapping[str, Any]):
+    """moto's queue attributes, each computed when read: the message counts only when asked for."""
+
+    _COUNTS = (
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    )
+
+    def __init__(self, queue: Queue, compute: Any) -> None:
+        self._queue = queue
+        self._compute = compute
+        self._without_counts: dict[str, Any] | None = None
+
+    def _plain(self) -> dict[str, Any]:
+        if self._without_counts is None:
+            self._without_counts = self._compute(_WithoutCounts(self._queue))
+        return self._without_counts
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._COUNTS:
+            return getattr(self._queue, camelcase_to_underscores(name))
+        return self._plain()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plain())
+
+    def __len__(self) -> int:
+        return len(self._plain())
+
+
+class _WithoutCounts:
+    """The queue as moto's attribute code reads it, with the message counts left at 0 (read apart)."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        if name in (
+            "approximate_number_of_messages",
+            "approximate_number_of_messages_delayed",
+            "approximate_number_of_messages_not_visible",
+        ):
+            return 0
+        return getattr(self._queue, name)
+
+
 class _TablesByReference:
     @staticmethod
     def deepcopy(value: Any, memo: Any = None) -> Any:
@@ -189,6 +295,7 @@ class EmbeddedAws:
         self._moto_speedups = ExitStack()
         self._moto_speedups.enter_context(item_level_transaction_rollback())
         self._moto_speedups.enter_context(partition_scoped_queries())
+        self._moto_speedups.enter_context(linear_sqs())
         # Every client made from here on (the handlers' too) comes from this session and is counted.
         boto3.setup_default_session(region_name=REGION)
         self.requests.watch(boto3._get_default_session().events)
@@ -212,6 +319,21 @@ class EmbeddedAws:
         self.activity = DynamoActivityStore(ACTIVITY_TABLE, self.dynamodb)
         self.requests.counts.clear()
         return self
+
+    def stored_item(self, table_name: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The item with this key (the key attributes of ``key``) as DynamoDB's wire form, read from
+        moto directly: not a request, so not counted."""
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].get_table(table_name)
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        item = table.get_item(hash_value, range_value)
+        return None if item is None else dict(item.to_json()["Attributes"])
+
+    def count_write_units(self) -> WriteUnitMeter:
+        """From now on, the write units of every DynamoDB write of this session's clients."""
+        meter = WriteUnitMeter(self.stored_item)
+        meter.watch(boto3._get_default_session().events)
+        return meter
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None

@@ -575,7 +575,10 @@ class MarketplaceSimulator:
         self.refusals: list[Refusal] = []
         self.counters: dict[str, OperationCounters] = defaultdict(OperationCounters)
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._throttle = SlidingWindowThrottle(calls_per_second, monotonic or time.monotonic)
+        self._monotonic = monotonic or time.monotonic
+        self._throttle = SlidingWindowThrottle(calls_per_second, self._monotonic)
+        # Every call as it arrived: (operation, monotonic seconds), throttled ones included.
+        self.calls: list[tuple[str, float]] = []
         self._ids = DeterministicIds(self.faults.seed)
         self._rules = MeteringRules.from_botocore()
         self._page_key = hashlib.sha256(f"page-token|{self.faults.seed}|{product_code}".encode()).digest()
@@ -783,6 +786,7 @@ class MarketplaceSimulator:
         operation = model.name
         counters = self.counters[operation]
         counters.calls += 1
+        self.calls.append((operation, self._monotonic()))
         if not self._throttle.admit(operation):
             counters.throttled += 1
             raise MarketplaceError(
