@@ -22,10 +22,13 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
 
 
-def test_the_bench_batches_with_the_deployed_constants() -> None:
-    assert bench.BATCH_SIZE is ingest_batching.BATCH_SIZE
-    assert bench.BATCHING_WINDOW_SECONDS is ingest_batching.BATCHING_WINDOW_SECONDS
-    assert bench.LAMBDA_PAYLOAD_LIMIT_BYTES is ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES
+def test_the_bench_batches_with_the_deployed_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench reads the constants the CDK event source is built from, at the time it batches."""
+    monkeypatch.setattr(ingest_batching, "BATCH_SIZE", 3)
+    assert [len(b["Records"]) for b in bench.deployed_batches([(T0, "{}")] * 7)] == [3, 3, 1]
+    monkeypatch.setattr(ingest_batching, "BATCHING_WINDOW_SECONDS", 1)
+    stream = [(T0, "{}"), (T0 + timedelta(seconds=2), "{}")]
+    assert [len(b["Records"]) for b in bench.deployed_batches(stream)] == [1, 1]
 
 
 def test_a_batch_closes_at_the_batch_size() -> None:

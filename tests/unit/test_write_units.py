@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from connect_metering.local.write_units import item_bytes, number_bytes, write_units
@@ -22,7 +24,7 @@ def test_a_transactional_write_costs_twice() -> None:
 
 
 def test_item_size_counts_names_and_values() -> None:
-    item = {
+    item: dict[str, Any] = {
         "pk": {"S": "abc"},  # 2 + 3
         "ev": {"SS": ["12345", "é"]},  # 2 + 5 + 2 (UTF-8)
         "doc": {"B": b"\x00\x01"},  # 3 + 2

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connect_metering import ingest_batching
 from connect_metering.domain.tenancy import Company, Environment, Subscription, build
-from connect_metering.ingest_batching import BATCH_SIZE, BATCHING_WINDOW_SECONDS, LAMBDA_PAYLOAD_LIMIT_BYTES
 from connect_metering.local.bench_core import catch_up_cpu_seconds, worker_core_events_per_cpu_second
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import REPO_ROOT, handler_module
@@ -96,8 +96,14 @@ def deployed_batches(stream: list[tuple[datetime, str]]) -> list[dict[str, Any]]
     for number, (arrival, body) in enumerate(stream):
         record = sqs_batch([body], first_message=number)["Records"][0]
         size = len(json.dumps(record)) + 2  # ", " between records
-        window_over = opened is not None and arrival - opened > timedelta(seconds=BATCHING_WINDOW_SECONDS)
-        if records and (window_over or len(records) == BATCH_SIZE or payload + size > _PAYLOAD_ROOM):
+        window_over = opened is not None and arrival - opened > timedelta(
+            seconds=ingest_batching.BATCHING_WINDOW_SECONDS
+        )
+        if records and (
+            window_over
+            or len(records) == ingest_batching.BATCH_SIZE
+            or payload + size > ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES - _EVENT_WRAPPER
+        ):
             batches.append({"Records": records})
             records, payload, opened = [], 0, None
         records.append(record)
@@ -108,8 +114,8 @@ def deployed_batches(stream: list[tuple[datetime, str]]) -> list[dict[str, Any]]
     return batches
 
 
-# Lambda's payload is the whole event, {"Records": [...]}: room for the records themselves.
-_PAYLOAD_ROOM = LAMBDA_PAYLOAD_LIMIT_BYTES - len('{"Records": []}')
+# Lambda's payload is the whole event, {"Records": [...]}: the records have the rest.
+_EVENT_WRAPPER = len('{"Records": []}')
 BENCH_INSTANCE = "arn:aws:connect:us-east-1:111122220000:instance/aaaaaaaa-0000-4000-8000-000000000000"
 
 

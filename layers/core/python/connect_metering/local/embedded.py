@@ -155,16 +155,8 @@ def partition_scoped_queries() -> Iterator[None]:
         return found
 
     def query(table: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
-        if index_name is not None:
-            conditions = kwargs.get("hash_key_conditions") or []
-            if len(conditions) != 1:
-                return original_query(table, hash_key, *args, **kwargs)
-            attribute, value = conditions[0]
-            candidates = of(table).items_with(attribute, value)
-        elif hash_key is not None and table.range_key_attr:
-            candidates = list((table.items.get(hash_key) or {}).values())
-        else:
+        candidates = _queried_partition(of(table), hash_key, args, kwargs)
+        if candidates is None:
             return original_query(table, hash_key, *args, **kwargs)
         table.all_items = lambda: candidates  # type: ignore[method-assign]
         try:
@@ -206,6 +198,23 @@ def partition_scoped_queries() -> Iterator[None]:
     finally:
         for (owner, name), original in originals.items():
             setattr(owner, name, original)
+
+
+def _queried_partition(
+    partitions: _IndexPartitions, hash_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[Any] | None:
+    """The items of the partition a query reads, or None when moto should look at every item."""
+    table = partitions.table
+    index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    if index_name is not None:
+        conditions = kwargs.get("hash_key_conditions") or []
+        if len(conditions) != 1:
+            return None
+        attribute, value = conditions[0]
+        return partitions.items_with(attribute, value)
+    if hash_key is not None and table.range_key_attr:
+        return list((table.items.get(hash_key) or {}).values())
+    return None
 
 
 def _key_values(table: Table, key: Mapping[str, Any]) -> tuple[Any, Any]:
