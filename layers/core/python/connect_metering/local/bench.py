@@ -416,11 +416,19 @@ CATCH_UP = (2000, (24, 168))
 
 def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
     """Every figure, and the document ``--out`` writes (names fixed by issue 14)."""
-    ingest = [measure_ingest(agents=agents) for agents in INGEST_FAN_OUTS]
+    ingest = []
+    for fan_out in INGEST_FAN_OUTS:
+        ingest.append(measure_ingest(agents=fan_out))
+        _progress(f"ingest {ingest[-1]}")
     agents, spans = CATCH_UP
-    catch_up = [(hours, catch_up_cpu_seconds(agents, hours)) for hours in spans]
+    catch_up = []
+    for hours in spans:
+        catch_up.append((hours, catch_up_cpu_seconds(agents, hours)))
+        _progress(f"catch-up {agents} agents {hours} h: {catch_up[-1][1]:.2f} CPU s")
     core = worker_core_events_per_cpu_second()
+    _progress(f"worker core: {core:,.0f} events per CPU second")
     metering, throttled = measure_metering(subscriptions=subscriptions)
+    _progress(f"metering {metering}")
     document: dict[str, Any] = {
         "ingest": [
             {"agents": m.agents, "writes_per_event": m.writes_per_event, "wcu_per_event": m.wcu_per_event}
@@ -462,6 +470,11 @@ def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
     ]
     document["figures"] = [asdict(figure) for figure in figures]
     return figures, document
+
+
+def _progress(line: str) -> None:
+    """A long run says what it has measured so far (stderr; stdout is the table)."""
+    print(f"bench: {line}", file=sys.stderr, flush=True)
 
 
 def render_table(figures: list[Figure]) -> str:
