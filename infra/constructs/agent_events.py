@@ -22,14 +22,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from connect_metering.ingest_batching import BATCHING_WINDOW_SECONDS
 from infra.config import AGENT_EVENT_DETAIL_TYPE, FORWARDER_EVENT_SOURCE
 from infra.constructs.queues import dead_letter_queue, secure_queue
 from infra.nag import acknowledge
 
 # The ingest Lambda attached later may run up to 60 s; AWS advises a visibility timeout of six
-# times the function timeout so retries by the event source mapping never overlap a running batch.
+# times the function timeout plus the batching window (a message is in flight while its batch
+# gathers) so retries by the event source mapping never overlap a running batch.
 MAX_CONSUMER_TIMEOUT = cdk.Duration.seconds(60)
-VISIBILITY_TIMEOUT = cdk.Duration.seconds(6 * MAX_CONSUMER_TIMEOUT.to_seconds())
+VISIBILITY_TIMEOUT = cdk.Duration.seconds(6 * MAX_CONSUMER_TIMEOUT.to_seconds() + BATCHING_WINDOW_SECONDS)
 # Five receives: the consumer reports partial batch failures, so a message only comes back for its
 # own failure; five rides out throttling and deployments, then a poison message leaves the queue.
 MAX_RECEIVE_COUNT = 5

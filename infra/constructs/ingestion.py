@@ -1,16 +1,17 @@
 """The ingest Lambda: the agent-events queue -> accepted events (activity table) or quarantine.
 
-Batching: up to 100 records or 5 s. The handler stores a batch with one write per agent-hour, so
-bigger batches mean fewer writes; 100 agent events (a few KB each) stay far below Lambda's 6 MB
-payload and finish in about a second, and 5 s of added latency is nothing against the 10 minutes of
-grace before an hour is metered. Partial batch failures are reported, so one failed write makes SQS
-redeliver that record only; after 5 receives it goes to the queue's dead-letter queue.
+Batching: connect_metering/ingest_batching.py (shared with the bench, which measures these batches):
+up to 10,000 records, 300 s, or Lambda's 6 MB payload, whichever comes first. The handler stores a
+batch with one write per agent-hour, so a batch holding several events of each agent is what keeps
+writes (and write units) per event low; 300 s is well inside the 10 minutes of grace before an hour
+is metered. Partial batch failures are reported, so one failed write makes SQS redeliver that record
+only; after 5 receives it goes to the queue's dead-letter queue.
 
 Concurrency: the event source mapping takes at most MAX_CONCURRENCY batches at once. Without a cap,
 a backlog (after an outage of the forwarders' bus, say) would scale the poller to hundreds of
 functions, take the account's unreserved concurrency from the meter worker and registration, and
 their throttled SQS batches would count as receives towards the dead-letter queue. 50 concurrent
-batches of 100 events drain about 5,000 events/s, far above the steady load (a heartbeat per agent
+batches of thousands of events each drain far more than the steady load (a heartbeat per agent
 every 2 minutes is about 830 events/s for 100,000 agents). No reserved concurrency: nothing needs
 capacity held back for ingest, and a late event is still billed (BILLING.md section 5).
 """
@@ -25,11 +26,10 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from connect_metering import settings
+from connect_metering.ingest_batching import BATCH_SIZE, BATCHING_WINDOW_SECONDS
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 
-BATCH_SIZE = 100
 MAX_CONCURRENCY = 50
-BATCHING_WINDOW = cdk.Duration.seconds(5)
 QUARANTINE_RETENTION_DAYS = 30
 
 
@@ -65,7 +65,7 @@ class AgentEventIngestion(Construct):
             sources.SqsEventSource(
                 queue,
                 batch_size=BATCH_SIZE,
-                max_batching_window=BATCHING_WINDOW,
+                max_batching_window=cdk.Duration.seconds(BATCHING_WINDOW_SECONDS),
                 report_batch_item_failures=True,
                 max_concurrency=MAX_CONCURRENCY,
             )

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from connect_metering.ingest_batching import BATCHING_WINDOW_SECONDS
 from tests.infra.template_helpers import only_resource, resource_with_prefix, resources_of_type
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
@@ -61,7 +62,7 @@ def test_queue_suits_a_60_second_consumer_and_redrives_to_its_dlq(metering_json:
     queue_id = _logical_id(metering_json, "AWS::SQS::Queue", "AgentEventsQueue")
     dlq_id = _logical_id(metering_json, "AWS::SQS::Queue", "AgentEventsDeadLetterQueue")
     properties = metering_json["Resources"][queue_id]["Properties"]
-    assert properties["VisibilityTimeout"] == 6 * 60
+    assert properties["VisibilityTimeout"] == 6 * 60 + BATCHING_WINDOW_SECONDS
     assert properties["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
         "maxReceiveCount": 5,

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from connect_metering.ingest_batching import BATCH_SIZE, BATCHING_WINDOW_SECONDS
 from tests.infra.template_helpers import resource_with_prefix, resources_of_type
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
@@ -47,11 +48,13 @@ def test_quarantine_expires_by_ttl(metering_json: dict[str, Any]) -> None:
 
 
 def test_ingest_function_reads_the_queue_with_partial_batch_failures(metering: Template) -> None:
+    """The batch the bench measures (connect_metering/ingest_batching.py) is the one deployed."""
+    assert (BATCH_SIZE, BATCHING_WINDOW_SECONDS) == (10_000, 300)
     metering.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
-            "BatchSize": 100,
-            "MaximumBatchingWindowInSeconds": 5,
+            "BatchSize": BATCH_SIZE,
+            "MaximumBatchingWindowInSeconds": BATCHING_WINDOW_SECONDS,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "EventSourceArn": {"Fn::GetAtt": [Match.string_like_regexp("AgentEventsQueue"), "Arn"]},
         },

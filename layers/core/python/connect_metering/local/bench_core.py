@@ -1,4 +1,9 @@
-"""Throughput of the pure session core on a realistic synthetic agent event stream.
+"""CPU cost of the metering core on a realistic synthetic agent event stream, timed on the path the
+meter worker runs (services/meter.py ``MeterWorker._usage_by_hour``): each agent's points sorted once
+(``AgentTimeline``), then hour by hour ``usage.resume`` from the previous checkpoint over that hour's
+window, ``checkpoint_at`` the next boundary, and each checkpoint encoded as the worker stores it; the
+starting checkpoint is decoded as the worker reads it. Timed with ``time.process_time`` (CPU of this
+process), because wall time on a shared machine is noise.
 
 Run: ``python -m connect_metering.local.bench_core [n_events] [seed]``.
 """
@@ -8,14 +13,20 @@ from __future__ import annotations
 import random
 import sys
 import time
+from datetime import UTC, datetime
 
+from connect_metering.adapters.activity_table import decode_checkpoint, encode_checkpoint
 from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_SECOND
 from connect_metering.domain.sessions import (
+    DEFAULT_SILENCE_TIMEOUT_MS,
     AgentEventPoint,
     BillableTimePolicy,
     EventKind,
     billable_ms_by_hour_for_agents,
 )
+from connect_metering.domain.tenancy import Subscription, build
+from connect_metering.domain.usage import EnvironmentCheckpoint, resume
+from connect_metering.services.meter import AgentTimeline
 
 _HEARTBEAT_MS = 120 * MS_PER_SECOND
 _DAY_MS = 24 * MS_PER_HOUR
@@ -99,6 +110,85 @@ def synthetic_stream(n_events: int, seed: int) -> list[tuple[str, AgentEventPoin
     arrivals.sort(key=lambda item: item[0])
     instance = "arn:aws:connect:us-east-1:111122223333:instance/bench"
     return [(f"{instance}/agent/{agent_no:05d}", point) for _, agent_no, point in arrivals]
+
+
+def agent_days(agents: int, hours: int, seed: int) -> dict[str, list[AgentEventPoint]]:
+    """``agents`` agents' points over ``hours`` hours from 2026-01-01: one shift a day each."""
+    rng = random.Random(seed)
+    generated: list[tuple[int, int, AgentEventPoint]] = []
+    end_ms = _EPOCH_2026_MS + hours * MS_PER_HOUR
+    for day in range(-(-hours // 24)):
+        for agent_no in range(agents):
+            start = _EPOCH_2026_MS + day * _DAY_MS + rng.randint(0, 14 * MS_PER_HOUR)
+            _shift(rng, agent_no, day + 1, start, generated)
+    instance = "arn:aws:connect:us-east-1:111122223333:instance/bench"
+    by_agent: dict[str, list[AgentEventPoint]] = {}
+    for ts_ms, agent_no, point in generated:
+        if ts_ms < end_ms:
+            by_agent.setdefault(f"{instance}/agent/{agent_no:05d}", []).append(point)
+    return by_agent
+
+
+def bench_subscription() -> Subscription:
+    return build(
+        Subscription,
+        company_alias="bench",
+        identity={"customer_aws_account_id": "111122223333", "license_arn": _BENCH_LICENCE},
+        pricing="usage",
+        started=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+
+
+_BENCH_LICENCE = "arn:aws:license-manager::123456789012:license:l-00000001"
+
+
+def worker_path_cpu_seconds(
+    points: dict[str, list[AgentEventPoint]], first_hour_ms: int, hours: int
+) -> float:
+    """CPU seconds of metering ``hours`` hours from ``first_hour_ms`` in one run, the worker's way.
+
+    Points outside the span are ignored by the windows as the worker's are. The inputs are built
+    before the clock starts."""
+    subscriptions = [bench_subscription()]
+    timeout = DEFAULT_SILENCE_TIMEOUT_MS
+    policy = BillableTimePolicy.LOGGED_IN
+    stored = encode_checkpoint(
+        EnvironmentCheckpoint(first_hour_ms, policy=policy, silence_timeout_ms=timeout)
+    )
+    started = time.process_time()
+    checkpoint = decode_checkpoint(stored, first_hour_ms)
+    timeline = AgentTimeline(points)
+    hour = checkpoint.boundary_ms
+    for _ in range(hours):
+        view = resume(
+            checkpoint,
+            timeline.window(hour, hour + MS_PER_HOUR + timeout),
+            subscriptions,
+            until_ms=hour + MS_PER_HOUR,
+            policy=policy,
+            silence_timeout_ms=timeout,
+        )
+        checkpoint = view.checkpoint_at(hour + MS_PER_HOUR)
+        encode_checkpoint(checkpoint)
+        hour += MS_PER_HOUR
+    return time.process_time() - started
+
+
+def catch_up_cpu_seconds(agents: int, hours: int, seed: int = 3) -> float:
+    """One environment of ``agents`` agents metered ``hours`` hours late in one run (a worker outage)."""
+    return worker_path_cpu_seconds(agent_days(agents, hours, seed), _EPOCH_2026_MS, hours)
+
+
+def worker_core_events_per_cpu_second(
+    agents: int = 200, hours: int = 24, repeats: int = 5, seed: int = 1
+) -> float:
+    """Events per CPU second through the worker's path (resume + checkpoints), hour by hour over a day
+    of ``agents`` agents; the median of ``repeats`` runs. Each hour's window also holds the next
+    ``silence_timeout`` of events, as in production: events are counted once, as stored."""
+    points = agent_days(agents, hours, seed)
+    events = sum(len(agent_points) for agent_points in points.values())
+    runs = sorted(worker_path_cpu_seconds(points, _EPOCH_2026_MS, hours) for _ in range(repeats))
+    return events / runs[len(runs) // 2]
 
 
 def session_core_events_per_second(

@@ -88,6 +88,8 @@ def figures_from_bench(path: Path) -> Figures:
     """The request counts in a `connect-metering bench --out` JSON file."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(document, dict):  # `bench --out` writes its figures under "figures"
+            document = document["figures"]
         by_name = {str(item["name"]): float(item["value"]) for item in document}
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise BenchFileError(f"{path}: not a bench figures file ({error})") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING, Any, Self
 
 import boto3
 from moto import mock_aws
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.core.utils import camelcase_to_underscores
 from moto.dynamodb import models
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.sqs.models import Queue
 
 from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
 from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_table import DynamoTenancyStore, create_tenancy_table
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
+from connect_metering.local.write_units import WriteUnitMeter
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -133,27 +137,236 @@ def item_level_transaction_rollback() -> Iterator[None]:
 
 @contextmanager
 def partition_scoped_queries() -> Iterator[None]:
-    """moto answers a base-table Query by filtering every item of the table; DynamoDB reads one
-    partition. Handing moto only the queried partition keeps replay's cost per query independent of
-    how much history the tables hold; results, order and paging are moto's own."""
-    original = Table.query
+    """moto answers a Query by filtering every item of the table; DynamoDB reads one partition (of the
+    table or of an index). Handing moto only the queried partition keeps the cost of a query
+    independent of how much history the tables hold (replay's hours, the bench's companies); results,
+    order and paging are moto's own. An index's partitions are kept up to date from the keys each
+    write touched since the last index query (``_IndexPartitions``)."""
+    original_query = Table.query
+    original_put = Table.put_item
+    original_delete = Table.delete_item
+    original_update = DynamoDBBackend.update_item
+    partitions: dict[int, _IndexPartitions] = {}
+
+    def of(table: Table) -> _IndexPartitions:
+        found = partitions.get(id(table))
+        if found is None or found.table is not table:
+            found = partitions[id(table)] = _IndexPartitions(table)
+        return found
 
     def query(table: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
-        if index_name is not None or hash_key is None or not table.range_key_attr:
-            return original(table, hash_key, *args, **kwargs)
-        partition = table.items.get(hash_key) or {}
-        table.all_items = lambda: list(partition.values())  # type: ignore[method-assign]
+        candidates = _queried_partition(of(table), hash_key, args, kwargs)
+        if candidates is None:
+            return original_query(table, hash_key, *args, **kwargs)
+        table.all_items = lambda: candidates  # type: ignore[method-assign]
         try:
-            return original(table, hash_key, *args, **kwargs)
+            return original_query(table, hash_key, *args, **kwargs)
         finally:
             del table.all_items
 
-    setattr(Table, "query", query)  # noqa: B010
+    def put_item(table: Table, *args: Any, **kwargs: Any) -> Any:
+        item = original_put(table, *args, **kwargs)
+        of(table).touch(item.hash_key, item.range_key)
+        return item
+
+    def delete_item(table: Table, hash_key: Any, range_key: Any) -> Any:
+        try:
+            return original_delete(table, hash_key, range_key)
+        finally:
+            of(table).touch(hash_key, range_key)
+
+    def update_item(
+        backend: DynamoDBBackend, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            return original_update(backend, table_name, key, *args, **kwargs)
+        finally:
+            table = backend.get_table(table_name)
+            of(table).touch(*_key_values(table, key))
+
+    patches: dict[tuple[type, str], Callable[..., Any]] = {
+        (Table, "query"): query,
+        (Table, "put_item"): put_item,
+        (Table, "delete_item"): delete_item,
+    }
+    patches[(DynamoDBBackend, "update_item")] = update_item
+    originals = {target: getattr(*target) for target in patches}
+    for (owner, name), replacement in patches.items():
+        setattr(owner, name, replacement)
     try:
         yield
     finally:
-        setattr(Table, "query", original)  # noqa: B010
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
+
+
+def _queried_partition(
+    partitions: _IndexPartitions, hash_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[Any] | None:
+    """The items of the partition a query reads, or None when moto should look at every item."""
+    table = partitions.table
+    index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    if index_name is not None:
+        conditions = kwargs.get("hash_key_conditions") or []
+        if len(conditions) != 1:
+            return None
+        attribute, value = conditions[0]
+        return partitions.items_with(attribute, value)
+    if hash_key is not None and table.range_key_attr:
+        return list((table.items.get(hash_key) or {}).values())
+    return None
+
+
+def _key_values(table: Table, key: Mapping[str, Any]) -> tuple[Any, Any]:
+    hash_value = DynamoType(key[table.hash_key_attr])
+    range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+    return hash_value, range_value
+
+
+class _IndexPartitions:
+    """One table's items by the value of each global index's partition key, built on the first index
+    query and then refreshed only for the keys written since (a write may add, change or remove the
+    indexed attribute)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._attributes = {
+            key["AttributeName"]
+            for index in table.global_indexes
+            for key in index.schema
+            if key["KeyType"] == "HASH"
+        }
+        self._by_value: dict[tuple[str, Any], dict[tuple[Any, Any], Any]] = {}
+        self._placed: dict[tuple[Any, Any], list[tuple[str, Any]]] = {}
+        self._written: set[tuple[Any, Any]] = set()
+        self._built = False
+
+    def touch(self, hash_value: Any, range_value: Any) -> None:
+        if self._built:
+            self._written.add((hash_value, range_value))
+
+    def items_with(self, attribute: str, value: Any) -> list[Any]:
+        if not self._built:
+            for stored in self.table.all_items():
+                self._place(stored)
+            self._built = True
+        for key in self._written:
+            for place in self._placed.pop(key, []):
+                self._by_value[place].pop(key, None)
+            item = self.table.get_item(*key)
+            if item is not None:
+                self._place(item)
+        self._written.clear()
+        return list(self._by_value.get((attribute, value), {}).values())
+
+    def _place(self, item: Any) -> None:
+        key = (item.hash_key, item.range_key)
+        places = [(name, item.attrs[name]) for name in self._attributes if name in item.attrs]
+        for place in places:
+            self._by_value.setdefault(place, {})[key] = item
+        self._placed[key] = places
+
+
+@contextmanager
+def linear_sqs() -> Iterator[None]:
+    """moto's SQS recounts the whole queue on every call: each send reads the queue's attributes (three
+    counts over every message) for one flag, each receive lists every visible message to take ten, and
+    each delete rebuilds the list. With the hour's work of 10,000 companies on one queue that is
+    quadratic. Here a send reads only the flag, a receive walks the queue lazily up to what it returns,
+    and a delete removes the one message; answers are moto's own."""
+    messages_property: property = vars(Queue)["messages"]
+    attributes_property: property = vars(Queue)["attributes"]
+    original_delete = Queue.delete_message
+
+    def visible(queue: Queue) -> _VisibleMessages:
+        return _VisibleMessages(queue)
+
+    def attributes(queue: Queue) -> Mapping[str, Any]:
+        return _QueueAttributes(queue, attributes_property.fget)
+
+    def delete_message(queue: Queue, receipt_handle: str) -> None:
+        if receipt_handle in queue.deleted_messages:
+            return
+        for position, message in enumerate(queue._messages):
+            if message.had_receipt_handle(receipt_handle):
+                queue.pending_messages.discard(message)
+                queue.deleted_messages.update(message.all_receipt_handles)  # type: ignore[arg-type]
+                del queue._messages[position]
+                return
+        original_delete(queue, receipt_handle)  # raises moto's ReceiptHandleIsInvalid
+
+    setattr(Queue, "messages", property(visible))  # noqa: B010
+    setattr(Queue, "attributes", property(attributes))  # noqa: B010
+    setattr(Queue, "delete_message", delete_message)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(Queue, "messages", messages_property)  # noqa: B010
+        setattr(Queue, "attributes", attributes_property)  # noqa: B010
+        setattr(Queue, "delete_message", original_delete)  # noqa: B010
+
+
+class _VisibleMessages:
+    """moto's ``Queue.messages`` (visible, not delayed), walked only as far as the caller reads."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def __iter__(self) -> Iterator[Any]:
+        return (m for m in self._queue._messages if m.visible and not m.delayed)
+
+    def __bool__(self) -> bool:
+        return any(True for _ in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _QueueAttributes(Mapping[str, Any]):
+    """moto's queue attributes, each computed when read: the message counts only when asked for."""
+
+    _COUNTS = (
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    )
+
+    def __init__(self, queue: Queue, compute: Any) -> None:
+        self._queue = queue
+        self._compute = compute
+        self._without_counts: dict[str, Any] | None = None
+
+    def _plain(self) -> dict[str, Any]:
+        if self._without_counts is None:
+            self._without_counts = self._compute(_WithoutCounts(self._queue))
+        return self._without_counts
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._COUNTS:
+            return getattr(self._queue, camelcase_to_underscores(name))
+        return self._plain()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plain())
+
+    def __len__(self) -> int:
+        return len(self._plain())
+
+
+class _WithoutCounts:
+    """The queue as moto's attribute code reads it, with the message counts left at 0 (read apart)."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        if name in (
+            "approximate_number_of_messages",
+            "approximate_number_of_messages_delayed",
+            "approximate_number_of_messages_not_visible",
+        ):
+            return 0
+        return getattr(self._queue, name)
 
 
 class _TablesByReference:
@@ -189,6 +402,7 @@ class EmbeddedAws:
         self._moto_speedups = ExitStack()
         self._moto_speedups.enter_context(item_level_transaction_rollback())
         self._moto_speedups.enter_context(partition_scoped_queries())
+        self._moto_speedups.enter_context(linear_sqs())
         # Every client made from here on (the handlers' too) comes from this session and is counted.
         boto3.setup_default_session(region_name=REGION)
         self.requests.watch(boto3._get_default_session().events)
@@ -212,6 +426,22 @@ class EmbeddedAws:
         self.activity = DynamoActivityStore(ACTIVITY_TABLE, self.dynamodb)
         self.requests.counts.clear()
         return self
+
+    def stored_item(self, table_name: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The item with this key (the key attributes of ``key``) as DynamoDB's wire form, read from
+        moto directly: not a request, so not counted."""
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].get_table(table_name)
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        item = table.get_item(hash_value, range_value)
+        return None if item is None else dict(item.to_json()["Attributes"])
+
+    def count_write_units(self) -> WriteUnitMeter:
+        """From now on, the write units of every DynamoDB write of this session's clients and ``self.dynamodb``."""
+        meter = WriteUnitMeter(self.stored_item)
+        meter.watch(boto3._get_default_session().events)  # clients made from now on
+        meter.watch(self.dynamodb.meta.events)  # a client copies the session's hooks when made
+        return meter
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None

@@ -75,7 +75,10 @@ class MarketplaceSimulator:
         self.refusals: list[Refusal] = []
         self.counters: dict[str, OperationCounters] = defaultdict(OperationCounters)
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._throttle = SlidingWindowThrottle(calls_per_second, monotonic or time.monotonic)
+        self._monotonic = monotonic or time.monotonic
+        self._throttle = SlidingWindowThrottle(calls_per_second, self._monotonic)
+        # Every call as it arrived: (operation, monotonic seconds), throttled ones included.
+        self.calls: list[tuple[str, float]] = []
         self._ids = DeterministicIds(self.faults.seed)
         self._lock = threading.RLock()
         self._book = SubscriptionBook(self._product)
@@ -290,6 +293,7 @@ class MarketplaceSimulator:
         operation = model.name
         counters = self.counters[operation]
         counters.calls += 1
+        self.calls.append((operation, self._monotonic()))
         if not self._throttle.admit(operation):
             counters.throttled += 1
             raise MarketplaceError(
