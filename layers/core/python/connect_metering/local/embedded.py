@@ -23,7 +23,8 @@ from moto.dynamodb.models.table import Table
 from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
 from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore, create_tenancy_table
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
+from connect_metering.adapters.tenancy_table import create_tenancy_table
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
 
 if TYPE_CHECKING:
