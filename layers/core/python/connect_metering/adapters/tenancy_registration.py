@@ -199,20 +199,6 @@ class DynamoRegistrationStore:
             raise
         return True
 
-    def complete_registration_for(
-        self, registration: PendingRegistration, *, alias: str, outcome: str
-    ) -> None:
-        """Record, on a registration created already completed (returning buyer), where it landed."""
-        self._table.client.update_item(
-            TableName=self._table.name,
-            Key=key(registration_pk(registration.id_digest), REGISTRATION_SK),
-            UpdateExpression="SET #state = :completed, company = :alias, outcome = :outcome",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=item(
-                {":completed": RegistrationState.COMPLETED.value, ":alias": alias, ":outcome": outcome}
-            ),
-        )
-
     # Sign-up -------------------------------------------------------------------------------------------
 
     def complete_registration(
