@@ -36,11 +36,14 @@ layer-deps: $(PY_STAMP)
 demo: $(PY_STAMP)
 	$(BIN)/connect-metering simulate --out out/demo
 
+# Lint gates: ruff (style, security, complexity: C901 at 10), formatting, mypy --strict, the import
+# contract (import-linter) and the 600-line module bound.
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/core/python/connect_metering functions infra tests
 	PYTHONPATH=layers/core/python:. $(BIN)/lint-imports
+	$(PY) scripts/module_size.py
 
 format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .

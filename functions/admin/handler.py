@@ -34,7 +34,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.audit_table import DynamoAuditLog
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.domain.audit import AuditEntry
 from connect_metering.domain.instants import iso
 from connect_metering.domain.tenancy import UNVERIFIED_CLAIM_LIFETIME, Environment, TenancyError

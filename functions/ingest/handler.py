@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.quarantine_table import DynamoQuarantineStore
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.adapters.tenancy_meter_state import DynamoMeterStateStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.batch_response import respond
 from connect_metering.counted import count_by
 from connect_metering.observability import logger, metrics, tracer
@@ -51,7 +52,7 @@ def ingest_service() -> IngestService:
         ),
         grace_ms=settings.policy.grace * 1000,
         max_event_age_ms=settings.policy.max_event_age * 1000,
-        counter=tenancy,
+        counter=DynamoMeterStateStore(settings.tenancy_table, dynamodb),
         claims=ClaimVerification(tenancy),
     )
 

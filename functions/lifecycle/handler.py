@@ -25,7 +25,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_metering.adapters.marketplace import MarketplaceEntitlements
 from connect_metering.adapters.marketplace_notifications import parse_lifecycle_message
 from connect_metering.adapters.meter_queue import SqsFinalMetering
-from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
+from connect_metering.adapters.tenancy_lifecycle import DynamoLifecycleStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.counted import count_by
 from connect_metering.domain.lifecycle import LifecycleInputError
 from connect_metering.observability import logger, metrics, tracer
@@ -51,8 +52,10 @@ def now() -> datetime:
 def lifecycle_service() -> LifecycleService:
     """Built once per container."""
     settings = load_settings(LifecycleSettings)
+    dynamodb = boto3.client("dynamodb")
     return LifecycleService(
-        store=TenancyLifecycleStore(settings.tenancy_table, boto3.client("dynamodb")),
+        subscriptions=DynamoTenancyStore(settings.tenancy_table, dynamodb),
+        store=DynamoLifecycleStore(settings.tenancy_table, dynamodb),
         entitlements=MarketplaceEntitlements(
             boto3.client("marketplace-entitlement", region_name=MARKETPLACE_REGION),
             dimension=settings.policy.entitlement_dimension,

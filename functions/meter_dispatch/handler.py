@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.meter_queue import SqsMeterQueue
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.counted import count_unreadable
 from connect_metering.domain.instants import parse_iso_ms
 from connect_metering.domain.metering import MeterRequest

@@ -24,7 +24,7 @@ from botocore.config import Config
 from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.adapters.marketplace_meter import MarketplaceMeter, Observer
 from connect_metering.adapters.meter_store import DynamoMeterStore
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.batch_response import respond
 from connect_metering.counted import count_unreadable
 from connect_metering.domain.metering import MeterRequest, RecordStatus

@@ -32,7 +32,9 @@ from botocore.config import Config
 
 from connect_metering.adapters.marketplace import MarketplaceCustomers, MarketplaceEntitlements
 from connect_metering.adapters.meter_queue import SqsFinalMetering
-from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
+from connect_metering.adapters.tenancy_lifecycle import DynamoLifecycleStore
+from connect_metering.adapters.tenancy_registration import DynamoRegistrationStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.counted import count_by
 from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
 from connect_metering.domain.tenancy import PricingModel
@@ -74,13 +76,15 @@ def now() -> datetime:
 def registration_service() -> RegistrationService:
     """Built once per container: settings, clients and the store."""
     settings = load_settings(RegistrationSettings)
-    store = TenancyLifecycleStore(settings.tenancy_table, boto3.client("dynamodb"))
+    dynamodb = boto3.client("dynamodb")
+    tenancy = DynamoTenancyStore(settings.tenancy_table, dynamodb)
     entitlements = MarketplaceEntitlements(
         boto3.client("marketplace-entitlement", region_name=MARKETPLACE_REGION, config=MARKETPLACE_CONFIG),
         dimension=settings.policy.entitlement_dimension,
     )
     lifecycle = LifecycleService(
-        store=store,
+        subscriptions=tenancy,
+        store=DynamoLifecycleStore(settings.tenancy_table, dynamodb),
         entitlements=entitlements,
         final_metering=SqsFinalMetering(settings.meter_queue_url, boto3.client("sqs")),
         clock=lambda: now(),
@@ -91,7 +95,8 @@ def registration_service() -> RegistrationService:
             boto3.client("meteringmarketplace", region_name=MARKETPLACE_REGION, config=MARKETPLACE_CONFIG)
         ),
         entitlements=entitlements,
-        store=store,
+        tenancy=tenancy,
+        store=DynamoRegistrationStore(settings.tenancy_table, dynamodb),
         lifecycle=lifecycle,
         clock=lambda: now(),
     )

@@ -15,14 +15,14 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 # The names the adapter reads and writes: one definition for the code and the infrastructure.
-from connect_metering.adapters.tenancy_table import (
+from connect_metering.adapters.tenancy_keys import (
     ACTIVE_SUBSCRIPTIONS_INDEX,
     TTL_ATTRIBUTE,
 )
-from connect_metering.adapters.tenancy_table import (
+from connect_metering.adapters.tenancy_keys import (
     INDEX_PARTITION_KEY as ACTIVE_SUBSCRIPTIONS_PARTITION_KEY,
 )
-from connect_metering.adapters.tenancy_table import (
+from connect_metering.adapters.tenancy_keys import (
     INDEX_SORT_KEY as ACTIVE_SUBSCRIPTIONS_SORT_KEY,
 )
 from infra.constructs.tables import encrypted_table

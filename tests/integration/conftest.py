@@ -11,7 +11,8 @@ import pytest
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore, create_tenancy_table
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
+from connect_metering.adapters.tenancy_table import create_tenancy_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

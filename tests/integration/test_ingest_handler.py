@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from connect_metering import observability
 from connect_metering.adapters.activity_table import RETENTION_DAYS, DynamoActivityStore
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.domain.activity import AddedEvents
 from connect_metering.domain.instants import parse_iso, to_ms
 from connect_metering.domain.tenancy import Company, Environment, build

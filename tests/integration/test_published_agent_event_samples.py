@@ -12,7 +12,7 @@ import pytest
 
 from connect_metering import observability
 from connect_metering.adapters.activity_table import DynamoActivityStore
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.domain.instants import parse_iso, to_ms
 from connect_metering.domain.sessions import AgentEventPoint, Session, SessionEnd, sessions_for_agent
 from connect_metering.domain.tenancy import Company, Environment, build

@@ -1,4 +1,5 @@
-"""The DynamoDB tenancy store on moto: uniqueness under concurrency, the active-subscriptions index."""
+"""The DynamoDB tenancy store on moto: uniqueness under concurrency, the active-subscriptions index, and
+the meter-state counters read with the company."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore
+from connect_metering.adapters.tenancy_meter_state import DynamoMeterStateStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
+from connect_metering.domain.metering import CompanySnapshot
 from connect_metering.domain.tenancy import (
     AccountOwnedByAnotherCompany,
     AliasTaken,
@@ -27,6 +30,7 @@ from connect_metering.domain.tenancy import (
     TenancyError,
     build,
 )
+from tests.integration.conftest import TENANCY_TABLE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -286,3 +290,36 @@ def test_index_paginates_every_page(tenancy: DynamoTenancyStore) -> None:
     )
     assert len(listed) == 60
     assert len({sub.key for sub in listed}) == 60
+
+
+def test_ingest_counters_are_read_with_the_company(
+    tenancy: DynamoTenancyStore, dynamodb: DynamoDBClient
+) -> None:
+    """The meter-state store's counters add up per environment and come back in the company's one read."""
+    meter_state = DynamoMeterStateStore(TENANCY_TABLE, dynamodb)
+    tenancy.create_company(Company(alias="acme"))
+    assert tenancy.load_company("acme") == CompanySnapshot(
+        company=Company(alias="acme"),
+        subscriptions=[],
+        environments=[],
+        meter_state=None,
+        meter_version=0,
+        pending_records=[],
+        activity_counts={},
+    )
+    meter_state.count_activity("acme", "prod", 3)
+    meter_state.count_activity("acme", "prod", 2)
+    meter_state.count_activity("acme", "test", 1)
+    snapshot = tenancy.load_company("acme")
+    assert snapshot is not None
+    assert snapshot.activity_counts == {"prod": 5, "test": 1}
+    stored = dynamodb.get_item(
+        TableName=TENANCY_TABLE, Key={"pk": {"S": "COMPANY#acme"}, "sk": {"S": "ACT#prod"}}
+    )
+    assert stored["Item"] == {
+        "pk": {"S": "COMPANY#acme"},
+        "sk": {"S": "ACT#prod"},
+        "environment": {"S": "prod"},
+        "events": {"N": "5"},
+    }
+    assert tenancy.load_company("nobody") is None

@@ -14,7 +14,9 @@ import boto3
 import pytest
 
 from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
-from connect_metering.adapters.tenancy_lifecycle import TenancyLifecycleStore
+from connect_metering.adapters.tenancy_lifecycle import DynamoLifecycleStore
+from connect_metering.adapters.tenancy_registration import DynamoRegistrationStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import create_tenancy_table
 from connect_metering.local.embedded import VirtualClock
 from connect_metering.local.marketplace_sim import MarketplaceSimulator
@@ -43,7 +45,9 @@ class World:
     marketplace: MarketplaceSimulator
     dynamodb: DynamoDBClient
     sqs: SQSClient
-    store: TenancyLifecycleStore
+    store: DynamoTenancyStore
+    registrations: DynamoRegistrationStore
+    lifecycle_store: DynamoLifecycleStore
     activity: DynamoActivityStore
     meter_queue_url: str
     register: ModuleType
@@ -156,7 +160,9 @@ def world(monkeypatch: pytest.MonkeyPatch, aws: None) -> Iterator[World]:
         marketplace=marketplace,
         dynamodb=dynamodb,
         sqs=sqs,
-        store=TenancyLifecycleStore(TENANCY, dynamodb),
+        store=DynamoTenancyStore(TENANCY, dynamodb),
+        registrations=DynamoRegistrationStore(TENANCY, dynamodb),
+        lifecycle_store=DynamoLifecycleStore(TENANCY, dynamodb),
         activity=DynamoActivityStore(ACTIVITY, dynamodb),
         meter_queue_url=queue_url,
         register=register_handler,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connect_metering.adapters.tenancy_table import index_shard
+from connect_metering.adapters.tenancy_keys import index_shard
 from connect_metering.domain.instants import iso
 from connect_metering.domain.lifecycle import legacy_key, license_key
 from connect_metering.domain.tenancy import Company, Entitlements, Subscription, build
@@ -159,7 +159,7 @@ def test_events_for_an_unknown_subscription_are_kept_for_sign_up(world: World) -
         world.license_updated("210987654321", licence, A - timedelta(minutes=1), event_id="x")
     )
     assert again.outcome is Outcome.KEPT_FOR_SIGNUP
-    pending = world.store.pending_lifecycle(license_key(licence))
+    pending = world.lifecycle_store.pending_lifecycle(license_key(licence))
     assert pending is not None
     assert pending.activated == A - timedelta(minutes=1)  # the earliest, whatever the order
     assert pending.ended is None

@@ -376,9 +376,11 @@ def test_refused_attempts_spend_the_registration_after_the_limit(world: World) -
 def test_the_attempt_counter_is_atomic_in_the_store(world: World) -> None:
     registration_id, _, _ = opened(world, "count", "222222222222")
     id_digest = digest(registration_id)
-    answers = [world.store.reserve_signup_attempt(id_digest, limit=MAX_SIGNUP_ATTEMPTS) for _ in range(7)]
+    answers = [
+        world.registrations.reserve_signup_attempt(id_digest, limit=MAX_SIGNUP_ATTEMPTS) for _ in range(7)
+    ]
     assert answers == [True] * MAX_SIGNUP_ATTEMPTS + [False, False]
-    stored = world.store.get_registration(id_digest)
+    stored = world.registrations.get_registration(id_digest)
     assert stored is not None and stored.signup_attempts == MAX_SIGNUP_ATTEMPTS and stored.attempts_exhausted
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from boto3.dynamodb.types import TypeSerializer
 
-from connect_metering.adapters.tenancy_table import PARTITION_KEY, SORT_KEY
+from connect_metering.adapters.tenancy_keys import PARTITION_KEY, SORT_KEY
 from connect_metering.domain.audit import AuditEntry
 
 if TYPE_CHECKING:

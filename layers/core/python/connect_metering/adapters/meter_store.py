@@ -27,7 +27,7 @@ from connect_metering.adapters.activity_table import EXPIRES_AT, encode_checkpoi
 from connect_metering.adapters.activity_table import expires_at as activity_expires_at
 from connect_metering.adapters.activity_table import partition_key as activity_partition
 from connect_metering.adapters.table_schema import create_table
-from connect_metering.adapters.tenancy_table import METER_SK, PENDING_PREFIX, company_pk
+from connect_metering.adapters.tenancy_keys import METER_SK, company_pk, pending_record_sk
 from connect_metering.domain.activity import Checkpoint
 from connect_metering.domain.instants import MS_PER_HOUR, iso_ms
 from connect_metering.domain.metering import CompanyMeterState, MeteringRecord, RecordStatus
@@ -54,7 +54,7 @@ def ledger_key(record: MeteringRecord) -> dict[str, Any]:
 def marker_key(record: MeteringRecord) -> dict[str, Any]:
     return {
         "pk": {"S": company_pk(record.company)},
-        "sk": {"S": f"{PENDING_PREFIX}{iso_ms(record.hour_ms)}#{record.subscription_key}#{record.dimension}"},
+        "sk": {"S": pending_record_sk(iso_ms(record.hour_ms), record.subscription_key, record.dimension)},
     }
 
 

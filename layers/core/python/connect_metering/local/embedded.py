@@ -26,7 +26,8 @@ from moto.sqs.models import Queue
 from connect_metering.adapters.activity_table import DynamoActivityStore, create_activity_table
 from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
-from connect_metering.adapters.tenancy_table import DynamoTenancyStore, create_tenancy_table
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
+from connect_metering.adapters.tenancy_table import create_tenancy_table
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
 from connect_metering.local.write_units import WriteUnitMeter
 

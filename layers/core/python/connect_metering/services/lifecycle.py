@@ -55,12 +55,18 @@ class EntitlementSource(Protocol):
 PARKED_TOO_LONG = timedelta(hours=1)
 
 
-class LifecycleStore(Protocol):
+class SubscriptionRecords(Protocol):
+    """The subscriptions notifications change (the tenancy store)."""
+
     def subscription_of(self, key: str) -> tuple[str, str] | None: ...
 
     def read_subscription(self, alias: str, key: str) -> StoredSubscription | None: ...
 
     def replace_subscription(self, new: Subscription, *, previous: StoredSubscription) -> bool: ...
+
+
+class LifecycleStore(Protocol):
+    """The notifications themselves: the audit log, and the ones kept until sign-up."""
 
     def log_event(self, event: LifecycleEvent, *, recorded_at: datetime) -> bool: ...
 
@@ -105,6 +111,7 @@ class LifecycleService:
     def __init__(
         self,
         *,
+        subscriptions: SubscriptionRecords,
         store: LifecycleStore,
         entitlements: EntitlementSource,
         final_metering: FinalMetering,
@@ -112,6 +119,7 @@ class LifecycleService:
         default_product_code: str = "",
         max_attempts: int = 8,
     ) -> None:
+        self._subscriptions = subscriptions
         self._store = store
         self._entitlements = entitlements
         self._final = final_metering
@@ -131,11 +139,11 @@ class LifecycleService:
         if event.effect in (Effect.RECORD, Effect.IGNORE) or event.subscription_key is None:
             outcome = Outcome.RECORDED if event.effect is Effect.RECORD else Outcome.IGNORED
             return result(outcome, subscription_key=event.subscription_key)
-        found = self._store.subscription_of(event.subscription_key)
+        found = self._subscriptions.subscription_of(event.subscription_key)
         if found is None:
             self._store.keep_pending(event, parked_at=self._clock())
             # Sign-up may have completed between the first look and the keeping: look again.
-            found = self._store.subscription_of(event.subscription_key)
+            found = self._subscriptions.subscription_of(event.subscription_key)
             if found is None:
                 return result(Outcome.KEPT_FOR_SIGNUP, subscription_key=event.subscription_key)
             self._store.resolve_parked(event.subscription_key)
@@ -186,7 +194,7 @@ class LifecycleService:
     def refresh_entitlements(self, alias: str, key: str, *, product_code: str | None) -> bool:
         """GetEntitlements (all pages) for the subscription and store the result; False if the product
         code is unknown (a licence identity carries none and the event had none)."""
-        stored = self._store.read_subscription(alias, key)
+        stored = self._subscriptions.read_subscription(alias, key)
         if stored is None:
             raise SubscriptionVanished(key)
         identity = stored.subscription.identity
@@ -221,11 +229,13 @@ class LifecycleService:
         self, alias: str, key: str, change: Callable[[Subscription], Subscription]
     ) -> tuple[Subscription, Subscription]:
         for _ in range(self._max_attempts):
-            stored = self._store.read_subscription(alias, key)
+            stored = self._subscriptions.read_subscription(alias, key)
             if stored is None:
                 raise SubscriptionVanished(key)
             updated = change(stored.subscription)
-            if updated == stored.subscription or self._store.replace_subscription(updated, previous=stored):
+            if updated == stored.subscription or self._subscriptions.replace_subscription(
+                updated, previous=stored
+            ):
                 return stored.subscription, updated
         raise ConcurrentUpdates(f"{key}: {self._max_attempts} concurrent updates in a row")
 

@@ -86,7 +86,9 @@ class PendingApplier(Protocol):
     ) -> Subscription | None: ...
 
 
-class RegistrationStore(Protocol):
+class TenancyRecords(Protocol):
+    """What registration reads and attaches of the tenancy (the tenancy store)."""
+
     def owner_of_subscription(self, subscription_key: str) -> str | None: ...
 
     def account_claim(self, account_id: str) -> AccountClaim | None: ...
@@ -100,6 +102,10 @@ class RegistrationStore(Protocol):
     def get_company(self, alias: str) -> Company | None: ...
 
     def list_environments(self, alias: str) -> list[Environment]: ...
+
+
+class RegistrationStore(Protocol):
+    """Tokens, pending registrations, and sign-up (which creates the company in one transaction)."""
 
     def claim_token(self, token_digest: str, *, until: datetime) -> None: ...
 
@@ -197,12 +203,14 @@ class RegistrationService:
         *,
         customers: CustomerResolver,
         entitlements: EntitlementSource,
+        tenancy: TenancyRecords,
         store: RegistrationStore,
         lifecycle: PendingApplier,
         clock: Callable[[], datetime],
     ) -> None:
         self._customers = customers
         self._entitlements = entitlements
+        self._tenancy = tenancy
         self._store = store
         self._lifecycle = lifecycle
         self._clock = clock
@@ -253,20 +261,20 @@ class RegistrationService:
     def _land(self, registration: PendingRegistration) -> tuple[Landing, str | None, str | None]:
         customer = registration.customer
         key = customer.identity().key
-        owner = self._store.owner_of_subscription(key)
+        owner = self._tenancy.owner_of_subscription(key)
         if owner is not None:
             return Landing.RETURNING, owner, None
         account = customer.customer_aws_account_id
-        claim = self._store.account_claim(account) if account else None
+        claim = self._tenancy.account_claim(account) if account else None
         if account is None or claim is None:
             return Landing.SIGNUP, None, None
         account_owner = claim.company
-        if not self._store.is_buyer_account(account_owner, account):
+        if not self._tenancy.is_buyer_account(account_owner, account):
             if not claim.is_verified:
                 return Landing.SIGNUP, None, None  # the buyer's proof beats an unproven claim
             raise RegistrationProblem(Problem.ACCOUNT_OWNED)
         try:
-            self._store.add_subscription(
+            self._tenancy.add_subscription(
                 registration.subscription_for(account_owner), alias_keys=customer.alias_keys()
             )
         except PricingModelConflict as conflict:
@@ -275,7 +283,7 @@ class RegistrationService:
             raise RegistrationProblem(Problem.SUBSCRIPTION_TAKEN) from None
         except AccountOwnedByAnotherCompany:
             raise RegistrationProblem(Problem.ACCOUNT_OWNED) from None
-        self._store.mark_buyer_account(account_owner, account)
+        self._tenancy.mark_buyer_account(account_owner, account)
         try:
             self._lifecycle.apply_pending(
                 account_owner,
@@ -302,11 +310,11 @@ class RegistrationService:
         return registration
 
     def company(self, alias: str) -> Company | None:
-        return self._store.get_company(alias)
+        return self._tenancy.get_company(alias)
 
     def environments(self, alias: str) -> list[Environment]:
         """The company's environments with their verification state (the success page lists them)."""
-        return sorted(self._store.list_environments(alias), key=lambda environment: environment.name)
+        return sorted(self._tenancy.list_environments(alias), key=lambda environment: environment.name)
 
     # POST /signup --------------------------------------------------------------------------------
 
