@@ -246,7 +246,8 @@ app = APIGatewayHttpResolver(
     enable_validation=True,
     serializer=_to_json,
     json_body_deserializer=_read_body,
-    # An answer that fails its own model is the seller's bug (500), not the caller's mistake (422).
+    # An answer that fails its own model is the seller's bug: raised like any other (API Gateway answers
+    # 500), never answered as the caller's 422.
     response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
 )
 
@@ -421,17 +422,16 @@ def domain_rule(error: RequestValidationError) -> TenancyError:
         return TenancyError("body", "required", "instance_arn and agent_arn are required strings")
     if "instance_arn" in refused:
         return TenancyError("instance_arn", "instance_arn_format", "instance_arn must be a string")
-    validate_alias(str((app.context.get("_route_args") or {}).get("alias")))
+    try:
+        validate_alias(str((app.context.get("_route_args") or {}).get("alias")))
+    except TenancyError as malformed_alias:
+        return malformed_alias
     name = app.current_event.json_body.get("name")
     return TenancyError("name", "string_type", f"Input should be a valid string (got {name!r})")
 
 
 def on_validation_error(error: RequestValidationError) -> Response[Any]:
-    try:
-        rule = domain_rule(error)
-    except TenancyError as alias_error:
-        rule = alias_error
-    return on_tenancy_error(rule)
+    return on_tenancy_error(domain_rule(error))
 
 
 def on_unexpected_error(error: Exception) -> Response[Any]:
