@@ -12,7 +12,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -91,6 +91,8 @@ def build_worker(
         policy=settings.policy,
         now_ms=now_ms,
         unreadable=unreadable,
+        # The worker's steps as X-Ray subsegments; their return values are not recorded (records).
+        trace_step=partial(tracer.capture_method, capture_response=False),
     )
 
 
@@ -123,11 +125,11 @@ def publish(reports: list[MeterReport]) -> None:
 
 
 def handle_batch(
-    event: dict[str, Any], meter: MeterWorker | None = None
+    event: dict[str, Any], meter: MeterWorker | None = None, remaining_ms: Callable[[], int] | None = None
 ) -> tuple[dict[str, Any], list[MeterReport]]:
     """Work items (one company each) -> partial batch response and the reports. The companies of a batch
     share BatchMeterUsage calls; a company whose run failed is redelivered alone. Replay passes its
-    virtual-clock worker."""
+    virtual-clock worker. ``remaining_ms`` is the invocation's time left: steps stop before it runs out."""
     active = meter or worker()
     requests: dict[str, MeterRequest] = {}
     outcomes: dict[str, MeterReport | Exception] = {}
@@ -136,7 +138,9 @@ def handle_batch(
             requests[record["messageId"]] = MeterRequest.from_json(json.loads(record["body"]))
         except (KeyError, TypeError, ValueError) as error:
             outcomes[record["messageId"]] = error  # this item alone fails (dead-letter queue, alarmed)
-    outcomes.update(zip(requests, active.run_batch(list(requests.values())), strict=True))
+    outcomes.update(
+        zip(requests, active.run_batch(list(requests.values()), remaining_ms=remaining_ms), strict=True)
+    )
     response, reports = respond(processor, event["Records"], outcomes)
     publish(reports)
     count_unreadable(metrics, active.unreadable.drain())
@@ -147,5 +151,5 @@ def handle_batch(
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    response, _ = handle_batch(event)
+    response, _ = handle_batch(event, remaining_ms=context.get_remaining_time_in_millis)
     return response

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import connect_metering.services.meter as meter_module
+import connect_metering.services.meter_usage as meter_module
 from connect_metering.domain.instants import parse_iso
 from connect_metering.domain.usage import resume
 from connect_metering.local.embedded import EmbeddedAws
