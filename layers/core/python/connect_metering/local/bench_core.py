@@ -16,7 +16,9 @@ import time
 from datetime import UTC, datetime
 
 from connect_metering.adapters.activity_table import decode_checkpoint, encode_checkpoint
-from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_SECOND
+from connect_metering.domain.activity import HourWindow, StoredEvent
+from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_SECOND, hour_floor
+from connect_metering.domain.metering import CompanyMeterState
 from connect_metering.domain.sessions import (
     DEFAULT_SILENCE_TIMEOUT_MS,
     AgentEventPoint,
@@ -24,9 +26,10 @@ from connect_metering.domain.sessions import (
     EventKind,
     billable_ms_by_hour_for_agents,
 )
-from connect_metering.domain.tenancy import Subscription, build
-from connect_metering.domain.usage import EnvironmentCheckpoint, resume
-from connect_metering.services.meter import AgentTimeline
+from connect_metering.domain.tenancy import Environment, Subscription, build
+from connect_metering.domain.usage import EnvironmentCheckpoint
+from connect_metering.services.meter import STEP_HOURS
+from connect_metering.services.meter_usage import Carry, StepSpan, UsageCalculator
 
 _HEARTBEAT_MS = 120 * MS_PER_SECOND
 _DAY_MS = 24 * MS_PER_HOUR
@@ -129,6 +132,15 @@ def agent_days(agents: int, hours: int, seed: int) -> dict[str, list[AgentEventP
     return by_agent
 
 
+def bench_environment() -> Environment:
+    return build(
+        Environment,
+        company_alias="bench",
+        name="bench",
+        instance_arn="arn:aws:connect:us-east-1:111122223333:instance/00000000-0000-4000-8000-00000000be0c",
+    )
+
+
 def bench_subscription() -> Subscription:
     return build(
         Subscription,
@@ -142,35 +154,62 @@ def bench_subscription() -> Subscription:
 _BENCH_LICENCE = "arn:aws:license-manager::123456789012:license:l-00000001"
 
 
+class _StoredActivity:
+    """The activity table as the worker reads it, in memory: events by hour, checkpoints stored encoded
+    (``encode_checkpoint``) and decoded on every read, as the DynamoDB adapter does."""
+
+    def __init__(self, points: dict[str, list[AgentEventPoint]], checkpoint: EnvironmentCheckpoint) -> None:
+        self.by_hour: dict[int, list[StoredEvent]] = {}
+        for agent_arn, agent_points in points.items():
+            for point in agent_points:
+                self.by_hour.setdefault(hour_floor(point.ts_ms), []).append(StoredEvent(agent_arn, point))
+        self.checkpoints = {checkpoint.boundary_ms: encode_checkpoint(checkpoint)}
+
+    def read_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> HourWindow:
+        hours = range(first_hour_ms, last_hour_ms + 1, MS_PER_HOUR)
+        return HourWindow(
+            {
+                hour: decode_checkpoint(self.checkpoints[hour], hour)
+                for hour in hours
+                if hour in self.checkpoints
+            },
+            [event for hour in hours for event in self.by_hour.get(hour, ())],
+        )
+
+
 def worker_path_cpu_seconds(
     points: dict[str, list[AgentEventPoint]], first_hour_ms: int, hours: int
 ) -> float:
-    """CPU seconds of metering ``hours`` hours from ``first_hour_ms`` in one run, the worker's way.
-
-    Points outside the span are ignored by the windows as the worker's are. The inputs are built
-    before the clock starts."""
-    subscriptions = [bench_subscription()]
-    timeout = DEFAULT_SILENCE_TIMEOUT_MS
+    """CPU seconds of metering ``hours`` hours from ``first_hour_ms`` in one worker run: the worker's own
+    ``UsageCalculator`` in steps of ``STEP_HOURS``, each step's last checkpoint stored encoded, over an
+    in-memory activity table (so DynamoDB emulation is not what is timed). Inputs are built before the
+    clock starts."""
     policy = BillableTimePolicy.LOGGED_IN
-    stored = encode_checkpoint(
-        EnvironmentCheckpoint(first_hour_ms, policy=policy, silence_timeout_ms=timeout)
+    timeout = DEFAULT_SILENCE_TIMEOUT_MS
+    activity = _StoredActivity(
+        points, EnvironmentCheckpoint(first_hour_ms, policy=policy, silence_timeout_ms=timeout)
     )
+    calculator = UsageCalculator(activity, policy, timeout)
+    environment = bench_environment()
+    subscriptions = [bench_subscription()]
+    state = CompanyMeterState(checkpoint_through_ms=first_hour_ms)
+    end_ms = first_hour_ms + hours * MS_PER_HOUR
+    carried: dict[str, Carry] = {}
     started = time.process_time()
-    checkpoint = decode_checkpoint(stored, first_hour_ms)
-    timeline = AgentTimeline(points)
-    hour = checkpoint.boundary_ms
-    for _ in range(hours):
-        view = resume(
-            checkpoint,
-            timeline.window(hour, hour + MS_PER_HOUR + timeout),
-            subscriptions,
-            until_ms=hour + MS_PER_HOUR,
-            policy=policy,
-            silence_timeout_ms=timeout,
+    step_start = first_hour_ms
+    while step_start < end_ms:
+        last_hour = min(step_start + STEP_HOURS * MS_PER_HOUR, end_ms) - MS_PER_HOUR
+        span = StepSpan(
+            step_start,
+            last_hour,
+            list(range(step_start, last_hour + 1, MS_PER_HOUR)),
+            hourly=True,
+            final_step=last_hour + MS_PER_HOUR == end_ms,
         )
-        checkpoint = view.checkpoint_at(hour + MS_PER_HOUR)
-        encode_checkpoint(checkpoint)
-        hour += MS_PER_HOUR
+        usage = calculator.environment_usage(environment, span, None, state, subscriptions, 0, carried)
+        boundary = last_hour + MS_PER_HOUR
+        activity.checkpoints[boundary] = encode_checkpoint(usage.checkpoints[boundary])
+        step_start = boundary
     return time.process_time() - started
 
 
