@@ -81,9 +81,17 @@ def test_the_documented_commands_agree_and_every_context_value_is_in_the_table()
     synth, deploy = documented_command("synth"), documented_command("deploy")
     assert synth[:4] == ["npx", "cdk", "synth", "MeteringStack"]
     assert deploy[:4] == ["npx", "cdk", "deploy", "MeteringStack"]
-    assert deploy[4:] == synth[4:], "README Deploy: `cdk deploy` must pass the context `cdk synth` was tested with"
+    assert deploy[4:] == synth[4:], (
+        "README Deploy: `cdk deploy` must pass the context `cdk synth` was tested with"
+    )
     keys = context_keys(synth)
-    assert {"account", "region", "product_code", "forwarder_template_url", "marketplace_sns_topic_arns"} <= set(keys)
+    assert {
+        "account",
+        "region",
+        "product_code",
+        "forwarder_template_url",
+        "marketplace_sns_topic_arns",
+    } <= set(keys)
     table = documented_context_table()
     assert set(keys) <= table
     cdk_json = json.loads((REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))
@@ -116,19 +124,25 @@ def test_the_documented_synth_puts_account_region_and_product_code_in_the_templa
 
     manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["artifacts"]["MeteringStack"]["environment"] == f"aws://{ACCOUNT}/{REGION}"
-    metering: dict[str, Any] = json.loads((outdir / "MeteringStack.template.json").read_text(encoding="utf-8"))
+    metering: dict[str, Any] = json.loads(
+        (outdir / "MeteringStack.template.json").read_text(encoding="utf-8")
+    )
     resources = metering["Resources"].values()
     functions = [r for r in resources if r["Type"] == "AWS::Lambda::Function"]
     environments = [f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions]
     product_codes = [variables["PRODUCT_CODE"] for variables in environments if "PRODUCT_CODE" in variables]
     assert len(product_codes) >= 3 and set(product_codes) == {PRODUCT_CODE}  # registration, lifecycle, admin
-    assert [v["FORWARDER_TEMPLATE_URL"] for v in environments if "FORWARDER_TEMPLATE_URL" in v] == [TEMPLATE_URL]
+    assert [v["FORWARDER_TEMPLATE_URL"] for v in environments if "FORWARDER_TEMPLATE_URL" in v] == [
+        TEMPLATE_URL
+    ]
     topics = {r["Properties"]["TopicArn"] for r in resources if r["Type"] == "AWS::SNS::Subscription"}
     assert topics == {SUBSCRIPTION_TOPIC, ENTITLEMENT_TOPIC}
+    # A concrete environment: the code comes from the bootstrap asset bucket of that account and region,
+    # and the key policies name that account's root.
+    asset_bucket = f"cdk-hnb659fds-assets-{ACCOUNT}-{REGION}"
+    assert {f["Properties"]["Code"]["S3Bucket"] for f in functions} == {asset_bucket}
     text = json.dumps(metering)
-    # A concrete environment: the stack's own ARNs are spelt with the account and region, not pseudo
-    # parameters (the public Powertools layer's ARN names the region).
-    assert f":{ACCOUNT}:" in text and f"arn:aws:lambda:{REGION}:" in text
+    assert f":iam::{ACCOUNT}:root" in text
     assert "connectmetering" not in text.replace(PRODUCT_CODE, "")
 
     forwarder = (outdir / "ForwarderStack.template.json").read_text(encoding="utf-8")

@@ -25,23 +25,30 @@ pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 TEMPLATE_URL = "https://seller-templates.s3.us-east-1.amazonaws.com/forwarder/v1/forwarder.template.json"
 
 
-def settings_for(default_account: str | None = None, **context: Any) -> InfraSettings:
+def settings_for(default_account: str | None = None, /, **context: Any) -> InfraSettings:
     app = cdk.App(context={**default_context(), **context})
     return InfraSettings.from_scope(app, default_account=default_account)
 
 
 def test_the_context_values_land_in_the_settings() -> None:
     settings = settings_for(
-        account="123456789012", region="us-east-1", product_code="abc123example", forwarder_template_url=TEMPLATE_URL
+        account="123456789012",
+        region="us-east-1",
+        product_code="abc123example",
+        forwarder_template_url=TEMPLATE_URL,
     )
-    assert (settings.account, settings.region, settings.product_code) == ("123456789012", "us-east-1", "abc123example")
+    assert (settings.account, settings.region, settings.product_code) == (
+        "123456789012",
+        "us-east-1",
+        "abc123example",
+    )
     assert settings.forwarder_template_url == TEMPLATE_URL
     settings.refuse_placeholder_product_code()  # a real product code: nothing to refuse
 
 
 def test_the_account_comes_from_the_context_before_the_credentials() -> None:
-    assert settings_for(default_account="210987654321", account="123456789012").account == "123456789012"
-    assert settings_for(default_account="210987654321").account == "210987654321"
+    assert settings_for("210987654321", account="123456789012").account == "123456789012"
+    assert settings_for("210987654321").account == "210987654321"
     assert settings_for().account is None  # environment-agnostic, as before
 
 
@@ -61,8 +68,11 @@ def test_without_a_product_code_only_a_declared_local_synth_goes_on() -> None:
     [
         ({"region": "eu-west-1"}, "region"),
         ({"account": "12345"}, "account"),
-        ({"account": "１２３４５６７８９０１２"}, "account"),  # fullwidth digits are not an account id
-        ({"forwarder_template_url": "http://seller-templates.s3.amazonaws.com/f.json"}, "forwarder_template_url"),
+        ({"account": "\uff11" * 12}, "account"),  # fullwidth digits are not an account id
+        (
+            {"forwarder_template_url": "http://seller-templates.s3.amazonaws.com/f.json"},
+            "forwarder_template_url",
+        ),
         ({"forwarder_template_url": "https://example.com/forwarder.template.json"}, "forwarder_template_url"),
         ({"forwarder_template_url": 'https://b.s3.amazonaws.com/"><script>'}, "forwarder_template_url"),
     ],
@@ -85,7 +95,9 @@ def test_s3_template_urls_are_accepted(url: str) -> None:
 
 
 def test_app_py_takes_context_like_the_cli() -> None:
-    assert context_from_arguments(["-c", "product_code=abc", "--context", "forwarder_template_url=https://x?a=b"]) == {
+    assert context_from_arguments(
+        ["-c", "product_code=abc", "--context", "forwarder_template_url=https://x?a=b"]
+    ) == {
         "product_code": "abc",
         "forwarder_template_url": "https://x?a=b",
     }
@@ -123,5 +135,8 @@ def test_what_destroy_retains_is_what_the_readme_lists(metering_json: dict[str, 
     assert set(retained) == {"AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::Logs::LogGroup"}
     assert retained["AWS::DynamoDB::Table"] == 4  # tenancy, agent activity, quarantine, ledger
     assert retained["AWS::KMS::Key"] == 5  # one per table and the alarm topic's
-    teardown = deploy_section().split("### Teardown", 1)[1]
-    assert "four DynamoDB tables" in teardown and "alarm topic's key" in teardown and "log groups" in teardown
+    functions = sum(1 for r in metering_json["Resources"].values() if r["Type"] == "AWS::Lambda::Function")
+    assert retained["AWS::Logs::LogGroup"] == functions + 2  # and the registration and admin access logs
+    teardown = " ".join(deploy_section().split("### Teardown", 1)[1].split())
+    assert "four DynamoDB tables" in teardown and "alarm topic's key" in teardown
+    assert "one per function, and the access logs of the registration and admin APIs" in teardown

@@ -24,7 +24,7 @@ CODE = "Zm9yd2FyZGVyLWNvZGUtMDAwMQ"
 BUS = "arn:aws:events:us-east-1:123456789012:event-bus/connect-metering-agent-events"
 TEMPLATE = "https://seller-templates.s3.us-east-1.amazonaws.com/forwarder/v1/forwarder.template.json"
 INSTANCE = "arn:aws:connect:eu-west-2:111122223333:instance/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-HOSTILE = '"><script>alert(1)</script>&param_VerificationCode=stolen#/evil?x=\'y'
+HOSTILE = "\"><script>alert(1)</script>&param_VerificationCode=stolen#/evil?x='y"
 
 
 def _environment(*, verified: bool = False, code: str = CODE) -> Environment:
@@ -32,7 +32,9 @@ def _environment(*, verified: bool = False, code: str = CODE) -> Environment:
         company_alias="acme2",
         name="eu-west-2-aaaaaaaa",
         instance_arn=INSTANCE,
-        verification=EnvironmentVerification(code=code, claimed_at=NOW, verified_at=NOW if verified else None),
+        verification=EnvironmentVerification(
+            code=code, claimed_at=NOW, verified_at=NOW if verified else None
+        ),
     )
 
 
@@ -69,7 +71,11 @@ def test_the_link_names_the_region_stack_and_parameters() -> None:
         region="eu-west-2", template_url=TEMPLATE, seller_bus_arn=BUS, verification_code=CODE
     )
     parts = urlsplit(url)
-    assert (parts.scheme, parts.netloc, parts.path) == ("https", "console.aws.amazon.com", "/cloudformation/home")
+    assert (parts.scheme, parts.netloc, parts.path) == (
+        "https",
+        "console.aws.amazon.com",
+        "/cloudformation/home",
+    )
     assert parse_qs(parts.query) == {"region": ["eu-west-2"]}
     assert _fragment_query(url) == {
         "templateURL": [TEMPLATE],
@@ -99,7 +105,9 @@ def test_the_success_page_links_each_environment_awaiting_verification() -> None
     links = [link for link in _parse(page).links if link.get("class") == "quick-create"]
     assert len(links) == 1  # a verified environment has its forwarder already
     href = links[0]["href"]
-    assert href is not None and href.startswith("https://console.aws.amazon.com/cloudformation/home?region=eu-west-2#")
+    assert href is not None and href.startswith(
+        "https://console.aws.amazon.com/cloudformation/home?region=eu-west-2#"
+    )
     assert _fragment_query(href)["param_VerificationCode"] == [CODE]
     assert links[0]["rel"] == "noopener noreferrer"
 
