@@ -71,9 +71,13 @@ infra: $(PY_STAMP) $(NODE_STAMP) layer-deps
 e2e: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -m e2e
 
+# Synths for inspection (cdk-nag, checkov, the tests) are never deployed, so they may use the placeholder
+# product code; a deploy passes -c product_code=... instead (README, Deploy).
+LOCAL_SYNTH := -c allow_placeholder_product_code=true
+
 # Python synth (cdk-nag runs on it and fails on any unacknowledged finding).
 synth: $(PY_STAMP) layer-deps
-	$(PY) infra/app.py
+	$(PY) infra/app.py $(LOCAL_SYNTH)
 
 $(CHECKOV_STAMP): $(CHECKOV_PINS)
 	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
@@ -88,11 +92,12 @@ checkov: synth $(CHECKOV_STAMP)
 
 # The CDK CLI synth, offline, through cdk.json.
 cdk-synth: $(PY_STAMP) $(NODE_STAMP) layer-deps
-	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet $(LOCAL_SYNTH)
 
-# The CloudFormation template a customer deploys in each account that holds a Connect instance.
+# The CloudFormation template a customer deploys in each account that holds a Connect instance. It holds
+# no product code, so the local synth is enough to write it.
 forwarder-template: $(PY_STAMP) layer-deps
-	$(PY) infra/app.py
+	$(PY) infra/app.py $(LOCAL_SYNTH)
 	mkdir -p build
 	cp cdk.out/ForwarderStack.template.json build/forwarder.template.json
 	@echo "Forwarder template: build/forwarder.template.json"

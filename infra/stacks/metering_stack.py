@@ -85,7 +85,7 @@ class MeteringStack(cdk.Stack):
             product_code=settings.product_code,
             meter_queue=self.meter_queue,
             agent_events_bus_arn=self.agent_events.bus.event_bus_arn,
-            forwarder_template_url=str(self.node.try_get_context("forwarder_template_url") or ""),
+            forwarder_template_url=settings.forwarder_template_url,
         )
         self.admin = AdminApi(
             self,

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape as _escape
+from urllib.parse import quote, urlencode
 
 from connect_metering.domain.registration import MAX_LENGTHS, ResolvedCustomer, SignupForm
 from connect_metering.domain.tenancy import Environment
@@ -33,6 +34,10 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 MARKETPLACE_SUBSCRIPTIONS_URL = "https://console.aws.amazon.com/marketplace/home#/subscriptions"
+CLOUDFORMATION_CONSOLE_URL = "https://console.aws.amazon.com/cloudformation/home"
+# One forwarder per account and region (its bus has a fixed name), so one stack name; the README's
+# `aws cloudformation deploy` uses the same.
+FORWARDER_STACK_NAME = "connect-metering-forwarder"
 
 
 def escape(value: object) -> str:
@@ -230,7 +235,7 @@ def success_page(
         f"<code>SellerEventBusArn</code>, {bus}; as <code>VerificationCode</code>, the environment's "
         "code below: its first agent event proves the account is yours, and its minutes are billed "
         "from then on (including those before).</li>"
-        f"{_environment_list(environments)}"
+        f"{_environment_list(environments, template_url=forwarder_template_url, seller_bus_arn=agent_events_bus_arn)}"
         "<li><strong>Add your environments</strong>: send us the ARN of each Amazon Connect instance to "
         "bill (any account, any region). An AWS account belongs to one company only.</li>"
         "<li>Agents' logged-in minutes are billed through AWS Marketplace from the hour your "
@@ -239,18 +244,55 @@ def success_page(
     return layout(_HEADINGS.get(landing, _HEADINGS["created"]), body)
 
 
-def _environment_list(environments: Sequence[Environment]) -> str:
+def forwarder_quick_create_url(
+    *, region: str, template_url: str, seller_bus_arn: str, verification_code: str
+) -> str:
+    """The CloudFormation console's quick-create page for the forwarder, in the instance's region (a pipe
+    reads a stream of its own region), its stack name and the two parameters we know filled in; the buyer
+    adds only the stream ARN. Every value is percent-encoded whole, so none can add a parameter or end
+    the fragment; the caller still HTML-escapes the URL for the attribute. The code rides in the fragment,
+    which the browser never sends to the console's server."""
+    fragment = urlencode(
+        {
+            "templateURL": template_url,
+            "stackName": FORWARDER_STACK_NAME,
+            "param_SellerEventBusArn": seller_bus_arn,
+            "param_VerificationCode": verification_code,
+        },
+        quote_via=quote,
+        safe="",
+    )
+    return f"{CLOUDFORMATION_CONSOLE_URL}?region={quote(region, safe='')}#/stacks/quickcreate?{fragment}"
+
+
+def _awaiting_verification(environment: Environment, template_url: str, seller_bus_arn: str) -> str:
+    if environment.verification is None or environment.is_verified:
+        return ""
+    code = environment.verification.code
+    text = f", <code>VerificationCode</code> <code>{escape(code)}</code>"
+    if not (template_url and seller_bus_arn):
+        return text
+    region = environment.instance_arn.region
+    url = forwarder_quick_create_url(
+        region=region, template_url=template_url, seller_bus_arn=seller_bus_arn, verification_code=code
+    )
+    return (
+        f'{text}: <a class="quick-create" href="{escape(url)}" rel="noopener noreferrer">deploy the '
+        f"forwarder in {escape(region)}</a> (CloudFormation, the code and our bus filled in; add your "
+        "stream's <code>AgentEventStreamArn</code>)"
+    )
+
+
+def _environment_list(
+    environments: Sequence[Environment], *, template_url: str = "", seller_bus_arn: str = ""
+) -> str:
     if not environments:
         return ""
     rows = "".join(
         f'<li class="environment" data-verified="{str(environment.is_verified).lower()}">'
         f"<code>{escape(environment.instance_arn.arn)}</code>: "
         f"{'verified' if environment.is_verified else 'awaiting verification'}"
-        + (
-            f", <code>VerificationCode</code> <code>{escape(environment.verification.code)}</code>"
-            if environment.verification is not None and not environment.is_verified
-            else ""
-        )
+        + _awaiting_verification(environment, template_url, seller_bus_arn)
         + "</li>"
         for environment in environments
     )
