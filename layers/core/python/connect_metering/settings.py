@@ -8,10 +8,11 @@ every variable its handler requires and none its handler does not read. Logic ne
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 TENANCY_TABLE = "TENANCY_TABLE"
 ACTIVITY_TABLE = "ACTIVITY_TABLE"
@@ -22,6 +23,9 @@ QUARANTINE_RETENTION_DAYS = "QUARANTINE_RETENTION_DAYS"
 PRODUCT_CODE = "PRODUCT_CODE"
 AGENT_EVENTS_BUS_ARN = "AGENT_EVENTS_BUS_ARN"
 FORWARDER_TEMPLATE_URL = "FORWARDER_TEMPLATE_URL"
+
+# Set while ``from_environment`` reads a given mapping: the settings sources are then that mapping alone.
+_GIVEN_MAPPING_ONLY: ContextVar[bool] = ContextVar("_GIVEN_MAPPING_ONLY", default=False)
 
 
 class BillingPolicy(BaseModel):
@@ -88,9 +92,27 @@ class HandlerSettings(BaseSettings):
         return self._policy
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _GIVEN_MAPPING_ONLY.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
+
+    @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Self:
-        """Read from ``environ`` alone (tests, the local runtime); ``load_settings`` reads os.environ."""
-        return cls.model_validate(dict(environ))
+        """Read from ``environ`` alone (tests, the local runtime), never os.environ: a variable set in the
+        process must not fill in one the caller left out. ``load_settings`` reads os.environ."""
+        token = _GIVEN_MAPPING_ONLY.set(True)
+        try:
+            return cls.model_validate(dict(environ))
+        finally:
+            _GIVEN_MAPPING_ONLY.reset(token)
 
     @classmethod
     def variables(cls) -> dict[str, bool]:
