@@ -109,7 +109,9 @@ def _read_file(path: Path, fmt: str) -> Iterator[RecordedItem]:
             kind = fmt if fmt != AUTO else sniff(head)
             yield from READERS[kind](str(path), chunks, head)
         except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-            yield RecordedItem(f"{path} (gzip)", "", f"the gzip stream is damaged ({error}); the rest is lost")
+            yield RecordedItem(
+                f"{path} (gzip)", "", f"the gzip stream is damaged ({error}); the rest is lost"
+            )
 
 
 def _chunks(head: bytes, stream: IO[bytes] | gzip.GzipFile) -> Iterator[bytes]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connect_metering.domain.instants import from_ms, iso_ms, parse_iso, parse_iso_ms
+from connect_metering.domain.tenancy import Company, Environment, SubscriptionIdentity, TenancyError, build
 from connect_metering.local.marketplace_sim import FaultPlan, Outage, OutageError, Revocation
 from connect_metering.local.recordings import (
     AUTO,
@@ -166,9 +167,38 @@ def _validation_message(path: Path, error: ValidationError) -> str:
 
 def load_registry(path: Path) -> Registry:
     try:
-        return Registry.model_validate(_load_json(path, "registry"))
+        registry = Registry.model_validate(_load_json(path, "registry"))
     except ValidationError as error:
         raise BadInput(_validation_message(path, error)) from None
+    check_registry(registry, path)
+    return registry
+
+
+def check_registry(registry: Registry, path: Path) -> None:
+    """Every company, environment and subscription identity as the domain will build them, so a
+    malformed licence ARN, account id or a missing identity is refused before anything runs."""
+    for index, company in enumerate(registry.companies):
+        where = f"companies.{index}"
+        try:
+            build(Company, alias=company.alias, name=company.name)
+            for number, env in enumerate(company.environments):
+                where = f"companies.{index}.environments.{number}"
+                build(Environment, company_alias=company.alias, name=env.name, instance_arn=env.instance_arn)
+            for number, sub in enumerate(company.subscriptions):
+                where = f"companies.{index}.subscriptions.{number}"
+                build(SubscriptionIdentity, **subscription_identity(sub, registry.product_code))
+        except TenancyError as error:
+            raise BadInput(f"{path}: {where}.{error}") from None
+
+
+def subscription_identity(sub: RegistrySubscription, product_code: str) -> dict[str, str | None]:
+    """The identity fields of a registry subscription (the product code only for a legacy one)."""
+    return {
+        "customer_aws_account_id": sub.customer_aws_account_id,
+        "license_arn": sub.license_arn,
+        "customer_identifier": sub.customer_identifier,
+        "product_code": product_code if sub.license_arn is None else None,
+    }
 
 
 def load_faults(path: Path | None) -> FaultsFile:
