@@ -39,6 +39,8 @@ FORMATS = ("jsonl", "kinesis-get-records", "kinesis-base64-lines", "firehose", "
 AUTO = "auto"
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 20
+# What the format is told from: the start of the file (a GetRecordsOutput member, a bracket, a line).
+SNIFF_BYTES = 1 << 20
 # The most a document may take before it is declared unreadable: a GetRecords response carries at
 # most 10 MiB of data, 14 MiB once in base64.
 MAX_DOCUMENT_CHARS = 64 << 20
@@ -104,7 +106,7 @@ def _read_file(path: Path, fmt: str) -> Iterator[RecordedItem]:
         else:
             handle.seek(0)
         try:
-            head = stream.read(CHUNK_BYTES)
+            head = stream.read(SNIFF_BYTES)
             chunks = _chunks(head, stream)
             kind = fmt if fmt != AUTO else sniff(head)
             yield from READERS[kind](str(path), chunks, head)
@@ -125,7 +127,7 @@ def _chunks(head: bytes, stream: IO[bytes] | gzip.GzipFile) -> Iterator[bytes]:
 
 
 def sniff(head: bytes) -> str:
-    """The format of a recording from its first bytes (at most a chunk)."""
+    """The format of a recording from its first bytes (SNIFF_BYTES at most)."""
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     if text.startswith("["):
         return "eventbridge-archive"
