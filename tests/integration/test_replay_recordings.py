@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,16 @@ from connect_metering.local.replay import Replay, load_faults, load_registry, re
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """The command sets the handlers' environment in-process: each test leaves it as it found it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
 
 RECORDINGS = REPO_ROOT / "tests" / "fixtures" / "aws" / "recordings"
 # The published samples' instance and account.
