@@ -1,8 +1,10 @@
 """`connect-metering replay`: agent events through the real handlers, on embedded AWS and a virtual clock.
 
     connect-metering replay --registry R.json --events E.jsonl --until ISO --out DIR [--faults F.json]
+                            [--format jsonl|kinesis-get-records|kinesis-base64-lines|firehose|eventbridge-archive]
 
-The registry is loaded as if registration and activation had happened; each line of E.jsonl is delivered
+``--events`` is a recorded stream in any of those shapes, or a folder of them (``recordings``). The
+registry is loaded as if registration and activation had happened; each line of E.jsonl is delivered
 to the ingest handler, in file order, in SQS-sized batches; the clock is the running maximum of arrival
 times, and every metering action due at an instant (hour H at H + 1 h + grace, through the dispatcher
 and the meter workers; a subscription's end, as a License Deprovisioned event to the subscription
