@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.exceptions import ProfileNotFound
 
 ENDPOINT_VARIABLE = "CONNECT_METERING_ADMIN_URL"
 EXIT_REFUSED = 1
@@ -117,6 +118,9 @@ def run(arguments: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         status, body = send(endpoint, call_for(arguments), region=arguments.region, profile=arguments.profile)
+    except ProfileNotFound:
+        print(f"admin: argument --profile: no AWS profile named {arguments.profile!r}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (urllib.error.URLError, OSError) as error:
         print(f"admin: {endpoint} is unreachable: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -4,8 +4,8 @@ as a share of the revenue it bills.
     connect-metering cost --agents N [--hours-per-day H] [--price-per-minute P] [--days-per-month D]
                           [--companies C] [--bench FILE]
 
-Request counts come from `connect-metering bench` (``build/bench.json`` when it exists; otherwise the
-ingest figures are measured here with ``bench.ingest_requests_per_event``, about 10 s, and the metering
+Request counts come from `connect-metering bench` (``--bench FILE``, which must exist, else
+``build/bench.json`` when it exists; otherwise the ingest figures are measured here with ``bench.ingest_requests_per_event``, about 10 s, and the metering
 figure is the bench target). Events per agent-hour come from the traffic model the simulator and the
 bench use (`traffic.shift_events`). Unit prices are in ONE dated table (cost_model.PRICES): AWS list prices
 for us-east-1, without free tiers, written down from the public pricing pages on PRICES_AS_OF; check
@@ -211,8 +211,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bench",
         type=Path,
-        default=DEFAULT_BENCH,
-        help=f"figures of `connect-metering bench` (default {DEFAULT_BENCH}; measured now when absent)",
+        default=None,
+        help=f"figures of `connect-metering bench` (default {DEFAULT_BENCH}, measured now when that is "
+        "absent; a file named here must exist)",
     )
 
 
@@ -263,7 +264,11 @@ def run(arguments: argparse.Namespace) -> int:
     except BadArgument as error:
         print(f"cost: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    bench: Path = arguments.bench
+    named: Path | None = arguments.bench
+    if named is not None and not named.is_file():
+        print(f"cost: argument --bench: {named}: no such bench figures file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    bench = named or DEFAULT_BENCH
     if bench.exists():
         try:
             figures = figures_from_bench(bench)

@@ -1,8 +1,10 @@
 """`connect-metering replay`: agent events through the real handlers, on embedded AWS and a virtual clock.
 
     connect-metering replay --registry R.json --events E.jsonl --until ISO --out DIR [--faults F.json]
+                            [--format jsonl|kinesis-get-records|kinesis-base64-lines|firehose|eventbridge-archive]
 
-The registry is loaded as if registration and activation had happened; each line of E.jsonl is delivered
+``--events`` is a recorded stream in any of those shapes, or a folder of them (``recordings``). The
+registry is loaded as if registration and activation had happened; each line of E.jsonl is delivered
 to the ingest handler, in file order, in SQS-sized batches; the clock is the running maximum of arrival
 times, and every metering action due at an instant (hour H at H + 1 h + grace, through the dispatcher
 and the meter workers; a subscription's end, as a License Deprovisioned event to the subscription
@@ -49,6 +51,8 @@ from connect_metering.domain.tenancy import (
 )
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import handler_module
+from connect_metering.local.output_files import OutputError, prepare_folder
+from connect_metering.local.recordings import AUTO, FORMATS
 from connect_metering.local.replay_input import (
     BadInput,
     Delivery,
@@ -59,8 +63,9 @@ from connect_metering.local.replay_input import (
     load_registry,
     marketplace_change,
     read_events,
+    subscription_identity,
 )
-from connect_metering.local.replay_output import ReplayRun, Tally, summarize, write_outputs
+from connect_metering.local.replay_output import UNATTRIBUTED, ReplayRun, Tally, summarize, write_outputs
 from connect_metering.local.traffic import sqs_batch
 from connect_metering.settings import POLICY_VARIABLES
 
@@ -149,6 +154,9 @@ class Replay:
         batch: list[str] = []
         max_age = self.registry.policy.max_event_age * 1000
         for delivery in deliveries:
+            if delivery.unreadable is not None:
+                self.tally.note_unreadable(delivery)
+                continue
             arrival = delivery.arrival_ms
             if arrival is not None and arrival > clock:
                 if actions and actions[0].at_ms <= arrival:
@@ -250,12 +258,7 @@ class Replay:
         return build(
             Subscription,
             company_alias=alias,
-            identity=SubscriptionIdentity(
-                customer_aws_account_id=sub.customer_aws_account_id,
-                license_arn=sub.license_arn,
-                customer_identifier=sub.customer_identifier,
-                product_code=self.registry.product_code if sub.license_arn is None else None,
-            ),
+            identity=build(SubscriptionIdentity, **subscription_identity(sub, self.registry.product_code)),
             pricing=PricingModel(sub.pricing),
             started=sub.started,
             entitlements=Entitlements(licensed_agents=licensed, expires=sub.expires),
@@ -360,7 +363,7 @@ class Replay:
         if response.get("batchItemFailures"):
             self.tally.lifecycle["failed"] += 1
             print(
-                f"replay: E.jsonl line {delivery.line}: the lifecycle handler refused the notification",
+                f"replay: {delivery.where or f'item {delivery.line}'}: the lifecycle handler refused the notification",
                 file=sys.stderr,
             )
         for result in results:
@@ -414,7 +417,7 @@ class Replay:
         if response.get("batchItemFailures"):
             raise RuntimeError(f"ingest failed {len(response['batchItemFailures'])} records")
         for result in results:
-            company = result.company or "(unattributed)"
+            company = result.company or UNATTRIBUTED
             if result.reason is not None:
                 self.tally.quarantined[company][result.reason.value] += 1
             elif result.outcome.value == "duplicate":
@@ -439,7 +442,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--registry", type=Path, required=True, help="companies, subscriptions, environments (JSON)"
     )
     parser.add_argument(
-        "--events", type=Path, required=True, help="agent events or EventBridge envelopes (JSON lines)"
+        "--events",
+        type=Path,
+        required=True,
+        help="a recorded stream: a file or a folder of files read in name order (see --format)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=(AUTO, *FORMATS),
+        default=AUTO,
+        help="how --events was recorded (default: detected per file; gzip is always recognised)",
     )
     parser.add_argument("--until", required=True, help="ISO-8601 instant the clock moves to at the end")
     parser.add_argument("--out", type=Path, required=True, help="output folder (records.jsonl, summary.json)")
@@ -454,16 +466,21 @@ def run(arguments: argparse.Namespace) -> int:
             until_ms = parse_iso_ms(arguments.until, field="--until")
         except ValueError as error:
             raise BadInput(str(error)) from None
-        try:
-            arguments.out.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise BadInput(f"{arguments.out}: cannot create the output folder: {error.strerror}") from None
-        if not arguments.events.is_file():
-            raise BadInput(f"{arguments.events}: no such events file")
-        summary = Replay(registry, faults, arguments.out).run(read_events(arguments.events), until_ms)
-    except BadInput as error:
+        deliveries = read_events(arguments.events, arguments.format)
+        # Only once every input is known good: a refused run leaves no new folder behind.
+        prepare_folder(arguments.out)
+        summary = Replay(registry, faults, arguments.out).run(deliveries, until_ms)
+    except (BadInput, OutputError) as error:
         print(f"replay: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    unreadable = summary["unreadable_input"]
+    if unreadable["count"]:
+        first = unreadable["first"][0]
+        print(
+            f"replay: {unreadable['count']} unreadable input item(s) quarantined unparseable, the first "
+            f"at {first['at']}: {first['reason']} (all listed in summary.json unreadable_input)",
+            file=sys.stderr,
+        )
     print(
         f"replayed until {summary['until']}: {summary['records_sent']} record results, "
         f"{summary['marketplace_calls']} BatchMeterUsage calls; see {arguments.out}/summary.json"

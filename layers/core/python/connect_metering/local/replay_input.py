@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +14,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connect_metering.domain.instants import from_ms, iso_ms, parse_iso, parse_iso_ms
+from connect_metering.domain.tenancy import Company, Environment, SubscriptionIdentity, TenancyError, build
 from connect_metering.local.marketplace_sim import FaultPlan, Outage, OutageError, Revocation
+from connect_metering.local.recordings import (
+    AUTO,
+    RecordedItem,
+    RecordingError,
+    read_recording,
+    recording_files,
+)
 from connect_metering.local.traffic import eventbridge_envelope
 from connect_metering.settings import BillingPolicy
 
@@ -159,9 +167,38 @@ def _validation_message(path: Path, error: ValidationError) -> str:
 
 def load_registry(path: Path) -> Registry:
     try:
-        return Registry.model_validate(_load_json(path, "registry"))
+        registry = Registry.model_validate(_load_json(path, "registry"))
     except ValidationError as error:
         raise BadInput(_validation_message(path, error)) from None
+    check_registry(registry, path)
+    return registry
+
+
+def check_registry(registry: Registry, path: Path) -> None:
+    """Every company, environment and subscription identity as the domain will build them, so a
+    malformed licence ARN, account id or a missing identity is refused before anything runs."""
+    for index, company in enumerate(registry.companies):
+        where = f"companies.{index}"
+        try:
+            build(Company, alias=company.alias, name=company.name)
+            for number, env in enumerate(company.environments):
+                where = f"companies.{index}.environments.{number}"
+                build(Environment, company_alias=company.alias, name=env.name, instance_arn=env.instance_arn)
+            for number, sub in enumerate(company.subscriptions):
+                where = f"companies.{index}.subscriptions.{number}"
+                build(SubscriptionIdentity, **subscription_identity(sub, registry.product_code))
+        except TenancyError as error:
+            raise BadInput(f"{path}: {where}.{error}") from None
+
+
+def subscription_identity(sub: RegistrySubscription, product_code: str) -> dict[str, str | None]:
+    """The identity fields of a registry subscription (the product code only for a legacy one)."""
+    return {
+        "customer_aws_account_id": sub.customer_aws_account_id,
+        "license_arn": sub.license_arn,
+        "customer_identifier": sub.customer_identifier,
+        "product_code": product_code if sub.license_arn is None else None,
+    }
 
 
 def load_faults(path: Path | None) -> FaultsFile:
@@ -183,7 +220,7 @@ MARKETPLACE_SOURCE = "aws.agreement-marketplace"
 
 @dataclass(frozen=True)
 class Delivery:
-    """One line of E.jsonl as EventBridge would deliver it: to the agent-events queue, or (``lifecycle``)
+    """One item of the recording (a line of E.jsonl) as EventBridge would deliver it: to the agent-events queue, or (``lifecycle``)
     to the subscription lifecycle queue (a Marketplace EventBridge event or SNS notification)."""
 
     line: int
@@ -195,6 +232,11 @@ class Delivery:
     # already later (nothing arrives in the past), so an out-of-order or ancient raw line is delivered
     # late, as the bus would deliver it.
     raw: bool = False
+    # Where the item was read ("E.jsonl line 7", "shard.json document 2 Records[5]"), for messages.
+    where: str = ""
+    # Why the item could not be read as text (not UTF-8, not base64...): it is never delivered, and
+    # counts as quarantined ``unparseable`` with its position (summary ``unreadable_input``).
+    unreadable: str | None = None
 
     def delivered_at(self, clock_ms: int) -> str:
         """The body as delivered when the replay clock reads ``clock_ms``."""
@@ -205,18 +247,27 @@ class Delivery:
         return json.dumps(envelope)
 
 
-def read_events(path: Path) -> Iterator[Delivery]:
+def read_events(path: Path, fmt: str = AUTO) -> Iterator[Delivery]:
     """Raw agent events (arrival = EventTimestamp, account = AWSAccountId) or whole envelopes
-    (arrival = ``time``). A line that is not an event is still delivered: the product quarantines it."""
+    (arrival = ``time``), from a recording of any format of ``recordings`` (a file or a folder; checked
+    here, read as the replay goes). A line that is not an event is still delivered: the product
+    quarantines it. An item that cannot be read as text is handed over ``unreadable``."""
     try:
-        handle = path.open(encoding="utf-8")
-    except OSError as error:
-        raise BadInput(f"{path}: cannot read the events: {error.strerror}") from None
-    with handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            yield _delivery(number, text.strip())
+        files = recording_files(path)
+    except RecordingError as error:
+        raise BadInput(str(error)) from None
+    return _deliveries(read_recording(files, fmt))
+
+
+def _deliveries(items: Iterator[RecordedItem]) -> Iterator[Delivery]:
+    try:
+        for number, item in enumerate(items, start=1):
+            if item.problem is not None:
+                yield Delivery(number, None, item.text, where=item.where, unreadable=item.problem)
+            else:
+                yield replace(_delivery(number, item.text.strip()), where=item.where)
+    except RecordingError as error:
+        raise BadInput(str(error)) from None
 
 
 def _arrival(value: object) -> int | None:

@@ -9,7 +9,7 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from connect_metering.adapters.marketplace_meter import SendResult
 from connect_metering.adapters.meter_store import DynamoMeterStore
@@ -19,7 +19,12 @@ from connect_metering.domain.metering import RecordStatus
 from connect_metering.domain.sessions import BillableTimePolicy
 from connect_metering.domain.tenancy import Subscription
 from connect_metering.local.embedded import EmbeddedAws
-from connect_metering.local.replay_input import Registry
+from connect_metering.local.output_files import publish, text
+from connect_metering.local.replay_input import Delivery, Registry
+
+UNATTRIBUTED = "(unattributed)"
+# The first unreadable items are listed in summary.json with their position; all are counted.
+UNREADABLE_LISTED = 100
 
 
 @dataclass
@@ -29,6 +34,16 @@ class Tally:
     duplicates: Counter[str] = field(default_factory=Counter)
     late: Counter[str] = field(default_factory=Counter)
     quarantined: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    unreadable_count: int = 0
+
+    def note_unreadable(self, delivery: Delivery) -> None:
+        """An item of the recording that is not text (not UTF-8, not base64, not JSON): never delivered,
+        counted as quarantined ``unparseable`` (BILLING.md section 2 rule 1) with where it was."""
+        self.quarantined[UNATTRIBUTED]["unparseable"] += 1
+        self.unreadable_count += 1
+        if len(self.unreadable) < UNREADABLE_LISTED:
+            self.unreadable.append({"at": delivery.where, "reason": delivery.unreadable or ""})
 
 
 @dataclass
@@ -85,7 +100,7 @@ def summarize(run: ReplayRun, until_ms: int) -> dict[str, Any]:
             ),
             "environments": environments,
         }
-    unattributed = dict(tally.quarantined.get("(unattributed)", {}))
+    unattributed = dict(tally.quarantined.get(UNATTRIBUTED, {}))
     return {
         "until": iso_ms(until_ms),
         "companies": companies,
@@ -93,6 +108,7 @@ def summarize(run: ReplayRun, until_ms: int) -> dict[str, Any]:
         "records_sent": len(run.results),
         "lifecycle_notifications": dict(tally.lifecycle),
         "marketplace_calls": aws.marketplace.counter("BatchMeterUsage").calls,
+        "unreadable_input": {"count": tally.unreadable_count, "first": tally.unreadable},
     }
 
 
@@ -130,10 +146,15 @@ def _billable(
     return sum(totals.values()), unbilled
 
 
+# Outputs of earlier runs in the same folder that a replay does not write itself: removed when a new
+# set is published, so they never describe other records than the ones beside them.
+EARLIER_OUTPUTS = ("report.html", "report.png", "truth.json")
+
+
 def write_outputs(out: Path, results: list[SendResult], summary: dict[str, Any]) -> None:
-    """records.jsonl (every record result, in send order) and summary.json."""
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "records.jsonl").open("w", encoding="utf-8") as handle:
+    """records.jsonl (every record result, in send order) and summary.json, published together."""
+
+    def records(handle: IO[str]) -> None:
         for result in results:
             handle.write(
                 json.dumps(
@@ -146,4 +167,9 @@ def write_outputs(out: Path, results: list[SendResult], summary: dict[str, Any])
                 )
                 + "\n"
             )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+    files = {
+        "records.jsonl": records,
+        "summary.json": text(json.dumps(summary, indent=2, sort_keys=True) + "\n"),
+    }
+    publish(out, files, stale=EARLIER_OUTPUTS)

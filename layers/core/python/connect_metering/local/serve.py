@@ -23,6 +23,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -49,6 +50,7 @@ LOCAL_BUS_ARN = f"arn:aws:events:us-east-1:{SELLER_ACCOUNT}:event-bus/connect-me
 LICENSED_AGENTS = 10
 ADMIN_PREFIX = "/admin"
 MAX_BODY_BYTES = 1024 * 1024
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,17 +58,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--product-code", default=PRODUCT_CODE, help="the simulated Marketplace product")
 
 
+EXIT_BAD_INPUT = 2
+HIGHEST_PORT = 65535
+# What /dev/marketplace understands; anything else is refused with a message, never ignored.
+MARKETPLACE_PARAMETERS = {
+    "token": ("valid", "expired", "invalid"),
+    "pricing": ("usage", "contract"),
+    "account": ("<12 digits>",),
+}
+
+
 def run(arguments: argparse.Namespace) -> int:
-    with LocalServer(port=arguments.port, product_code=arguments.product_code) as server:
+    if not 0 <= arguments.port <= HIGHEST_PORT:
+        print(
+            f"serve: argument --port: {arguments.port} is not a port (0 to {HIGHEST_PORT})", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
+    server = LocalServer(port=arguments.port, product_code=arguments.product_code)
+    try:
+        server.__enter__()
+    except OSError as error:
+        print(
+            f"serve: argument --port: cannot listen on 127.0.0.1:{arguments.port}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    try:
         print(
             f"connect-metering serve: {server.url}/dev/marketplace  (admin API: {server.url}{ADMIN_PREFIX})"
         )
         print("embedded AWS (moto) and the Marketplace simulator; Ctrl-C stops", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("stopped")
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.__exit__(None, None, None)
     return 0
+
+
+def marketplace_refusal(query: dict[str, list[str]]) -> str | None:
+    """Why /dev/marketplace refuses these parameters (None: it accepts them)."""
+    for name, values in query.items():
+        accepted = MARKETPLACE_PARAMETERS.get(name)
+        if accepted is None:
+            return f"unknown parameter {name!r}: /dev/marketplace takes {', '.join(MARKETPLACE_PARAMETERS)}"
+        if len(values) > 1:
+            return f"parameter {name!r} is given {len(values)} times"
+        value = values[0]
+        valid = ACCOUNT_ID.fullmatch(value) is not None if name == "account" else value in accepted
+        if not valid:
+            return f"parameter {name}={value!r}: expected {' or '.join(accepted)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -167,6 +209,9 @@ class LocalServer:
     # Lifecycle -----------------------------------------------------------------------------------
 
     def __enter__(self) -> Self:
+        # Listening first: a port in use or refused fails here, before anything else is set up.
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self._port), self._request_handler())
+        self.httpd.daemon_threads = True
         self._saved_environ = dict(os.environ)
         for name, value in {
             "AWS_ACCESS_KEY_ID": "local",
@@ -184,8 +229,6 @@ class LocalServer:
         self.admin = handler_module("admin")
         self.lifecycle = handler_module("lifecycle")
         self._reset_caches()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self._port), self._request_handler())
-        self.httpd.daemon_threads = True
         return self
 
     def __exit__(
@@ -312,10 +355,14 @@ class LocalServer:
             raise RuntimeError(f"the lifecycle handler failed {detail_type}")
 
     def _marketplace(self, query: dict[str, list[str]]) -> HttpResponse:
+        refusal = marketplace_refusal(query)
+        if refusal is not None:
+            return self._page(
+                400, "AWS Marketplace (simulated)", f"<h1>Bad request</h1><p>{escape(refusal)}</p>"
+            )
         kind = query.get("token", ["valid"])[0]
         contract = query.get("pricing", ["usage"])[0] == "contract"
-        requested_account = query.get("account", [""])[0]
-        account = requested_account if requested_account.isdigit() and len(requested_account) == 12 else None
+        account = query.get("account", [None])[0]
         if kind == "invalid":
             token, note = f"not-a-marketplace-token-{secrets.token_hex(8)}", "an invalid token"
         else:
