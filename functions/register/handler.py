@@ -7,9 +7,13 @@
                      the reasons next to the fields (409 taken, 422 malformed); after
                      MAX_SIGNUP_ATTEMPTS refused attempts the registration is spent (429)
 
-Thin: Powertools routes, logs, traces and counts; ``RegistrationService`` decides. The registration
+Thin: Powertools routes, reads the forms (``Form`` parameters, ``enable_validation``), logs, traces and
+counts; ``RegistrationService`` decides. A form body is checked before the resolver parses it (16 KB,
+20 fields, strict UTF-8: ``check_form_body``), and a field the resolver finds missing is answered with the
+page the service gives for it, never the resolver's JSON. The registration
 token is never logged: the event is not logged, botocore's debug logging (which prints request
-bodies) is held at WARNING, and only outcome names reach a log line.
+bodies) and the resolver's (which prints a route's arguments) are held at WARNING, and only outcome names
+reach a log line.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ import traceback
 import warnings
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Form
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -47,17 +55,25 @@ from connect_metering.services.registration import (
     RegistrationService,
 )
 from connect_metering.settings import RegistrationSettings, load_settings
-from connect_metering.web.forms import BROWSER_COOKIE, FormTooLarge, MalformedForm, cookie_value, parse_form
+from connect_metering.web.forms import (
+    BROWSER_COOKIE,
+    FormTooLarge,
+    MalformedForm,
+    check_form_body,
+    cookie_value,
+)
 from connect_metering.web.pages import problem_page, security_headers, signup_page, success_page
 
 if TYPE_CHECKING:
     from connect_metering.domain.registration import PendingRegistration
 
 # debug=False: the resolver's debug mode prints whole events, and POST /register carries the token.
-app = APIGatewayHttpResolver(debug=False)
+app = APIGatewayHttpResolver(debug=False, enable_validation=True)
 # Page views and reads publish no metric; that is expected, not worth a warning per request.
 warnings.filterwarnings("ignore", "No application metrics to publish")
-for _noisy in ("botocore", "boto3", "urllib3"):
+# The resolver's debug logging prints a route's arguments ("Calling API Route Handler: {'token': ...}"),
+# as botocore's prints request bodies: both held at WARNING, whatever POWERTOOLS_DEBUG or LOG_LEVEL say.
+for _noisy in ("botocore", "boto3", "urllib3", "aws_lambda_powertools.event_handler"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 MARKETPLACE_REGION = "us-east-1"
@@ -66,6 +82,14 @@ MARKETPLACE_CONFIG = Config(
     connect_timeout=2, read_timeout=4, retries={"mode": "standard", "max_attempts": 2}
 )
 RETRY_AFTER_SECONDS = "60"
+REGISTER, SIGNUP = "/register", "/signup"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# A form field the resolver finds missing is answered as the service answered its empty value before the
+# resolver read the forms: no token is an invalid token, no registration id an unknown registration.
+MISSING_FIELD_PROBLEMS = {
+    "x-amzn-marketplace-token": Problem.INVALID_TOKEN,
+    "registration": Problem.REGISTRATION_UNKNOWN,
+}
 
 
 def now() -> datetime:
@@ -115,13 +139,6 @@ def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[s
     )
 
 
-def _form() -> dict[str, str]:
-    event = app.current_event
-    body = event.body or ""
-    raw = base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode()
-    return parse_form(raw)
-
-
 def _browser() -> str | None:
     return cookie_value(app.current_event.cookies, BROWSER_COOKIE)
 
@@ -130,13 +147,12 @@ def _count(name: str, dimension: str, value: str) -> None:
     count_by(name, dimension, {value: 1})
 
 
-@app.post("/register")
-def register() -> Response[str]:
-    fields = _form()
-    begun = registration_service().begin(
-        fields.get("x-amzn-marketplace-token", ""), offer_type=fields.get("x-amzn-marketplace-offer-type")
-    )
-    fields.clear()
+@app.post(REGISTER)
+def register(
+    token: Annotated[str, Form(alias="x-amzn-marketplace-token")],
+    offer_type: Annotated[str | None, Form(alias="x-amzn-marketplace-offer-type")] = None,
+) -> Response[str]:
+    begun = registration_service().begin(token, offer_type=offer_type)
     if begun.pending_error:
         logger.error(
             "kept lifecycle changes not applied on attach",
@@ -176,7 +192,7 @@ def _success(registration: PendingRegistration) -> Response[str]:
     )
 
 
-@app.get("/signup")
+@app.get(SIGNUP)
 def signup() -> Response[str]:
     registration_id = app.current_event.get_query_string_value("id", "") or ""
     registration = registration_service().show(registration_id, _browser())
@@ -194,11 +210,21 @@ def signup() -> Response[str]:
     )
 
 
-@app.post("/signup")
-def complete_signup() -> Response[str]:
-    fields = _form()
-    registration_id = fields.pop("registration", "")
-    csrf_token = fields.pop("csrf_token", None)
+@app.post(SIGNUP)
+def complete_signup(
+    registration_id: Annotated[str, Form(alias="registration")],
+    csrf_token: Annotated[str | None, Form()] = None,
+    company_alias: Annotated[str, Form()] = "",
+    company_name: Annotated[str, Form()] = "",
+    contact_email: Annotated[str, Form()] = "",
+    instance_arn: Annotated[str, Form()] = "",
+) -> Response[str]:
+    fields = {
+        "company_alias": company_alias,
+        "company_name": company_name,
+        "contact_email": contact_email,
+        "instance_arn": instance_arn,
+    }
     service = registration_service()
     result = service.complete(registration_id, _browser(), csrf_token, fields)
     if isinstance(result, Completed):
@@ -235,15 +261,15 @@ def on_problem(problem: RegistrationProblem) -> Response[str]:
     return _html(status, page)
 
 
-def on_too_large(_: FormTooLarge) -> Response[str]:
-    return _html(*problem_page("too_large"))
-
-
-def on_malformed(_: MalformedForm) -> Response[str]:
-    return _html(*problem_page("bad_request"))
-
-
-def on_bad_encoding(_: binascii.Error) -> Response[str]:
+def on_invalid_form(error: RequestValidationError) -> Response[str]:
+    """A missing field (the only error ``str`` fields of a checked body can give): the service's page for
+    it; anything else the bad-request page, never the resolver's JSON."""
+    for field in error.errors():
+        location = tuple(field.get("loc", ()))
+        problem = MISSING_FIELD_PROBLEMS.get(str(location[-1])) if location[:1] == ("body",) else None
+        if problem is not None and field.get("type") == "missing":
+            return on_problem(RegistrationProblem(problem))
+    logger.warning("form refused", extra={"errors": [(e.get("loc"), e.get("type")) for e in error.errors()]})
     return _html(*problem_page("bad_request"))
 
 
@@ -260,9 +286,7 @@ def on_error(error: Exception) -> Response[str]:
 
 
 app.exception_handler(RegistrationProblem)(on_problem)
-app.exception_handler(FormTooLarge)(on_too_large)
-app.exception_handler(MalformedForm)(on_malformed)
-app.exception_handler(binascii.Error)(on_bad_encoding)
+app.exception_handler(RequestValidationError)(on_invalid_form)
 app.exception_handler(Exception)(on_error)
 
 
@@ -271,4 +295,31 @@ app.exception_handler(Exception)(on_error)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     registration_service()  # first, outside the resolver: a missing setting (METER_QUEUE_URL) fails loudly
-    return app.resolve(event, context)
+    request = APIGatewayProxyEventV2(event)
+    if request.http_method != "POST" or request.path not in (REGISTER, SIGNUP):
+        return app.resolve(event, context)
+    refused = form_refusal(request)
+    if refused is not None:
+        return ResponseBuilder[APIGatewayProxyEventV2](refused).build(request)
+    return app.resolve(as_form(event), context)
+
+
+def form_refusal(request: APIGatewayProxyEventV2) -> Response[str] | None:
+    """The page refusing a form body over the limits, before the resolver parses it (it has none)."""
+    try:
+        body = request.body or ""
+        check_form_body(base64.b64decode(body, validate=True) if request.is_base64_encoded else body.encode())
+    except FormTooLarge:
+        return _html(*problem_page("too_large"))
+    except (MalformedForm, binascii.Error):
+        return _html(*problem_page("bad_request"))
+    return None
+
+
+def as_form(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its body declared a url-encoded form, whatever its content-type said: the form
+    routes read every body as a form, as they always did, so a JSON body is no second way in."""
+    headers = {
+        name: value for name, value in (event.get("headers") or {}).items() if name.lower() != "content-type"
+    }
+    return {**event, "headers": {**headers, "content-type": FORM_CONTENT_TYPE}}

@@ -19,7 +19,7 @@ from connect_metering.domain.registration import (
     validate_signup,
 )
 from connect_metering.domain.tenancy import InstanceArn
-from connect_metering.web.forms import FormTooLarge, MalformedForm, cookie_value, parse_form
+from connect_metering.web.forms import FormTooLarge, MalformedForm, check_form_body, cookie_value
 from connect_metering.web.pages import (
     PROBLEM_PAGES,
     STYLE,
@@ -137,15 +137,24 @@ def test_the_content_security_policy_allows_only_the_inline_stylesheet() -> None
     assert headers["Strict-Transport-Security"].startswith("max-age=")  # always, whatever the scheme claims
 
 
-def test_form_and_cookie_parsing() -> None:
-    assert parse_form(b"a=1&b=&a=2&c=%3Cx%3E") == {"a": "1", "b": "", "c": "<x>"}
-    assert parse_form(None) == {}
+def test_form_limits_and_cookie_parsing() -> None:
+    # What the resolver then reads of a form (first of repeated fields, blank values, %-escapes) is tested
+    # through the handler: tests/integration/registration/test_register_forms.py.
+    check_form_body(b"a=1&b=&a=2&c=%3Cx%3E")
+    check_form_body(b"")
+    check_form_body(b"a=" + b"x" * (16 * 1024 - 2))
+    check_form_body("&".join(f"f{n}=1" for n in range(20)).encode())
     with pytest.raises(FormTooLarge):
-        parse_form(b"a=" + b"x" * 17_000)
+        check_form_body(b"a=" + b"x" * 17_000)
+    with pytest.raises(FormTooLarge):
+        check_form_body(b"a=" + b"x" * (16 * 1024 - 1))
+    for malformed in (b"\xff=1", b"a=%FF", b"a=caf%C3", b"a=%C3&b=%A9"):
+        with pytest.raises(MalformedForm):
+            check_form_body(malformed)
     with pytest.raises(MalformedForm):
-        parse_form(b"\xff=1")
+        check_form_body("&".join(f"f{n}=1" for n in range(30)).encode())
     with pytest.raises(MalformedForm):
-        parse_form("&".join(f"f{n}=1" for n in range(30)))
+        check_form_body("&".join(f"f{n}=1" for n in range(21)).encode())
     assert cookie_value(["a=1", "cm_signup=xyz", "b=2"], "cm_signup") == "xyz"
     assert cookie_value(["a=1; cm_signup=abc"], "cm_signup") == "abc"
     assert cookie_value(None, "cm_signup") is None

@@ -1,4 +1,8 @@
-"""Reading browser requests: url-encoded forms with limits, and cookies."""
+"""Reading browser requests: the limits a url-encoded form body must keep, and cookies.
+
+The resolver parses the form itself (Powertools' ``Form`` parameters), with ``parse_qs`` and no limits, and
+decodes bytes that are not UTF-8 into replacement characters. ``check_form_body`` runs before it and
+refuses what it would accept silently."""
 
 from __future__ import annotations
 
@@ -19,25 +23,22 @@ class MalformedForm(ValueError):
     pass
 
 
-def parse_form(body: str | bytes | None) -> dict[str, str]:
-    """``application/x-www-form-urlencoded`` -> first value of each field. Refuses oversized bodies, too
-    many fields and undecodable bytes."""
-    if body is None:
-        return {}
-    raw = body.encode() if isinstance(body, str) else body
-    if len(raw) > MAX_FORM_BYTES:
-        raise FormTooLarge(f"form body is {len(raw)} bytes; at most {MAX_FORM_BYTES}")
+def check_form_body(body: bytes) -> None:
+    """Refuse an ``application/x-www-form-urlencoded`` body over ``MAX_FORM_BYTES`` (``FormTooLarge``), with
+    more than ``MAX_FORM_FIELDS`` fields, or whose bytes or %-escapes are not UTF-8 (``MalformedForm``)."""
+    if len(body) > MAX_FORM_BYTES:
+        raise FormTooLarge(f"form body is {len(body)} bytes; at most {MAX_FORM_BYTES}")
     try:
-        text = raw.decode("utf-8")
-        pairs = parse_qsl(
-            text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict", encoding="utf-8"
+        # Parsed strictly only to be refused early; the fields are read by the resolver.
+        parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FORM_FIELDS,
+            errors="strict",
+            encoding="utf-8",
         )
     except (UnicodeDecodeError, ValueError) as error:
         raise MalformedForm(type(error).__name__) from None
-    fields: dict[str, str] = {}
-    for name, value in pairs:
-        fields.setdefault(name, value)
-    return fields
 
 
 def cookie_value(cookies: Iterable[str] | None, name: str) -> str | None:
