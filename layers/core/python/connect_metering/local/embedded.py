@@ -19,7 +19,7 @@ import botocore
 import moto.core.responses
 from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.core.utils import camelcase_to_underscores
+from moto.core.utils import camelcase_to_underscores, method_names_from_class
 from moto.dynamodb import models
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -380,8 +380,7 @@ def lean_requests(events: Any) -> Iterator[None]:
     signs every request with SigV4, which moto never checks (no IAM here; the region comes from the
     endpoint's host name, the account from moto's default for unsigned requests, as for signed ones with
     moto's fake keys). ``events``: the emitter of the session every embedded client comes from."""
-    original_names = moto.core.responses.method_names_from_class
-    original_underscores = moto.core.responses.camelcase_to_underscores
+    original_names, original_underscores = method_names_from_class, camelcase_to_underscores  # moto's own
 
     def unsigned(**_: Any) -> Any:
         return botocore.UNSIGNED
