@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from connect_metering import ingest_batching
 from connect_metering.local import cost
 from connect_metering.local.cli import build_parser
 
 FIGURES = cost.Figures(
-    ingest_writes_per_event=0.37,
+    ingest=(cost.IngestFigure(40, 0.37, 0.40),),
     ingest_reads_per_event=0.001,
     metering_requests_per_subscription_hour=3.0,
     source="test",
@@ -102,16 +103,59 @@ def test_variable_cost_per_thousand_agent_hours_does_not_depend_on_the_days() ->
 
 
 @pytest.mark.unit
-def test_ingest_batches_fill_with_load_and_writes_approach_one_per_event() -> None:
+def test_ingest_batches_are_the_deployed_ones_and_writes_approach_one_per_event() -> None:
+    window = ingest_batching.BATCHING_WINDOW_SECONDS
+    one = cost.build_model(load(agents=1, companies=1), FIGURES, 35.0)
     small = cost.build_model(load(agents=10, companies=1), FIGURES, 35.0)
-    large = cost.build_model(load(agents=100_000, companies=4000), FIGURES, 35.0)
-    assert small.batch_size == 1  # under one event per 5 s window: every event is its own batch
-    assert large.batch_size == 100
-    assert small.writes_per_event == pytest.approx(1.0)
+    # batches close on the payload: writes approach one per event as agents outnumber a batch by far
+    large = cost.build_model(load(agents=1_000_000, companies=40_000), FIGURES, 35.0)
+    # what arrives in the deployed batching window ...
+    assert small.batch_size == pytest.approx(10 * 35.0 / 3600 * window)
+    assert one.batch_size == max(1.0, 35.0 / 3600 * window)
+    # ... up to the batch size and the Lambda payload
+    fits = ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES // cost.ASSUMPTIONS["ingest_record_bytes"]
+    assert large.batch_size == min(ingest_batching.BATCH_SIZE, fits)
+    assert cost.ingest_batch(1_000_000, 35.0) == large.batch_size
+    # one agent: its events of a window share one write, which the bench measures at its 40 agents
+    assert one.writes_per_event == pytest.approx(max(0.37, 1 / one.batch_size))
     assert large.writes_per_event == pytest.approx(1.0, abs=0.01)
+    assert large.writes_per_event == pytest.approx(cost.distinct_share(1_000_000, large.batch_size))
+    # each write costs the write units the bench measured per write
+    assert large.wcu_per_event == pytest.approx(large.writes_per_event * 0.40 / 0.37)
     # the bench's own scenario: 40 agents, batches of 100 -> its measured 0.37 writes per event
     assert cost.distinct_share(40, 100) == pytest.approx(0.368, abs=0.005)
     assert cost.distinct_share(1, 50) == pytest.approx(1 / 50)
+
+
+BENCH_INGEST = [
+    {"agents": 40, "writes_per_event": 0.30, "wcu_per_event": 0.33},
+    {"agents": 200, "writes_per_event": 0.40, "wcu_per_event": 0.45},
+    {"agents": 2000, "writes_per_event": 0.58, "wcu_per_event": 0.70},
+]
+
+
+@pytest.mark.unit
+def test_ingest_figures_follow_the_bench_fan_outs() -> None:
+    figures = cost.Figures(
+        ingest=tuple(cost.IngestFigure(**item) for item in BENCH_INGEST),  # type: ignore[arg-type]
+        ingest_reads_per_event=0.001,
+        metering_requests_per_subscription_hour=3.0,
+        source="test",
+    )
+    assert figures.ingest_at(10) == cost.IngestFigure(40, 0.30, 0.33)  # below: the smallest fan-out
+    assert figures.ingest_at(200) == cost.IngestFigure(200, 0.40, 0.45)
+    between = figures.ingest_at(1100)  # half way from 200 to 2,000
+    assert (between.writes_per_event, between.wcu_per_event) == pytest.approx((0.49, 0.575))
+    assert figures.ingest_at(50_000) == cost.IngestFigure(2000, 0.58, 0.70)  # above: the largest
+    # the model charges the measured write units, not an item size it assumes
+    model = cost.build_model(load(agents=200, companies=8), figures, 35.0)
+    assert model.writes_per_event == pytest.approx(0.40)
+    assert model.wcu_per_event == pytest.approx(0.45)
+    by_item = {line.service: line for line in model.variable}
+    wcu = by_item["DynamoDB write units (ingest: one UpdateItem per agent-hour per batch)"]
+    assert wcu.quantity_per_month == pytest.approx(model.agent_hours * 35.0 * 0.45)
+    with pytest.raises(ValueError, match="no ingest figure"):
+        cost.Figures((), 0.0, 3.0, "test")
 
 
 @pytest.mark.unit
@@ -131,21 +175,27 @@ def test_figures_from_a_bench_file(tmp_path: Path) -> None:
     path = tmp_path / "bench.json"
     path.write_text(
         json.dumps(
-            [
-                {"name": "ingest DynamoDB writes per accepted event", "value": 0.4, "unit": "requests"},
-                {"name": "ingest DynamoDB reads per event", "value": 0.002, "unit": "requests"},
-                {
-                    "name": "metering: DynamoDB requests per subscription-hour",
-                    "value": 2.5,
-                    "unit": "requests",
-                },
-            ]
+            {
+                "ingest": BENCH_INGEST,
+                "metering": {"subscriptions": 10, "requests_per_subscription_hour": 2.5},
+                "figures": [
+                    {"name": "ingest DynamoDB writes per accepted event", "value": 0.58, "unit": "requests"},
+                    {"name": "ingest DynamoDB reads per event", "value": 0.002, "unit": "requests"},
+                    {
+                        "name": "metering: DynamoDB requests per subscription-hour",
+                        "value": 9.0,  # the "metering" section wins
+                        "unit": "requests",
+                    },
+                ],
+            }
         )
     )
     figures = cost.figures_from_bench(path)
-    assert (figures.ingest_writes_per_event, figures.ingest_reads_per_event) == (0.4, 0.002)
+    assert figures.ingest == tuple(cost.IngestFigure(**item) for item in BENCH_INGEST)  # type: ignore[arg-type]
+    assert figures.ingest_reads_per_event == 0.002
     assert figures.metering_requests_per_subscription_hour == 2.5
     assert str(path) in figures.source
+    assert "target" not in figures.source
 
 
 @pytest.mark.unit
@@ -153,10 +203,13 @@ def test_a_bench_file_without_the_metering_figure_uses_the_target(tmp_path: Path
     path = tmp_path / "bench.json"
     path.write_text(
         json.dumps(
-            [
-                {"name": "ingest DynamoDB writes per accepted event", "value": 0.4},
-                {"name": "ingest DynamoDB reads per event", "value": 0.002},
-            ]
+            {
+                "ingest": BENCH_INGEST,
+                "figures": [
+                    {"name": "ingest DynamoDB writes per accepted event", "value": 0.4},
+                    {"name": "ingest DynamoDB reads per event", "value": 0.002},
+                ],
+            }
         )
     )
     figures = cost.figures_from_bench(path)
@@ -165,7 +218,36 @@ def test_a_bench_file_without_the_metering_figure_uses_the_target(tmp_path: Path
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("content", ["not json", "{}", '[{"name": "something else", "value": 1}]'])
+def test_a_bench_file_of_the_issue_schema_alone_uses_the_reads_target(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"ingest": BENCH_INGEST, "metering": {"requests_per_subscription_hour": 2.9}}))
+    figures = cost.figures_from_bench(path)
+    assert figures.ingest_reads_per_event == cost.INGEST_READS_TARGET
+    assert figures.metering_requests_per_subscription_hour == 2.9
+    assert "ingest reads: the bench target" in figures.source
+
+
+@pytest.mark.unit
+def test_a_missing_bench_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "absent.json"
+    with pytest.raises(cost.BenchFileError, match=r"absent\.json: no such file"):
+        cost.figures_from_bench(path)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "{}",
+        '[{"name": "something else", "value": 1}]',
+        # the list of figures an older bench wrote: no writes and write units per fan-out
+        '[{"name": "ingest DynamoDB writes per accepted event", "value": 0.4}]',
+        '{"ingest": []}',
+        '{"ingest": [{"agents": 40, "writes_per_event": 0.4}]}',
+        '{"ingest": [{"agents": 40, "writes_per_event": 0.4, "wcu_per_event": 0.4}], "figures": [1]}',
+    ],
+)
 def test_an_unusable_bench_file_is_bad_input(
     tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -218,11 +300,11 @@ def test_run_prints_the_table_from_a_bench_file(tmp_path: Path, capsys: pytest.C
     path = tmp_path / "bench.json"
     path.write_text(
         json.dumps(
-            [
-                {"name": "ingest DynamoDB writes per accepted event", "value": 0.37},
-                {"name": "ingest DynamoDB reads per event", "value": 0.001},
-                {"name": "metering: DynamoDB requests per subscription-hour", "value": 3.0},
-            ]
+            {
+                "ingest": BENCH_INGEST,
+                "metering": {"requests_per_subscription_hour": 3.0},
+                "figures": [{"name": "ingest DynamoDB reads per event", "value": 0.001}],
+            }
         )
     )
     argv = ["--agents", "500", "--hours-per-day", "7.5", "--price-per-minute", "0.03", "--bench", str(path)]

@@ -5,8 +5,10 @@ as a share of the revenue it bills.
                           [--companies C] [--bench FILE]
 
 Request counts come from `connect-metering bench` (``--bench FILE``, which must exist, else
-``build/bench.json`` when it exists; otherwise the ingest figures are measured here with ``bench.ingest_requests_per_event``, about 10 s, and the metering
-figure is the bench target). Events per agent-hour come from the traffic model the simulator and the
+``build/bench.json`` when it exists: the writes and write units per event at each fan-out it measured;
+otherwise the ingest figures are measured here with ``bench.measure_ingest``, about 10 s, and the
+metering figure is the bench target). Ingest batches are those of the deployed event source
+(connect_metering/ingest_batching.py). Events per agent-hour come from the traffic model the simulator and the
 bench use (`traffic.shift_events`). Unit prices are in ONE dated table (cost_model.PRICES): AWS list prices
 for us-east-1, without free tiers, written down from the public pricing pages on PRICES_AS_OF; check
 them before quoting a figure. Everything else the model assumes (latencies, log bytes) is in
@@ -32,6 +34,7 @@ from connect_metering.local.cost_model import (
     EDGE_RESOURCES,
     FIXED_RESOURCES,
     FUNCTION_MEMORY_MB,
+    INGEST_READS_TARGET,
     METERING_TARGET,
     PRICE_REGION,
     PRICES,
@@ -39,11 +42,13 @@ from connect_metering.local.cost_model import (
     CostLine,
     CostModel,
     Figures,
+    IngestFigure,
     Load,
     Price,
     build_model,
     distinct_share,
     events_per_agent_hour,
+    ingest_batch,
     item_wru,
 )
 
@@ -54,6 +59,7 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "FIXED_RESOURCES",
     "FUNCTION_MEMORY_MB",
+    "INGEST_READS_TARGET",
     "METERING_TARGET",
     "PRICES",
     "PRICES_AS_OF",
@@ -61,6 +67,7 @@ __all__ = [
     "CostLine",
     "CostModel",
     "Figures",
+    "IngestFigure",
     "Load",
     "Price",
     "add_arguments",
@@ -69,6 +76,7 @@ __all__ = [
     "distinct_share",
     "events_per_agent_hour",
     "figures_from_bench",
+    "ingest_batch",
     "item_wru",
     "run",
 ]
@@ -84,37 +92,76 @@ class BenchFileError(Exception):
     pass
 
 
-def figures_from_bench(path: Path) -> Figures:
-    """The request counts in a `connect-metering bench --out` JSON file."""
+def _read_bench(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(document, dict):  # `bench --out` writes its figures under "figures"
-            document = document["figures"]
-        by_name = {str(item["name"]): float(item["value"]) for item in document}
-    except (OSError, ValueError, TypeError, KeyError) as error:
+    except FileNotFoundError:
+        raise BenchFileError(f"{path}: no such file (write it with `connect-metering bench`)") from None
+    except (OSError, ValueError) as error:
         raise BenchFileError(f"{path}: not a bench figures file ({error})") from None
+    if not isinstance(document, dict):
+        raise BenchFileError(f'{path}: not a `connect-metering bench --out` file (no "ingest" list)')
+    return document
+
+
+def _ingest(path: Path, document: dict[str, Any]) -> tuple[IngestFigure, ...]:
     try:
-        writes = by_name["ingest DynamoDB writes per accepted event"]
-        reads = by_name["ingest DynamoDB reads per event"]
-    except KeyError as missing:
-        raise BenchFileError(f"{path}: no figure {missing}") from None
-    metering = by_name.get("metering: DynamoDB requests per subscription-hour")
-    source = f"{path} (bench)"
+        measured = tuple(
+            IngestFigure(int(item["agents"]), float(item["writes_per_event"]), float(item["wcu_per_event"]))
+            for item in document["ingest"]
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise BenchFileError(f'{path}: no usable "ingest" figures ({error!r})') from None
+    if not measured or any(figure.agents < 1 or figure.writes_per_event <= 0 for figure in measured):
+        raise BenchFileError(f'{path}: no usable "ingest" figures')
+    return measured
+
+
+def _named_figures(path: Path, document: dict[str, Any]) -> dict[str, float]:
+    try:
+        return {str(item["name"]): float(item["value"]) for item in document.get("figures", [])}
+    except (KeyError, TypeError, ValueError) as error:
+        raise BenchFileError(f'{path}: unreadable "figures" ({error!r})') from None
+
+
+def figures_from_bench(path: Path) -> Figures:
+    """The request counts in a `connect-metering bench --out` JSON file: writes and write units per
+    accepted event at each fan-out from its ``"ingest"`` list, the metering requests from ``"metering"``,
+    the ingest reads from its ``"figures"`` when present (otherwise their bench targets, said in the
+    source)."""
+    document = _read_bench(path)
+    ingest = _ingest(path, document)
+    by_name = _named_figures(path, document)
+    notes = []
+    reads = by_name.get("ingest DynamoDB reads per event")
+    if reads is None:
+        reads = INGEST_READS_TARGET
+        notes.append(f"ingest reads: the bench target {INGEST_READS_TARGET:g} per event")
+    metering_section = document.get("metering")
+    metering = (
+        metering_section.get("requests_per_subscription_hour") if isinstance(metering_section, dict) else None
+    )
     if metering is None:
-        metering, source = METERING_TARGET, f"{source}; metering: the bench target {METERING_TARGET:g}"
-    return Figures(writes, reads, metering, source)
+        metering = by_name.get("metering: DynamoDB requests per subscription-hour")
+    if metering is None:
+        metering = METERING_TARGET
+        notes.append(f"metering: the bench target {METERING_TARGET:g}")
+    fan_outs = ", ".join(f"{figure.agents:,}" for figure in ingest)
+    source = "; ".join([f"{path} (bench; ingest at {fan_outs} agents)", *notes])
+    return Figures(ingest, reads, float(metering), source)
 
 
 def measured_figures() -> Figures:
-    """Measures the ingest figures now (~10 s, embedded AWS); the metering figure is the bench target."""
-    from connect_metering.local.bench import ingest_requests_per_event
+    """Measures the ingest figures now (~10 s, embedded AWS, one environment of 40 agents in the deployed
+    batches); the metering figure is the bench target."""
+    from connect_metering.local.bench import measure_ingest
 
-    by_name = {figure.name: figure.value for figure in ingest_requests_per_event()}
+    measure = measure_ingest()
     return Figures(
-        by_name["ingest DynamoDB writes per accepted event"],
-        by_name["ingest DynamoDB reads per event"],
+        (IngestFigure(measure.agents, measure.writes_per_event, measure.wcu_per_event),),
+        measure.reads / measure.events,
         METERING_TARGET,
-        "measured now with bench.ingest_requests_per_event (no bench file); "
+        f"measured now with bench.measure_ingest at {measure.agents} agents (no bench file); "
         f"metering: the bench target {METERING_TARGET:g} requests per subscription-hour",
     )
 
@@ -141,8 +188,9 @@ def render(model: CostModel) -> str:
         f"{model.agent_hours:,.0f} agent-hours/month; {load.companies:,} companies (one subscription and "
         "one environment each)",
         f"traffic: {model.events_per_agent_hour:.1f} events per agent-hour (traffic model); ingest batches of "
-        f"{model.batch_size:,.1f} events; {model.writes_per_event:.3f} DynamoDB writes per event "
-        f"(bench {model.figures.ingest_writes_per_event:.3f}, or more when agents outnumber a batch)",
+        f"{model.batch_size:,.1f} events (deployed window and size); {model.writes_per_event:.3f} DynamoDB "
+        f"writes and {model.wcu_per_event:.3f} write units per event (bench at this fan-out, or more "
+        "when agents outnumber a batch)",
         f"request counts: {model.figures.source}",
         "",
         "| payer | item | quantity / 1,000 agent-hours | unit price | USD / 1,000 agent-hours |",

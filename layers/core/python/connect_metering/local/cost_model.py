@@ -1,14 +1,22 @@
 """The cost model of `connect-metering cost`: ONE dated table of AWS list prices (PRICES, us-east-1,
 without free tiers, written down from the public pricing pages on PRICES_AS_OF: check them before quoting
 a figure), everything else the model assumes in one place (ASSUMPTIONS), and the monthly cost lines of
-a load computed from them and the bench's request counts."""
+a load computed from them and the bench's request counts.
+
+The ingest side is taken from what is measured or deployed, never retyped here: how the queue batches
+events from connect_metering/ingest_batching.py (the constants the event source mapping is deployed
+with), the DynamoDB writes and write units per accepted event from the bench's ``"ingest"`` figures at
+each fan-out it measured."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+from connect_metering import ingest_batching
 
 # --- ONE dated price table ----------------------------------------------------------------------------
 # AWS list prices, us-east-1, as read from the public pricing pages on PRICES_AS_OF (no free tier, no
@@ -65,8 +73,9 @@ FIXED_RESOURCES = {"alarms": 23, "dashboards": 1, "kms_keys": 5}
 # million) and CloudFront's are sign-ups, a few a month: nothing next to these.
 EDGE_RESOURCES = {"web_acls": 1, "waf_rules": 1}
 ASSUMPTIONS: dict[str, float] = {
-    "ingest_batch_size": 100,  # infra/constructs/ingestion.py BATCH_SIZE
-    "ingest_batching_window_s": 5,  # infra/constructs/ingestion.py BATCHING_WINDOW
+    # a forwarded agent event as the ingest Lambda receives it (SQS record around the EventBridge
+    # envelope): what fills the 6 MB payload (connect_metering/ingest_batching.py)
+    "ingest_record_bytes": 2048,
     "sqs_messages_per_receive": 10,  # SQS ReceiveMessage / DeleteMessageBatch return or take 10 at most
     "forwarder_batch_size": 10,  # infra/constructs/forwarder.py BATCH_SIZE
     "worker_batch_companies": 100,  # infra/constructs/metering.py WORKER_BATCH_SIZE
@@ -92,16 +101,46 @@ ASSUMPTIONS: dict[str, float] = {
 # -----------------------------------------------------------------------------------------------------
 
 METERING_TARGET = 3.0  # bench target for DynamoDB requests per subscription-hour (used when not measured)
+INGEST_READS_TARGET = 0.05  # bench target for ingest reads per event (used when not measured)
+
+
+@dataclass(frozen=True)
+class IngestFigure:
+    """What the bench measured for one environment of ``agents`` agents, in the deployed batches."""
+
+    agents: int
+    writes_per_event: float
+    wcu_per_event: float
 
 
 @dataclass(frozen=True)
 class Figures:
-    """Request counts from `bench`."""
+    """Request counts from `bench`: the ingest figures at every fan-out it measured."""
 
-    ingest_writes_per_event: float
+    ingest: tuple[IngestFigure, ...]
     ingest_reads_per_event: float
     metering_requests_per_subscription_hour: float
     source: str
+
+    def __post_init__(self) -> None:
+        if not self.ingest:
+            raise ValueError("no ingest figure")
+
+    def ingest_at(self, agents: float) -> IngestFigure:
+        """The measured figures at ``agents``, linear between the fan-outs measured, the nearest one's
+        outside them."""
+        ordered = sorted(self.ingest, key=lambda figure: figure.agents)
+        if agents <= ordered[0].agents:
+            return ordered[0]
+        for low, high in itertools.pairwise(ordered):
+            if agents <= high.agents:
+                share = (agents - low.agents) / (high.agents - low.agents)
+                return IngestFigure(
+                    round(agents),
+                    low.writes_per_event + share * (high.writes_per_event - low.writes_per_event),
+                    low.wcu_per_event + share * (high.wcu_per_event - low.wcu_per_event),
+                )
+        return ordered[-1]
 
 
 @dataclass(frozen=True)
@@ -136,6 +175,7 @@ class CostModel:
     events_per_agent_hour: float
     batch_size: float
     writes_per_event: float
+    wcu_per_event: float
     variable: list[CostLine] = field(default_factory=list)
     fixed: list[CostLine] = field(default_factory=list)
 
@@ -197,13 +237,30 @@ def item_wru(events_per_hour: float) -> float:
     return sum(math.ceil((key + k * each) / 1024) for k in range(1, count + 1)) / count
 
 
+def ingest_batch(agents: float, per_agent_hour: float) -> float:
+    """Records in an ingest invocation while ``agents`` agents send: what arrives in the deployed batching
+    window, up to the batch size and the Lambda payload (connect_metering/ingest_batching.py)."""
+    rate = agents * per_agent_hour / 3600  # events/s while everyone works
+    fits = ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES // ASSUMPTIONS["ingest_record_bytes"]
+    most = min(ingest_batching.BATCH_SIZE, fits)
+    return min(most, max(1.0, rate * ingest_batching.BATCHING_WINDOW_SECONDS))
+
+
+def ingest_writes(load: Load, figures: Figures, batch: float) -> tuple[float, float]:
+    """DynamoDB writes and write units per accepted event: the bench's at this many agents; past the
+    fan-outs it measured, no fewer writes than one per distinct agent in a batch (each write's units as
+    measured)."""
+    measured = figures.ingest_at(load.agents)
+    writes = max(measured.writes_per_event, distinct_share(load.agents, batch))
+    return writes, writes * measured.wcu_per_event / measured.writes_per_event
+
+
 def build_model(load: Load, figures: Figures, per_agent_hour: float) -> CostModel:
     a = ASSUMPTIONS
     agent_hours = load.agent_hours_per_month
     events = agent_hours * per_agent_hour
-    rate = load.agents * per_agent_hour / 3600  # events/s while everyone works
-    batch = min(a["ingest_batch_size"], max(1.0, rate * a["ingest_batching_window_s"]))
-    writes_per_event = max(figures.ingest_writes_per_event, distinct_share(load.agents, batch))
+    batch = ingest_batch(load.agents, per_agent_hour)
+    writes_per_event, wcu_per_event = ingest_writes(load, figures, batch)
     invocations = events / batch
     writes = events * writes_per_event
     ingest_seconds = invocations * a["ingest_base_ms"] / 1000 + writes * a["dynamodb_request_ms"] / 1000
@@ -263,7 +320,7 @@ def build_model(load: Load, figures: Figures, per_agent_hour: float) -> CostMode
         CostLine(
             "seller",
             "DynamoDB write units (ingest: one UpdateItem per agent-hour per batch)",
-            writes * item_wru(per_agent_hour),
+            events * wcu_per_event,
             "dynamodb_write_request_unit",
         ),
         CostLine(
@@ -356,6 +413,7 @@ def build_model(load: Load, figures: Figures, per_agent_hour: float) -> CostMode
         events_per_agent_hour=per_agent_hour,
         batch_size=batch,
         writes_per_event=writes_per_event,
+        wcu_per_event=wcu_per_event,
         variable=variable,
         fixed=fixed,
     )

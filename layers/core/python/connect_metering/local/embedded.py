@@ -4,6 +4,7 @@ a virtual clock that both read, so replay and the demo run hours of billing in s
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -14,9 +15,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import boto3
+import botocore
+import moto.core.responses
 from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.core.utils import camelcase_to_underscores
+from moto.core.utils import camelcase_to_underscores, method_names_from_class
 from moto.dynamodb import models
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -370,6 +373,30 @@ class _WithoutCounts:
         return getattr(self._queue, name)
 
 
+@contextmanager
+def lean_requests(events: Any) -> Iterator[None]:
+    """Per-request work that moto and botocore repeat and the embedded runtime does not need: moto lists
+    its response class's methods (``inspect.getmembers``) and re-derives the action's snake_case name on
+    every request (both depend on the class and the name alone, so they are remembered), and botocore
+    signs every request with SigV4, which moto never checks (no IAM here; the region comes from the
+    endpoint's host name, the account from moto's default for unsigned requests, as for signed ones with
+    moto's fake keys). ``events``: the emitter of the session every embedded client comes from."""
+    original_names, original_underscores = method_names_from_class, camelcase_to_underscores  # moto's own
+
+    def unsigned(**_: Any) -> Any:
+        return botocore.UNSIGNED
+
+    setattr(moto.core.responses, "method_names_from_class", functools.cache(original_names))  # noqa: B010
+    setattr(moto.core.responses, "camelcase_to_underscores", functools.cache(original_underscores))  # noqa: B010
+    events.register("choose-signer", unsigned, unique_id="embedded-aws-unsigned")
+    try:
+        yield
+    finally:
+        events.unregister("choose-signer", unique_id="embedded-aws-unsigned")
+        setattr(moto.core.responses, "method_names_from_class", original_names)  # noqa: B010
+        setattr(moto.core.responses, "camelcase_to_underscores", original_underscores)  # noqa: B010
+
+
 class _TablesByReference:
     @staticmethod
     def deepcopy(value: Any, memo: Any = None) -> Any:
@@ -407,6 +434,7 @@ class EmbeddedAws:
         # Every client made from here on (the handlers' too) comes from this session and is counted.
         boto3.setup_default_session(region_name=REGION)
         self.requests.watch(boto3._get_default_session().events)
+        self._moto_speedups.enter_context(lean_requests(boto3._get_default_session().events))
         os.environ.update(TABLE_ENVIRONMENT)
         self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
         self.metering: MarketplaceMeteringClient = self.marketplace.attach(
