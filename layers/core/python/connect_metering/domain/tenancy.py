@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Self, TypeVar
 
 from pydantic import (
@@ -297,7 +298,7 @@ class SubscriptionIdentity(BaseModel):
     def is_legacy(self) -> bool:
         return self.license_arn is None
 
-    @property
+    @cached_property  # frozen: computed once (the metering core asks for it per billed piece)
     def key(self) -> str:
         """Stable, unique key of the subscription: its licence id (one licence, however AWS spells its ARN),
         else the legacy customer identifier with the product code."""
