@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 os.environ.update(
     {
@@ -23,3 +27,21 @@ os.environ.update(
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "tests" / "fixtures" / "samples"
+
+
+@contextlib.contextmanager
+def environment_restored() -> Iterator[None]:
+    """The local runtime sets the handlers' environment in-process (embedded AWS, replay, the CLI): code
+    run inside this leaves ``os.environ`` as it found it, so no test sees another's variables."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def restored_environment() -> Iterator[None]:
+    with environment_restored():
+        yield

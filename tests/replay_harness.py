@@ -4,7 +4,6 @@ builder of agent events, `connect_metering.local.traffic`)."""
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +12,7 @@ from typing import Any
 
 from connect_metering.local import traffic
 from connect_metering.local.replay import Replay, load_faults, load_registry, read_events
+from tests.conftest import environment_restored
 
 LICENSE = "arn:aws:license-manager::123456789012:license:l-{}"
 ACCOUNT = "111122223333"
@@ -100,14 +100,10 @@ def replay(
         faults_file = tmp_path / "faults.json"
         faults_file.write_text(json.dumps(faults))
     out = tmp_path / "out"
-    saved = dict(os.environ)
-    try:
+    with environment_restored():
         summary = Replay(load_registry(registry_file), load_faults(faults_file), out).run(
             read_events(events_file), int(until.timestamp() * 1000)
         )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return ReplayResult(records, summary)
 

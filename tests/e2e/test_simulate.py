@@ -9,7 +9,6 @@ import dataclasses
 import io
 import itertools
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,10 @@ import pytest
 from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_MINUTE, parse_iso_ms
 from connect_metering.local import report, simulate
 from connect_metering.local.cli import main
+from tests.conftest import environment_restored
 
 SIZE = ["--companies", "4", "--agents", "3", "--hours", "3", "--seed", "5"]
 H0 = parse_iso_ms("2026-11-02T06:00:00Z")
-
-
-@pytest.fixture
-def restored_environment() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @dataclass
@@ -42,14 +34,9 @@ class Run:
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     out = tmp_path_factory.mktemp("simulate") / "out"
-    saved = dict(os.environ)
     stdout = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(stdout):
-            code = main(["simulate", *SIZE, "--out", str(out)])
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with environment_restored(), contextlib.redirect_stdout(stdout):
+        code = main(["simulate", *SIZE, "--out", str(out)])
     yield Run(code, out, stdout.getvalue())
 
 

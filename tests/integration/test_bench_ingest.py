@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ from connect_metering import ingest_batching
 from connect_metering.local import bench
 from connect_metering.local.embedded import ACTIVITY_TABLE, EmbeddedAws
 from connect_metering.local.write_units import item_bytes
+from tests.conftest import environment_restored
 
 pytestmark = pytest.mark.integration
 
@@ -61,13 +61,8 @@ def test_the_ingest_measurement_stores_the_deployed_batches() -> None:
 
 @pytest.fixture
 def aws() -> Iterator[EmbeddedAws]:
-    saved = dict(os.environ)
-    try:
-        with EmbeddedAws(product_code="p", start=T0) as embedded:
-            yield embedded
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with environment_restored(), EmbeddedAws(product_code="p", start=T0) as embedded:
+        yield embedded
 
 
 def test_write_units_round_up_the_larger_item_size_to_kilobytes(aws: EmbeddedAws) -> None:

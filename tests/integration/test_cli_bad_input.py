@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +17,7 @@ from connect_metering.local import cli
 from connect_metering.local.serve import LocalServer
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _environment_restored() -> Iterator[None]:
-    """The command sets the handlers' environment in-process: each test leaves it as it found it."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("restored_environment")]
 
 
 RECORDINGS = REPO_ROOT / "tests" / "fixtures" / "aws" / "recordings"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 import pytest
 
 from connect_metering.domain.tenancy import Company, Subscription, SubscriptionHeldByAnotherCompany, build
 from connect_metering.local.embedded import EmbeddedAws
+from tests.conftest import environment_restored
 
 pytestmark = pytest.mark.integration
 
@@ -26,23 +26,21 @@ def subscription(alias: str, suffix: str, account: str) -> Subscription:
 
 
 def test_a_cancelled_transaction_writes_nothing() -> None:
-    saved = dict(os.environ)
-    try:
-        with EmbeddedAws(product_code="p", start=datetime(2026, 11, 2, tzinfo=UTC)) as aws:
-            aws.tenancy.create_company(Company(alias="alpha"))
-            aws.tenancy.create_company(Company(alias="bravo"))
-            aws.tenancy.add_subscription(subscription("alpha", "one", "111111111111"))
-            # bravo's first write (its pricing) would succeed; the subscription claim fails the whole
-            with pytest.raises(SubscriptionHeldByAnotherCompany):
-                aws.tenancy.add_subscription(subscription("bravo", "one", "222222222222"))
-            assert aws.tenancy.company_pricing("bravo") is None
-            assert aws.tenancy.owner_of_account("222222222222") is None
-            assert aws.tenancy.list_subscriptions("bravo") == []
-            # and a later valid transaction still works
-            aws.tenancy.add_subscription(subscription("bravo", "two", "222222222222"))
-            assert [sub.key for sub in aws.tenancy.list_subscriptions("bravo")] == [
-                subscription("bravo", "two", "222222222222").key
-            ]
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with (
+        environment_restored(),
+        EmbeddedAws(product_code="p", start=datetime(2026, 11, 2, tzinfo=UTC)) as aws,
+    ):
+        aws.tenancy.create_company(Company(alias="alpha"))
+        aws.tenancy.create_company(Company(alias="bravo"))
+        aws.tenancy.add_subscription(subscription("alpha", "one", "111111111111"))
+        # bravo's first write (its pricing) would succeed; the subscription claim fails the whole
+        with pytest.raises(SubscriptionHeldByAnotherCompany):
+            aws.tenancy.add_subscription(subscription("bravo", "one", "222222222222"))
+        assert aws.tenancy.company_pricing("bravo") is None
+        assert aws.tenancy.owner_of_account("222222222222") is None
+        assert aws.tenancy.list_subscriptions("bravo") == []
+        # and a later valid transaction still works
+        aws.tenancy.add_subscription(subscription("bravo", "two", "222222222222"))
+        assert [sub.key for sub in aws.tenancy.list_subscriptions("bravo")] == [
+            subscription("bravo", "two", "222222222222").key
+        ]

@@ -5,7 +5,6 @@ Runs on embedded AWS (moto) and the Marketplace simulator, with the real worker 
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.lambdas import handler_module
 from connect_metering.local.traffic import sqs_batch
 from connect_metering.services.meter import MeterWorker
+from tests.conftest import environment_restored
 from tests.replay_harness import LICENSE, envelope, instance, session
 
 pytestmark = pytest.mark.integration
@@ -42,8 +42,7 @@ class Crashes:
 
 @pytest.fixture
 def aws() -> Iterator[EmbeddedAws]:
-    saved = dict(os.environ)
-    with EmbeddedAws(product_code="prod1", start=H8) as embedded:
+    with environment_restored(), EmbeddedAws(product_code="prod1", start=H8) as embedded:
         embedded.tenancy.create_company(Company(alias="acme"))
         embedded.tenancy.add_environment(
             build(Environment, company_alias="acme", name="prod", instance_arn=instance())
@@ -75,8 +74,6 @@ def aws() -> Iterator[EmbeddedAws]:
         assert response == {"batchItemFailures": []}
         ingest.metrics.clear_metrics()
         yield embedded
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def build_worker(

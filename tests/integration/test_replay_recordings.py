@@ -6,9 +6,7 @@ are not UTF-8 and records that cannot be decoded are quarantined with their posi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +14,9 @@ import pytest
 
 from connect_metering.local import cli
 from connect_metering.local.replay import Replay, load_faults, load_registry, read_events
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, environment_restored
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _environment_restored() -> Iterator[None]:
-    """The command sets the handlers' environment in-process: each test leaves it as it found it."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("restored_environment")]
 
 
 RECORDINGS = REPO_ROOT / "tests" / "fixtures" / "aws" / "recordings"
@@ -66,14 +55,10 @@ def replay(tmp_path: Path, events: Path, fmt: str = "auto") -> tuple[list[dict[s
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps(REGISTRY))
     out = tmp_path / f"out-{fmt}-{events.name}"
-    saved = dict(os.environ)
-    try:
+    with environment_restored():
         summary = Replay(load_registry(registry), load_faults(None), out).run(
             read_events(events, fmt), 1565697600000
         )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return records, summary
 
