@@ -160,3 +160,29 @@ def test_the_serve_command_listens_on_localhost_and_never_logs_the_token() -> No
     assert "POST /register" in everything  # the request log is there ...
     assert token not in everything  # ... and the token is not
     assert headers["Location"].split("=", 1)[1] not in everything  # nor the registration id
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a test worker, nohup or a supervisor may leave it
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_on_ctrl_c_or_sigterm_even_when_started_with_interrupts_ignored(stop: int) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connect_metering.local.cli", "serve", "--port", "0"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_ignore_interrupts,
+    )
+    try:
+        assert process.stdout is not None
+        assert "/dev/marketplace" in process.stdout.readline()
+        assert "Ctrl-C stops" in process.stdout.readline()
+    finally:
+        process.send_signal(stop)  # the process this test started
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "stopped" in output

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import sys
 import threading
 import uuid
@@ -88,12 +89,25 @@ def run(arguments: argparse.Namespace) -> int:
             f"connect-metering serve: {server.url}/dev/marketplace  (admin API: {server.url}{ADMIN_PREFIX})"
         )
         print("embedded AWS (moto) and the Marketplace simulator; Ctrl-C stops", flush=True)
+        _stop_on_interrupt_or_terminate()
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped")
     finally:
         server.__exit__(None, None, None)
     return 0
+
+
+def _stop_on_interrupt_or_terminate() -> None:
+    """Ctrl-C and SIGTERM stop the server. Python leaves SIGINT ignored when the parent ignored it (a
+    test runner's worker, nohup, a supervisor), and then Ctrl-C would never reach ``serve``: install the
+    default handler explicitly, and treat SIGTERM the same way."""
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupted)
 
 
 def marketplace_refusal(query: dict[str, list[str]]) -> str | None:
