@@ -85,11 +85,12 @@ def run(arguments: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     try:
+        # Before the banner: whoever reads "Ctrl-C stops" may signal at once (a supervisor, a test).
+        _stop_on_interrupt_or_terminate()
         print(
             f"connect-metering serve: {server.url}/dev/marketplace  (admin API: {server.url}{ADMIN_PREFIX})"
         )
         print("embedded AWS (moto) and the Marketplace simulator; Ctrl-C stops", flush=True)
-        _stop_on_interrupt_or_terminate()
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped")
