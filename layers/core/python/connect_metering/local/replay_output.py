@@ -74,8 +74,11 @@ def summarize(run: ReplayRun, until_ms: int) -> dict[str, Any]:
         subs = [sub for sub in (snapshot.subscriptions if snapshot else []) if sub.started]
         records = [record for sub in subs for record in store.records_of(sub.key)]
         environments: dict[str, Any] = {}
+        hourly: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
         for env in entry.environments:
-            billed, unbilled = _billable(run, env.instance_arn, subs, until_ms, policy, timeout)
+            billed, unbilled, by_hour = _billable(run, env.instance_arn, subs, until_ms, policy, timeout)
+            for hour, ms in by_hour.items():
+                hourly[hour][0] += ms
             env_records = [record for record in records if env.name in record.allocations]
             environments[env.name] = {
                 "billable_ms": billed + unbilled,
@@ -87,18 +90,25 @@ def summarize(run: ReplayRun, until_ms: int) -> dict[str, Any]:
                 ),
                 "records_by_status": dict(Counter(record.status.value for record in env_records)),
             }
+        accepted = [record for record in records if record.status is RecordStatus.ACCEPTED]
+        for record in accepted:
+            column = 1 if record.dimension == registry.policy.usage_dimension else 2
+            hourly[record.hour_ms][column] += record.quantity
         companies[entry.alias] = {
+            "name": entry.name,
             "events_accepted": tally.accepted[entry.alias],
             "duplicates": tally.duplicates[entry.alias],
             "late": tally.late[entry.alias],
             "quarantined": dict(tally.quarantined.get(entry.alias, {})),
             "records_by_status": dict(Counter(record.status.value for record in records)),
             "minutes_accepted": sum(
-                r.quantity
-                for r in records
-                if r.status is RecordStatus.ACCEPTED and r.dimension == registry.policy.usage_dimension
+                r.quantity for r in accepted if r.dimension == registry.policy.usage_dimension
+            ),
+            "overage_agent_hours_accepted": sum(
+                r.quantity for r in accepted if r.dimension == registry.policy.overage_dimension
             ),
             "environments": environments,
+            "hourly": _hourly(hourly),
         }
     unattributed = dict(tally.quarantined.get(UNATTRIBUTED, {}))
     return {
@@ -112,6 +122,28 @@ def summarize(run: ReplayRun, until_ms: int) -> dict[str, Any]:
     }
 
 
+def _hourly(hourly: dict[int, list[int]]) -> dict[str, dict[str, int]]:
+    """Per hour (ISO) with anything in it: the billable ms attributed to a subscription that the events
+    put in the hour, and the minutes and overage agents accepted in the records of the hour (a record
+    may carry minutes of earlier hours: late events, or minutes moved out of an expired record)."""
+    return {
+        iso_ms(hour): {"billable_ms": billable, "minutes_accepted": minutes, "overage_agents_accepted": overage}
+        for hour, (billable, minutes, overage) in sorted(hourly.items())
+        if billable or minutes or overage
+    }
+
+
+def _split_by_hour(pieces: list[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
+    by_hour: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for low, high in pieces:
+        while low < high:
+            hour = hour_floor(low)
+            upto = min(high, hour + MS_PER_HOUR)
+            by_hour[hour].append((low, upto))
+            low = upto
+    return by_hour
+
+
 def _billable(
     run: ReplayRun,
     instance_arn: str,
@@ -119,13 +151,14 @@ def _billable(
     until_ms: int,
     policy: BillableTimePolicy,
     timeout: int,
-) -> tuple[int, int]:
+) -> tuple[int, int, dict[int, int]]:
     """Billable ms of an environment over the whole run, from the stored events with the whole-set
-    session core, split into attributed and unbilled (no active subscription)."""
+    session core, split into attributed and unbilled (no active subscription); and the attributed ms
+    per hour in which they happened."""
     from connect_metering.domain.sessions import billable_intervals
 
     if run.earliest_event_ms == sys.maxsize:
-        return 0, 0
+        return 0, 0, {}
     window = run.aws.activity.read_hours(
         instance_arn, hour_floor(run.earliest_event_ms), hour_floor(until_ms) + 48 * MS_PER_HOUR
     )
@@ -139,16 +172,21 @@ def _billable(
         if piece[1] > piece[0]
     ]
     if not pieces:
-        return 0, 0
+        return 0, 0, {}
     segments = primary_segments(subs, min(p[0] for p in pieces), max(p[1] for p in pieces) + 1)
     totals = attribute(pieces, segments)
     unbilled = totals.pop(None, 0)
-    return sum(totals.values()), unbilled
+    by_hour = {}
+    for hour, hour_pieces in _split_by_hour(pieces).items():
+        attributed = attribute(hour_pieces, segments)
+        attributed.pop(None, None)
+        by_hour[hour] = sum(attributed.values())
+    return sum(totals.values()), unbilled, by_hour
 
 
 # Outputs of earlier runs in the same folder that a replay does not write itself: removed when a new
 # set is published, so they never describe other records than the ones beside them.
-EARLIER_OUTPUTS = ("report.html", "report.png", "truth.json")
+EARLIER_OUTPUTS = ("report.html", "report.png", "report.svg", "truth.json")
 
 
 def write_outputs(out: Path, results: list[SendResult], summary: dict[str, Any]) -> None:
