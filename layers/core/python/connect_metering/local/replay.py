@@ -49,6 +49,7 @@ from connect_metering.domain.tenancy import (
     TenancyError,
     build,
 )
+from connect_metering.local import replay_console
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import handler_module
 from connect_metering.local.output_files import OutputError, prepare_folder
@@ -456,23 +457,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", required=True, help="ISO-8601 instant the clock moves to at the end")
     parser.add_argument("--out", type=Path, required=True, help="output folder (records.jsonl, summary.json)")
     parser.add_argument("--faults", type=Path, default=None, help="fault injection (JSON)")
+    replay_console.add_arguments(parser)
 
 
 def run(arguments: argparse.Namespace) -> int:
     try:
         registry = load_registry(arguments.registry)
+        pricing = replay_console.resolve_pricing(arguments, registry, arguments.registry)
         faults = load_faults(arguments.faults)
         try:
             until_ms = parse_iso_ms(arguments.until, field="--until")
         except ValueError as error:
             raise BadInput(str(error)) from None
         deliveries = read_events(arguments.events, arguments.format)
+        watch = replay_console.InputWatch.for_events(arguments.events, until_ms)
         # Only once every input is known good: a refused run leaves no new folder behind.
         prepare_folder(arguments.out)
-        summary = Replay(registry, faults, arguments.out).run(deliveries, until_ms)
+        summary = Replay(registry, faults, arguments.out).run(watch.follow(deliveries), until_ms)
+        _say_unreadable(summary)
+        replay_console.present(summary, arguments, registry=registry, pricing=pricing, watch=watch)
     except (BadInput, OutputError) as error:
         print(f"replay: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    return 0
+
+
+def _say_unreadable(summary: dict[str, Any]) -> None:
     unreadable = summary["unreadable_input"]
     if unreadable["count"]:
         first = unreadable["first"][0]
@@ -481,8 +491,3 @@ def run(arguments: argparse.Namespace) -> int:
             f"at {first['at']}: {first['reason']} (all listed in summary.json unreadable_input)",
             file=sys.stderr,
         )
-    print(
-        f"replayed until {summary['until']}: {summary['records_sent']} record results, "
-        f"{summary['marketplace_calls']} BatchMeterUsage calls; see {arguments.out}/summary.json"
-    )
-    return 0

@@ -88,6 +88,8 @@ class Registry(BaseModel):
     product_code: str = DEFAULT_PRODUCT_CODE
     policy: BillingPolicy = BillingPolicy()
     companies: list[RegistryCompany]
+    # Dollar prices for replay's table and report, checked by replay_console.resolve_pricing.
+    pricing: dict[str, Any] | None = None
 
     @field_validator("policy", mode="before")
     @classmethod

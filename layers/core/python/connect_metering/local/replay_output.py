@@ -127,7 +127,11 @@ def _hourly(hourly: dict[int, list[int]]) -> dict[str, dict[str, int]]:
     put in the hour, and the minutes and overage agents accepted in the records of the hour (a record
     may carry minutes of earlier hours: late events, or minutes moved out of an expired record)."""
     return {
-        iso_ms(hour): {"billable_ms": billable, "minutes_accepted": minutes, "overage_agents_accepted": overage}
+        iso_ms(hour): {
+            "billable_ms": billable,
+            "minutes_accepted": minutes,
+            "overage_agents_accepted": overage,
+        }
         for hour, (billable, minutes, overage) in sorted(hourly.items())
         if billable or minutes or overage
     }

@@ -9,8 +9,9 @@ import html
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Generic, Protocol, TextIO, TypeVar
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
@@ -82,38 +83,62 @@ def statuses(counts: dict[str, int]) -> str:
     return ", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "-"
 
 
-def company_rows(outcome: Outcome) -> list[list[str]]:
-    rows = []
-    for company in outcome.companies:
-        rows.append(
-            [
-                company.alias,
-                company.role,
-                str(company.environments),
-                duration(company.billable_ms),
-                duration(company.unbilled_ms),
-                _billed(company, company.billed),
-                _billed(company, company.expected),
-                statuses(company.records_by_status),
-                str(company.quarantined),
-                "yes" if company.matches else "NO",
-            ]
-        )
-    return rows
+class CompanyFigures(Protocol):
+    """What both commands know of a company: simulate's CompanyResult, replay's ReplayCompany."""
+
+    @property
+    def alias(self) -> str: ...
+    @property
+    def environments(self) -> int: ...
+    @property
+    def unbilled_ms(self) -> int: ...
+    @property
+    def records_by_status(self) -> dict[str, int]: ...
 
 
-COMPANY_HEADERS = [
-    "company",
-    "scenario",
-    "envs",
-    "billable (truth)",
-    "unbilled",
-    "billed (accepted)",
-    "ground truth",
-    "records by status",
-    "quarantined",
-    "match",
+Row = TypeVar("Row", contravariant=True)
+
+
+@dataclass(frozen=True)
+class Column(Generic[Row]):
+    """A column of a per-company table: its header and how a company's cell is written."""
+
+    header: str
+    cell: Callable[[Row], str]
+
+
+def build_table(columns: Sequence[Column[Row]], items: Iterable[Row]) -> tuple[list[str], list[list[str]]]:
+    """The one table builder of simulate and replay: headers, then one row of cells per item."""
+    return [column.header for column in columns], [
+        [column.cell(item) for column in columns] for item in items
+    ]
+
+
+# The columns that mean the same in both commands' tables.
+COMPANY: Column[CompanyFigures] = Column("company", lambda company: company.alias)
+ENVIRONMENTS: Column[CompanyFigures] = Column("envs", lambda company: str(company.environments))
+UNBILLED: Column[CompanyFigures] = Column("unbilled", lambda company: duration(company.unbilled_ms))
+RECORDS_BY_STATUS: Column[CompanyFigures] = Column(
+    "records by status", lambda company: statuses(company.records_by_status)
+)
+
+SIMULATE_COLUMNS: list[Column[CompanyResult]] = [
+    COMPANY,
+    Column("scenario", lambda company: company.role),
+    ENVIRONMENTS,
+    Column("billable (truth)", lambda company: duration(company.billable_ms)),
+    UNBILLED,
+    Column("billed (accepted)", lambda company: _billed(company, company.billed)),
+    Column("ground truth", lambda company: _billed(company, company.expected)),
+    RECORDS_BY_STATUS,
+    Column("quarantined", lambda company: str(company.quarantined)),
+    Column("match", lambda company: "yes" if company.matches else "NO"),
 ]
+COMPANY_HEADERS = [column.header for column in SIMULATE_COLUMNS]
+
+
+def company_rows(outcome: Outcome) -> list[list[str]]:
+    return build_table(SIMULATE_COLUMNS, outcome.companies)[1]
 
 
 def _billed(company: CompanyResult, value: int) -> str:
@@ -318,6 +343,29 @@ def render_html(
         png_name=png_name,
         tables=tables,
         problems=problems,
+        files=files,
+    )
+
+
+def render_replay_html(
+    *,
+    title: str,
+    warnings: Sequence[str],
+    parameters: Sequence[tuple[str, object]],
+    svg: str,
+    chart_name: str,
+    tables: Sequence[Markup],
+    files: Sequence[str],
+) -> str:
+    """Replay's self-contained page: the warnings as a banner first, the chart (an SVG image, so nothing
+    in it runs), the tables from html_table; every value escaped by the template."""
+    return TEMPLATES.get_template("replay.html").render(
+        title=title,
+        warnings=warnings,
+        parameters=parameters,
+        image=base64.b64encode(svg.encode("utf-8")).decode("ascii"),
+        chart_name=chart_name,
+        tables=tables,
         files=files,
     )
 
