@@ -132,14 +132,18 @@ def test_an_output_that_cannot_be_written_leaves_the_previous_outputs_whole(
     assert [path.name for path in out.iterdir() if path.name.endswith(".tmp")] == []
 
 
-def test_a_new_set_of_outputs_removes_the_previous_report(
+def test_a_new_set_of_outputs_replaces_the_previous_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.html").write_text("previous report")
+    (out / "truth.json").write_text("a simulation's ground truth")
     assert cli.main(replay_argv(tmp_path, registry())) == 0
-    assert not (out / "report.html").exists()
+    # replay writes its own report now: the previous one is replaced, and what it does not write is removed
+    assert (out / "report.html").read_text() != "previous report"
+    assert "<td>acme</td>" in (out / "report.html").read_text()
+    assert not (out / "truth.json").exists()
     assert json.loads((out / "summary.json").read_text())["companies"]["acme"]["minutes_accepted"] == 30
 
 
