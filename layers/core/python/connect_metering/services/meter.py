@@ -120,6 +120,9 @@ class MeterWorker:
         traced = trace_step or _untraced
         self._prepare: Callable[[MeterRequest, int], CompanyRun] = traced(company.prepare)
         self._step: Callable[[CompanyRun], None] = traced(company.step)
+        self._commit_last: Callable[[Sequence[CompanyRun]], list[Exception | None]] = traced(
+            company.commit_last
+        )
         self._send: Callable[[Sequence[CompanyRun]], Answers | None] = traced(sender.send)
         self._settle: Callable[[CompanyRun, Answers, int, bool], None] = traced(self._settle_company)
 
@@ -146,6 +149,10 @@ class MeterWorker:
             except Exception as error:
                 outcomes.append(error)
         self._step_all(runs, outcomes, StepBudget(remaining_ms, SEND_RESERVE_MS))
+        for position, error in zip(list(runs), self._commit_last(list(runs.values())), strict=True):
+            if error is not None:
+                outcomes[position] = error  # redelivered; its records were not stored, so not sent
+                del runs[position]
         answers = self._send(list(runs.values()))
         if answers is None:
             return outcomes
