@@ -260,10 +260,9 @@ class DynamoMeterStore:
         taken out (a failed state condition: ConcurrentMeterRun; anything else: committed alone) and the
         rest is tried again, so each try either commits or removes at least one company."""
         while group:
+            together: list[Any] = [action for _, actions in group for action in actions]
             try:
-                self._client.transact_write_items(  # type: ignore[arg-type]
-                    TransactItems=[action for _, actions in group for action in actions]
-                )
+                self._client.transact_write_items(TransactItems=together)
             except ClientError as error:
                 codes = [
                     str(reason.get("Code", "None"))

@@ -10,7 +10,6 @@ queries) is shared pro rata by every company of the run, so the per-company figu
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +57,7 @@ class CompanyRequests:
 
     pattern: re.Pattern[str]
     company_of: Callable[[str], str | None]
-    shares: Counter[str] = field(default_factory=Counter)
+    shares: dict[str, float] = field(default_factory=dict)
     unattributed: float = 0.0
     requests: int = 0
 
@@ -75,7 +74,7 @@ class CompanyRequests:
         ``everyone``) of the requests that named no company."""
         if not companies:
             return 0.0
-        own = sum(self.shares[company] for company in companies)
+        own = sum(self.shares.get(company, 0.0) for company in companies)
         return own / len(companies) + self.unattributed / everyone
 
     def _count(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
@@ -94,4 +93,4 @@ class CompanyRequests:
             if not named:
                 self.unattributed += 1 / len(entries)
             for company in named:
-                self.shares[company] += 1 / len(entries) / len(named)
+                self.shares[company] = self.shares.get(company, 0.0) + 1 / len(entries) / len(named)

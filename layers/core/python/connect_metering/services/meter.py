@@ -149,9 +149,9 @@ class MeterWorker:
             except Exception as error:
                 outcomes.append(error)
         self._step_all(runs, outcomes, StepBudget(remaining_ms, SEND_RESERVE_MS))
-        for position, error in zip(list(runs), self._commit_last(list(runs.values())), strict=True):
-            if error is not None:
-                outcomes[position] = error  # redelivered; its records were not stored, so not sent
+        for position, failure in zip(list(runs), self._commit_last(list(runs.values())), strict=True):
+            if failure is not None:
+                outcomes[position] = failure  # redelivered; its records were not stored, so not sent
                 del runs[position]
         answers = self._send(list(runs.values()))
         if answers is None:
