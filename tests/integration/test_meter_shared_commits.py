@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from connect_metering.adapters.marketplace_meter import WorkerCrash
 from connect_metering.adapters.meter_store import ConcurrentMeterRun, DynamoMeterStore
 from connect_metering.domain.instants import to_ms
-from connect_metering.domain.metering import MeterCommit, MeterRequest, RecordStatus
+from connect_metering.domain.metering import CompanyMeterState, MeterCommit, MeterRequest, RecordStatus
 from connect_metering.domain.tenancy import Company, Environment, Subscription, build, license_key
 from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.lambdas import handler_module
@@ -135,13 +136,7 @@ def accepted_minutes(aws: EmbeddedAws, number: int) -> int:
 
 
 def stored_records(aws: EmbeddedAws, number: int) -> list[Any]:
-    store = DynamoMeterStore(
-        tenancy_table="connect-metering-tenancy",
-        ledger_table="connect-metering-ledger",
-        activity_table="connect-metering-activity",
-        client=aws.dynamodb,
-    )
-    return store.records_of(license_key(licence(number)))
+    return meter_store(aws).records_of(license_key(licence(number)))
 
 
 def transactions(aws: EmbeddedAws) -> int:
@@ -238,3 +233,50 @@ def test_a_crash_between_the_shared_commit_and_the_send_loses_nothing_and_bills_
         assert accepted_minutes(aws, number) == minutes_worked(number)
         assert [r.status for r in stored_records(aws, number)] == [RecordStatus.ACCEPTED] * 3
     assert len(aws.marketplace.ledger.entries) == 3 * COMPANIES
+
+
+def meter_store(aws: EmbeddedAws) -> DynamoMeterStore:
+    return DynamoMeterStore(
+        tenancy_table="connect-metering-tenancy",
+        ledger_table="connect-metering-ledger",
+        activity_table="connect-metering-activity",
+        client=aws.dynamodb,
+    )
+
+
+def test_a_group_without_a_per_action_answer_commits_each_company_on_its_own() -> None:
+    with environment_restored(), EmbeddedAws(product_code="prod1", start=H8) as aws:
+        store = meter_store(aws)
+        assert store.commit("b", version=0, state=CompanyMeterState(), new_records=[]) == 1
+        original = aws.dynamodb.transact_write_items
+        calls: list[int] = []
+
+        def throttled_once(**kwargs: Any) -> Any:
+            calls.append(len(kwargs["TransactItems"]))
+            if len(calls) == 1:
+                raise ClientError(
+                    {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems"
+                )
+            return original(**kwargs)
+
+        aws.dynamodb.transact_write_items = throttled_once  # type: ignore[method-assign]
+        outcomes = store.commit_together(
+            [MeterCommit(company, 0, CompanyMeterState()) for company in ("a", "b", "c")]
+        )
+        assert outcomes[0] == 1 and outcomes[2] == 1
+        assert isinstance(outcomes[1], ConcurrentMeterRun)  # its own commit found another run's state
+        assert calls == [3, 1, 1, 1]
+
+
+def test_a_refused_company_is_taken_out_and_the_others_commit_together() -> None:
+    with environment_restored(), EmbeddedAws(product_code="prod1", start=H8) as aws:
+        store = meter_store(aws)
+        assert store.commit("b", version=0, state=CompanyMeterState(), new_records=[]) == 1
+        aws.requests.counts.clear()
+        outcomes = store.commit_together(
+            [MeterCommit(company, 0, CompanyMeterState()) for company in ("a", "b", "c")]
+        )
+        assert outcomes[0] == 1 and outcomes[2] == 1
+        assert isinstance(outcomes[1], ConcurrentMeterRun)
+        assert transactions(aws) == 2
+        assert store.commit_together([]) == []

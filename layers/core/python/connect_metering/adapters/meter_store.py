@@ -21,7 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from connect_metering.adapters.activity_table import EXPIRES_AT, encode_checkpoint
 from connect_metering.adapters.activity_table import expires_at as activity_expires_at
@@ -263,29 +263,41 @@ class DynamoMeterStore:
             together: list[Any] = [action for _, actions in group for action in actions]
             try:
                 self._client.transact_write_items(TransactItems=together)
-            except ClientError as error:
-                codes = [
-                    str(reason.get("Code", "None"))
-                    for reason in error.response.get("CancellationReasons", [])
-                ]
-                if len(codes) != sum(len(actions) for _, actions in group):
-                    for position, _ in group:  # not a per-action answer: each on its own
-                        outcomes[position] = self._alone(commits[position])
-                    return
-                kept = []
-                for position, actions in group:
-                    mine, codes = codes[: len(actions)], codes[len(actions) :]
-                    if mine[0] == "ConditionalCheckFailed":
-                        outcomes[position] = ConcurrentMeterRun("another run of this company committed first")
-                    elif any(code != "None" for code in mine):
-                        outcomes[position] = self._alone(commits[position])
-                    else:
-                        kept.append((position, actions))
-                group = kept
+            except (BotoCoreError, ClientError) as error:
+                group = self._after_cancellation(commits, group, outcomes, error)
                 continue
             for position, _ in group:
                 outcomes[position] = commits[position].version + 1
             return
+
+    def _after_cancellation(
+        self,
+        commits: Sequence[MeterCommit],
+        group: list[tuple[int, list[dict[str, Any]]]],
+        outcomes: list[int | Exception],
+        error: BotoCoreError | ClientError,
+    ) -> list[tuple[int, list[dict[str, Any]]]]:
+        """The members to try again after a failed group transaction. A cancellation names, action by
+        action, why: a company whose state condition failed gets ConcurrentMeterRun, one whose actions
+        failed otherwise commits alone, the others are kept. Without such an answer (no response, an
+        error of the whole request, no action named) every member commits alone, with its own outcome,
+        so each try removes at least one member."""
+        response = error.response if isinstance(error, ClientError) else {}
+        codes = [str(reason.get("Code", "None")) for reason in response.get("CancellationReasons", [])]
+        if len(codes) != sum(len(actions) for _, actions in group) or all(code == "None" for code in codes):
+            for position, _ in group:
+                outcomes[position] = self._alone(commits[position])
+            return []
+        kept = []
+        for position, actions in group:
+            mine, codes = codes[: len(actions)], codes[len(actions) :]
+            if mine[0] == "ConditionalCheckFailed":
+                outcomes[position] = ConcurrentMeterRun("another run of this company committed first")
+            elif any(code != "None" for code in mine):
+                outcomes[position] = self._alone(commits[position])
+            else:
+                kept.append((position, actions))
+        return kept
 
     def _alone(self, work: MeterCommit) -> int | Exception:
         try:

@@ -8,7 +8,10 @@ BILLING.md sections 4-7. A worker run over a batch of companies:
    ``STEP_HOURS`` hours, each environment's usage is computed from checkpoints and the stored events
    (``meter_usage``), the records due are *planned* by the domain (usage: Q per environment with carry;
    contract: overage for the primary) and *committed* hour by hour with the state that counts them, the
-   step's checkpoints with its last hour;
+   step's checkpoints with its last hour. A run's last commit waits for the batch's other companies:
+   they are stored together (``MeterStore.commit_together``: as few TransactWriteItems as they fit in,
+   each company still atomic and conditioned on its own state's version), before anything is sent; a
+   company whose commit fails is left out of the send and redelivered;
 2. *send* (``meter_send.SendStep``): every company's pending records, oldest first, share paced calls of
    up to 25 with retries; the outcomes are stored.
 

@@ -7,6 +7,10 @@ step's last commit also stores its checkpoints and moves ``checkpoint_through_ms
 so a run stopped between steps (its time budget spent, or a crash) leaves committed records and
 checkpoints that the next run resumes from: it starts at ``checkpoint_through_ms``, recomputes nothing
 before it and plans no hour twice (each subscription's ``through_ms`` moved with its records).
+
+The run's very last commit is kept (``CompanyRun.last_commit``) and stored with the other runs' of the
+batch (``commit_last``), before the send: in a steady hour that is a company's only commit, and sharing
+transactions takes it from one request per company to one per up to 25 companies (issue 14).
 """
 
 from __future__ import annotations
