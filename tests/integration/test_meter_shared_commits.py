@@ -280,3 +280,14 @@ def test_a_refused_company_is_taken_out_and_the_others_commit_together() -> None
         assert isinstance(outcomes[1], ConcurrentMeterRun)
         assert transactions(aws) == 2
         assert store.commit_together([]) == []
+
+
+def test_two_runs_of_one_company_in_a_batch_never_share_a_transaction() -> None:
+    with environment_restored(), EmbeddedAws(product_code="prod1", start=H8) as aws:
+        store = meter_store(aws)
+        outcomes = store.commit_together(
+            [MeterCommit(company, 0, CompanyMeterState()) for company in ("a", "b", "a", "c")]
+        )
+        assert outcomes[:2] == [1, 1] and outcomes[3] == 1
+        assert isinstance(outcomes[2], ConcurrentMeterRun)  # both read version 0: the second is refused
+        assert transactions(aws) == 3  # (a, b); (a, c) refused for the second a; (c)

@@ -108,14 +108,16 @@ class DynamoMeterStore:
         group: list[tuple[int, list[dict[str, Any]]]] = []
         size = 0
         for position, work in enumerate(commits):
-            actions = self._shareable_actions(work)
-            if actions is None:
+            shareable = self._shareable_actions(work)
+            if shareable is None:
                 outcomes[position] = self._alone(work)
                 continue
-            action_bytes = sum(_wire_bytes(action) for action in actions)
+            actions, action_bytes = shareable
             if group and (
                 sum(len(member) for _, member in group) + len(actions) > MAX_TRANSACTION_ITEMS
                 or size + action_bytes > TRANSACTION_BYTES
+                # a transaction may not write one item twice: a company's second run goes in the next
+                or work.company in {commits[member].company for member, _ in group}
             ):
                 self._transact_group(commits, group, outcomes)
                 group, size = [], 0
@@ -318,17 +320,19 @@ class DynamoMeterStore:
             *(action for record in work.settled for action in self._settle_actions(record)),
         ]
 
-    def _shareable_actions(self, work: MeterCommit) -> list[dict[str, Any]] | None:
-        """The company's whole commit as transaction actions (the state first), or None when it does not
-        fit one transaction with its checkpoints riding along (``commit`` then writes them first)."""
+    def _shareable_actions(self, work: MeterCommit) -> tuple[list[dict[str, Any]], int] | None:
+        """The company's whole commit as transaction actions (the state first) and their size, or None
+        when it does not fit one transaction with its checkpoints riding along (``commit`` then writes
+        them first)."""
         actions = [
             self._state(work.company, work.version, work.state),
             *self._record_actions(work),
             *(self._checkpoint(checkpoint) for checkpoint in work.checkpoints),
         ]
-        if len(actions) > MAX_TRANSACTION_ITEMS or sum(map(_wire_bytes, actions)) > TRANSACTION_BYTES:
+        size = sum(map(_wire_bytes, actions))
+        if len(actions) > MAX_TRANSACTION_ITEMS or size > TRANSACTION_BYTES:
             return None
-        return actions
+        return actions, size
 
     def _batch_write(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
         pending: dict[str, list[dict[str, Any]]] = {}

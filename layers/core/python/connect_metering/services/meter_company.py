@@ -294,14 +294,14 @@ class CompanyStep:
             work = MeterCommit(
                 run.request.company,
                 run.version,
-                # A copy: the commit stores the state as it is now, whenever it is written.
-                CompanyMeterState.from_json(run.state.to_json()),
+                run.state,
                 records,
                 to_settle,
                 checkpoints if is_last else [],
             )
             if is_last and span.final_step:
-                run.last_commit = work  # nothing of this run is written after it before the send
+                # Nothing of this run is written after it before the send; it keeps the state as it is now.
+                run.last_commit = replace(work, state=CompanyMeterState.from_json(run.state.to_json()))
             else:
                 run.version = self._store.commit(
                     work.company,
