@@ -18,6 +18,7 @@ from connect_metering.domain.instants import MS_PER_HOUR, from_ms, parse_iso_ms
 from connect_metering.domain.metering import (
     CompanyMeterState,
     CompanySnapshot,
+    MeterCommit,
     MeteringRecord,
     MeterRequest,
     RecordStatus,
@@ -133,6 +134,20 @@ class World:
         rows.state, rows.version = state.to_json(), version + 1
         self.commits.append((company, len(checkpoints), state.checkpoint_through_ms))
         return version + 1
+
+    def commit_together(self, commits: Sequence[MeterCommit]) -> list[int | Exception]:
+        """Each company's commit in turn (a crash stops the process there, like a crash mid-group)."""
+        return [
+            self.commit(
+                work.company,
+                version=work.version,
+                state=work.state,
+                new_records=work.new_records,
+                settled=work.settled,
+                checkpoints=work.checkpoints,
+            )
+            for work in commits
+        ]
 
     def settle(self, records: Sequence[MeteringRecord]) -> None:
         for record in records:

@@ -21,7 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from connect_metering.adapters.activity_table import EXPIRES_AT, encode_checkpoint
 from connect_metering.adapters.activity_table import expires_at as activity_expires_at
@@ -30,7 +30,7 @@ from connect_metering.adapters.table_schema import create_table
 from connect_metering.adapters.tenancy_keys import METER_SK, company_pk, pending_record_sk
 from connect_metering.domain.activity import Checkpoint
 from connect_metering.domain.instants import MS_PER_HOUR, iso_ms
-from connect_metering.domain.metering import CompanyMeterState, MeteringRecord, RecordStatus
+from connect_metering.domain.metering import CompanyMeterState, MeterCommit, MeteringRecord, RecordStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 # DynamoDB allows 100 actions per transaction; one is always the state.
 MAX_TRANSACTION_ITEMS = 100
 BATCH_WRITE_ITEMS = 25
+# DynamoDB's bound on a transaction's total size is 4 MB; the estimate (``_wire_bytes``) counts more than
+# DynamoDB does, and the margin keeps a group clear of it.
+TRANSACTION_BYTES = 3_500_000
 
 
 class ConcurrentMeterRun(Exception):
@@ -81,10 +84,8 @@ class DynamoMeterStore:
         so B(s, e) can never disagree with the stored records. Checkpoints ride along when they fit;
         otherwise they are written first (they are idempotent, and the state only points at them once
         they exist). Returns the new version; raises ConcurrentMeterRun on a version clash."""
-        records = [
-            *(action for record in new_records for action in self._new_record(record)),
-            *(action for record in settled for action in self._settle_actions(record)),
-        ]
+        work = MeterCommit(company, version, state, new_records, settled, checkpoints)
+        records = self._record_actions(work)
         if 1 + len(records) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"{len(records) // 2} records in one commit: commit hour by hour")
         riding = [self._checkpoint(checkpoint) for checkpoint in checkpoints]
@@ -95,6 +96,36 @@ class DynamoMeterStore:
             riding = []
         self._transact([self._state(company, version, state), *records, *riding])
         return version + 1
+
+    def commit_together(self, commits: Sequence[MeterCommit]) -> list[int | Exception]:
+        """Several companies' commits in as few transactions as they fit in (100 actions, 4 MB): each
+        company's writes stay atomic with its state and conditioned on its version, and a transaction is
+        all or nothing, so grouping changes the number of requests, never what is stored. A company
+        whose condition fails gets ConcurrentMeterRun and the others are retried without it; one that
+        fails otherwise, or does not fit a shared transaction, commits on its own (``commit``). Outcomes
+        (the new version, or the error) are in the order of ``commits``."""
+        outcomes: list[int | Exception] = [ValueError("not committed")] * len(commits)
+        group: list[tuple[int, list[dict[str, Any]]]] = []
+        size = 0
+        for position, work in enumerate(commits):
+            shareable = self._shareable_actions(work)
+            if shareable is None:
+                outcomes[position] = self._alone(work)
+                continue
+            actions, action_bytes = shareable
+            if group and (
+                sum(len(member) for _, member in group) + len(actions) > MAX_TRANSACTION_ITEMS
+                or size + action_bytes > TRANSACTION_BYTES
+                # a transaction may not write one item twice: a company's second run goes in the next
+                or work.company in {commits[member].company for member, _ in group}
+            ):
+                self._transact_group(commits, group, outcomes)
+                group, size = [], 0
+            group.append((position, actions))
+            size += action_bytes
+        if group:
+            self._transact_group(commits, group, outcomes)
+        return outcomes
 
     def settle(self, records: Sequence[MeteringRecord]) -> None:
         """Store accepted outcomes: the ledger record with its status, and the pending marker removed.
@@ -221,6 +252,88 @@ class DynamoMeterStore:
                 raise ConcurrentMeterRun("another run of this company committed first") from None
             raise
 
+    def _transact_group(
+        self,
+        commits: Sequence[MeterCommit],
+        group: list[tuple[int, list[dict[str, Any]]]],
+        outcomes: list[int | Exception],
+    ) -> None:
+        """One transaction for the group; on a cancellation, the companies whose actions it names are
+        taken out (a failed state condition: ConcurrentMeterRun; anything else: committed alone) and the
+        rest is tried again, so each try either commits or removes at least one company."""
+        while group:
+            together: list[Any] = [action for _, actions in group for action in actions]
+            try:
+                self._client.transact_write_items(TransactItems=together)
+            except (BotoCoreError, ClientError) as error:
+                group = self._after_cancellation(commits, group, outcomes, error)
+                continue
+            for position, _ in group:
+                outcomes[position] = commits[position].version + 1
+            return
+
+    def _after_cancellation(
+        self,
+        commits: Sequence[MeterCommit],
+        group: list[tuple[int, list[dict[str, Any]]]],
+        outcomes: list[int | Exception],
+        error: BotoCoreError | ClientError,
+    ) -> list[tuple[int, list[dict[str, Any]]]]:
+        """The members to try again after a failed group transaction. A cancellation names, action by
+        action, why: a company whose state condition failed gets ConcurrentMeterRun, one whose actions
+        failed otherwise commits alone, the others are kept. Without such an answer (no response, an
+        error of the whole request, no action named) every member commits alone, with its own outcome,
+        so each try removes at least one member."""
+        response = error.response if isinstance(error, ClientError) else {}
+        codes = [str(reason.get("Code", "None")) for reason in response.get("CancellationReasons", [])]
+        if len(codes) != sum(len(actions) for _, actions in group) or all(code == "None" for code in codes):
+            for position, _ in group:
+                outcomes[position] = self._alone(commits[position])
+            return []
+        kept = []
+        for position, actions in group:
+            mine, codes = codes[: len(actions)], codes[len(actions) :]
+            if mine[0] == "ConditionalCheckFailed":
+                outcomes[position] = ConcurrentMeterRun("another run of this company committed first")
+            elif any(code != "None" for code in mine):
+                outcomes[position] = self._alone(commits[position])
+            else:
+                kept.append((position, actions))
+        return kept
+
+    def _alone(self, work: MeterCommit) -> int | Exception:
+        try:
+            return self.commit(
+                work.company,
+                version=work.version,
+                state=work.state,
+                new_records=work.new_records,
+                settled=work.settled,
+                checkpoints=work.checkpoints,
+            )
+        except Exception as error:  # the company's outcome: the others go on
+            return error
+
+    def _record_actions(self, work: MeterCommit) -> list[dict[str, Any]]:
+        return [
+            *(action for record in work.new_records for action in self._new_record(record)),
+            *(action for record in work.settled for action in self._settle_actions(record)),
+        ]
+
+    def _shareable_actions(self, work: MeterCommit) -> tuple[list[dict[str, Any]], int] | None:
+        """The company's whole commit as transaction actions (the state first) and their size, or None
+        when it does not fit one transaction with its checkpoints riding along (``commit`` then writes
+        them first)."""
+        actions = [
+            self._state(work.company, work.version, work.state),
+            *self._record_actions(work),
+            *(self._checkpoint(checkpoint) for checkpoint in work.checkpoints),
+        ]
+        size = sum(map(_wire_bytes, actions))
+        if len(actions) > MAX_TRANSACTION_ITEMS or size > TRANSACTION_BYTES:
+            return None
+        return actions, size
+
     def _batch_write(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
         pending: dict[str, list[dict[str, Any]]] = {}
         for table, request in requests:
@@ -232,6 +345,18 @@ class DynamoMeterStore:
             response = self._client.batch_write_item(RequestItems=unprocessed)
             unprocessed = response.get("UnprocessedItems", {})
         raise RuntimeError(f"DynamoDB left {sum(len(v) for v in unprocessed.values())} writes unprocessed")
+
+
+def _wire_bytes(value: object) -> int:
+    """An upper bound of an action's size as DynamoDB counts it (names and values; type tags and table
+    names counted too), for the 4 MB bound of a transaction."""
+    if isinstance(value, (str, bytes)):
+        return len(value.encode() if isinstance(value, str) else value)
+    if isinstance(value, dict):
+        return sum(len(name) + _wire_bytes(inner) for name, inner in value.items())
+    if isinstance(value, list):
+        return sum(_wire_bytes(inner) for inner in value)
+    return 8
 
 
 def create_ledger_table(client: DynamoDBClient, table_name: str) -> None:

@@ -1,5 +1,6 @@
 """What to send AWS Marketplace for an hour, and how the per-company metering state evolves; the meter
-work item (``MeterRequest``) and what the worker reads of a company (``CompanySnapshot``).
+work item (``MeterRequest``), what the worker reads of a company (``CompanySnapshot``) and what one
+commit stores (``MeterCommit``).
 
 BILLING.md sections 4-7, pure: the worker loads usage views and state, these functions decide the
 records, the worker stores them before it sends them (write-ahead), then stores the outcome.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from connect_metering.domain.activity import Checkpoint
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, iso_ms, parse_iso_ms, to_ms
 from connect_metering.domain.quantity import hour_quantity, usage_allocations
 from connect_metering.domain.tenancy import (
@@ -371,6 +373,19 @@ class CompanySnapshot:
     meter_version: int
     pending_records: list[str]
     activity_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class MeterCommit:
+    """One company's unit of work for the meter store: new records (write-ahead), outcomes that change B,
+    the state that counts them, conditioned on the state still being at ``version``, and checkpoints."""
+
+    company: str
+    version: int
+    state: CompanyMeterState
+    new_records: Sequence[MeteringRecord] = ()
+    settled: Sequence[MeteringRecord] = ()
+    checkpoints: Sequence[Checkpoint] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -18,9 +19,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from connect_metering import ingest_batching
 from connect_metering.domain.tenancy import Company, Environment, Subscription, build
 from connect_metering.local.bench_core import catch_up_cpu_seconds, worker_core_events_per_cpu_second
+from connect_metering.local.bench_requests import CompanyRequests
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import REPO_ROOT, handler_module
 from connect_metering.local.traffic import Shift, eventbridge_envelope, shift_events, sqs_batch
@@ -209,10 +213,13 @@ def measure_metering(
     """An hour of metering for ``subscriptions`` companies (one usage subscription and one environment each,
     ``active_share`` of them with agents logged in): BatchMeterUsage calls against the minimum, and
     DynamoDB requests per subscription-hour in a steady hour (the second one: the first also looks for
-    checkpoints that do not exist yet)."""
+    checkpoints that do not exist yet), on average and separately for the companies whose agents were
+    logged in during the hour and for the idle ones (``bench_requests``: each request charged to the
+    companies it names, the dispatcher's pro rata to all)."""
     rng = random.Random(seed)
     with EmbeddedAws(product_code="bench", start=START) as aws:
         events: list[tuple[datetime, str]] = []
+        active: list[str] = []
         for number in range(subscriptions):
             alias, account = f"co{number:06d}", f"{100000000000 + number}"
             licence = f"arn:aws:license-manager::123456789012:license:l-{number:08d}"
@@ -233,6 +240,7 @@ def measure_metering(
                 customer_aws_account_id=account, license_arn=licence, started=START
             )
             if rng.random() < active_share:
+                active.append(alias)
                 shift = Shift(
                     arn,
                     f"agent-{number}",
@@ -251,6 +259,8 @@ def measure_metering(
         dispatcher = handler_module("meter_dispatch")
         dispatcher.dispatcher.cache_clear()
         worker_module = handler_module("meter_worker")
+        by_company = CompanyRequests(BENCH_COMPANY_IDS, _bench_company)
+        by_company.watch(boto3._get_default_session().events)  # the dispatcher's and worker's clients
         clock = aws.clock
         worker = worker_module.build_worker(
             now_ms=lambda: int(clock.now().timestamp() * 1000),
@@ -259,11 +269,12 @@ def measure_metering(
             rng=random.Random(seed),
             metering=aws.metering,
         )
-        measured = MeteringMeasure(0, 0, 0, 0, 0.0, 0, 0.0)
+        measured = MeteringMeasure(0, 0, 0, 0, 0.0, 0, 0.0, 0.0, 0.0)
         for hour in (1, 2):
             instant = START + timedelta(hours=hour, minutes=10)
             clock.advance_to(instant)
             aws.requests.counts.clear()
+            by_company.clear()
             calls_before = len(aws.marketplace.calls)
             dispatched_at = clock.monotonic()
             dispatcher.dispatch({"time": instant.isoformat()})
@@ -281,7 +292,15 @@ def measure_metering(
                 seconds_to_send=(max(calls) - dispatched_at) if calls else 0.0,
                 dynamodb_requests=aws.requests.total("dynamodb"),
                 requests_per_subscription_hour=aws.requests.total("dynamodb") / subscriptions,
+                requests_per_active_subscription_hour=by_company.per_company(active, subscriptions),
+                requests_per_idle_subscription_hour=by_company.per_company(
+                    sorted(set(_bench_aliases(subscriptions)) - set(active)), subscriptions
+                ),
             )
+            if by_company.requests != measured.dynamodb_requests:
+                raise RuntimeError(
+                    f"{by_company.requests} requests attributed of {measured.dynamodb_requests}"
+                )
         throttled = aws.marketplace.counter("BatchMeterUsage").throttled
     return measured, throttled
 
@@ -289,6 +308,7 @@ def measure_metering(
 def metering_figures(measured: MeteringMeasure, throttled: int) -> list[Figure]:
     ratio = measured.calls_ratio
     per_hour = measured.requests_per_subscription_hour
+    active = measured.requests_per_active_subscription_hour
     return [
         Figure(
             "metering: subscriptions metered in an hour", measured.subscriptions, "subscriptions", "", None
@@ -303,6 +323,20 @@ def metering_figures(measured: MeteringMeasure, throttled: int) -> list[Figure]:
         ),
         Figure(
             "metering: DynamoDB requests per subscription-hour", per_hour, "requests", "<= 3", per_hour <= 3
+        ),
+        Figure(
+            "metering: DynamoDB requests per subscription-hour, company with agents active",
+            active,
+            "requests",
+            "<= 3",
+            active <= 3,
+        ),
+        Figure(
+            "metering: DynamoDB requests per subscription-hour, idle company",
+            measured.requests_per_idle_subscription_hour,
+            "requests",
+            "",
+            None,
         ),
         Figure("metering: throttled BatchMeterUsage calls", throttled, "calls", "0", throttled == 0),
         Figure(
@@ -331,10 +365,27 @@ class MeteringMeasure:
     seconds_to_send: float
     dynamodb_requests: int
     requests_per_subscription_hour: float
+    # Per subscription-hour of the companies whose agents were logged in during the hour, and of the
+    # others: each DynamoDB request charged to the companies it names (a batch by its entries), the
+    # requests that name none (the dispatcher's index and late-event queries) shared pro rata by all.
+    requests_per_active_subscription_hour: float
+    requests_per_idle_subscription_hour: float
 
     @property
     def calls_ratio(self) -> float:
         return self.calls / max(1, -(-self.records // 25))
+
+
+# The identifiers measure_metering gives company N: its alias, its instance ARN's tail, its licence id.
+BENCH_COMPANY_IDS = re.compile(r"co\d{6}|8000-\d{12}|l-\d{8}")
+
+
+def _bench_company(identifier: str) -> str:
+    return f"co{int(identifier.rsplit('-', 1)[-1].removeprefix('co')):06d}"
+
+
+def _bench_aliases(subscriptions: int) -> list[str]:
+    return [f"co{number:06d}" for number in range(subscriptions)]
 
 
 def most_calls_in_one_second(times: list[float]) -> int:
@@ -442,6 +493,8 @@ def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
             "calls_ratio": metering.calls_ratio,
             "max_calls_in_one_second": metering.max_calls_in_one_second,
             "requests_per_subscription_hour": metering.requests_per_subscription_hour,
+            "requests_per_active_subscription_hour": metering.requests_per_active_subscription_hour,
+            "requests_per_idle_subscription_hour": metering.requests_per_idle_subscription_hour,
         },
         "core": {"events_per_cpu_second": core},
     }

@@ -8,7 +8,10 @@ BILLING.md sections 4-7. A worker run over a batch of companies:
    ``STEP_HOURS`` hours, each environment's usage is computed from checkpoints and the stored events
    (``meter_usage``), the records due are *planned* by the domain (usage: Q per environment with carry;
    contract: overage for the primary) and *committed* hour by hour with the state that counts them, the
-   step's checkpoints with its last hour;
+   step's checkpoints with its last hour. A run's last commit waits for the batch's other companies:
+   they are stored together (``MeterStore.commit_together``: as few TransactWriteItems as they fit in,
+   each company still atomic and conditioned on its own state's version), before anything is sent; a
+   company whose commit fails is left out of the send and redelivered;
 2. *send* (``meter_send.SendStep``): every company's pending records, oldest first, share paced calls of
    up to 25 with retries; the outcomes are stored.
 
@@ -120,6 +123,9 @@ class MeterWorker:
         traced = trace_step or _untraced
         self._prepare: Callable[[MeterRequest, int], CompanyRun] = traced(company.prepare)
         self._step: Callable[[CompanyRun], None] = traced(company.step)
+        self._commit_last: Callable[[Sequence[CompanyRun]], list[Exception | None]] = traced(
+            company.commit_last
+        )
         self._send: Callable[[Sequence[CompanyRun]], Answers | None] = traced(sender.send)
         self._settle: Callable[[CompanyRun, Answers, int, bool], None] = traced(self._settle_company)
 
@@ -146,6 +152,10 @@ class MeterWorker:
             except Exception as error:
                 outcomes.append(error)
         self._step_all(runs, outcomes, StepBudget(remaining_ms, SEND_RESERVE_MS))
+        for position, failure in zip(list(runs), self._commit_last(list(runs.values())), strict=True):
+            if failure is not None:
+                outcomes[position] = failure  # redelivered; its records were not stored, so not sent
+                del runs[position]
         answers = self._send(list(runs.values()))
         if answers is None:
             return outcomes

@@ -7,6 +7,10 @@ step's last commit also stores its checkpoints and moves ``checkpoint_through_ms
 so a run stopped between steps (its time budget spent, or a crash) leaves committed records and
 checkpoints that the next run resumes from: it starts at ``checkpoint_through_ms``, recomputes nothing
 before it and plans no hour twice (each subscription's ``through_ms`` moved with its records).
+
+The run's very last commit is kept (``CompanyRun.last_commit``) and stored with the other runs' of the
+batch (``commit_last``), before the send: in a steady hour that is a company's only commit, and sharing
+transactions takes it from one request per company to one per up to 25 companies (issue 14).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, to_ms
 from connect_metering.domain.metering import (
     CompanyMeterState,
     CompanySnapshot,
+    MeterCommit,
     MeteringRecord,
     MeterRequest,
     RecordStatus,
@@ -54,6 +59,7 @@ class MeterStore(Protocol):
         settled: Sequence[MeteringRecord] = (),
         checkpoints: Sequence[Checkpoint] = (),
     ) -> int: ...
+    def commit_together(self, commits: Sequence[MeterCommit]) -> list[int | Exception]: ...
     def settle(self, records: Sequence[MeteringRecord]) -> None: ...
     def mark_in_flight(self, records: Sequence[MeteringRecord]) -> None: ...
 
@@ -96,6 +102,8 @@ class CompanyRun:
     expired: list[MeteringRecord] = field(default_factory=list)
     done: bool = True
     carried: dict[str, Carry] = field(default_factory=dict)  # between steps, by instance ARN
+    # The run's last commit, stored with the other runs' before the send (``CompanyStep.commit_last``).
+    last_commit: MeterCommit | None = None
 
     @property
     def last_hour(self) -> int:
@@ -283,14 +291,26 @@ class CompanyStep:
             is_last = index == len(hours) - 1
             if is_last and span.hourly:
                 run.state.checkpoint_through_ms = span.last_hour_ms + MS_PER_HOUR
-            run.version = self._store.commit(
+            work = MeterCommit(
                 run.request.company,
-                version=run.version,
-                state=run.state,
-                new_records=records,
-                settled=to_settle,
-                checkpoints=checkpoints if is_last else [],
+                run.version,
+                run.state,
+                records,
+                to_settle,
+                checkpoints if is_last else [],
             )
+            if is_last and span.final_step:
+                # Nothing of this run is written after it before the send; it keeps the state as it is now.
+                run.last_commit = replace(work, state=CompanyMeterState.from_json(run.state.to_json()))
+            else:
+                run.version = self._store.commit(
+                    work.company,
+                    version=work.version,
+                    state=work.state,
+                    new_records=work.new_records,
+                    settled=work.settled,
+                    checkpoints=work.checkpoints,
+                )
             to_settle = []
             run.report.records_stored += records
             run.pending += records
@@ -339,6 +359,22 @@ class CompanyStep:
             state.count(record, +1)
         progress.through_ms = hour
         return record
+
+    def commit_last(self, runs: Sequence[CompanyRun]) -> list[Exception | None]:
+        """Store the runs' last commits together, before anything is sent (write-ahead): the store
+        packs them into as few transactions as fit, each company's still atomic and conditioned on its
+        version. Per run, in order: None, or why its commit failed (its records are then not sent)."""
+        waiting = [run for run in runs if run.last_commit is not None]
+        works = [run.last_commit for run in waiting if run.last_commit is not None]
+        outcomes = self._store.commit_together(works) if works else []
+        failed: dict[int, Exception] = {}
+        for run, outcome in zip(waiting, outcomes, strict=True):
+            run.last_commit = None
+            if isinstance(outcome, Exception):
+                failed[id(run)] = outcome
+            else:
+                run.version = outcome
+        return [failed.get(id(run)) for run in runs]
 
     # After the send --------------------------------------------------------------------------------
 
