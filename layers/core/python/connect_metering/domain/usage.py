@@ -272,7 +272,7 @@ class UsageView:
     _checkpoint: EnvironmentCheckpoint = field(repr=False, compare=False)
     _points: dict[str, list[AgentEventPoint]] = field(repr=False, compare=False)
     _subscriptions: tuple[Subscription, ...] = field(repr=False, compare=False)
-    _at_until: _ScanAtUntil | None = field(default=None, repr=False, compare=False)
+    _at_until: _ScanToBoundary | None = field(default=None, repr=False, compare=False)
 
     def total_ms(self, subscription_key: str) -> int:
         """T(s, e, H): cumulative billable ms attributed to the subscription (0 if none)."""
@@ -319,7 +319,7 @@ class UsageView:
             timeout,
         )
 
-    def _scan_to(self, next_boundary: int) -> _ScanAtUntil:
+    def _scan_to(self, next_boundary: int) -> _ScanToBoundary:
         """The scan from the checkpoint over the view's events before ``next_boundary`` (when it is not
         ``until_ms``, whose scan ``resume`` already kept)."""
         previous = self._checkpoint
@@ -337,11 +337,11 @@ class UsageView:
             )
             pieces.extend(agent_pieces)
             hours[agent] = hours_touched(agent_pieces)
-        return _ScanAtUntil(carries, hours, attribute_all(pieces, self._subscriptions, next_boundary))
+        return _ScanToBoundary(carries, hours, attribute_all(pieces, self._subscriptions, next_boundary))
 
 
 @dataclass(frozen=True, slots=True)
-class _ScanAtUntil:
+class _ScanToBoundary:
     """The scan from a checkpoint over the events before one boundary: each agent's carry there, the
     hours its pieces touch, and those pieces attributed (what ``checkpoint_at`` that boundary needs)."""
 
@@ -432,7 +432,7 @@ def resume(
         checkpoint,
         points_by_agent,
         subs,
-        _ScanAtUntil(carries, hours_before, attributed_before),
+        _ScanToBoundary(carries, hours_before, attributed_before),
     )
 
 
