@@ -113,7 +113,7 @@ def test_a_heartbeat_only_agent_sends_a_heartbeat_every_120_s_and_nothing_else()
     stamps = _stamps(events)
     assert {b - a for a, b in itertools.pairwise(stamps[1:logout])} == {timedelta(seconds=120)}
     assert 29 <= logout <= 32  # about 30 events in the hour
-    assert all(event["CurrentAgentSnapshot"]["Contacts"] == [] for event in events)  # type: ignore[index]
+    assert all(event["CurrentAgentSnapshot"]["Contacts"] == [] for event in events)
 
 
 def test_a_busy_agent_takes_a_contact_every_two_minutes() -> None:
@@ -126,7 +126,7 @@ def test_a_busy_agent_takes_a_contact_every_two_minutes() -> None:
     connecting = [
         at
         for at, event in zip(stamps, events, strict=True)
-        if [c["State"] for c in event["CurrentAgentSnapshot"]["Contacts"]] == ["CONNECTING"]  # type: ignore[index]
+        if [c["State"] for c in event["CurrentAgentSnapshot"]["Contacts"]] == ["CONNECTING"]
     ]
     assert {b - a for a, b in itertools.pairwise(connecting)} == {timedelta(minutes=2)}
     assert len(connecting) == 30 and logout == 2 + 4 * 30  # four events a contact, 120 an hour
