@@ -6,7 +6,8 @@ a load computed from them and the bench's request counts.
 The ingest side is taken from what is measured or deployed, never retyped here: how the queue batches
 events from connect_metering/ingest_batching.py (the constants the event source mapping is deployed
 with), the DynamoDB writes and write units per accepted event from the bench's ``"ingest"`` figures at
-each fan-out it measured."""
+each fan-out it measured, and at least the write units of the worse of its ``"ingest_profiles"``
+(``ingest_writes`` says why)."""
 
 from __future__ import annotations
 
