@@ -3,6 +3,7 @@ from item sizes as DynamoDB bills them (issue 14)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from connect_metering import ingest_batching
-from connect_metering.local import bench
+from connect_metering.local import bench, ingest_profiles
 from connect_metering.local.embedded import ACTIVITY_TABLE, EmbeddedAws
 from connect_metering.local.write_units import item_bytes
 from tests.conftest import environment_restored
@@ -91,3 +92,59 @@ def test_write_units_round_up_the_larger_item_size_to_kilobytes(aws: EmbeddedAws
         TransactItems=[{"Update": {"TableName": ACTIVITY_TABLE, "Key": key, "UpdateExpression": "REMOVE ev"}}]
     )
     assert meter.units == 8 + 2 * 3
+
+
+def _profile_shift(minutes: int = 60) -> ingest_profiles.ProfileShift:
+    return ingest_profiles.ProfileShift(
+        bench.BENCH_INSTANCE, "agent-0001", T0, T0 + timedelta(minutes=minutes, seconds=30)
+    )
+
+
+def _stamps(events: list[dict[str, object]]) -> list[datetime]:
+    return [datetime.fromisoformat(str(event["EventTimestamp"])) for event in events]
+
+
+def test_a_heartbeat_only_agent_sends_a_heartbeat_every_120_s_and_nothing_else() -> None:
+    events = list(ingest_profiles.profile_events(ingest_profiles.HEARTBEAT_ONLY, _profile_shift()))
+    kinds = [event["EventType"] for event in events]
+    assert kinds[:2] == ["LOGIN", "STATE_CHANGE"]
+    logout = kinds.index("LOGOUT")
+    assert set(kinds[2:logout]) == {"HEART_BEAT"} and set(kinds[logout + 1 :]) == {"HEART_BEAT"}
+    stamps = _stamps(events)
+    assert {b - a for a, b in itertools.pairwise(stamps[1:logout])} == {timedelta(seconds=120)}
+    assert 29 <= logout <= 32  # about 30 events in the hour
+    assert all(event["CurrentAgentSnapshot"]["Contacts"] == [] for event in events)
+
+
+def test_a_busy_agent_takes_a_contact_every_two_minutes() -> None:
+    events = list(ingest_profiles.profile_events(ingest_profiles.BUSY, _profile_shift()))
+    kinds = [event["EventType"] for event in events]
+    logout = kinds.index("LOGOUT")
+    assert set(kinds[1:logout]) == {"STATE_CHANGE"}  # never 120 s without an event: no heartbeat
+    stamps = _stamps(events)
+    assert max(b - a for a, b in itertools.pairwise(stamps[: logout + 1])) < timedelta(seconds=120)
+    connecting = [
+        at
+        for at, event in zip(stamps, events, strict=True)
+        if [c["State"] for c in event["CurrentAgentSnapshot"]["Contacts"]] == ["CONNECTING"]
+    ]
+    assert {b - a for a, b in itertools.pairwise(connecting)} == {timedelta(minutes=2)}
+    assert len(connecting) == 30 and logout == 2 + 4 * 30  # four events a contact, 120 an hour
+    with pytest.raises(ValueError, match="profile: must be one of heartbeat_only, busy"):
+        next(ingest_profiles.profile_events("idle", _profile_shift()))
+
+
+def test_the_profiles_are_measured_through_the_ingest_handler() -> None:
+    measures = ingest_profiles.measure_ingest_profiles(agents=2)
+    assert [item.profile for item in measures] == ["heartbeat_only", "busy"]
+    for item in measures:
+        stream = ingest_profiles.profile_stream(
+            item.profile, 2, bench.BENCH_INSTANCE, T0 + timedelta(hours=1), 13
+        )
+        assert item.measure.events == len(stream) == item.measure.accepted
+        assert item.measure.write_units >= item.measure.writes >= 1
+    figures = ingest_profiles.profile_figures(measures)
+    assert [f.name for f in figures if f.target] == [
+        "ingest, heartbeat_only profile, 2 agents: write units per accepted event",
+        "ingest, busy profile, 2 agents: write units per accepted event",
+    ]

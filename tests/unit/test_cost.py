@@ -368,3 +368,60 @@ def test_memory_and_fixed_resources_are_those_of_the_stacks(tmp_path: Path) -> N
     web_acls = [item for item in resources.values() if item["Type"] == "AWS::WAFv2::WebACL"]
     assert len(web_acls) == cost.EDGE_RESOURCES["web_acls"]
     assert sum(len(acl["Properties"]["Rules"]) for acl in web_acls) == cost.EDGE_RESOURCES["waf_rules"]
+
+
+BENCH_PROFILES = [
+    {"profile": "heartbeat_only", "agents": 200, "writes_per_event": 0.40, "wcu_per_event": 0.62},
+    {"profile": "busy", "agents": 200, "writes_per_event": 0.12, "wcu_per_event": 0.42},
+]
+
+
+@pytest.mark.unit
+def test_the_write_units_are_at_least_the_worse_ingest_profile() -> None:
+    figures = cost.Figures(
+        ingest=tuple(cost.IngestFigure(**item) for item in BENCH_INGEST),  # type: ignore[arg-type]
+        ingest_reads_per_event=0.001,
+        metering_requests_per_subscription_hour=3.0,
+        source="test",
+        profile_wcu_per_event=0.62,
+    )
+    model = cost.build_model(load(agents=200, companies=8), figures, 35.0)
+    assert model.writes_per_event == pytest.approx(0.40)  # writes still from the fan-out figures
+    assert model.wcu_per_event == pytest.approx(0.62)  # the profile's 0.62 over the fan-out's 0.45
+    by_item = {line.service: line for line in model.variable}
+    wcu = by_item["DynamoDB write units (ingest: one UpdateItem per agent-hour per batch)"]
+    assert wcu.quantity_per_month == pytest.approx(model.agent_hours * 35.0 * 0.62)
+    # where the fan-out figure is worse (batches closing on the payload), it is charged
+    large = cost.build_model(load(agents=50_000, companies=2000), figures, 35.0)
+    assert large.wcu_per_event == pytest.approx(large.writes_per_event * 0.70 / 0.58)
+    assert large.wcu_per_event > 0.62
+
+
+@pytest.mark.unit
+def test_a_bench_file_gives_the_worse_ingest_profile(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"ingest": BENCH_INGEST, "ingest_profiles": BENCH_PROFILES}))
+    assert cost.figures_from_bench(path).profile_wcu_per_event == 0.62
+    assert "ingest profiles" not in cost.figures_from_bench(path).source
+
+
+@pytest.mark.unit
+def test_without_ingest_profiles_the_built_in_measured_figure_is_used(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"ingest": BENCH_INGEST}))
+    figures = cost.figures_from_bench(path)
+    assert figures.profile_wcu_per_event == cost.DEFAULT_PROFILE_WCU_PER_EVENT
+    assert "ingest profiles: the built-in" in figures.source
+    assert 0 < cost.DEFAULT_PROFILE_WCU_PER_EVENT <= 1.0  # the bench's target for both profiles
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "profiles",
+    [[], [{"profile": "busy"}], [{"profile": "busy", "wcu_per_event": -1}], "busy", [{"wcu_per_event": "x"}]],
+)
+def test_unusable_ingest_profiles_are_bad_input(tmp_path: Path, profiles: object) -> None:
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"ingest": BENCH_INGEST, "ingest_profiles": profiles}))
+    with pytest.raises(cost.BenchFileError, match="ingest_profiles"):
+        cost.figures_from_bench(path)

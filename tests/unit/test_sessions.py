@@ -519,6 +519,8 @@ def test_bad_silence_timeout_is_refused(timeout: object) -> None:
         (AgentEventPoint(0, 7, "a", False), r"events\[1\]\.kind: must be an EventKind"),  # type: ignore[arg-type]
         (AgentEventPoint(0, LOGIN, 5, False), r"events\[1\]\.event_id: must be a string"),  # type: ignore[arg-type]
         (AgentEventPoint(0, LOGIN, "a", None), r"events\[1\]\.offline: must be a bool"),  # type: ignore[arg-type]
+        (AgentEventPoint(0, True, "a", False), r"events\[1\]\.kind: must be an EventKind"),  # type: ignore[arg-type]
+        (AgentEventPoint(0, LOGIN, "a", False, 1.5), r"events\[1\]\.status_start_ms: must be integer"),  # type: ignore[arg-type]
         ((0, LOGIN), r"events\[1\]: must be an AgentEventPoint"),
         (None, r"events\[1\]: must be an AgentEventPoint"),
     ],
@@ -526,6 +528,13 @@ def test_bad_silence_timeout_is_refused(timeout: object) -> None:
 def test_malformed_points_are_refused(point: AgentEventPoint, message: str) -> None:
     with pytest.raises(SessionInputError, match=message):
         sessions_for_agent([ev(0, LOGIN), point])
+
+
+def test_a_plain_tuple_of_the_five_fields_is_a_point() -> None:
+    # The checks read the fields, not the class: a tuple in the point's shape scans like the point.
+    plain = (T0 + 60_000, int(LOGOUT), "b", True, UNKNOWN_STATUS_START_MS)
+    expected = sessions_for_agent([ev(0, LOGIN), AgentEventPoint(*plain)])  # type: ignore[arg-type]
+    assert sessions_for_agent([ev(0, LOGIN), plain]) == expected  # type: ignore[list-item]
 
 
 def test_bad_intervals_hours_and_now_are_refused() -> None:

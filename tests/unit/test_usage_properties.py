@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connect_metering.domain.agent_carry import AgentCarry, advance_agent
-from connect_metering.domain.attribution import attribute, primary_segments
+from connect_metering.domain.agent_carry import AgentCarry, advance, advance_agent, advance_split
+from connect_metering.domain.attribution import attribute, attribute_all, primary_segments
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, hour_floor, parse_iso_ms
 from connect_metering.domain.sessions import (
     UNKNOWN_STATUS_START_MS,
@@ -19,6 +19,9 @@ from connect_metering.domain.sessions import (
     EventKind,
     billable_intervals,
     billable_ms_by_hour,
+    hours_touched,
+    ms_by_hour,
+    sorted_points,
 )
 from connect_metering.domain.tenancy import Subscription, build, primary_subscription
 from connect_metering.domain.usage import EnvironmentCheckpoint, checkpoint_from_events, resume
@@ -303,3 +306,91 @@ def test_resume_from_checkpoints_equals_from_scratch(
     assert view.checkpoint_at(until) == checkpoint_from_events(
         events_by_agent, subs, until, policy=policy, silence_timeout_ms=timeout
     )
+
+
+# --- the worker's fast paths equal the checked, general ones ---------------------------------------
+
+
+@PROPERTY_SETTINGS
+@given(
+    events_by_agent=st.fixed_dictionaries({agent: point_lists for agent in AGENTS}),
+    subs=subscription_sets(),
+    policy=POLICIES,
+    timeout=RESUME_TIMEOUTS,
+    data=st.data(),
+)
+def test_checkpoint_at_the_view_end_equals_one_computed_from_a_longer_view(
+    events_by_agent: dict[str, list[AgentEventPoint]],
+    subs: list[Subscription],
+    policy: BillableTimePolicy,
+    timeout: int,
+    data: st.DataObject,
+) -> None:
+    # ``resume`` keeps its scan at ``until`` for ``checkpoint_at(until)``; any earlier boundary is scanned
+    # again from the checkpoint. Both must give the same checkpoint.
+    start = FIRST_HOUR - MS_PER_HOUR
+    checkpoint = checkpoint_from_events(
+        events_by_agent, subs, start, policy=policy, silence_timeout_ms=timeout
+    )
+    hours = data.draw(st.integers(0, 3), label="hours to the boundary")
+    extra = data.draw(st.integers(1, 3), label="hours the longer view runs past it")
+    boundary = start + hours * MS_PER_HOUR
+    known = {agent: [e for e in events if e.ts_ms >= start] for agent, events in events_by_agent.items()}
+    kept = resume(checkpoint, known, subs, until_ms=boundary, policy=policy, silence_timeout_ms=timeout)
+    longer = resume(
+        checkpoint,
+        known,
+        subs,
+        until_ms=boundary + extra * MS_PER_HOUR,
+        policy=policy,
+        silence_timeout_ms=timeout,
+    )
+    assert kept.checkpoint_at(boundary) == longer.checkpoint_at(boundary)
+
+
+@PROPERTY_SETTINGS
+@given(
+    events=point_lists,
+    policy=POLICIES,
+    timeout=RESUME_TIMEOUTS,
+    cut=instants,
+)
+def test_advance_split_is_advance_to_the_cut_and_on(
+    events: list[AgentEventPoint], policy: BillableTimePolicy, timeout: int, cut: int
+) -> None:
+    start = FIRST_HOUR - MS_PER_HOUR
+    cut = max(cut, start)
+    points = sorted_points(events)
+    track_online = policy is BillableTimePolicy.ONLINE
+    before, at_cut, after = advance_split(AgentCarry(start), points, cut, timeout, track_online, "points")
+    whole, _ = advance(AgentCarry(start), points, timeout, track_online, None, "points")
+    assert before + after == whole
+    expected_before, expected_carry = advance(
+        AgentCarry(start), [p for p in points if p.ts_ms < cut], timeout, track_online, cut, "points"
+    )
+    assert (before, at_cut) == (expected_before, expected_carry)
+
+
+@PROPERTY_SETTINGS
+@given(
+    subs=subscription_sets(),
+    pieces=st.lists(st.tuples(instants, st.integers(0, 3 * MS_PER_HOUR)), max_size=8),
+    until=instants,
+)
+def test_attribute_all_equals_attribute_over_the_primary_timeline(
+    subs: list[Subscription], pieces: list[tuple[int, int]], until: int
+) -> None:
+    pieces = [(start, start + length) for start, length in pieces]
+    counted = [piece for piece in pieces if piece[0] < until]
+    low = min((start for start, _ in counted), default=until)
+    expected = attribute(counted, primary_segments(subs, low, until), until_ms=until)
+    assert attribute_all(pieces, tuple(subs), until) == expected
+
+
+@PROPERTY_SETTINGS
+@given(pieces=st.lists(st.tuples(instants, st.integers(0, 3 * MS_PER_HOUR)), max_size=8))
+def test_hours_touched_and_ms_by_hour_are_billable_ms_by_hour(pieces: list[tuple[int, int]]) -> None:
+    pieces = [(start, start + length) for start, length in pieces]
+    expected = billable_ms_by_hour(pieces)
+    assert ms_by_hour(pieces) == expected
+    assert hours_touched(pieces) == set(expected)

@@ -18,6 +18,7 @@ Choices (each one is tested in ``tests/unit/test_usage.py``):
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -197,6 +198,36 @@ def advance(
         else AgentCarry(boundary_ms, logout_ms=state.logout_ms)
     )
     return pieces, settle(new_carry, timeout)
+
+
+def advance_split(
+    carry: AgentCarry,
+    points: list[AgentEventPoint],
+    cut_ms: int,
+    timeout: int,
+    track_online: bool,
+    where: str,
+) -> tuple[list[Piece], AgentCarry, list[Piece]]:
+    """``advance`` over sorted, validated points with no new boundary, in ONE scan that also stops at
+    ``cut_ms`` (not before the carry's boundary): the pieces produced by the points before ``cut_ms``, the
+    carry at ``cut_ms`` (what ``advance`` over those points with that boundary returns), and the pieces
+    produced by the points from ``cut_ms`` on. The two parts share the duplicate check, so together they
+    are exactly the pieces of one ``advance`` over every point."""
+    _check_advance(carry.boundary_ms, points, None, where)
+    cut = bisect.bisect_left(points, cut_ms, key=_timestamp)
+    seen: set[str] = set()
+    before, state = scan_pieces(points[:cut], timeout, track_online, carry.state, seen)
+    after, _ = scan_pieces(points[cut:], timeout, track_online, state, seen)
+    at_cut = (
+        AgentCarry(cut_ms, True, state.start_ms, state.last_ms, state.online, state.logout_ms)
+        if state.is_open
+        else AgentCarry(cut_ms, logout_ms=state.logout_ms)
+    )
+    return before, settle(at_cut, timeout), after
+
+
+def _timestamp(point: AgentEventPoint) -> int:
+    return point.ts_ms
 
 
 def checked_points(events: Iterable[AgentEventPoint], where: str) -> list[AgentEventPoint]:

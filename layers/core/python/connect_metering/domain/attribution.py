@@ -145,8 +145,28 @@ def attribute(
 def attribute_all(
     pieces: list[Piece], subscriptions: tuple[Subscription, ...], until_ms: int
 ) -> dict[str | None, int]:
+    """``attribute`` of pieces the core made itself (integer bounds, start <= end) over the primary
+    timeline from the earliest of them to ``until_ms``: every piece lies inside it by construction, so
+    the checks are left out, and a timeline of one primary (the usual hour) is a plain sum."""
     counted = [piece for piece in pieces if piece[0] < until_ms]
     if not counted:
         return {}
     start = min(piece[0] for piece in counted)
-    return attribute(counted, primary_segments(subscriptions, start, until_ms), until_ms=until_ms)
+    segments = primary_segments(subscriptions, start, until_ms)
+    if len(segments) == 1:
+        primary = segments[0][2]
+        total = sum(min(high, until_ms) - low for low, high in counted if high > low)
+        return {None if primary is None else primary.key: total} if total > 0 else {}
+    starts = [segment[0] for segment in segments]
+    totals: dict[str | None, int] = {}
+    for low, high in counted:
+        high = min(high, until_ms)
+        position = bisect.bisect_right(starts, low) - 1
+        while low < high:
+            _, segment_end, primary = segments[position]
+            upto = min(high, segment_end)
+            key = None if primary is None else primary.key
+            totals[key] = totals.get(key, 0) + upto - low
+            low = upto
+            position += 1
+    return totals

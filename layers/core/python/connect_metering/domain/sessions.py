@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from enum import IntEnum, StrEnum
 from typing import Final, NamedTuple
 
-from connect_metering.domain.instants import MS_PER_HOUR, InstantError, hour_floor, parse_iso_ms
+from connect_metering.domain.instants import MS_PER_HOUR, InstantError, parse_iso_ms
 
 DEFAULT_SILENCE_TIMEOUT_MS: Final = 360_000
 OFFLINE_STATUS_NAME: Final = "Offline"
@@ -186,7 +186,38 @@ def check_policy(policy: object) -> BillableTimePolicy:
 
 
 def sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
+    """The points validated and sorted. Validation runs in one pass of C-level type checks over the
+    columns; only a list that fails it is walked point by point, to name the first bad field."""
     points = list(events)
+    if not _well_formed(points):
+        _name_bad_point(points)
+    points.sort()
+    return points
+
+
+_EVENT_POINT: Final = AgentEventPoint
+_KIND_TYPES: Final = frozenset({EventKind, int})
+
+
+def _well_formed(points: list[AgentEventPoint]) -> bool:
+    """Whether every point is an ``AgentEventPoint`` with fields of the right types (True for none)."""
+    if not points:
+        return True
+    if any(type(point) is not _EVENT_POINT for point in points):
+        return False
+    stamps, kinds, event_ids, offlines, status_starts = zip(*points, strict=True)
+    return (
+        set(map(type, stamps)) == {int}
+        and set(map(type, kinds)) <= _KIND_TYPES
+        and set(kinds) <= _KIND_VALUES
+        and set(map(type, event_ids)) == {str}
+        and set(map(type, offlines)) == {bool}
+        and set(map(type, status_starts)) == {int}
+    )
+
+
+def _name_bad_point(points: list[AgentEventPoint]) -> None:
+    """Raise the error for the first point that breaks a rule (one point by one)."""
     kinds = _KIND_VALUES
     for index, point in enumerate(points):
         try:
@@ -205,8 +236,6 @@ def sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
             raise SessionInputError(
                 f"events[{index}].status_start_ms: must be integer epoch ms, got {status_start_ms!r}"
             )
-    points.sort()
-    return points
 
 
 def _sessions(points: list[AgentEventPoint], timeout: int) -> list[Session]:
@@ -271,6 +300,7 @@ def scan_pieces(
     timeout: int,
     track_online: bool,
     state: ScanState = CLOSED,
+    seen: set[str] | None = None,
 ) -> tuple[list[Piece], ScanState]:
     """The section 3 scan over sorted, validated points from ``state``, as billable pieces.
 
@@ -278,11 +308,13 @@ def scan_pieces(
     policy ``online`` only when the status in force since ``last`` is not Offline; only pieces of more
     than 0 ms are returned, in time order. The pieces of a session chain from its start to its end, so
     for ``logged_in`` they add up to the sessions and for ``online`` they chain into its online stretches.
-    Returns the pieces and the state after the last point.
+    Returns the pieces and the state after the last point. ``seen``: the event ids already scanned, when
+    one scan is run in consecutive parts (updated in place); a fresh scan by default.
     """
     pieces: list[Piece] = []
     append = pieces.append
-    seen: set[str] = set()
+    if seen is None:
+        seen = set()
     seen_add = seen.add
     is_open, start, last, online, logout = state
     for ts, kind, event_id, named_offline, status_start in points:
@@ -415,19 +447,27 @@ def billable_ms_by_hour(intervals: Iterable[tuple[int, int]]) -> dict[int, int]:
     of b - a. Hours with 0 ms (zero-length intervals) get no key. Intervals are added as given: pass
     disjoint ones (as ``billable_intervals`` returns) to avoid counting time twice.
     """
-    by_hour: dict[int, int] = {}
-    get = by_hour.get
-    for index, interval in enumerate(intervals):
+    checked = list(intervals)
+    for index, interval in enumerate(checked):
         start, end = interval
         if type(start) is not int or type(end) is not int:
             raise SessionInputError(f"intervals[{index}]: bounds must be integer epoch ms, got {interval!r}")
+        if end < start:
+            raise SessionInputError(
+                f"intervals[{index}]: end {end} is before start {start} (need start <= end)"
+            )
+    return dict(sorted(ms_by_hour(checked).items()))
+
+
+def ms_by_hour(pieces: Iterable[Piece]) -> dict[int, int]:
+    """``billable_ms_by_hour`` without the checks or the ordering, for pieces the core made itself
+    (integer bounds, start <= end)."""
+    by_hour: dict[int, int] = {}
+    get = by_hour.get
+    for start, end in pieces:
         if end <= start:
-            if end < start:
-                raise SessionInputError(
-                    f"intervals[{index}]: end {end} is before start {start} (need start <= end)"
-                )
             continue
-        hour = hour_floor(start)
+        hour = start - start % MS_PER_HOUR
         next_hour = hour + MS_PER_HOUR
         if end <= next_hour:
             by_hour[hour] = get(hour, 0) + end - start
@@ -438,7 +478,24 @@ def billable_ms_by_hour(intervals: Iterable[tuple[int, int]]) -> dict[int, int]:
             by_hour[hour] = get(hour, 0) + MS_PER_HOUR
             hour += MS_PER_HOUR
         by_hour[hour] = get(hour, 0) + end - hour
-    return dict(sorted(by_hour.items()))
+    return by_hour
+
+
+def hours_touched(pieces: Iterable[Piece]) -> set[int]:
+    """The hours in which pieces the core made (integer bounds, start <= end) hold more than 0 ms: the
+    keys of ``billable_ms_by_hour``, without adding up the milliseconds."""
+    hours: set[int] = set()
+    add = hours.add
+    for start, end in pieces:
+        if end <= start:
+            continue
+        hour = start - start % MS_PER_HOUR
+        add(hour)
+        last = end - 1 - (end - 1) % MS_PER_HOUR
+        while hour < last:
+            hour += MS_PER_HOUR
+            add(hour)
+    return hours
 
 
 def billable_ms_by_hour_for_agents(

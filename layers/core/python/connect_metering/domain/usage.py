@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Self
 
-from connect_metering.domain.agent_carry import AgentCarry, advance, checked_points, settle
+from connect_metering.domain.agent_carry import AgentCarry, advance, advance_split, checked_points, settle
 from connect_metering.domain.attribution import attribute_all, check_subscriptions
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
 from connect_metering.domain.sessions import (
@@ -49,9 +49,10 @@ from connect_metering.domain.sessions import (
     BillableTimePolicy,
     Piece,
     SessionInputError,
-    billable_ms_by_hour,
     check_policy,
     check_timeout,
+    hours_touched,
+    ms_by_hour,
 )
 from connect_metering.domain.tenancy import Subscription
 from connect_metering.domain.usage_inputs import (
@@ -271,6 +272,7 @@ class UsageView:
     _checkpoint: EnvironmentCheckpoint = field(repr=False, compare=False)
     _points: dict[str, list[AgentEventPoint]] = field(repr=False, compare=False)
     _subscriptions: tuple[Subscription, ...] = field(repr=False, compare=False)
+    _at_until: _ScanToBoundary | None = field(default=None, repr=False, compare=False)
 
     def total_ms(self, subscription_key: str) -> int:
         """T(s, e, H): cumulative billable ms attributed to the subscription (0 if none)."""
@@ -295,27 +297,15 @@ class UsageView:
                 f"[{self.boundary_ms}, {self.until_ms}] (a checkpoint only covers what this view computed)"
             )
         timeout = previous.silence_timeout_ms
-        track_online = previous.policy is BillableTimePolicy.ONLINE
         hours: dict[int, set[str]] = {hour: set(agents) for hour, agents in previous.agent_hours.items()}
-        carries: dict[str, AgentCarry] = {}
-        pieces: list[Piece] = []
-        for agent in _agents(previous, self._points):
-            points = self._points.get(agent, [])
-            cut = bisect.bisect_left(points, next_boundary, key=lambda point: point.ts_ms)
-            carry = previous.carries.get(agent) or AgentCarry(previous.boundary_ms)
-            agent_pieces, carry = advance(
-                carry, points[:cut], timeout, track_online, next_boundary, f"events_by_agent[{agent!r}]"
-            )
-            if carry.remembered:
-                carries[agent] = carry
-            pieces.extend(agent_pieces)
-            for hour in billable_ms_by_hour(agent_pieces):
+        at_cut = self._at_until
+        if at_cut is None or next_boundary != self.until_ms:
+            at_cut = self._scan_to(next_boundary)
+        carries = {agent: carry for agent, carry in at_cut.carries.items() if carry.remembered}
+        for agent, agent_hours in at_cut.hours.items():
+            for hour in agent_hours:
                 hours.setdefault(hour, set()).add(agent)
-        billed, unbilled = _merge_totals(
-            previous.billed_ms,
-            previous.unbilled_ms,
-            attribute_all(pieces, self._subscriptions, next_boundary),
-        )
+        billed, unbilled = _merge_totals(previous.billed_ms, previous.unbilled_ms, at_cut.attributed)
         keep_from = min(
             [next_boundary - MS_PER_HOUR, *(hour_floor(c.last_ms) for c in carries.values() if c.is_open)]
         )
@@ -328,6 +318,36 @@ class UsageView:
             previous.policy,
             timeout,
         )
+
+    def _scan_to(self, next_boundary: int) -> _ScanToBoundary:
+        """The scan from the checkpoint over the view's events before ``next_boundary`` (when it is not
+        ``until_ms``, whose scan ``resume`` already kept)."""
+        previous = self._checkpoint
+        timeout = previous.silence_timeout_ms
+        track_online = previous.policy is BillableTimePolicy.ONLINE
+        carries: dict[str, AgentCarry] = {}
+        hours: dict[str, set[int]] = {}
+        pieces: list[Piece] = []
+        for agent in _agents(previous, self._points):
+            points = self._points.get(agent, [])
+            cut = bisect.bisect_left(points, next_boundary, key=lambda point: point.ts_ms)
+            carry = previous.carries.get(agent) or AgentCarry(previous.boundary_ms)
+            agent_pieces, carries[agent] = advance(
+                carry, points[:cut], timeout, track_online, next_boundary, f"events_by_agent[{agent!r}]"
+            )
+            pieces.extend(agent_pieces)
+            hours[agent] = hours_touched(agent_pieces)
+        return _ScanToBoundary(carries, hours, attribute_all(pieces, self._subscriptions, next_boundary))
+
+
+@dataclass(frozen=True, slots=True)
+class _ScanToBoundary:
+    """The scan from a checkpoint over the events before one boundary: each agent's carry there, the
+    hours its pieces touch, and those pieces attributed (what ``checkpoint_at`` that boundary needs)."""
+
+    carries: dict[str, AgentCarry]
+    hours: dict[str, set[int]]
+    attributed: dict[str | None, int]
 
 
 def _agents(checkpoint: EnvironmentCheckpoint, points: Mapping[str, object]) -> list[str]:
@@ -377,23 +397,31 @@ def resume(
         if not isinstance(agent, str) or not agent:
             raise UsageInputError(f"events_by_agent: agent ARN must be a non-empty string, got {agent!r}")
         points_by_agent[agent] = checked_points(events, f"events_by_agent[{agent!r}]")
-    pieces: list[Piece] = []
+    # One scan per agent, stopped at ``until`` on the way: the pieces of the events before it (all inside
+    # [boundary, until)) and the carry there are what ``checkpoint_at(until)`` needs; the events from
+    # ``until`` on add at most the one piece that straddles it, clipped to it.
+    before: list[Piece] = []
+    straddling: list[Piece] = []
+    carries: dict[str, AgentCarry] = {}
+    hours_before: dict[str, set[int]] = {}
     agents_by_hour: dict[int, set[str]] = {
         hour: set(agents) for hour, agents in checkpoint.agent_hours.items()
     }
     for agent in _agents(checkpoint, points_by_agent):
         carry = checkpoint.carries.get(agent) or AgentCarry(boundary)
-        agent_pieces, _ = advance(
-            carry, points_by_agent.get(agent, []), timeout, track_online, None, f"events_by_agent[{agent!r}]"
+        agent_before, carries[agent], agent_after = advance_split(
+            carry, points_by_agent.get(agent, []), until, timeout, track_online, f"events_by_agent[{agent!r}]"
         )
-        clipped = [(low, min(high, until)) for low, high in agent_pieces if low < until]
-        pieces.extend(clipped)
-        for hour in billable_ms_by_hour(clipped):
+        clipped = [(low, min(high, until)) for low, high in agent_after if low < until]
+        before.extend(agent_before)
+        straddling.extend(clipped)
+        hours_before[agent] = agent_hours = hours_touched(agent_before)
+        for hour in agent_hours.union(hours_touched(clipped)):
             agents_by_hour.setdefault(hour, set()).add(agent)
-    totals, unbilled = _merge_totals(
-        checkpoint.billed_ms, checkpoint.unbilled_ms, attribute_all(pieces, subs, until)
-    )
-    by_hour = {hour: ms for hour, ms in billable_ms_by_hour(pieces).items() if hour >= boundary}
+    attributed_before = attribute_all(before, subs, until)
+    totals, unbilled = _merge_totals(checkpoint.billed_ms, checkpoint.unbilled_ms, attributed_before)
+    totals, unbilled = _merge_totals(totals, unbilled, attribute_all(straddling, subs, until))
+    by_hour = {hour: ms for hour, ms in sorted(ms_by_hour(before + straddling).items()) if hour >= boundary}
     return UsageView(
         boundary,
         until,
@@ -404,6 +432,7 @@ def resume(
         checkpoint,
         points_by_agent,
         subs,
+        _ScanToBoundary(carries, hours_before, attributed_before),
     )
 
 

@@ -123,10 +123,13 @@ _EVENT_WRAPPER = len('{"Records": []}')
 BENCH_INSTANCE = "arn:aws:connect:us-east-1:111122220000:instance/aaaaaaaa-0000-4000-8000-000000000000"
 
 
-def measure_ingest(*, agents: int = 40, seed: int = 11) -> IngestMeasure:
-    """DynamoDB requests and write units of the ingest handler over one environment's stream, in the
-    batches the deployed event source delivers."""
-    batches = deployed_batches(agent_event_stream(agents, seed))
+def measure_ingest(
+    *, agents: int = 40, seed: int = 11, stream: list[tuple[datetime, str]] | None = None
+) -> IngestMeasure:
+    """DynamoDB requests and write units of the ingest handler over one environment's stream (``stream``
+    of ``agents`` agents of BENCH_INSTANCE, else ``agent_event_stream``), in the batches the deployed
+    event source delivers."""
+    batches = deployed_batches(agent_event_stream(agents, seed) if stream is None else stream)
     with EmbeddedAws(product_code="bench", start=START) as aws:
         aws.tenancy.create_company(Company(alias="bench"))
         aws.tenancy.add_environment(
@@ -471,6 +474,11 @@ def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
     for fan_out in INGEST_FAN_OUTS:
         ingest.append(measure_ingest(agents=fan_out))
         _progress(f"ingest {ingest[-1]}")
+    from connect_metering.local.ingest_profiles import measure_ingest_profiles, profile_figures
+
+    profiles = measure_ingest_profiles()
+    for item in profiles:
+        _progress(f"ingest {item.profile} {item.measure}")
     agents, spans = CATCH_UP
     catch_up = []
     for hours in spans:
@@ -484,6 +492,15 @@ def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
         "ingest": [
             {"agents": m.agents, "writes_per_event": m.writes_per_event, "wcu_per_event": m.wcu_per_event}
             for m in ingest
+        ],
+        "ingest_profiles": [
+            {
+                "profile": item.profile,
+                "agents": item.measure.agents,
+                "writes_per_event": item.measure.writes_per_event,
+                "wcu_per_event": item.measure.wcu_per_event,
+            }
+            for item in profiles
         ],
         "catchup": [{"agents": agents, "hours": hours, "cpu_s": cpu} for hours, cpu in catch_up],
         "metering": {
@@ -501,6 +518,7 @@ def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
     (short_hours, short_cpu), (long_hours, long_cpu) = catch_up
     figures = [
         *ingest_figures(ingest, cost_figures=ingest[-1]),
+        *profile_figures(profiles),
         handler_import_ratio("ingest"),
         # Not a target of the issues: shown because the worker's cold start delays an hour's metering.
         handler_import_ratio("meter_worker", with_target=False),

@@ -5,9 +5,11 @@ as a share of the revenue it bills.
                           [--companies C] [--bench FILE]
 
 Request counts come from `connect-metering bench` (``--bench FILE``, which must exist, else
-``build/bench.json`` when it exists: the writes and write units per event at each fan-out it measured;
-otherwise the ingest figures are measured here with ``bench.measure_ingest``, about 10 s, and the
-metering figure is the bench target). Ingest batches are those of the deployed event source
+``build/bench.json`` when it exists: the writes and write units per event at each fan-out it measured,
+and the write units per event of its two ingest profiles, heartbeat-only and busy agents, of which the
+model charges at least the worse; otherwise the ingest figures are measured here with
+``bench.measure_ingest``, about 10 s, the profiles' write units are the built-in figure of a measured
+run (cost_model.DEFAULT_PROFILE_WCU_PER_EVENT), and the metering figure is the bench target). Ingest batches are those of the deployed event source
 (connect_metering/ingest_batching.py). Events per agent-hour come from the traffic model the simulator and the
 bench use (`traffic.shift_events`). Unit prices are in ONE dated table (cost_model.PRICES): AWS list prices
 for us-east-1, without free tiers, written down from the public pricing pages on PRICES_AS_OF; check
@@ -31,6 +33,7 @@ from typing import Any
 
 from connect_metering.local.cost_model import (
     ASSUMPTIONS,
+    DEFAULT_PROFILE_WCU_PER_EVENT,
     EDGE_RESOURCES,
     FIXED_RESOURCES,
     FUNCTION_MEMORY_MB,
@@ -55,6 +58,7 @@ from connect_metering.local.cost_model import (
 # The model, as callers of the command name it.
 __all__ = [
     "ASSUMPTIONS",
+    "DEFAULT_PROFILE_WCU_PER_EVENT",
     "EDGE_RESOURCES",
     "EXIT_BAD_INPUT",
     "FIXED_RESOURCES",
@@ -124,6 +128,20 @@ def _named_figures(path: Path, document: dict[str, Any]) -> dict[str, float]:
         raise BenchFileError(f'{path}: unreadable "figures" ({error!r})') from None
 
 
+def _worst_profile_wcu(path: Path, document: dict[str, Any]) -> float | None:
+    """The larger write units per accepted event of the bench's ``"ingest_profiles"`` (None: absent)."""
+    profiles = document.get("ingest_profiles")
+    if profiles is None:
+        return None
+    try:
+        values = [float(item["wcu_per_event"]) for item in profiles]
+    except (KeyError, TypeError, ValueError) as error:
+        raise BenchFileError(f'{path}: no usable "ingest_profiles" figures ({error!r})') from None
+    if not values or any(not math.isfinite(value) or value <= 0 for value in values):
+        raise BenchFileError(f'{path}: no usable "ingest_profiles" figures')
+    return max(values)
+
+
 def figures_from_bench(path: Path) -> Figures:
     """The request counts in a `connect-metering bench --out` JSON file: writes and write units per
     accepted event at each fan-out from its ``"ingest"`` list, the metering requests from ``"metering"``,
@@ -146,9 +164,13 @@ def figures_from_bench(path: Path) -> Figures:
     if metering is None:
         metering = METERING_TARGET
         notes.append(f"metering: the bench target {METERING_TARGET:g}")
+    profile_wcu = _worst_profile_wcu(path, document)
+    if profile_wcu is None:
+        profile_wcu = DEFAULT_PROFILE_WCU_PER_EVENT
+        notes.append(f"ingest profiles: the built-in {DEFAULT_PROFILE_WCU_PER_EVENT:g} WCU per event")
     fan_outs = ", ".join(f"{figure.agents:,}" for figure in ingest)
     source = "; ".join([f"{path} (bench; ingest at {fan_outs} agents)", *notes])
-    return Figures(ingest, reads, float(metering), source)
+    return Figures(ingest, reads, float(metering), source, profile_wcu)
 
 
 def measured_figures() -> Figures:
@@ -162,7 +184,9 @@ def measured_figures() -> Figures:
         measure.reads / measure.events,
         METERING_TARGET,
         f"measured now with bench.measure_ingest at {measure.agents} agents (no bench file); "
+        f"ingest profiles: the built-in {DEFAULT_PROFILE_WCU_PER_EVENT:g} WCU per event; "
         f"metering: the bench target {METERING_TARGET:g} requests per subscription-hour",
+        DEFAULT_PROFILE_WCU_PER_EVENT,
     )
 
 
@@ -190,7 +214,7 @@ def render(model: CostModel) -> str:
         f"traffic: {model.events_per_agent_hour:.1f} events per agent-hour (traffic model); ingest batches of "
         f"{model.batch_size:,.1f} events (deployed window and size); {model.writes_per_event:.3f} DynamoDB "
         f"writes and {model.wcu_per_event:.3f} write units per event (bench at this fan-out, or more "
-        "when agents outnumber a batch)",
+        "when agents outnumber a batch; write units at least the worse ingest profile's)",
         f"request counts: {model.figures.source}",
         "",
         "| payer | item | quantity / 1,000 agent-hours | unit price | USD / 1,000 agent-hours |",

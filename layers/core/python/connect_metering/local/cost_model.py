@@ -6,7 +6,8 @@ a load computed from them and the bench's request counts.
 The ingest side is taken from what is measured or deployed, never retyped here: how the queue batches
 events from connect_metering/ingest_batching.py (the constants the event source mapping is deployed
 with), the DynamoDB writes and write units per accepted event from the bench's ``"ingest"`` figures at
-each fan-out it measured."""
+each fan-out it measured, and at least the write units of the worse of its ``"ingest_profiles"``
+(``ingest_writes`` says why)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,12 @@ ASSUMPTIONS: dict[str, float] = {
 }
 # -----------------------------------------------------------------------------------------------------
 
+# Ingest write units per accepted event of the worse ingest profile (bench ``"ingest_profiles"``: heartbeat-
+# only agents and busy agents, see local/ingest_profiles.py), used when no bench file gives them. Measured
+# on 2026-11-28 by ``ingest_profiles.measure_ingest_profiles()`` (what `connect-metering bench` runs: 200
+# agents of each profile over a whole hour): heartbeat_only 4,830 units for 7,967 accepted events (0.606),
+# busy 11,377 for 27,172 (0.419).
+DEFAULT_PROFILE_WCU_PER_EVENT = 0.606
 METERING_TARGET = 3.0  # bench target for DynamoDB requests per subscription-hour (used when not measured)
 INGEST_READS_TARGET = 0.05  # bench target for ingest reads per event (used when not measured)
 
@@ -115,12 +122,14 @@ class IngestFigure:
 
 @dataclass(frozen=True)
 class Figures:
-    """Request counts from `bench`: the ingest figures at every fan-out it measured."""
+    """Request counts from `bench`: the ingest figures at every fan-out it measured, and the write units
+    per accepted event of the worse of its ingest profiles (None: not known, the fan-out figures alone)."""
 
     ingest: tuple[IngestFigure, ...]
     ingest_reads_per_event: float
     metering_requests_per_subscription_hour: float
     source: str
+    profile_wcu_per_event: float | None = None
 
     def __post_init__(self) -> None:
         if not self.ingest:
@@ -249,10 +258,18 @@ def ingest_batch(agents: float, per_agent_hour: float) -> float:
 def ingest_writes(load: Load, figures: Figures, batch: float) -> tuple[float, float]:
     """DynamoDB writes and write units per accepted event: the bench's at this many agents; past the
     fan-outs it measured, no fewer writes than one per distinct agent in a batch (each write's units as
-    measured)."""
+    measured). The write units are at least those of the worse ingest profile when it is known."""
     measured = figures.ingest_at(load.agents)
     writes = max(measured.writes_per_event, distinct_share(load.agents, batch))
-    return writes, writes * measured.wcu_per_event / measured.writes_per_event
+    wcu = writes * measured.wcu_per_event / measured.writes_per_event
+    if figures.profile_wcu_per_event is None:
+        return writes, wcu
+    # The model does not know how busy the load's agents are, so it charges the worse of the two ingest
+    # profiles (heartbeat-only, a contact every two minutes): while batches close on the batching window,
+    # an agent-hour's writes depend on its own events alone, so any mix of idle and busy agents costs, per
+    # event, between the two. The mixed-traffic figure at this fan-out wins when it is worse (batches that
+    # close on the payload, at thousands of agents, hold fewer events of each agent).
+    return writes, max(wcu, figures.profile_wcu_per_event)
 
 
 def build_model(load: Load, figures: Figures, per_agent_hour: float) -> CostModel:
