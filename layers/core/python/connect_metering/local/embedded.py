@@ -31,7 +31,7 @@ from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import create_tenancy_table
-from connect_metering.local.embedded_fast import direct_dynamodb
+from connect_metering.local.embedded_fast import cached_expression_parsing, direct_dynamodb
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
 from connect_metering.local.write_units import WriteUnitMeter
 
@@ -437,6 +437,7 @@ class EmbeddedAws:
         self.requests.watch(boto3._get_default_session().events)
         self._moto_speedups.enter_context(lean_requests(boto3._get_default_session().events))
         self._moto_speedups.enter_context(direct_dynamodb())
+        self._moto_speedups.enter_context(cached_expression_parsing())
         os.environ.update(TABLE_ENVIRONMENT)
         self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
         self.metering: MarketplaceMeteringClient = self.marketplace.attach(

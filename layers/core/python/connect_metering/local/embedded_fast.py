@@ -15,10 +15,11 @@ other result, and every error, goes through moto's own serializer.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from typing import Any
 
 import moto.core.models
@@ -29,6 +30,8 @@ from moto.core.model import OperationModel
 from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.responses import ActionResult
 from moto.core.utils import get_service_model, utcnow
+from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from requests.structures import CaseInsensitiveDict
 from werkzeug.http import http_date
@@ -130,7 +133,7 @@ class _DirectDynamoHandler(DynamoHandler):
         return super().serialized(action_result)
 
 
-@cache
+@functools.cache
 def _operation_model(operation: str) -> OperationModel:
     return get_service_model("dynamodb").operation_model(operation)
 
@@ -140,3 +143,39 @@ def _wire_value(value: Any) -> str:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     raise TypeError(f"{type(value).__name__} is left to moto's serializer")
+
+
+@contextmanager
+def cached_expression_parsing() -> Iterator[None]:
+    """moto tokenizes and parses the same few expression strings on every request, an UpdateExpression
+    twice per UpdateItem. Both steps depend on the expression's text alone (names and values are
+    substituted later, on a copy), so each text is parsed once: an UpdateExpression's syntax tree, which
+    moto's validator deep-copies before resolving names and values into it, and a condition's tokens,
+    from which moto builds each request's own tree. Invalid expressions are not remembered: they raise,
+    as before, every time."""
+    original_make = vars(UpdateExpressionParser)["make"]
+    original_lex = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=_EXPRESSIONS_REMEMBERED)
+    def update_tree(expression: str) -> Any:
+        return original_make.__func__(UpdateExpressionParser, expression)
+
+    @functools.lru_cache(maxsize=_EXPRESSIONS_REMEMBERED)
+    def condition_tokens(expression: str) -> tuple[Any, ...]:
+        return tuple(original_lex(ConditionExpressionParser(expression, None, None)))
+
+    def lex(parser: ConditionExpressionParser) -> deque[Any]:
+        # A fresh deque: moto's parsing consumes it. The tokens are immutable named tuples.
+        return deque(condition_tokens(parser.condition_expression))
+
+    setattr(UpdateExpressionParser, "make", staticmethod(update_tree))  # noqa: B010
+    setattr(ConditionExpressionParser, "_lex_condition_expression", lex)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(UpdateExpressionParser, "make", original_make)  # noqa: B010
+        setattr(ConditionExpressionParser, "_lex_condition_expression", original_lex)  # noqa: B010
+
+
+# Distinct expression texts kept; the product writes a few dozen.
+_EXPRESSIONS_REMEMBERED = 1024
