@@ -59,7 +59,8 @@ def exercise(aws: EmbeddedAws) -> list[Any]:
         "batch_write_item",
         RequestItems={
             TENANCY_TABLE: [
-                {"PutRequest": {"Item": {"pk": {"S": "company#alpha"}, "sk": {"S": f"env#{n}"}}}} for n in range(3)
+                {"PutRequest": {"Item": {"pk": {"S": "company#alpha"}, "sk": {"S": f"env#{n}"}}}}
+                for n in range(3)
             ]
         },
     )
@@ -74,7 +75,12 @@ def exercise(aws: EmbeddedAws) -> list[Any]:
     call(
         "transact_write_items",
         TransactItems=[
-            {"Put": {"TableName": TENANCY_TABLE, "Item": {"pk": {"S": "company#bravo"}, "sk": {"S": "meta"}}}},
+            {
+                "Put": {
+                    "TableName": TENANCY_TABLE,
+                    "Item": {"pk": {"S": "company#bravo"}, "sk": {"S": "meta"}},
+                }
+            },
             {
                 "ConditionCheck": {
                     "TableName": TENANCY_TABLE,

@@ -20,20 +20,20 @@ import json
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import moto.core.models
 from botocore.awsrequest import AWSPreparedRequest
 from moto.core.common_types import TYPE_RESPONSE
-from moto.core.exceptions import HTTPException
 from moto.core.model import OperationModel
 from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.responses import ActionResult
 from moto.core.utils import get_service_model, utcnow
 from moto.dynamodb.comparisons import ConditionExpressionParser
-from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from requests.structures import CaseInsensitiveDict
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date
 
 # The operations the product (and the local tools) make per item; table management keeps moto's path.
@@ -84,7 +84,10 @@ def answer(request: AWSPreparedRequest) -> TYPE_RESPONSE | None:
     if not request.url.startswith(_DYNAMODB_URL):
         return None
     headers = CaseInsensitiveDict(
-        {name: value.decode("utf-8") if isinstance(value, bytes) else value for name, value in request.headers.items()}
+        {
+            name: value.decode("utf-8") if isinstance(value, bytes) else value
+            for name, value in request.headers.items()
+        }
     )
     operation = str(headers.get("X-Amz-Target") or "").rsplit(".", 1)[-1]
     if operation not in DIRECT_OPERATIONS:
@@ -93,7 +96,7 @@ def answer(request: AWSPreparedRequest) -> TYPE_RESPONSE | None:
     try:
         status, response_headers, body = handler.call_action()
     except HTTPException as error:  # as moto's stubber: an error raised outside the action
-        return error.code, error.get_headers(), error.get_body()
+        return cast(TYPE_RESPONSE, (error.code, error.get_headers(), error.get_body()))
     return status, response_headers, body
 
 
@@ -101,7 +104,9 @@ class _DirectDynamoHandler(DynamoHandler):
     """moto's DynamoDB handler set up from botocore's prepared request: what ``setup_class`` derives from
     a werkzeug request (region, account, parameters), read from the request botocore built."""
 
-    def __init__(self, operation: str, request: AWSPreparedRequest, headers: CaseInsensitiveDict[str]) -> None:
+    def __init__(
+        self, operation: str, request: AWSPreparedRequest, headers: CaseInsensitiveDict[str]
+    ) -> None:
         super().__init__()
         self._operation = operation
         self.headers = headers
@@ -109,13 +114,27 @@ class _DirectDynamoHandler(DynamoHandler):
         self.uri_match = {}
         self.uri = request.url
         self.method = request.method
+        # moto reads the request's headers only (a User-Agent region) when the URL names none: ours will do.
         self.region = self.get_region_from_url(self, request.url)
         self.current_account = self.get_current_account()
         self.response_headers = {"server": "amazon.com", "date": http_date(utcnow())}
         body = request.body
         text = body.decode("utf-8") if isinstance(body, bytes) else str(body or "")
         parser = PROTOCOL_PARSERS["json"](_operation_model(operation), map_type=self.PROTOCOL_PARSER_MAP_TYPE)
-        self.params = parser.parse({"method": request.method, "headers": headers, "body": text})
+        # moto's JSON parser reads the body alone; the other fields are there for its signature.
+        self.params = parser.parse(
+            cast(
+                Any,
+                {
+                    "method": request.method,
+                    "headers": headers,
+                    "body": text,
+                    "values": {},
+                    "url_path": "/",
+                    "url_params": {},
+                },
+            )
+        )
 
     def _get_action(self) -> str:
         return self._operation
@@ -135,7 +154,7 @@ class _DirectDynamoHandler(DynamoHandler):
 
 @functools.cache
 def _operation_model(operation: str) -> OperationModel:
-    return get_service_model("dynamodb").operation_model(operation)
+    return cast(OperationModel, get_service_model("dynamodb").operation_model(operation))
 
 
 def _wire_value(value: Any) -> str:
