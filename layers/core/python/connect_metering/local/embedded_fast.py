@@ -30,6 +30,7 @@ from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.responses import ActionResult
 from moto.core.utils import get_service_model, utcnow
 from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from requests.structures import CaseInsensitiveDict
@@ -198,3 +199,24 @@ def cached_expression_parsing() -> Iterator[None]:
 
 # Distinct expression texts kept; the product writes a few dozen.
 _EXPRESSIONS_REMEMBERED = 1024
+
+
+@contextmanager
+def remembered_node_kinds() -> Iterator[None]:
+    """moto's syntax-tree walkers (ten per UpdateExpression) ask, at every node, which node classes they
+    process, and each time rebuild the answer from a dict of bound methods; the classes are fixed by the
+    walker's class, so each class answers from the first time it was asked."""
+    original = DepthFirstTraverser.nodes_to_be_processed
+    kinds: dict[type, tuple[type, ...]] = {}
+
+    def nodes_to_be_processed(walker: DepthFirstTraverser) -> tuple[type, ...]:
+        found = kinds.get(type(walker))
+        if found is None:
+            found = kinds[type(walker)] = tuple(original(walker))
+        return found
+
+    setattr(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(DepthFirstTraverser, "nodes_to_be_processed", original)  # noqa: B010
