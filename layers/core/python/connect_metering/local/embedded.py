@@ -31,6 +31,11 @@ from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import create_tenancy_table
+from connect_metering.local.embedded_fast import (
+    cached_expression_parsing,
+    direct_dynamodb,
+    remembered_node_kinds,
+)
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
 from connect_metering.local.write_units import WriteUnitMeter
 
@@ -435,6 +440,9 @@ class EmbeddedAws:
         boto3.setup_default_session(region_name=REGION)
         self.requests.watch(boto3._get_default_session().events)
         self._moto_speedups.enter_context(lean_requests(boto3._get_default_session().events))
+        self._moto_speedups.enter_context(direct_dynamodb())
+        self._moto_speedups.enter_context(cached_expression_parsing())
+        self._moto_speedups.enter_context(remembered_node_kinds())
         os.environ.update(TABLE_ENVIRONMENT)
         self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
         self.metering: MarketplaceMeteringClient = self.marketplace.attach(

@@ -1,0 +1,222 @@
+"""DynamoDB requests of the embedded runtime answered by moto's own DynamoDB handler, without the HTTP
+emulation around it.
+
+botocore still does everything it does for AWS (parameter validation, serialization into the JSON
+request, the ``before-call`` hooks that count requests, parsing the JSON response, raising ClientError);
+moto's ``DynamoHandler`` still parses the request body, applies the operation to its backend (conditions,
+transactions, validation errors) and answers it. What is skipped is what moto does to pretend to be an
+HTTP server between the two: building a werkzeug request (WSGI environ, form parsing, URL
+normalisation) for every call, matching the URL against every service's patterns, and serializing the
+result by walking the output shape member by member. For the item operations the result is written
+with ``json.dumps`` (binary attributes base64-encoded, as DynamoDB's JSON protocol writes them); any
+other result, and every error, goes through moto's own serializer.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import moto.core.models
+from botocore.awsrequest import AWSPreparedRequest
+from moto.core.common_types import TYPE_RESPONSE
+from moto.core.model import OperationModel
+from moto.core.parse import PROTOCOL_PARSERS
+from moto.core.responses import ActionResult
+from moto.core.utils import get_service_model, utcnow
+from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+from moto.dynamodb.responses import DynamoHandler, DynamoResult
+from requests.structures import CaseInsensitiveDict
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
+
+# The operations the product (and the local tools) make per item; table management keeps moto's path.
+DIRECT_OPERATIONS = frozenset(
+    {
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+        "BatchGetItem",
+        "BatchWriteItem",
+        "TransactGetItems",
+        "TransactWriteItems",
+    }
+)
+_JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
+_DYNAMODB_URL = "https://dynamodb."
+
+
+@contextmanager
+def direct_dynamodb() -> Iterator[None]:
+    """moto's stubber (the ``before-send`` handler every mocked client has) answers the item operations
+    of DynamoDB with moto's ``DynamoHandler`` directly, and every other request as before. The stubber
+    itself is wrapped, not joined by another handler: botocore calls every ``before-send`` handler, so a
+    second one would have moto apply each operation twice."""
+    stubber = moto.core.models.botocore_stubber
+    original = stubber.process_request
+    wrapped_already = "process_request" in vars(stubber)
+
+    def process_request(request: AWSPreparedRequest) -> TYPE_RESPONSE | None:
+        direct = answer(request)
+        return direct if direct is not None else original(request)
+
+    setattr(stubber, "process_request", process_request)  # noqa: B010
+    try:
+        yield
+    finally:
+        if wrapped_already:
+            setattr(stubber, "process_request", original)  # noqa: B010
+        else:
+            delattr(stubber, "process_request")
+
+
+def answer(request: AWSPreparedRequest) -> TYPE_RESPONSE | None:
+    """moto's answer (status, headers, body) to a DynamoDB item operation; None for any other request."""
+    if not request.url.startswith(_DYNAMODB_URL):
+        return None
+    headers = CaseInsensitiveDict(
+        {
+            name: value.decode("utf-8") if isinstance(value, bytes) else value
+            for name, value in request.headers.items()
+        }
+    )
+    operation = str(headers.get("X-Amz-Target") or "").rsplit(".", 1)[-1]
+    if operation not in DIRECT_OPERATIONS:
+        return None
+    handler = _DirectDynamoHandler(operation, request, headers)
+    try:
+        status, response_headers, body = handler.call_action()
+    except HTTPException as error:  # as moto's stubber: an error raised outside the action
+        return cast(TYPE_RESPONSE, (error.code, error.get_headers(), error.get_body()))
+    return status, response_headers, body
+
+
+class _DirectDynamoHandler(DynamoHandler):
+    """moto's DynamoDB handler set up from botocore's prepared request: what ``setup_class`` derives from
+    a werkzeug request (region, account, parameters), read from the request botocore built."""
+
+    def __init__(
+        self, operation: str, request: AWSPreparedRequest, headers: CaseInsensitiveDict[str]
+    ) -> None:
+        super().__init__()
+        self._operation = operation
+        self.headers = headers
+        self.querystring: dict[str, Any] = {}
+        self.uri_match = {}
+        self.uri = request.url
+        self.method = request.method
+        # moto reads the request's headers only (a User-Agent region) when the URL names none: ours will do.
+        self.region = self.get_region_from_url(self, request.url)
+        self.current_account = self.get_current_account()
+        self.response_headers = {"server": "amazon.com", "date": http_date(utcnow())}
+        body = request.body
+        text = body.decode("utf-8") if isinstance(body, bytes) else str(body or "")
+        parser = PROTOCOL_PARSERS["json"](_operation_model(operation), map_type=self.PROTOCOL_PARSER_MAP_TYPE)
+        # moto's JSON parser reads the body alone; the other fields are there for its signature.
+        self.params = parser.parse(
+            cast(
+                Any,
+                {
+                    "method": request.method,
+                    "headers": headers,
+                    "body": text,
+                    "values": {},
+                    "url_path": "/",
+                    "url_params": {},
+                },
+            )
+        )
+
+    def _get_action(self) -> str:
+        return self._operation
+
+    def serialized(self, action_result: ActionResult) -> Any:
+        """The item operations' results as JSON; errors and anything else through moto's serializer."""
+        result = action_result.result
+        if type(action_result) in (ActionResult, DynamoResult) and isinstance(result, dict):
+            try:
+                body = json.dumps(result, default=_wire_value)
+            except TypeError:
+                pass
+            else:
+                return 200, {"Content-Type": _JSON_CONTENT_TYPE, **self.response_headers}, body
+        return super().serialized(action_result)
+
+
+@functools.cache
+def _operation_model(operation: str) -> OperationModel:
+    return cast(OperationModel, get_service_model("dynamodb").operation_model(operation))
+
+
+def _wire_value(value: Any) -> str:
+    """Binary attribute values as DynamoDB's JSON protocol writes blobs; anything else is not ours."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is left to moto's serializer")
+
+
+@contextmanager
+def cached_expression_parsing() -> Iterator[None]:
+    """moto tokenizes and parses the same few expression strings on every request, an UpdateExpression
+    twice per UpdateItem. Both steps depend on the expression's text alone (names and values are
+    substituted later, on a copy), so each text is parsed once: an UpdateExpression's syntax tree, which
+    moto's validator deep-copies before resolving names and values into it, and a condition's tokens,
+    from which moto builds each request's own tree. Invalid expressions are not remembered: they raise,
+    as before, every time."""
+    original_make = vars(UpdateExpressionParser)["make"]
+    original_lex = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=_EXPRESSIONS_REMEMBERED)
+    def update_tree(expression: str) -> Any:
+        return original_make.__func__(UpdateExpressionParser, expression)
+
+    @functools.lru_cache(maxsize=_EXPRESSIONS_REMEMBERED)
+    def condition_tokens(expression: str) -> tuple[Any, ...]:
+        return tuple(original_lex(ConditionExpressionParser(expression, None, None)))
+
+    def lex(parser: ConditionExpressionParser) -> deque[Any]:
+        # A fresh deque: moto's parsing consumes it. The tokens are immutable named tuples.
+        return deque(condition_tokens(parser.condition_expression))
+
+    setattr(UpdateExpressionParser, "make", staticmethod(update_tree))  # noqa: B010
+    setattr(ConditionExpressionParser, "_lex_condition_expression", lex)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(UpdateExpressionParser, "make", original_make)  # noqa: B010
+        setattr(ConditionExpressionParser, "_lex_condition_expression", original_lex)  # noqa: B010
+
+
+# Distinct expression texts kept; the product writes a few dozen.
+_EXPRESSIONS_REMEMBERED = 1024
+
+
+@contextmanager
+def remembered_node_kinds() -> Iterator[None]:
+    """moto's syntax-tree walkers (ten per UpdateExpression) ask, at every node, which node classes they
+    process, and each time rebuild the answer from a dict of bound methods; the classes are fixed by the
+    walker's class, so each class answers from the first time it was asked."""
+    original = DepthFirstTraverser.nodes_to_be_processed
+    kinds: dict[type, tuple[type, ...]] = {}
+
+    def nodes_to_be_processed(walker: DepthFirstTraverser) -> tuple[type, ...]:
+        found = kinds.get(type(walker))
+        if found is None:
+            found = kinds[type(walker)] = tuple(original(walker))
+        return found
+
+    setattr(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(DepthFirstTraverser, "nodes_to_be_processed", original)  # noqa: B010
