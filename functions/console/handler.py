@@ -269,7 +269,8 @@ def add_environment(
 
 
 def _form_field(field: str) -> str:
-    return field if field in ("name", "instance_arn") else "instance_arn"
+    """The form field a domain refusal concerns (the domain names the environment's name ``environment_name``)."""
+    return "name" if field in ("name", "environment_name") else "instance_arn"
 
 
 @app.post("/console/environments/remove")

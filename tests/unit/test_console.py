@@ -146,6 +146,7 @@ def test_month_usage_sums_per_day_and_environment_and_leaves_out_refused_records
         _record(datetime(2026, 11, 4, 10, tzinfo=UTC), {"prod": 99}, status=RecordStatus.NOT_SUBSCRIBED),
         _record(datetime(2026, 10, 31, 23, tzinfo=UTC), {"prod": 50}),  # last month
         _record(datetime(2026, 11, 5, 9, tzinfo=UTC), {}, dimension="overage_agents"),
+        _record(datetime(2026, 11, 6, 9, tzinfo=UTC), {"prod": 0}),  # metered at zero: no row
     ]
     through = {"license#l-1": to_ms(datetime(2026, 11, 20, 8, tzinfo=UTC))}
     usage = month_usage(records, month, now=NOW, metered_through_ms=through)

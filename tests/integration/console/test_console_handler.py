@@ -165,6 +165,12 @@ def test_environments_add_and_remove_with_the_admin_api_rules(console: ConsoleWo
     )
     assert malformed.status == 422
     assert 'value="arn:nope"' in malformed.body
+    bad_name = browser.post(
+        "/console/environments",
+        {"name": "no spaces!", "instance_arn": arn.replace("0009", "0010"), "csrf_token": csrf},
+    )
+    assert bad_name.status == 422
+    assert 'id="name-error"' in bad_name.body
     taken = browser.post("/console/environments", {"name": "again", "instance_arn": arn, "csrf_token": csrf})
     assert taken.status == 409
     removed = browser.post("/console/environments/remove", {"name": "acme-west", "csrf_token": csrf})

@@ -100,7 +100,8 @@ def month_usage(
         day = from_ms(record.hour_ms).strftime("%Y-%m-%d")
         shares = record.allocations or {COMPANY_WIDE: record.quantity}
         for environment, quantity in shares.items():
-            totals[(day, environment, record.dimension)] += quantity
+            if quantity:  # an hour metered at zero is no usage to list
+                totals[(day, environment, record.dimension)] += quantity
     rows = tuple(
         UsageRow(day=day, environment=environment, dimension=dimension, quantity=quantity)
         for (day, environment, dimension), quantity in sorted(totals.items())

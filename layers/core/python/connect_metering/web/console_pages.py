@@ -321,7 +321,7 @@ def environments_page(
             "Name",
             value=values.get("name", ""),
             error=errors.get("name"),
-            hint="Letters, digits and dashes, for example prod-eu.",
+            hint="Up to 64 letters, digits, dots, dashes and underscores, for example prod-eu.",
         )
         + _input(
             "instance_arn",
