@@ -234,6 +234,7 @@ def test_administrators_invite_and_remove_each_other(console: ConsoleWorld) -> N
     second = console.browser()
     temporary = console.mailbox.temporary_password("second@acme.test")
     assert sign_in(second, "acme", "second@acme.test", temporary, new_password=PASSWORD).status == 303
+    assert second.get("/console/users").status == 200
     twice = browser.post("/console/users", {"email": "second@acme.test", "csrf_token": csrf})
     assert twice.status == 409
     bad = browser.post("/console/users", {"email": "not an email", "csrf_token": csrf})
@@ -244,3 +245,12 @@ def test_administrators_invite_and_remove_each_other(console: ConsoleWorld) -> N
     assert removed.status == 200
     assert [a.email for a in console.invitations.administrators("acme")] == [EMAIL]
     assert sign_in(console.browser(), "acme", "second@acme.test", PASSWORD).status == 401
+    # The removed administrator's open session ends at once; the remover's goes on.
+    assert second.get("/console/users").location == "/console/"
+    assert browser.get("/console/users").status == 200
+    # Invited again later, they sign in afresh.
+    console.clock.advance_to(console.clock.now() + timedelta(seconds=1))
+    again = console.browser()
+    temporary = console.admin("acme", "second@acme.test")
+    assert sign_in(again, "acme", "second@acme.test", temporary, new_password=PASSWORD).status == 303
+    assert again.get("/console/users").status == 200

@@ -2,6 +2,7 @@
 
     tenancy table  pk = CONSOLE#SESSION#<sha256 of session id>  sk = #        a signed-in session
     tenancy table  pk = CONSOLE#SIGNIN#<sha256 of user name>    sk = #        failed sign-ins
+    tenancy table  pk = CONSOLE#SIGNIN#<sha256 of user name>    sk = REVOKED  sessions before this end
     ledger table   pk = SUB#<subscription key>   sk = <dimension>#<hour ISO>   (the meter's, read only)
 
 Session items expire through the table's TTL as well, but a session is refused from its expiry on
@@ -12,12 +13,19 @@ company). Only digests of session ids and user names are keys: the table never h
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from connect_metering.adapters.tenancy_keys import METER_SK, TTL_ATTRIBUTE, company_pk
 from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import TenancyTable, epoch_seconds, item, key, optional_instant
-from connect_metering.domain.console import NO_FAILURES, ConsoleSession, FailedSignIns
+from connect_metering.domain.console import (
+    NO_FAILURES,
+    SESSION_LIFETIME,
+    ConsoleSession,
+    FailedSignIns,
+    sign_in_name,
+)
 from connect_metering.domain.instants import iso
 from connect_metering.domain.metering import CompanyMeterState, MeteringRecord
 from connect_metering.domain.registration import digest
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 ITEM_SK = "#"
+REVOKED_SK = "REVOKED"
 
 
 def session_pk(session_id: str) -> str:
@@ -56,7 +65,25 @@ class DynamoConsoleStateStore:
 
     def session_exists(self, session: ConsoleSession) -> bool:
         stored = self._table.get(session_pk(session.session_id), ITEM_SK)
-        return stored is not None and stored.get("company_alias") == session.company_alias
+        if stored is None or stored.get("company_alias") != session.company_alias:
+            return False
+        revoked = self._table.get(sign_in_pk(sign_in_name(session.company_alias, session.email)), REVOKED_SK)
+        revoked_at = optional_instant(revoked.get("at")) if revoked else None
+        return revoked_at is None or session.started > revoked_at
+
+    def revoke_sessions(self, username: str, at: datetime) -> None:
+        """Every session of this administrator begun up to ``at`` ends (a removed administrator)."""
+        self._table.client.put_item(
+            TableName=self._table.name,
+            Item=item(
+                {
+                    "pk": sign_in_pk(username),
+                    "sk": REVOKED_SK,
+                    "at": iso(at),
+                    TTL_ATTRIBUTE: epoch_seconds(at + SESSION_LIFETIME) + 86_400,
+                }
+            ),
+        )
 
     def delete_session(self, session: ConsoleSession) -> None:
         self._table.client.delete_item(

@@ -49,6 +49,10 @@ class ConsoleSession:
     def is_expired(self, now: datetime) -> bool:
         return now >= self.expires
 
+    @property
+    def started(self) -> datetime:
+        return self.expires - SESSION_LIFETIME
+
 
 def new_session(*, company_alias: str, email: str, subject: str, now: datetime) -> ConsoleSession:
     return ConsoleSession(

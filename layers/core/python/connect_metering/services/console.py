@@ -69,6 +69,8 @@ class ConsoleStateStore(Protocol):
 
     def delete_session(self, session: ConsoleSession) -> None: ...
 
+    def revoke_sessions(self, username: str, at: datetime) -> None: ...
+
     def failed_sign_ins(self, username: str) -> FailedSignIns: ...
 
     def record_failed_sign_in(self, username: str, failures: FailedSignIns) -> None: ...
@@ -303,10 +305,13 @@ class ConsoleService:
         email = normal_email(email)
         if email == session.email:
             raise ConsoleRefusal("email", "You cannot remove yourself; ask another administrator.", 409)
+        username = sign_in_name(session.company_alias, email)
         try:
-            self._identity.delete_admin(sign_in_name(session.company_alias, email))
+            self._identity.delete_admin(username)
         except UnknownAdministrator:
             raise ConsoleRefusal("email", "No administrator of your company has this email.", 404) from None
+        # Signed-in sessions of the removed administrator end now, not when their cookies expire.
+        self._state.revoke_sessions(username, self._clock())
 
 
 def environment_refusal(error: TenancyError) -> ConsoleRefusal:
