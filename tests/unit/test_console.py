@@ -37,6 +37,8 @@ from connect_metering.web.console_pages import (
     users_page,
 )
 
+pytestmark = pytest.mark.unit
+
 KEY = b"k" * 32
 NOW = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
 

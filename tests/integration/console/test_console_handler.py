@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+
 from connect_metering.adapters.meter_store import ledger_key
 from connect_metering.domain.console import LOCKED_OUT, MAX_FAILED_SIGN_INS, WRONG_CREDENTIALS
 from connect_metering.domain.instants import to_ms
@@ -20,6 +22,8 @@ from tests.integration.console.conftest import (
     csrf_of,
     sign_in,
 )
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics")]
 
 EMAIL = "ops@acme.test"
 

@@ -13,6 +13,8 @@ from connect_metering.domain.tenancy import PricingModel, Subscription, Subscrip
 from tests.integration.console.conftest import ARN_B, T0, ConsoleWorld
 from tests.integration.console.test_console_handler import _ledger_record
 
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics")]
+
 ACME_ADMIN, GLOBEX_ADMIN = "ops@acme.test", "it@globex.test"
 
 

@@ -15,6 +15,8 @@ from tests.integration.registration.conftest import World
 from tests.integration.registration.test_register_handler import register
 from tests.registration_support import SIGNUP
 
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics")]
+
 
 @pytest.fixture
 def console_pool(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ConsolePool, Mailbox]]:

@@ -34,7 +34,7 @@ MAX_PASSWORD_LENGTH = 256
 # Both the wrong password and the wrong company alias get this message: the form is no oracle for who
 # administers which company.
 WRONG_CREDENTIALS = "The company alias, email or password is not right."
-LOCKED_OUT = "Too many failed sign-ins. Wait 15 minutes, or reset your password, and try again."
+LOCKED_OUT = "Too many failed sign-ins. Wait 15 minutes and try again."
 
 
 @dataclass(frozen=True, slots=True)
