@@ -38,6 +38,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
+from connect_metering.adapters.cognito_admins import CognitoAdministrators
 from connect_metering.adapters.marketplace import MarketplaceCustomers, MarketplaceEntitlements
 from connect_metering.adapters.meter_queue import SqsFinalMetering
 from connect_metering.adapters.tenancy_lifecycle import DynamoLifecycleStore
@@ -47,6 +48,7 @@ from connect_metering.counted import count_by
 from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
 from connect_metering.domain.tenancy import PricingModel
 from connect_metering.observability import logger, metrics, tracer
+from connect_metering.services.console import AdministratorInvitations, Mailer
 from connect_metering.services.lifecycle import LifecycleService
 from connect_metering.services.registration import (
     Completed,
@@ -92,6 +94,10 @@ MISSING_FIELD_PROBLEMS = {
 }
 
 
+# The offline server delivers console invitations to its mailbox; deployed, Cognito mails them.
+mailer: Mailer | None = None
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -124,6 +130,31 @@ def registration_service() -> RegistrationService:
         lifecycle=lifecycle,
         clock=lambda: now(),
     )
+
+
+@lru_cache(maxsize=1)
+def administrator_invitations() -> AdministratorInvitations | None:
+    """The console's invitations, when the stack has a console (``CONSOLE_USER_POOL_ID``)."""
+    settings = load_settings(RegistrationSettings)
+    if not settings.console_user_pool_id:
+        return None
+    cognito: Any = boto3.client("cognito-idp")
+    return AdministratorInvitations(
+        CognitoAdministrators(user_pool_id=settings.console_user_pool_id, client=cognito), mailer
+    )
+
+
+def _invite_first_administrator(alias: str, contact_email: str) -> None:
+    """The contact email becomes the company's first console administrator. The company is registered
+    whatever happens here: a failure is logged and counted, and the seller can invite by hand."""
+    invitations = administrator_invitations()
+    if invitations is None:
+        return
+    try:
+        invitations.invite_first_admin(alias, contact_email)
+    except Exception as error:
+        logger.error("console invitation failed", extra={"company": alias, "error": type(error).__name__})
+        metrics.add_metric(name="ConsoleInvitationFailures", unit=MetricUnit.Count, value=1)
 
 
 def _html(status: int, body: str, **extra_headers: str) -> Response[str]:
@@ -235,6 +266,7 @@ def complete_signup(
             )
             metrics.add_metric(name="PendingLifecycleFailures", unit=MetricUnit.Count, value=1)
         logger.info("company registered", extra={"company": result.company_alias})
+        _invite_first_administrator(result.company_alias, contact_email)
         return _see_other(f"/signup?id={registration_id}")
     rejected = sorted(result.form.errors)
     logger.info("sign-up refused", extra={"status": result.status, "fields": rejected})

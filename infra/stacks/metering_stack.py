@@ -11,6 +11,7 @@ from infra.config import InfraSettings
 from infra.constructs.admin_api import AdminApi
 from infra.constructs.agent_activity import AgentActivityStore, QuarantineStore
 from infra.constructs.agent_events import AgentEventsIngress
+from infra.constructs.console import CustomerConsole
 from infra.constructs.ingestion import AgentEventIngestion
 from infra.constructs.lambda_runtime import LambdaRuntime
 from infra.constructs.metering import HourlyMetering
@@ -96,6 +97,26 @@ class MeteringStack(cdk.Stack):
             product_code=settings.product_code,
             agent_events_bus_arn=self.agent_events.bus.event_bus_arn,
         )
+        self.console = CustomerConsole(
+            self,
+            "Console",
+            runtime=self.runtime,
+            api=self.registration.api,
+            registration_function=self.registration.handler.function,
+            console_url=f"https://{self.registration.distribution.distribution_domain_name}/console/",
+            tenancy_table=self.tenancy.table,
+            activity_table=self.activity.table,
+            ledger_table=self.metering.ledger_table,
+            product_code=settings.product_code,
+            agent_events_bus_arn=self.agent_events.bus.event_bus_arn,
+            forwarder_template_url=settings.forwarder_template_url,
+        )
+        cdk.CfnOutput(
+            self,
+            "ConsoleUrl",
+            value=f"https://{self.registration.distribution.distribution_domain_name}/console/",
+            description="The customer console (administrators sign in with their company alias)",
+        )
         cdk.CfnOutput(
             self,
             "RegistrationUrl",
@@ -124,6 +145,7 @@ class MeteringStack(cdk.Stack):
                 self.lifecycle.handler.function,
                 self.registration.handler.function,
                 self.admin.handler.function,
+                self.console.handler.function,
             ],
             dead_letter_queues=[
                 self.agent_events.dead_letter_queue,

@@ -132,8 +132,10 @@ def test_the_documented_synth_puts_account_region_and_product_code_in_the_templa
     environments = [f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions]
     product_codes = [variables["PRODUCT_CODE"] for variables in environments if "PRODUCT_CODE" in variables]
     assert len(product_codes) >= 3 and set(product_codes) == {PRODUCT_CODE}  # registration, lifecycle, admin
+    # The sign-up success page and the console's environments page link the forwarder template.
     assert [v["FORWARDER_TEMPLATE_URL"] for v in environments if "FORWARDER_TEMPLATE_URL" in v] == [
-        TEMPLATE_URL
+        TEMPLATE_URL,
+        TEMPLATE_URL,
     ]
     topics = {r["Properties"]["TopicArn"] for r in resources if r["Type"] == "AWS::SNS::Subscription"}
     assert topics == {SUBSCRIPTION_TOPIC, ENTITLEMENT_TOPIC}

@@ -88,7 +88,13 @@ def test_everything_but_ingest_and_admin_reserves_concurrency(metering_json: dic
         for logical_id, function in resources_of_type(metering_json, "AWS::Lambda::Function").items()
         if "ReservedConcurrentExecutions" in function["Properties"]
     }
-    expected = {"MeteringWorker", "MeteringDispatcher", "RegistrationRegister", "LifecycleFunction"}
+    expected = {
+        "MeteringWorker",
+        "MeteringDispatcher",
+        "RegistrationRegister",
+        "LifecycleFunction",
+        "ConsoleFunction",
+    }
     assert set(reserved) == {_function_id(prefix, metering_json) for prefix in expected}
     assert all(value >= 1 for value in reserved.values())
     # AWS keeps 100 unreserved per account; the reservations must leave room for that and for ingest.

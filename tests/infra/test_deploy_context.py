@@ -132,7 +132,13 @@ def test_what_destroy_retains_is_what_the_readme_lists(metering_json: dict[str, 
         for resource in metering_json["Resources"].values()
         if resource.get("DeletionPolicy") == "Retain"
     )
-    assert set(retained) == {"AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::Logs::LogGroup"}
+    assert set(retained) == {
+        "AWS::DynamoDB::Table",
+        "AWS::KMS::Key",
+        "AWS::Logs::LogGroup",
+        "AWS::Cognito::UserPool",
+    }
+    assert retained["AWS::Cognito::UserPool"] == 1  # the console's administrators
     assert retained["AWS::DynamoDB::Table"] == 4  # tenancy, agent activity, quarantine, ledger
     assert retained["AWS::KMS::Key"] == 5  # one per table and the alarm topic's
     functions = sum(1 for r in metering_json["Resources"].values() if r["Type"] == "AWS::Lambda::Function")
@@ -140,3 +146,4 @@ def test_what_destroy_retains_is_what_the_readme_lists(metering_json: dict[str, 
     teardown = " ".join(deploy_section().split("### Teardown", 1)[1].split())
     assert "four DynamoDB tables" in teardown and "alarm topic's key" in teardown
     assert "one per function, and the access logs of the registration and admin APIs" in teardown
+    assert "the console's Cognito user pool" in teardown

@@ -10,6 +10,7 @@ import pytest
 from connect_metering.observability import powertools_environment, service_name
 from connect_metering.settings import (
     AdminSettings,
+    ConsoleSettings,
     DispatchSettings,
     HandlerSettings,
     IngestSettings,
@@ -28,6 +29,7 @@ SETTINGS_BY_FUNCTION: dict[str, type[HandlerSettings]] = {
     "lifecycle": LifecycleSettings,
     "register": RegistrationSettings,
     "admin": AdminSettings,
+    "console": ConsoleSettings,
 }
 POWERTOOLS_VARIABLES = set(powertools_environment("any", "INFO"))
 

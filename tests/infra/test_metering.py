@@ -81,8 +81,8 @@ def test_alarms_cover_billing_risks_dead_letters_and_errors(metering_json: dict[
         "DuplicateRecord",
         "RecordsUnconfirmed",
     } <= metric_names
-    # ingest, dispatcher, worker, lifecycle, registration, admin
-    assert sum(1 for alarm in alarms.values() if alarm["Properties"].get("MetricName") == "Errors") == 6
+    # ingest, dispatcher, worker, lifecycle, registration, admin, console
+    assert sum(1 for alarm in alarms.values() if alarm["Properties"].get("MetricName") == "Errors") == 7
     dead_letter_alarms = [
         alarm
         for alarm in alarms.values()

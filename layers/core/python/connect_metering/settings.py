@@ -23,6 +23,9 @@ QUARANTINE_RETENTION_DAYS = "QUARANTINE_RETENTION_DAYS"
 PRODUCT_CODE = "PRODUCT_CODE"
 AGENT_EVENTS_BUS_ARN = "AGENT_EVENTS_BUS_ARN"
 FORWARDER_TEMPLATE_URL = "FORWARDER_TEMPLATE_URL"
+CONSOLE_USER_POOL_ID = "CONSOLE_USER_POOL_ID"
+CONSOLE_CLIENT_ID = "CONSOLE_CLIENT_ID"
+CONSOLE_SESSION_SECRET_ARN = "CONSOLE_SESSION_SECRET_ARN"  # noqa: S105 (a variable name, not a secret)
 
 # Set while ``from_environment`` reads a given mapping: the settings sources are then that mapping alone.
 _GIVEN_MAPPING_ONLY: ContextVar[bool] = ContextVar("_GIVEN_MAPPING_ONLY", default=False)
@@ -158,6 +161,8 @@ class RegistrationSettings(HandlerSettings):
     # What the sign-up success page tells buyers.
     agent_events_bus_arn: str = Field(default="", validation_alias=AGENT_EVENTS_BUS_ARN)
     forwarder_template_url: str = Field(default="", validation_alias=FORWARDER_TEMPLATE_URL)
+    # The console's user pool: when set, the contact email of a new company becomes its first administrator.
+    console_user_pool_id: str = Field(default="", validation_alias=CONSOLE_USER_POOL_ID)
 
 
 class AdminSettings(HandlerSettings):
@@ -165,6 +170,19 @@ class AdminSettings(HandlerSettings):
     activity_table: str = Field(validation_alias=ACTIVITY_TABLE, min_length=1)
     product_code: str = Field(default="", validation_alias=PRODUCT_CODE)
     agent_events_bus_arn: str = Field(default="", validation_alias=AGENT_EVENTS_BUS_ARN)
+
+
+class ConsoleSettings(HandlerSettings):
+    tenancy_table: str = Field(validation_alias=TENANCY_TABLE, min_length=1)
+    activity_table: str = Field(validation_alias=ACTIVITY_TABLE, min_length=1)
+    ledger_table: str = Field(validation_alias=LEDGER_TABLE, min_length=1)
+    product_code: str = Field(default="", validation_alias=PRODUCT_CODE)
+    agent_events_bus_arn: str = Field(default="", validation_alias=AGENT_EVENTS_BUS_ARN)
+    forwarder_template_url: str = Field(default="", validation_alias=FORWARDER_TEMPLATE_URL)
+    user_pool_id: str = Field(validation_alias=CONSOLE_USER_POOL_ID, min_length=1)
+    client_id: str = Field(validation_alias=CONSOLE_CLIENT_ID, min_length=1)
+    # The session cookies' HMAC key lives in Secrets Manager, read once per container; never in the environment.
+    session_secret_arn: str = Field(validation_alias=CONSOLE_SESSION_SECRET_ARN, min_length=1)
 
 
 AnySettings = TypeVar("AnySettings", bound=HandlerSettings)

@@ -1,4 +1,5 @@
-"""`connect-metering serve [--port P]`: the registration and admin endpoints on 127.0.0.1, offline.
+"""`connect-metering serve [--port P] [--registry R.json [--events E.jsonl]]`: the registration, console and
+admin endpoints on 127.0.0.1, offline.
 
 The real Lambda handlers (``functions/register``, ``functions/admin``, ``functions/lifecycle``) run behind a
 small HTTP adapter that turns each request into the HTTP API (payload v2) event API Gateway would send,
@@ -11,7 +12,13 @@ on embedded AWS (moto) with the Marketplace simulator answering ResolveCustomer 
                             ``?token=expired`` / ``?token=invalid`` post a bad token instead;
                             ``?pricing=contract`` buys a contract (10 licensed agents).
     POST /register, GET|POST /signup     the registration Lambda
+    /console/...            the console Lambda, on moto's Cognito user pool
+    GET  /dev/mailbox       every email the product would send (console invitations and their
+                            temporary passwords; deployed, Cognito mails them)
     /admin/...              the admin Lambda (IAM authentication is API Gateway's; not emulated here)
+
+``--registry`` (and ``--events``) preload a replay (``local.serve_console``) so the console's usage page
+shows real billed minutes; each registry company gets an administrator ``admin@<alias>.example``.
 
 Handlers run one at a time (moto is not built for concurrent transactions); the virtual clock follows
 the wall clock. Local runtime only: never shipped in a Lambda asset.
@@ -32,6 +39,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -39,8 +47,11 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 
 from connect_metering.domain.instants import iso
+from connect_metering.local.console_offline import Mailbox, create_console_pool
 from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.lambdas import handler_module
+from connect_metering.local.replay import BadInput
+from connect_metering.local.serve_console import Preload, mailbox_page, preload_administrators, replay_into
 from connect_metering.local.traffic import sqs_batch
 from connect_metering.settings import load_settings
 from connect_metering.web.pages import escape, layout, link_list, security_headers
@@ -50,6 +61,7 @@ SELLER_ACCOUNT = "123456789012"
 LOCAL_BUS_ARN = f"arn:aws:events:us-east-1:{SELLER_ACCOUNT}:event-bus/connect-metering-agent-events"
 LICENSED_AGENTS = 10
 ADMIN_PREFIX = "/admin"
+CONSOLE_PREFIX = "/console"
 MAX_BODY_BYTES = 1024 * 1024
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
@@ -57,6 +69,13 @@ ACCOUNT_ID = re.compile(r"[0-9]{12}")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--product-code", default=PRODUCT_CODE, help="the simulated Marketplace product")
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="preload a replay: companies, subscriptions (replay's R.json)",
+    )
+    parser.add_argument("--events", type=Path, default=None, help="the preloaded replay's events (E.jsonl)")
 
 
 EXIT_BAD_INPUT = 2
@@ -75,7 +94,11 @@ def run(arguments: argparse.Namespace) -> int:
             f"serve: argument --port: {arguments.port} is not a port (0 to {HIGHEST_PORT})", file=sys.stderr
         )
         return EXIT_BAD_INPUT
-    server = LocalServer(port=arguments.port, product_code=arguments.product_code)
+    preload = _preload(arguments)
+    if isinstance(preload, str):
+        print(preload, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    server = LocalServer(port=arguments.port, product_code=arguments.product_code, preload=preload)
     try:
         server.__enter__()
     except OSError as error:
@@ -88,7 +111,8 @@ def run(arguments: argparse.Namespace) -> int:
         # Before the banner: whoever reads "Ctrl-C stops" may signal at once (a supervisor, a test).
         _stop_on_interrupt_or_terminate()
         print(
-            f"connect-metering serve: {server.url}/dev/marketplace  (admin API: {server.url}{ADMIN_PREFIX})"
+            f"connect-metering serve: {server.url}/dev/marketplace  (console: {server.url}{CONSOLE_PREFIX}/, "
+            f"mail: {server.url}/dev/mailbox, admin API: {server.url}{ADMIN_PREFIX})"
         )
         print("embedded AWS (moto) and the Marketplace simulator; Ctrl-C stops", flush=True)
         server.serve_forever()
@@ -97,6 +121,20 @@ def run(arguments: argparse.Namespace) -> int:
     finally:
         server.__exit__(None, None, None)
     return 0
+
+
+def _preload(arguments: argparse.Namespace) -> Preload | str | None:
+    """The replay to preload, None without ``--registry``, or the message refusing the arguments."""
+    if arguments.registry is None:
+        return "serve: argument --events needs --registry" if arguments.events is not None else None
+    try:
+        return Preload.read(arguments.registry, arguments.events)
+    except (BadInput, ValueError) as error:
+        return f"serve: {error}"
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def _stop_on_interrupt_or_terminate() -> None:
@@ -212,14 +250,22 @@ def response_from(result: dict[str, Any]) -> HttpResponse:
 class LocalServer:
     """Embedded AWS + the handlers + an HTTP server on 127.0.0.1; a context manager (tests use it too)."""
 
-    def __init__(self, *, port: int = 0, product_code: str = PRODUCT_CODE) -> None:
+    def __init__(
+        self, *, port: int = 0, product_code: str = PRODUCT_CODE, preload: Preload | None = None
+    ) -> None:
         self._port = port
-        self._product_code = product_code
+        self._preload = preload
+        self._product_code = preload.registry.product_code if preload else product_code
+        self.mailbox = Mailbox()
         self._lock = threading.Lock()
         self._buyers = 0
         self._saved_environ: dict[str, str] = {}
         self._thread: threading.Thread | None = None
-        self.aws = EmbeddedAws(product_code=product_code, start=datetime.now(UTC))
+        self.aws = (
+            preload.embedded_aws()
+            if preload
+            else EmbeddedAws(product_code=product_code, start=datetime.now(UTC))
+        )
 
     # Lifecycle -----------------------------------------------------------------------------------
 
@@ -243,14 +289,34 @@ class LocalServer:
         self.register = handler_module("register")
         self.admin = handler_module("admin")
         self.lifecycle = handler_module("lifecycle")
+        self._console_on_embedded_aws()
         self._reset_caches()
+        if self._preload is not None:
+            replay_into(self.aws, self._preload)
+            invitations = self.register.administrator_invitations()
+            for alias, email in preload_administrators(self._preload):
+                invitations.invite(alias, email)
         return self
+
+    def _console_on_embedded_aws(self) -> None:
+        """moto's Cognito user pool and the session key; invitations to the mailbox; the console's clock
+        the virtual one (a preloaded replay may end after the wall clock)."""
+        pool = create_console_pool(boto3.client("cognito-idp"), boto3.client("secretsmanager"))
+        os.environ.update(pool.environment())
+        self.console = handler_module("console")
+        # The handlers' module-level hooks (ModuleType has no declared attributes for mypy).
+        setattr(self.console, "mailer", self.mailbox)  # noqa: B010
+        setattr(self.register, "mailer", self.mailbox)  # noqa: B010
+        setattr(self.console, "now", self.aws.clock.now)  # noqa: B010
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
         self._reset_caches()
+        setattr(self.console, "mailer", None)  # noqa: B010
+        setattr(self.register, "mailer", None)  # noqa: B010
+        setattr(self.console, "now", _wall_clock)  # noqa: B010
         self.aws.__exit__(kind, error, trace)
         os.environ.clear()
         os.environ.update(self._saved_environ)
@@ -262,6 +328,8 @@ class LocalServer:
         self.admin.licence_service.cache_clear()
         self.admin.audit_log.cache_clear()
         self.lifecycle.lifecycle_service.cache_clear()
+        self.console.console_service.cache_clear()
+        self.register.administrator_invitations.cache_clear()
 
     @property
     def port(self) -> int:
@@ -299,9 +367,13 @@ class LocalServer:
                 return self._page(200, "connect-metering (local)", self._index())
             if path == "/dev/marketplace" and method == "GET":
                 return self._marketplace(parse_qs(parts.query))
+            if path == "/dev/mailbox" and method == "GET":
+                return self._page(200, "Mailbox (local)", mailbox_page(self.mailbox))
             module, function_name = self.register, "register"
             if path == ADMIN_PREFIX or path.startswith(f"{ADMIN_PREFIX}/"):
                 module, function_name, path = self.admin, "admin", path[len(ADMIN_PREFIX) :] or "/"
+            elif path == CONSOLE_PREFIX or path.startswith(f"{CONSOLE_PREFIX}/"):
+                module, function_name = self.console, "console"
             event = http_api_event(
                 method=method, path=path, query=parts.query, headers=headers, body=body, source_ip=source_ip
             )
@@ -321,6 +393,8 @@ class LocalServer:
                 ("/dev/marketplace?pricing=contract", "Subscribe a new buyer (contract) and register"),
                 ("/dev/marketplace?token=expired", "Register with an expired token"),
                 ("/dev/marketplace?token=invalid", "Register with an invalid token"),
+                ("/dev/mailbox", "Mailbox: console invitations"),
+                ("/console/", "Console sign-in"),
             ]
         )
 

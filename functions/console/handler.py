@@ -1,0 +1,423 @@
+"""Console Lambda behind the public HTTP API: the buyer's administrators sign in and manage their company.
+
+    GET  /console/                     sign-in form (company_alias, email, password; new_password at first)
+    POST /console/                     sign in: 303 to /console/licence with the session cookie
+    GET  /console/licence              licence, status and what it means
+    GET  /console/environments         environments; POST adds one (name, instance_arn);
+    POST /console/environments/remove  removes one (name)
+    GET  /console/usage                billed usage this month and last; /console/usage.csv the same as CSV
+    GET  /console/users                administrators; POST invites one (email); POST /console/users/remove
+    POST /console/sign-out             ends the session
+
+Every page but sign-in needs a session (otherwise 303 to /console/), and reads or changes only the
+session's company, whatever a URL or a form names. Every POST carries a CSRF token: the session's, or
+for the sign-in form a double-submit cookie. Thin: the routes read forms and cookies, ``ConsoleService``
+decides; passwords and cookies are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import logging
+import secrets
+import warnings
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated, Any
+
+import boto3
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Form
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from connect_metering.adapters.activity_table import DynamoActivityStore
+from connect_metering.adapters.cognito_admins import CognitoAdministrators
+from connect_metering.adapters.console_store import DynamoConsoleStateStore, DynamoUsageReader
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
+from connect_metering.domain.console import (
+    MIN_SIGNING_KEY_BYTES,
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    ConsoleSession,
+)
+from connect_metering.domain.console_usage import usage_csv_rows
+from connect_metering.domain.tenancy import TenancyError
+from connect_metering.observability import logger, metrics, tracer
+from connect_metering.services.console import (
+    ConsoleRefusal,
+    ConsoleService,
+    CsrfRefused,
+    Mailer,
+    NotSignedIn,
+    SignedIn,
+    environment_refusal,
+)
+from connect_metering.services.licence import LicenceService
+from connect_metering.settings import ConsoleSettings, load_settings
+from connect_metering.web.console_pages import (
+    console_headers,
+    console_problem_page,
+    environments_page,
+    licence_page,
+    sign_in_page,
+    usage_page,
+    users_page,
+)
+from connect_metering.web.forms import FormTooLarge, MalformedForm, check_form_body, cookie_value
+
+app = APIGatewayHttpResolver(debug=False, enable_validation=True)
+warnings.filterwarnings("ignore", "No application metrics to publish")
+# The resolver's debug logging prints a route's arguments, passwords among them: held at WARNING.
+for _noisy in ("botocore", "boto3", "urllib3", "aws_lambda_powertools.event_handler"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+SIGN_IN, PREFIX = "/console/", "/console"
+SIGN_IN_COOKIE = "cm_console_form"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# The offline server delivers invitations to its mailbox; deployed, Cognito mails them and this stays None.
+mailer: Mailer | None = None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@lru_cache(maxsize=1)
+def console_service() -> ConsoleService:
+    settings = load_settings(ConsoleSettings)
+    dynamodb = boto3.client("dynamodb")
+    secrets_manager: Any = boto3.client("secretsmanager")
+    key = secrets_manager.get_secret_value(SecretId=settings.session_secret_arn)["SecretString"].encode()
+    if len(key) < MIN_SIGNING_KEY_BYTES:
+        raise ValueError(f"the console session secret must be at least {MIN_SIGNING_KEY_BYTES} bytes")
+    cognito: Any = boto3.client("cognito-idp")
+    return ConsoleService(
+        identity=CognitoAdministrators(
+            user_pool_id=settings.user_pool_id, client_id=settings.client_id, client=cognito
+        ),
+        state=DynamoConsoleStateStore(settings.tenancy_table, dynamodb),
+        licence=LicenceService(
+            tenancy=DynamoTenancyStore(settings.tenancy_table, dynamodb),
+            activity=DynamoActivityStore(settings.activity_table, dynamodb),
+            clock=lambda: now(),
+            silence_timeout_ms=settings.policy.silence_timeout * 1000,
+            product_code=settings.product_code,
+        ),
+        usage=DynamoUsageReader(
+            tenancy_table=settings.tenancy_table, ledger_table=settings.ledger_table, client=dynamodb
+        ),
+        signing_key=key,
+        clock=lambda: now(),
+        mailer=mailer,
+    )
+
+
+# Responses ---------------------------------------------------------------------------------------
+
+
+def _html(status: int, body: str, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response(status_code=status, body=body, headers=console_headers(), cookies=cookies)
+
+
+def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response(
+        status_code=303, body="", headers={**console_headers(), "Location": location}, cookies=cookies
+    )
+
+
+def _cookie(name: str, value: str, max_age: int) -> Cookie:
+    # Secure always: the public entry is HTTPS only (the offline server drops it on its plain-HTTP loopback).
+    return Cookie(
+        name=name,
+        value=value,
+        path=PREFIX,
+        secure=True,
+        http_only=True,
+        max_age=max_age,
+        same_site=SameSite.STRICT_MODE,
+    )
+
+
+def _cookie_of(name: str) -> str | None:
+    return cookie_value(app.current_event.cookies, name)
+
+
+def _session() -> ConsoleSession:
+    return console_service().session(_cookie_of(SESSION_COOKIE))
+
+
+def _posted_session(csrf_token: str | None) -> ConsoleSession:
+    session = _session()
+    ConsoleService.check_csrf(session, csrf_token)
+    return session
+
+
+# Sign-in -----------------------------------------------------------------------------------------
+
+
+def _sign_in_form(status: int = 200, **page: Any) -> Response[str]:
+    """The sign-in page with a fresh double-submit token: the cookie and the form's hidden field."""
+    token = secrets.token_urlsafe(24)
+    return _html(status, sign_in_page(csrf_token=token, **page), [_cookie(SIGN_IN_COOKIE, token, 3600)])
+
+
+@app.get(PREFIX)
+def console_root() -> Response[str]:
+    return _see_other(SIGN_IN)
+
+
+@app.get(SIGN_IN)
+def sign_in_form() -> Response[str]:
+    try:
+        _session()
+    except NotSignedIn:
+        return _sign_in_form()
+    return _see_other("/console/licence")
+
+
+@app.post(SIGN_IN)
+def sign_in(
+    company_alias: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    new_password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response[str]:
+    expected = _cookie_of(SIGN_IN_COOKIE)
+    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
+        raise CsrfRefused
+    result = console_service().sign_in(company_alias, email, password, new_password)
+    if isinstance(result, SignedIn):
+        logger.info("console sign-in", extra={"company": result.session.company_alias})
+        cookie = _cookie(SESSION_COOKIE, result.cookie, int(SESSION_LIFETIME.total_seconds()))
+        return _see_other("/console/licence", [cookie, _cookie(SIGN_IN_COOKIE, "", 0)])
+    logger.info("console sign-in refused", extra={"new_password_needed": result.new_password_needed})
+    return _sign_in_form(
+        200 if result.new_password_needed else 401,
+        alias=company_alias,
+        email=email,
+        error=result.message,
+        new_password=result.new_password_needed,
+    )
+
+
+@app.post("/console/sign-out")
+def sign_out(csrf_token: Annotated[str, Form()] = "") -> Response[str]:
+    session = _posted_session(csrf_token)
+    console_service().sign_out(session)
+    logger.info("console sign-out", extra={"company": session.company_alias})
+    return _see_other(SIGN_IN, [_cookie(SESSION_COOKIE, "", 0)])
+
+
+# Pages -------------------------------------------------------------------------------------------
+
+
+@app.get("/console/licence")
+def licence() -> Response[str]:
+    session = _session()
+    info = console_service().licence(session)
+    return _html(200, licence_page(info, now=now(), csrf_token=session.csrf_token))
+
+
+def _environments(session: ConsoleSession, status: int = 200, **form: Any) -> Response[str]:
+    settings = load_settings(ConsoleSettings)
+    page = environments_page(
+        console_service().environments(session),
+        alias=session.company_alias,
+        csrf_token=session.csrf_token,
+        template_url=settings.forwarder_template_url,
+        seller_bus_arn=settings.agent_events_bus_arn,
+        **form,
+    )
+    return _html(status, page)
+
+
+@app.get("/console/environments")
+def environments() -> Response[str]:
+    return _environments(_session())
+
+
+@app.post("/console/environments")
+def add_environment(
+    name: Annotated[str, Form()] = "",
+    instance_arn: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response[str]:
+    session = _posted_session(csrf_token)
+    values = {"name": name, "instance_arn": instance_arn}
+    try:
+        added = console_service().add_environment(session, name, instance_arn)
+    except TenancyError as error:
+        refusal = environment_refusal(error)
+        logger.info(
+            "console environment refused", extra={"company": session.company_alias, "rule": error.rule}
+        )
+        return _environments(
+            session, refusal.status, values=values, errors={_form_field(refusal.field): refusal.message}
+        )
+    logger.info(
+        "console environment added", extra={"company": session.company_alias, "environment": added.name}
+    )
+    return _environments(session, 201, notice=f"Environment {added.name} added.")
+
+
+def _form_field(field: str) -> str:
+    """The form field a domain refusal concerns (the domain names the environment's name ``environment_name``)."""
+    return "name" if field in ("name", "environment_name") else "instance_arn"
+
+
+@app.post("/console/environments/remove")
+def remove_environment(
+    name: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = ""
+) -> Response[str]:
+    session = _posted_session(csrf_token)
+    try:
+        console_service().remove_environment(session, name)
+    except TenancyError as error:
+        refusal = environment_refusal(error)
+        return _environments(session, refusal.status, errors={"name": refusal.message})
+    logger.info("console environment removed", extra={"company": session.company_alias, "environment": name})
+    return _environments(session, notice=f"Environment {name} removed.")
+
+
+@app.get("/console/usage")
+def usage() -> Response[str]:
+    session = _session()
+    this_month, last_month = console_service().usage(session)
+    return _html(
+        200, usage_page(this_month, last_month, alias=session.company_alias, csrf_token=session.csrf_token)
+    )
+
+
+@app.get("/console/usage.csv")
+def usage_csv() -> Response[str]:
+    session = _session()
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(usage_csv_rows(console_service().usage(session)))
+    headers = {
+        **console_headers(),
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="usage-{session.company_alias}.csv"',
+    }
+    return Response(status_code=200, body=buffer.getvalue(), headers=headers)
+
+
+def _users(session: ConsoleSession, status: int = 200, **form: Any) -> Response[str]:
+    page = users_page(
+        console_service().administrators(session),
+        alias=session.company_alias,
+        me=session.email,
+        csrf_token=session.csrf_token,
+        **form,
+    )
+    return _html(status, page)
+
+
+@app.get("/console/users")
+def users() -> Response[str]:
+    return _users(_session())
+
+
+@app.post("/console/users")
+def invite(email: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "") -> Response[str]:
+    session = _posted_session(csrf_token)
+    try:
+        invited = console_service().invite(session, email)
+    except ConsoleRefusal as refusal:
+        return _users(session, refusal.status, email=email, error=refusal.message)
+    logger.info("console administrator invited", extra={"company": session.company_alias})
+    return _users(session, 201, notice=f"Invitation sent to {invited.email}.")
+
+
+@app.post("/console/users/remove")
+def remove_user(email: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "") -> Response[str]:
+    session = _posted_session(csrf_token)
+    try:
+        console_service().remove_administrator(session, email)
+    except ConsoleRefusal as refusal:
+        return _users(session, refusal.status, error=refusal.message)
+    logger.info("console administrator removed", extra={"company": session.company_alias})
+    return _users(session, notice=f"{email.strip().lower()} is no longer an administrator.")
+
+
+# Refusals ----------------------------------------------------------------------------------------
+
+
+def on_not_signed_in(_: NotSignedIn) -> Response[str]:
+    return _see_other(SIGN_IN)
+
+
+def on_csrf(_: CsrfRefused) -> Response[str]:
+    logger.warning("console form refused", extra={"reason": "csrf"})
+    return _html(
+        *console_problem_page(
+            403, "The form could not be verified", "Reload the page and submit the form again."
+        )
+    )
+
+
+def on_invalid_form(_: RequestValidationError) -> Response[str]:
+    return _html(*console_problem_page(400, "The request could not be read", "The form data was malformed."))
+
+
+@app.not_found
+def not_found(_: Exception) -> Response[str]:
+    return _html(*console_problem_page(404, "Page not found", "There is no page at this address."))
+
+
+def on_error(error: Exception) -> Response[str]:
+    logger.error("console step failed", extra={"error": type(error).__name__})
+    return _html(
+        *console_problem_page(
+            500, "Something went wrong on our side", "Try again in a few minutes. Nothing you did caused it."
+        )
+    )
+
+
+app.exception_handler(NotSignedIn)(on_not_signed_in)
+app.exception_handler(CsrfRefused)(on_csrf)
+app.exception_handler(RequestValidationError)(on_invalid_form)
+app.exception_handler(Exception)(on_error)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    console_service()  # first, outside the resolver: a missing setting or secret fails loudly
+    request = APIGatewayProxyEventV2(event)
+    if request.http_method != "POST":
+        return app.resolve(event, context)
+    refused = form_refusal(request)
+    if refused is not None:
+        return ResponseBuilder[APIGatewayProxyEventV2](refused).build(request)
+    return app.resolve(as_form(event), context)
+
+
+def form_refusal(request: APIGatewayProxyEventV2) -> Response[str] | None:
+    try:
+        body = request.body or ""
+        check_form_body(base64.b64decode(body, validate=True) if request.is_base64_encoded else body.encode())
+    except FormTooLarge:
+        return _html(
+            *console_problem_page(413, "The form is too large", "Go back and shorten what you typed.")
+        )
+    except (MalformedForm, binascii.Error):
+        return _html(
+            *console_problem_page(400, "The request could not be read", "The form data was malformed.")
+        )
+    return None
+
+
+def as_form(event: dict[str, Any]) -> dict[str, Any]:
+    headers = {
+        name: value for name, value in (event.get("headers") or {}).items() if name.lower() != "content-type"
+    }
+    return {**event, "headers": {**headers, "content-type": FORM_CONTENT_TYPE}}

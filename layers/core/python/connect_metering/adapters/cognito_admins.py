@@ -1,0 +1,162 @@
+"""The console's administrators in an Amazon Cognito user pool (``cognito-idp``, client injected).
+
+User names are ``<company alias>/<email>`` (``domain.console.sign_in_name``) and each user carries the
+company in ``custom:company_alias``; a sign-in under another alias names a user that does not exist,
+which Cognito answers as it answers a wrong password. Sign-in is ``ADMIN_USER_PASSWORD_AUTH`` (the
+console's Lambda signs in on the administrator's behalf; the app client has no secret and allows no
+other flow), the first one answered with the ``NEW_PASSWORD_REQUIRED`` challenge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from connect_metering.domain.console import (
+    Administrator,
+    AdministratorExists,
+    Authenticated,
+    NewPasswordRequired,
+    PasswordRejected,
+    UnknownAdministrator,
+    WrongCredentials,
+)
+
+COMPANY_ATTRIBUTE = "custom:company_alias"
+NEW_PASSWORD_CHALLENGE = "NEW_PASSWORD_REQUIRED"  # noqa: S105 (a challenge name, not a password)
+# What Cognito answers for a wrong password, an unknown or disabled user, or a user it has locked out.
+WRONG_CREDENTIAL_ERRORS = frozenset(
+    {"NotAuthorizedException", "UserNotFoundException", "PasswordResetRequiredException"}
+)
+PASSWORD_POLICY_ERRORS = frozenset({"InvalidPasswordException", "InvalidParameterException"})
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _attributes(listed: list[dict[str, str]]) -> dict[str, str]:
+    return {attribute["Name"]: attribute["Value"] for attribute in listed}
+
+
+class CognitoAdministrators:
+    def __init__(self, *, user_pool_id: str, client: Any, client_id: str = "") -> None:
+        """``client_id``: the app client signing in (not needed to manage users)."""
+        self._pool = user_pool_id
+        self._app_client = client_id
+        self._client = client
+
+    def authenticate(self, username: str, password: str) -> Authenticated | NewPasswordRequired:
+        try:
+            answer = self._client.admin_initiate_auth(
+                UserPoolId=self._pool,
+                ClientId=self._app_client,
+                AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+                AuthParameters={"USERNAME": username, "PASSWORD": password},
+            )
+        except ClientError as error:
+            if _code(error) in WRONG_CREDENTIAL_ERRORS:
+                raise WrongCredentials from None
+            raise
+        if answer.get("ChallengeName") == NEW_PASSWORD_CHALLENGE:
+            return NewPasswordRequired()
+        if "AuthenticationResult" not in answer:
+            # Another challenge (MFA) this console does not answer yet: not signed in.
+            raise WrongCredentials
+        return self._who(username)
+
+    def set_new_password(self, username: str, password: str, new_password: str) -> Authenticated:
+        try:
+            started = self._client.admin_initiate_auth(
+                UserPoolId=self._pool,
+                ClientId=self._app_client,
+                AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+                AuthParameters={"USERNAME": username, "PASSWORD": password},
+            )
+            if started.get("ChallengeName") != NEW_PASSWORD_CHALLENGE:
+                raise WrongCredentials
+            self._client.admin_respond_to_auth_challenge(
+                UserPoolId=self._pool,
+                ClientId=self._app_client,
+                ChallengeName=NEW_PASSWORD_CHALLENGE,
+                Session=started["Session"],
+                ChallengeResponses={"USERNAME": username, "NEW_PASSWORD": new_password},
+            )
+        except ClientError as error:
+            if _code(error) in WRONG_CREDENTIAL_ERRORS:
+                raise WrongCredentials from None
+            if _code(error) in PASSWORD_POLICY_ERRORS:
+                raise PasswordRejected(
+                    "Choose a stronger password: at least 12 characters with upper and lower case letters, "
+                    "digits and symbols."
+                ) from None
+            raise
+        return self._who(username)
+
+    def _who(self, username: str) -> Authenticated:
+        user = self._client.admin_get_user(UserPoolId=self._pool, Username=username)
+        attributes = _attributes(user.get("UserAttributes", []))
+        return Authenticated(
+            company_alias=attributes.get(COMPANY_ATTRIBUTE, ""),
+            email=attributes.get("email", ""),
+            subject=attributes.get("sub", ""),
+        )
+
+    def create_admin(
+        self, username: str, *, company_alias: str, email: str, temporary_password: str, send_invitation: bool
+    ) -> None:
+        request: dict[str, Any] = {
+            "UserPoolId": self._pool,
+            "Username": username,
+            "TemporaryPassword": temporary_password,
+            "UserAttributes": [
+                {"Name": "email", "Value": email},
+                {"Name": "email_verified", "Value": "true"},
+                {"Name": COMPANY_ATTRIBUTE, "Value": company_alias},
+            ],
+        }
+        if send_invitation:
+            request["DesiredDeliveryMediums"] = ["EMAIL"]
+        else:
+            request["MessageAction"] = "SUPPRESS"
+        try:
+            self._client.admin_create_user(**request)
+        except ClientError as error:
+            if _code(error) == "UsernameExistsException":
+                raise AdministratorExists from None
+            raise
+
+    def delete_admin(self, username: str) -> None:
+        try:
+            self._client.admin_delete_user(UserPoolId=self._pool, Username=username)
+        except ClientError as error:
+            if _code(error) == "UserNotFoundException":
+                raise UnknownAdministrator from None
+            raise
+
+    def list_admins(self, company_alias: str) -> list[Administrator]:
+        admins: list[Administrator] = []
+        prefix = f"{company_alias}/"
+        request: dict[str, Any] = {"UserPoolId": self._pool, "Filter": f'username ^= "{prefix}"'}
+        while True:
+            page = self._client.list_users(**request)
+            for user in page.get("Users", []):
+                attributes = _attributes(user.get("Attributes", []))
+                # The prefix filter is Cognito's; the attribute check is ours, so a user only ever lists here
+                # under the company both its name and its attribute give.
+                if attributes.get(COMPANY_ATTRIBUTE) == company_alias and str(user["Username"]).startswith(
+                    prefix
+                ):
+                    admins.append(
+                        Administrator(
+                            company_alias=company_alias,
+                            email=attributes.get("email", ""),
+                            status=str(user.get("UserStatus", "")),
+                            created=user.get("UserCreateDate"),
+                        )
+                    )
+            token = page.get("PaginationToken")
+            if not token:
+                return admins
+            request["PaginationToken"] = token

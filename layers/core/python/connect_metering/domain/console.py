@@ -1,0 +1,215 @@
+"""The customer console's sessions and sign-in rules: pure, the caller passes ``now`` and the signing key.
+
+A session belongs to one company: every console page reads and changes only the data of the session's
+company alias, never an alias from a URL or a form. The browser holds it as a signed cookie
+(``<payload>.<HMAC-SHA256>``, both base64url): the payload names the session id, the company, the
+administrator and the expiry; the server also keeps the session id (sign-out deletes it, so a copied
+cookie dies with the sign-out), and refuses an expired session whatever the cookie says.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from connect_metering.domain.instants import from_ms, to_ms
+from connect_metering.domain.registration import EMAIL_PATTERN
+from connect_metering.domain.tenancy import ALIAS_PATTERN
+
+SESSION_COOKIE = "cm_console"
+SESSION_LIFETIME = timedelta(hours=8)
+# Failed sign-ins of one administrator (alias + email) before sign-in is refused for LOCKOUT_PERIOD;
+# counted by the product itself, whatever the identity provider also does.
+MAX_FAILED_SIGN_INS = 5
+LOCKOUT_PERIOD = timedelta(minutes=15)
+MIN_SIGNING_KEY_BYTES = 32
+MAX_EMAIL_LENGTH = 254
+MAX_PASSWORD_LENGTH = 256
+# Both the wrong password and the wrong company alias get this message: the form is no oracle for who
+# administers which company.
+WRONG_CREDENTIALS = "The company alias, email or password is not right."
+LOCKED_OUT = "Too many failed sign-ins. Wait 15 minutes and try again."
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    session_id: str
+    company_alias: str
+    email: str
+    subject: str
+    expires: datetime
+    csrf_token: str
+
+    def is_expired(self, now: datetime) -> bool:
+        return now >= self.expires
+
+    @property
+    def started(self) -> datetime:
+        return self.expires - SESSION_LIFETIME
+
+
+def new_session(*, company_alias: str, email: str, subject: str, now: datetime) -> ConsoleSession:
+    return ConsoleSession(
+        session_id=secrets.token_urlsafe(24),
+        company_alias=company_alias,
+        email=email,
+        subject=subject,
+        expires=now + SESSION_LIFETIME,
+        csrf_token=secrets.token_urlsafe(24),
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(payload: str, key: bytes) -> str:
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+
+
+def sign_session(session: ConsoleSession, key: bytes) -> str:
+    document = {
+        "id": session.session_id,
+        "alias": session.company_alias,
+        "email": session.email,
+        "sub": session.subject,
+        "exp": to_ms(session.expires),
+        "csrf": session.csrf_token,
+    }
+    payload = _b64(json.dumps(document, separators=(",", ":"), sort_keys=True).encode())
+    return f"{payload}.{_mac(payload, key)}"
+
+
+def read_session(cookie: str | None, key: bytes, now: datetime) -> ConsoleSession | None:
+    """The session a cookie carries, or None: absent, forged, altered, malformed or expired."""
+    if not cookie or cookie.count(".") != 1:
+        return None
+    payload, mac = cookie.split(".")
+    if not hmac.compare_digest(mac, _mac(payload, key)):
+        return None
+    try:
+        document = json.loads(_unb64(payload))
+        session = ConsoleSession(
+            session_id=str(document["id"]),
+            company_alias=str(document["alias"]),
+            email=str(document["email"]),
+            subject=str(document["sub"]),
+            expires=from_ms(int(document["exp"])),
+            csrf_token=str(document["csrf"]),
+        )
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return None if session.is_expired(now) else session
+
+
+def csrf_matches(session: ConsoleSession, submitted: str | None) -> bool:
+    return submitted is not None and hmac.compare_digest(submitted.encode(), session.csrf_token.encode())
+
+
+# Sign-in input ------------------------------------------------------------------------------------
+
+
+def normal_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def credentials_plausible(alias: str, email: str, password: str) -> bool:
+    """Whether a sign-in is worth asking the identity provider about: a malformed alias or email can
+    match nobody (and is answered with the same message as a wrong password)."""
+    return (
+        ALIAS_PATTERN.fullmatch(alias) is not None
+        and len(email) <= MAX_EMAIL_LENGTH
+        and EMAIL_PATTERN.fullmatch(email) is not None
+        and 0 < len(password) <= MAX_PASSWORD_LENGTH
+    )
+
+
+def invitation_email_error(email: str) -> str | None:
+    if len(email) > MAX_EMAIL_LENGTH or EMAIL_PATTERN.fullmatch(email) is None:
+        return "Enter an email address such as ops@example.com."
+    return None
+
+
+def sign_in_name(alias: str, email: str) -> str:
+    """The identity provider's user name of an administrator: one per company and email, so the same
+    person may administer two companies, and a sign-in under another alias finds no such user."""
+    return f"{alias}/{normal_email(email)}"
+
+
+# Lockout ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FailedSignIns:
+    """Consecutive failed sign-ins of one administrator; a quiet LOCKOUT_PERIOD since the last one
+    forgets them, and sign-in is refused while MAX_FAILED_SIGN_INS of them are remembered."""
+
+    count: int
+    last_failure: datetime | None
+
+    def forgotten(self, now: datetime) -> bool:
+        return self.last_failure is None or now - self.last_failure >= LOCKOUT_PERIOD
+
+    def locked(self, now: datetime) -> bool:
+        return self.count >= MAX_FAILED_SIGN_INS and not self.forgotten(now)
+
+    def after_failure(self, now: datetime) -> FailedSignIns:
+        return FailedSignIns(1 if self.forgotten(now) else self.count + 1, now)
+
+
+NO_FAILURES = FailedSignIns(0, None)
+
+
+# Administrators and what the identity provider answers ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Administrator:
+    company_alias: str
+    email: str
+    status: str  # the identity provider's: FORCE_CHANGE_PASSWORD (invited), CONFIRMED...
+    created: datetime | None = None
+
+    @property
+    def invited(self) -> bool:
+        return self.status == "FORCE_CHANGE_PASSWORD"
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A password the identity provider accepted, with the company the administrator belongs to."""
+
+    company_alias: str
+    email: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewPasswordRequired:
+    """The password was right and is temporary: the administrator must choose a new one."""
+
+
+class WrongCredentials(Exception):
+    """No such administrator, a wrong password or a disabled user: one answer for all of them."""
+
+
+class PasswordRejected(Exception):
+    """The identity provider refused a new password (its policy); the message says why."""
+
+
+class AdministratorExists(Exception):
+    """This email already administers this company."""
+
+
+class UnknownAdministrator(Exception):
+    """No administrator of this company has this email."""

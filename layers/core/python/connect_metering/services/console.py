@@ -1,0 +1,322 @@
+"""The customer console's use cases: sign-in, sessions, and the company's licence, environments, usage
+and administrators, always those of the signed-in session's company.
+
+Nothing here takes a company alias from a request once signed in: every read and change is given the
+``ConsoleSession`` and uses its ``company_alias``. Environments are added and removed through the admin
+API's ``LicenceService``, so the console has exactly its validation and its one-account-one-company rules.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from connect_metering.domain.console import (
+    LOCKED_OUT,
+    NO_FAILURES,
+    WRONG_CREDENTIALS,
+    Administrator,
+    AdministratorExists,
+    Authenticated,
+    ConsoleSession,
+    FailedSignIns,
+    NewPasswordRequired,
+    PasswordRejected,
+    UnknownAdministrator,
+    WrongCredentials,
+    credentials_plausible,
+    csrf_matches,
+    invitation_email_error,
+    new_session,
+    normal_email,
+    read_session,
+    sign_in_name,
+    sign_session,
+)
+from connect_metering.domain.console_usage import MonthUsage, month_of, month_usage, previous_month
+from connect_metering.domain.licence import LicenceInfo
+from connect_metering.domain.metering import MeteringRecord
+from connect_metering.domain.tenancy import Environment, TenancyError
+from connect_metering.services.licence import LicenceService
+
+
+class IdentityProvider(Protocol):
+    """The administrators' directory (Amazon Cognito deployed, moto's offline)."""
+
+    def authenticate(self, username: str, password: str) -> Authenticated | NewPasswordRequired: ...
+
+    def set_new_password(self, username: str, password: str, new_password: str) -> Authenticated: ...
+
+    def create_admin(
+        self, username: str, *, company_alias: str, email: str, temporary_password: str, send_invitation: bool
+    ) -> None: ...
+
+    def delete_admin(self, username: str) -> None: ...
+
+    def list_admins(self, company_alias: str) -> list[Administrator]: ...
+
+
+class ConsoleStateStore(Protocol):
+    """Server-side sessions (sign-out deletes them) and failed sign-in counts."""
+
+    def save_session(self, session: ConsoleSession) -> None: ...
+
+    def session_exists(self, session: ConsoleSession) -> bool: ...
+
+    def delete_session(self, session: ConsoleSession) -> None: ...
+
+    def revoke_sessions(self, username: str, at: datetime) -> None: ...
+
+    def failed_sign_ins(self, username: str) -> FailedSignIns: ...
+
+    def record_failed_sign_in(self, username: str, failures: FailedSignIns) -> None: ...
+
+    def clear_failed_sign_ins(self, username: str) -> None: ...
+
+
+class UsageReader(Protocol):
+    def records(self, company_alias: str, first_hour_ms: int, end_hour_ms: int) -> list[MeteringRecord]:
+        """The ledger's records of the company's subscriptions for the hours in [first, end)."""
+        ...
+
+    def metered_through(self, company_alias: str) -> dict[str, int | None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    email: str
+    company_alias: str
+    temporary_password: str
+    sign_in_path: str = "/console/"
+
+
+class Mailer(Protocol):
+    """Sends what the product itself mails. Deployed, Cognito mails invitations and there is no mailer."""
+
+    def send_invitation(self, invitation: Invitation) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    session: ConsoleSession
+    cookie: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignInRefused:
+    message: str
+    new_password_needed: bool = False
+
+
+class NotSignedIn(Exception):
+    """No session, or an expired, forged or signed-out one."""
+
+
+class CsrfRefused(Exception):
+    """A form without the session's CSRF token."""
+
+
+class ConsoleRefusal(Exception):
+    """A change the console refuses, with the field it concerns and a message for the page."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+TEMPORARY_PASSWORD_LENGTH = 16
+_SYMBOLS = "!#%+-=?@^_"
+
+
+def temporary_password() -> str:
+    """A random password meeting any Cognito policy: upper and lower case, digits and symbols."""
+    alphabet = string.ascii_letters + string.digits + _SYMBOLS
+    body = [secrets.choice(alphabet) for _ in range(TEMPORARY_PASSWORD_LENGTH - 4)]
+    body += [
+        secrets.choice(kind)
+        for kind in (string.ascii_uppercase, string.ascii_lowercase, string.digits, _SYMBOLS)
+    ]
+    secrets.SystemRandom().shuffle(body)
+    return "".join(body)
+
+
+class AdministratorInvitations:
+    """Inviting administrators: Cognito creates the user with a temporary password and, deployed, mails
+    the invitation itself; offline (``serve``), the product's mailer delivers it to the local mailbox."""
+
+    def __init__(self, identity: IdentityProvider, mailer: Mailer | None = None) -> None:
+        self._identity = identity
+        self._mailer = mailer
+
+    def administrators(self, company_alias: str) -> list[Administrator]:
+        return sorted(self._identity.list_admins(company_alias), key=lambda admin: admin.email)
+
+    def invite_first_admin(self, company_alias: str, email: str) -> Administrator | None:
+        """At sign-up: the contact email becomes the company's first administrator, unless it has some."""
+        if self.administrators(company_alias):
+            return None
+        return self.invite(company_alias, email)
+
+    def invite(self, company_alias: str, email: str) -> Administrator:
+        email = normal_email(email)
+        problem = invitation_email_error(email)
+        if problem:
+            raise ConsoleRefusal("email", problem)
+        password = temporary_password()
+        try:
+            self._identity.create_admin(
+                sign_in_name(company_alias, email),
+                company_alias=company_alias,
+                email=email,
+                temporary_password=password,
+                send_invitation=self._mailer is None,
+            )
+        except AdministratorExists:
+            raise ConsoleRefusal(
+                "email", "This email is already an administrator of your company.", 409
+            ) from None
+        if self._mailer is not None:
+            self._mailer.send_invitation(
+                Invitation(email=email, company_alias=company_alias, temporary_password=password)
+            )
+        return Administrator(company_alias=company_alias, email=email, status="FORCE_CHANGE_PASSWORD")
+
+
+class ConsoleService:
+    def __init__(
+        self,
+        *,
+        identity: IdentityProvider,
+        state: ConsoleStateStore,
+        licence: LicenceService,
+        usage: UsageReader,
+        signing_key: bytes,
+        clock: Callable[[], datetime],
+        mailer: Mailer | None = None,
+    ) -> None:
+        self._identity = identity
+        self._state = state
+        self._licence = licence
+        self._usage = usage
+        self._key = signing_key
+        self._clock = clock
+        self._invitations = AdministratorInvitations(identity, mailer)
+
+    # Sign-in and sessions ------------------------------------------------------------------------
+
+    def sign_in(
+        self, company_alias: str, email: str, password: str, new_password: str = ""
+    ) -> SignedIn | SignInRefused:
+        alias, email = company_alias.strip(), normal_email(email)
+        if not credentials_plausible(alias, email, password):
+            return SignInRefused(WRONG_CREDENTIALS)
+        username = sign_in_name(alias, email)
+        now = self._clock()
+        failures = self._state.failed_sign_ins(username)
+        if failures.locked(now):
+            return SignInRefused(LOCKED_OUT)
+        try:
+            answer = self._authenticate(username, password, new_password)
+        except WrongCredentials:
+            self._state.record_failed_sign_in(username, failures.after_failure(now))
+            return SignInRefused(WRONG_CREDENTIALS)
+        except PasswordRejected as rejected:
+            return SignInRefused(str(rejected), new_password_needed=True)
+        if isinstance(answer, NewPasswordRequired):
+            return SignInRefused(
+                "Choose a new password to finish your first sign-in.", new_password_needed=True
+            )
+        if answer.company_alias != alias:
+            # The user name carries the alias, so this means a user made outside the console: refused alike.
+            self._state.record_failed_sign_in(username, failures.after_failure(now))
+            return SignInRefused(WRONG_CREDENTIALS)
+        if failures != NO_FAILURES:
+            self._state.clear_failed_sign_ins(username)
+        session = new_session(company_alias=alias, email=email, subject=answer.subject, now=now)
+        self._state.save_session(session)
+        return SignedIn(session, sign_session(session, self._key))
+
+    def _authenticate(
+        self, username: str, password: str, new_password: str
+    ) -> Authenticated | NewPasswordRequired:
+        answer = self._identity.authenticate(username, password)
+        if isinstance(answer, NewPasswordRequired) and new_password:
+            if new_password == password:
+                raise PasswordRejected("The new password must differ from the temporary one.")
+            return self._identity.set_new_password(username, password, new_password)
+        return answer
+
+    def session(self, cookie: str | None) -> ConsoleSession:
+        session = read_session(cookie, self._key, self._clock())
+        if session is None or not self._state.session_exists(session):
+            raise NotSignedIn
+        return session
+
+    @staticmethod
+    def check_csrf(session: ConsoleSession, submitted: str | None) -> None:
+        if not csrf_matches(session, submitted):
+            raise CsrfRefused
+
+    def sign_out(self, session: ConsoleSession) -> None:
+        self._state.delete_session(session)
+
+    # The company's data: always the session's company --------------------------------------------
+
+    def licence(self, session: ConsoleSession) -> LicenceInfo:
+        return self._licence.licence(session.company_alias)
+
+    def environments(self, session: ConsoleSession) -> list[Environment]:
+        return self._licence.environments(session.company_alias)
+
+    def add_environment(self, session: ConsoleSession, name: str, instance_arn: str) -> Environment:
+        return self._licence.add_environment(session.company_alias, name.strip(), instance_arn.strip())
+
+    def remove_environment(self, session: ConsoleSession, name: str) -> None:
+        self._licence.remove_environment(session.company_alias, name)
+
+    def usage(self, session: ConsoleSession) -> tuple[MonthUsage, MonthUsage]:
+        """This month's and last month's usage of the session's company."""
+        now = self._clock()
+        this_month = month_of(now)
+        last_month = previous_month(this_month)
+        through = self._usage.metered_through(session.company_alias)
+        records = self._usage.records(session.company_alias, last_month.first_ms, this_month.end_ms)
+        mine = [record for record in records if record.company == session.company_alias]
+        return (
+            month_usage(mine, this_month, now=now, metered_through_ms=through),
+            month_usage(mine, last_month, now=now, metered_through_ms=through),
+        )
+
+    # Administrators ------------------------------------------------------------------------------
+
+    def administrators(self, session: ConsoleSession) -> list[Administrator]:
+        return self._invitations.administrators(session.company_alias)
+
+    def invite(self, session: ConsoleSession, email: str) -> Administrator:
+        return self._invitations.invite(session.company_alias, email)
+
+    def remove_administrator(self, session: ConsoleSession, email: str) -> None:
+        email = normal_email(email)
+        if email == session.email:
+            raise ConsoleRefusal("email", "You cannot remove yourself; ask another administrator.", 409)
+        username = sign_in_name(session.company_alias, email)
+        try:
+            self._identity.delete_admin(username)
+        except UnknownAdministrator:
+            raise ConsoleRefusal("email", "No administrator of your company has this email.", 404) from None
+        # Signed-in sessions of the removed administrator end now, not when their cookies expire.
+        self._state.revoke_sessions(username, self._clock())
+
+
+def environment_refusal(error: TenancyError) -> ConsoleRefusal:
+    """The admin API's refusal of an environment change, as the console shows it."""
+    status = 404 if error.rule in {"company_exists", "environment_exists"} else 422
+    if error.rule in {"one_account_one_company", "instance_unique", "environment_name_unique"}:
+        status = 409
+    return ConsoleRefusal(error.field, error.message, status)
