@@ -17,6 +17,7 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -71,10 +72,19 @@ class CustomerConsole(Construct):
             id_token_validity=cdk.Duration.minutes(60),
             refresh_token_validity=cdk.Duration.hours(8),
         )
+        # A key of our own (not the account's aws/secretsmanager key): only the console's role may decrypt
+        # the cookie signing key, and its use is in CloudTrail under this key.
+        self.signing_key_encryption = kms.Key(
+            self,
+            "SessionSigningKeyEncryption",
+            enable_key_rotation=True,
+            description="connect-metering console: encrypts the session cookie signing key",
+        )
         self.signing_key = secretsmanager.Secret(
             self,
             "SessionSigningKey",
             description="connect-metering console: HMAC key of the session cookies",
+            encryption_key=self.signing_key_encryption,
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=SIGNING_KEY_LENGTH, exclude_punctuation=True
             ),

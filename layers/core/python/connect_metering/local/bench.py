@@ -10,8 +10,6 @@ import argparse
 import json
 import random
 import re
-import statistics
-import subprocess
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -24,9 +22,10 @@ import boto3
 from connect_metering import ingest_batching
 from connect_metering.domain.tenancy import Company, Environment, Subscription, build
 from connect_metering.local.bench_core import catch_up_cpu_seconds, worker_core_events_per_cpu_second
+from connect_metering.local.bench_imports import import_time_ratio
 from connect_metering.local.bench_requests import CompanyRequests
 from connect_metering.local.embedded import EmbeddedAws, drain
-from connect_metering.local.lambdas import REPO_ROOT, handler_module
+from connect_metering.local.lambdas import handler_module
 from connect_metering.local.traffic import Shift, eventbridge_envelope, shift_events, sqs_batch
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
@@ -406,58 +405,10 @@ def _at(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(event["EventTimestamp"]).replace("Z", "+00:00")) + timedelta(seconds=2)
 
 
-_IMPORT_PROBE = """
-import sys, time, json
-before = set(sys.modules)
-start = time.perf_counter()
-import {module}
-elapsed = time.perf_counter() - start
-own = ("connect_metering", "functions")
-loaded = [name for name in sys.modules if name not in before and not name.startswith(own)]
-print(json.dumps({{"seconds": elapsed, "libraries": loaded}}))
-"""
-
-_LIBRARY_PROBE = """
-import sys, time, json, importlib
-names = json.loads(sys.argv[1])
-start = time.perf_counter()
-for name in names:
-    try:
-        importlib.import_module(name)
-    except Exception:
-        pass
-print(json.dumps({"seconds": time.perf_counter() - start}))
-"""
-
-
-def _probe(code: str, *arguments: str) -> dict[str, Any]:
-    environment = {
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    completed = subprocess.run(  # noqa: S603 - our own interpreter and probe code
-        [sys.executable, "-c", code, *arguments],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO_ROOT,
-        env={**environment, "PATH": "/usr/bin:/bin"},
-    )
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return result
-
-
 def handler_import_ratio(function: str = "ingest", rounds: int = 7, *, with_target: bool = True) -> Figure:
     """Median import time of the handler over the median import time of the very libraries its import
     loads (each in a fresh interpreter, alternating), so the ratio is the cost of the project's code."""
-    handler_times: list[float] = []
-    library_times: list[float] = []
-    for _ in range(rounds):
-        handler = _probe(_IMPORT_PROBE.format(module=f"functions.{function}.handler"))
-        handler_times.append(handler["seconds"])
-        library_times.append(_probe(_LIBRARY_PROBE, json.dumps(handler["libraries"]))["seconds"])
-    ratio = statistics.median(handler_times) / statistics.median(library_times)
+    ratio = import_time_ratio(f"functions.{function}.handler", rounds)
     name = f"{function} handler import / its libraries' import"
     if not with_target:
         return Figure(name, ratio, "ratio", "", None)
