@@ -472,6 +472,48 @@ def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
     return figures, document
 
 
+def replay_section(work: Path, largest: int) -> tuple[list[Figure], dict[str, Any]]:
+    """The replay figures (issue 12 section 1): ``bench_replay`` measures, this states the targets."""
+    from connect_metering.local import bench_replay as rb
+
+    section = rb.run_replay_bench(work, largest, _progress)
+    figures = [
+        Figure(
+            f"replay --engine core, {entry['lines']:,} lines (one core)",
+            entry["lines_per_cpu_second"],
+            "lines/CPU s",
+            f">= {rb.TARGET_LINES_PER_CPU_SECOND}",
+            entry["lines_per_cpu_second"] >= rb.TARGET_LINES_PER_CPU_SECOND,
+        )
+        for entry in section["core"]
+    ]
+    low, high = section["linearity_sizes"]
+    figures += [
+        Figure(
+            f"replay --engine core, lines/s at {high:,} / at {low:,} lines",
+            section["linearity"],
+            "ratio",
+            f">= {rb.TARGET_LINEARITY}",
+            section["linearity"] >= rb.TARGET_LINEARITY,
+        ),
+        Figure(
+            f"replay --engine core, peak memory at {section['peak_memory_lines']:,} lines",
+            section["peak_memory_mb"],
+            "MB",
+            f"< {rb.TARGET_PEAK_MB} (at 10,000,000 lines)",
+            section["peak_memory_mb"] < rb.TARGET_PEAK_MB,
+        ),
+        Figure(
+            f"replay --engine handlers, {section['handlers_lines']:,} lines (one core)",
+            section["handlers_lines_per_cpu_second"],
+            "lines/CPU s",
+            "",
+            None,
+        ),
+    ]
+    return figures, section
+
+
 def _progress(line: str) -> None:
     """A long run says what it has measured so far (stderr; stdout is the table)."""
     print(f"bench: {line}", file=sys.stderr, flush=True)
@@ -494,6 +536,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--readme", type=Path, default=None, help="rewrite this file's performance section with the figures"
     )
+    parser.add_argument(
+        "--replay-lines",
+        type=int,
+        default=1_000_000,
+        help="largest stream of the replay section (10000..10000000; default 1000000 keeps the bench "
+        "to minutes: 10000000 is the issue's size, about an hour here; 0 skips the section)",
+    )
+    parser.add_argument("--replay-only", action="store_true", help="measure the replay section alone")
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -507,7 +557,16 @@ def run(arguments: argparse.Namespace) -> int:
     if not 1 <= arguments.subscriptions <= 20_000:
         print("bench: --subscriptions must be between 1 and 20000", file=sys.stderr)
         return 2
-    figures, document = run_bench(arguments.subscriptions)
+    replay_lines = getattr(arguments, "replay_lines", 0)
+    if replay_lines and not 10_000 <= replay_lines <= 10_000_000:
+        print("bench: --replay-lines must be 0 or between 10000 and 10000000", file=sys.stderr)
+        return 2
+    only = getattr(arguments, "replay_only", False)
+    figures, document = ([], {"figures": []}) if only else run_bench(arguments.subscriptions)
+    if replay_lines:
+        more, document["replay"] = replay_section(out.parent / "bench-replay", replay_lines)
+        figures += more
+        document["figures"] += [asdict(figure) for figure in more]
     print(render_table(figures))
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nFigures written to {out}")

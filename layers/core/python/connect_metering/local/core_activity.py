@@ -10,6 +10,8 @@ does) is the adapter's own code.
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -40,11 +42,17 @@ class MemoryActivityStore(DynamoActivityStore):
         self._checkpoint_docs: dict[str, dict[str, bytes]] = {}
         # (pk, sk) -> (late shard, late_at) of agent-hours that received events after they were metered.
         self._marked_late: dict[tuple[str, str], tuple[str, int]] = {}
+        # Day partitions no event can reach any more, compressed: pk -> zlib(JSON {sk: [encodings]}).
+        self._frozen: dict[str, bytes] = {}
+        self._days: dict[str, int] = {}
 
     def _add(
         self, key: dict[str, Any], encodings: list[str], instance_arn: str, late_at_ms: int | None, ttl: str
     ) -> set[str]:
         pk, sk = key["pk"]["S"], key["sk"]["S"]
+        if pk in self._frozen:
+            self._event_sets[pk] = self._thawed(pk)
+            del self._frozen[pk]
         stored = self._event_sets.setdefault(pk, {}).get(sk)
         old = set(stored) if stored is not None else set()
         if stored is not None and len(stored) > MAX_EVENTS_PER_AGENT_HOUR - len(encodings):
@@ -56,9 +64,10 @@ class MemoryActivityStore(DynamoActivityStore):
         return old
 
     def _query(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
+        partition = self._thawed(pk) if pk in self._frozen else self._event_sets.get(pk, {})
         items: list[tuple[str, dict[str, Any]]] = [
             (sk, {"sk": {"S": sk}, "ev": {"SS": list(events)}})
-            for sk, events in self._event_sets.get(pk, {}).items()
+            for sk, events in partition.items()
             if low <= sk <= high
         ]
         items += [
@@ -68,6 +77,22 @@ class MemoryActivityStore(DynamoActivityStore):
         ]
         for _, found in sorted(items, key=lambda pair: pair[0]):
             yield found
+
+    def _thawed(self, pk: str) -> dict[str, set[str]]:
+        stored: dict[str, list[str]] = json.loads(zlib.decompress(self._frozen[pk]))
+        return {sk: set(events) for sk, events in stored.items()}
+
+    def freeze_before(self, day_ms: int) -> None:
+        """Compress the accepted events of the days before ``day_ms``: what a replay keeps of a month is
+        then a few bytes per event. Reads decompress them; a write (none can come: rule 5 refuses events
+        that old) would restore the day first."""
+        for pk in list(self._event_sets):
+            day = self._days.get(pk)
+            if day is None:
+                day = self._days[pk] = parse_partition_key(pk)[1]
+            if day < day_ms:
+                partition = {sk: sorted(events) for sk, events in self._event_sets.pop(pk).items()}
+                self._frozen[pk] = zlib.compress(json.dumps(partition, separators=(",", ":")).encode())
 
     def save_checkpoint(self, instance_arn: str, hour_ms: int, document: bytes) -> None:
         if hour_ms % MS_PER_HOUR:

@@ -99,6 +99,7 @@ class CoreEngine:
             faults=faults.plan(),
         )
         unreadable = UnreadableItems()
+        self._freeze_after_ms = (policy.max_event_age + 2 * 86_400) * 1000
         self.activity = MemoryActivityStore(unreadable)
         self.dynamodb = InMemoryTables(
             {
@@ -208,6 +209,8 @@ class CoreEngine:
             raise RuntimeError(f"{len(outcome.failed)} companies or instances not served: {outcome.failed}")
 
     def work(self) -> None:
+        # Days no event can reach any more (older than max_event_age, with a day's margin) are compressed.
+        self.activity.freeze_before(self._now_ms() - self._freeze_after_ms)
         while requests := self.queue.take():
             for first in range(0, len(requests), WORKER_BATCH):
                 try:
