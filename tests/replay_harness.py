@@ -95,7 +95,9 @@ def same_outcome(reference: Path, core: Path, summaries: tuple[dict[str, Any], d
     core_records = (core / "records.jsonl").read_text().splitlines()
     assert core_records == reference_records
     assert summaries[1] == summaries[0]
-    assert json.loads((core / "summary.json").read_text()) == json.loads((reference / "summary.json").read_text())
+    assert json.loads((core / "summary.json").read_text()) == json.loads(
+        (reference / "summary.json").read_text()
+    )
 
 
 def replay(

@@ -109,12 +109,10 @@ def test_replay_engine_core_on_the_command_line(tmp_path: Path) -> None:
 
 
 def test_an_unknown_engine_is_refused_by_the_command_line(tmp_path: Path) -> None:
+    argv = ["replay", "--registry", "R.json", "--events", "E.jsonl", "--until", "2026-01-01T00:00:00Z"]
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as exit_code:
-        main(
-            ["replay", "--registry", "R.json", "--events", "E.jsonl", "--until", "2026-01-01T00:00:00Z"]
-            + ["--out", str(tmp_path / "o"), "--engine", "moto"]
-        )
+        main([*argv, "--out", str(tmp_path / "o"), "--engine", "moto"])
     assert exit_code.value.code == 2 and "--engine" in stderr.getvalue()
     assert not (tmp_path / "o").exists()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
@@ -113,7 +114,8 @@ class CoreEngine:
         self.queue = MeterQueue()
         self.quarantine = MemoryQuarantineStore()
         self._ingest = IngestService(
-            environments=CachedEnvironmentLookup(self.tenancy, monotonic=self.clock.monotonic),
+            # As in the ingest handler: the container's cache lives on the real monotonic clock.
+            environments=CachedEnvironmentLookup(self.tenancy, monotonic=time.monotonic),
             activity=self.activity,
             quarantine=self.quarantine,
             grace_ms=policy.grace * 1000,
