@@ -472,48 +472,6 @@ def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
     return figures, document
 
 
-def replay_section(work: Path, largest: int) -> tuple[list[Figure], dict[str, Any]]:
-    """The replay figures (issue 12 section 1): ``bench_replay`` measures, this states the targets."""
-    from connect_metering.local import bench_replay as rb
-
-    section = rb.run_replay_bench(work, largest, _progress)
-    figures = [
-        Figure(
-            f"replay --engine core, {entry['lines']:,} lines (one core)",
-            entry["lines_per_cpu_second"],
-            "lines/CPU s",
-            f">= {rb.TARGET_LINES_PER_CPU_SECOND}",
-            entry["lines_per_cpu_second"] >= rb.TARGET_LINES_PER_CPU_SECOND,
-        )
-        for entry in section["core"]
-    ]
-    low, high = section["linearity_sizes"]
-    figures += [
-        Figure(
-            f"replay --engine core, lines/s at {high:,} / at {low:,} lines",
-            section["linearity"],
-            "ratio",
-            f">= {rb.TARGET_LINEARITY}",
-            section["linearity"] >= rb.TARGET_LINEARITY,
-        ),
-        Figure(
-            f"replay --engine core, peak memory at {section['peak_memory_lines']:,} lines",
-            section["peak_memory_mb"],
-            "MB",
-            f"< {rb.TARGET_PEAK_MB} (at 10,000,000 lines)",
-            section["peak_memory_mb"] < rb.TARGET_PEAK_MB,
-        ),
-        Figure(
-            f"replay --engine handlers, {section['handlers_lines']:,} lines (one core)",
-            section["handlers_lines_per_cpu_second"],
-            "lines/CPU s",
-            "",
-            None,
-        ),
-    ]
-    return figures, section
-
-
 def _progress(line: str) -> None:
     """A long run says what it has measured so far (stderr; stdout is the table)."""
     print(f"bench: {line}", file=sys.stderr, flush=True)
@@ -564,7 +522,9 @@ def run(arguments: argparse.Namespace) -> int:
     only = getattr(arguments, "replay_only", False)
     figures, document = ([], {"figures": []}) if only else run_bench(arguments.subscriptions)
     if replay_lines:
-        more, document["replay"] = replay_section(out.parent / "bench-replay", replay_lines)
+        from connect_metering.local.bench_replay import replay_section
+
+        more, document["replay"] = replay_section(out.parent / "bench-replay", replay_lines, _progress)
         figures += more
         document["figures"] += [asdict(figure) for figure in more]
     print(render_table(figures))

@@ -22,10 +22,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connect_metering.domain.instants import to_ms
 from connect_metering.local.traffic import Shift, eventbridge_envelope, shift_events
+
+if TYPE_CHECKING:
+    from connect_metering.local.bench import Figure
 
 COMPANIES = 10
 AGENTS_PER_COMPANY = 20
@@ -183,3 +186,47 @@ def run_replay_bench(work: Path, largest: int, progress: Callable[[str], None]) 
         "handlers_lines_per_cpu_second": handlers.lines_per_cpu_second,
         "handlers_lines": handlers.lines,
     }
+
+
+def replay_section(
+    work: Path, largest: int, progress: Callable[[str], None]
+) -> tuple[list[Figure], dict[str, Any]]:
+    """The replay figures (issue 12 section 1): ``bench_replay`` measures, this states the targets."""
+    from connect_metering.local.bench import Figure
+
+    section = run_replay_bench(work, largest, progress)
+    figures = [
+        Figure(
+            f"replay --engine core, {entry['lines']:,} lines (one core)",
+            entry["lines_per_cpu_second"],
+            "lines/CPU s",
+            f">= {TARGET_LINES_PER_CPU_SECOND}",
+            entry["lines_per_cpu_second"] >= TARGET_LINES_PER_CPU_SECOND,
+        )
+        for entry in section["core"]
+    ]
+    low, high = section["linearity_sizes"]
+    figures += [
+        Figure(
+            f"replay --engine core, lines/s at {high:,} / at {low:,} lines",
+            section["linearity"],
+            "ratio",
+            f">= {TARGET_LINEARITY}",
+            section["linearity"] >= TARGET_LINEARITY,
+        ),
+        Figure(
+            f"replay --engine core, peak memory at {section['peak_memory_lines']:,} lines",
+            section["peak_memory_mb"],
+            "MB",
+            f"< {TARGET_PEAK_MB} (at 10,000,000 lines)",
+            section["peak_memory_mb"] < TARGET_PEAK_MB,
+        ),
+        Figure(
+            f"replay --engine handlers, {section['handlers_lines']:,} lines (one core)",
+            section["handlers_lines_per_cpu_second"],
+            "lines/CPU s",
+            "",
+            None,
+        ),
+    ]
+    return figures, section
