@@ -129,9 +129,9 @@ def test_simulate_with_the_core_engine_matches_the_ground_truth(tmp_path: Path) 
 def test_simulate_sizes_reach_a_month_of_200_agents_with_the_core_engine() -> None:
     month = simulate.LIMITS["hours"][1]
     assert month >= 31 * 24
-    lines, seconds = simulate.estimate(10, 20, month, "core")
+    lines, seconds = simulate.estimate(10, 20, month, engine="core")
     assert lines > 1_000_000 and seconds <= simulate.MAX_ESTIMATED_SECONDS
-    _, handlers_seconds = simulate.estimate(10, 20, month, "handlers")
+    _, handlers_seconds = simulate.estimate(10, 20, month, engine="handlers")
     assert handlers_seconds > simulate.MAX_ESTIMATED_SECONDS  # refused: the handlers take hours
 
 

@@ -44,7 +44,8 @@ def _tokens(expression: str) -> tuple[str, ...]:
 
 
 def _failed(code: str, message: str, **extra: Any) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": message}, **extra}, "InMemoryTable")
+    response: Any = {"Error": {"Code": code, "Message": message}, **extra}
+    return ClientError(response, "InMemoryTable")
 
 
 def _plain_value(value: Mapping[str, Any]) -> Any:
@@ -360,7 +361,7 @@ class InMemoryTables:
 
     # Several items ---------------------------------------------------------------------------------
 
-    def transact_write_items(self, *, TransactItems: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+    def transact_write_items(self, *, TransactItems: list[dict[str, Any]], **unused: Any) -> dict[str, Any]:
         """Every condition checked first; all writes applied, or none (TransactionCanceledException)."""
         builders = {
             "Put": self._put_action,
@@ -368,16 +369,18 @@ class InMemoryTables:
             "Delete": self._delete_action,
             "ConditionCheck": self._check_action,
         }
-        actions = []
+        actions: list[tuple[str, tuple[str, Item, Item | None, bool]]] = []
         for entry in TransactItems:
-            (kind, request), *_ = entry.items()
+            (kind, request), *_others = entry.items()
             actions.append((kind, builders[kind](request)))
-        if not all(action[3] for _, action in actions):
-            reasons = [{"Code": "None" if action[3] else "ConditionalCheckFailed"} for _, action in actions]
+        if not all(action[3] for _kind, action in actions):
+            reasons = [
+                {"Code": "None" if action[3] else "ConditionalCheckFailed"} for _kind, action in actions
+            ]
             raise _failed(
                 "TransactionCanceledException", "Transaction cancelled", CancellationReasons=reasons
             )
-        for kind, (table, key, new, _) in actions:
+        for kind, (table, key, new, _held) in actions:
             if kind != "ConditionCheck":
                 self._write(table, key, new)
         return {}

@@ -115,7 +115,7 @@ def logged_in_hours(hours: int) -> float:
     return total
 
 
-def estimate(companies: int, agents: int, hours: int, engine: str = "handlers") -> tuple[int, float]:
+def estimate(companies: int, agents: int, hours: int, *, engine: str = "handlers") -> tuple[int, float]:
     """(lines, seconds) expected for a size, from the measured replay speed: computed before any work."""
     lines = int(companies * agents * logged_in_hours(hours) * LINES_PER_AGENT_HOUR)
     if engine == "core":
@@ -209,7 +209,7 @@ def _counting(deliveries: Iterator[Any], tick: Callable[[int], None]) -> Iterato
 def run(arguments: argparse.Namespace) -> int:
     companies, agents, hours, seed = arguments.companies, arguments.agents, arguments.hours, arguments.seed
     engine = getattr(arguments, "engine", "handlers")
-    events, seconds = estimate(companies, agents, hours, engine)
+    events, seconds = estimate(companies, agents, hours, engine=engine)
     if seconds > MAX_ESTIMATED_SECONDS:
         print(_too_large(companies, agents, hours, engine, events, seconds), file=sys.stderr)
         return EXIT_BAD_INPUT
