@@ -84,6 +84,22 @@ class ReplayResult:
         return Counter(record["status"] for record in self.records)
 
 
+ENGINES = ("handlers", "core")
+
+
+def same_outcome(reference: Path, core: Path, summaries: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """The core engine's records.jsonl and summary.json are the handlers engine's: every record (identity,
+    dimension, Timestamp, quantity, allocations, status, and when it was sent), in send order, and every
+    figure of the summary."""
+    reference_records = (reference / "records.jsonl").read_text().splitlines()
+    core_records = (core / "records.jsonl").read_text().splitlines()
+    assert core_records == reference_records
+    assert summaries[1] == summaries[0]
+    assert json.loads((core / "summary.json").read_text()) == json.loads(
+        (reference / "summary.json").read_text()
+    )
+
+
 def replay(
     tmp_path: Path,
     registry: dict[str, Any],
@@ -91,6 +107,8 @@ def replay(
     until: datetime,
     faults: dict[str, Any] | None = None,
 ) -> ReplayResult:
+    """Replays with the handlers engine (the reference, whose result is returned) and with the core
+    engine, and asserts both give the same records and summary."""
     registry_file = tmp_path / "registry.json"
     events_file = tmp_path / "events.jsonl"
     registry_file.write_text(json.dumps(registry))
@@ -99,13 +117,19 @@ def replay(
     if faults is not None:
         faults_file = tmp_path / "faults.json"
         faults_file.write_text(json.dumps(faults))
+    summaries = []
+    for engine in ENGINES:
+        with environment_restored():
+            summaries.append(
+                Replay(load_registry(registry_file), load_faults(faults_file), tmp_path / engine, engine).run(
+                    read_events(events_file), int(until.timestamp() * 1000)
+                )
+            )
     out = tmp_path / "out"
-    with environment_restored():
-        summary = Replay(load_registry(registry_file), load_faults(faults_file), out).run(
-            read_events(events_file), int(until.timestamp() * 1000)
-        )
+    (tmp_path / "handlers").rename(out)
+    same_outcome(out, tmp_path / "core", (summaries[0], summaries[1]))
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    return ReplayResult(records, summary)
+    return ReplayResult(records, summaries[0])
 
 
 def usage_company(

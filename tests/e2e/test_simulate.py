@@ -330,7 +330,7 @@ def test_a_hostile_company_name_and_values_are_escaped_in_report_html(tmp_path: 
         (["--companies", "many"], "--companies"),
         (["--agents", "1"], "--agents"),
         (["--agents", "2001"], "--agents"),
-        (["--hours", "73"], "--hours"),
+        (["--hours", "745"], "--hours"),  # past a month (31 days)
         (["--hours", "1.5"], "--hours"),
         (["--seed", "-1"], "--seed"),
     ],

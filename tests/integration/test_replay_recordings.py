@@ -15,6 +15,7 @@ import pytest
 from connect_metering.local import cli
 from connect_metering.local.replay import Replay, load_faults, load_registry, read_events
 from tests.conftest import REPO_ROOT, environment_restored
+from tests.replay_harness import same_outcome
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("restored_environment")]
 
@@ -55,10 +56,16 @@ def replay(tmp_path: Path, events: Path, fmt: str = "auto") -> tuple[list[dict[s
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps(REGISTRY))
     out = tmp_path / f"out-{fmt}-{events.name}"
-    with environment_restored():
-        summary = Replay(load_registry(registry), load_faults(None), out).run(
-            read_events(events, fmt), 1565697600000
-        )
+    summaries = []
+    for engine, folder in (("handlers", out), ("core", tmp_path / f"core-{fmt}-{events.name}")):
+        with environment_restored():
+            summaries.append(
+                Replay(load_registry(registry), load_faults(None), folder, engine).run(
+                    read_events(events, fmt), 1565697600000
+                )
+            )
+    same_outcome(out, tmp_path / f"core-{fmt}-{events.name}", (summaries[0], summaries[1]))
+    summary = summaries[0]
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return records, summary
 

@@ -1,7 +1,12 @@
-"""`connect-metering replay`: agent events through the real handlers, on embedded AWS and a virtual clock.
+"""`connect-metering replay`: agent events through the product, on a virtual clock.
 
     connect-metering replay --registry R.json --events E.jsonl --until ISO --out DIR [--faults F.json]
                             [--format jsonl|kinesis-get-records|kinesis-base64-lines|firehose|eventbridge-archive]
+                            [--engine handlers|core]
+
+This module is the driver (clock, schedule, batching, tally); the engine (``replay_engine``) is either the
+real handlers on embedded AWS (``handlers``, the reference) or the same services on in-memory stores
+(``core``, ``core_engine``), and both give the same records and summary.
 
 ``--events`` is a recorded stream in any of those shapes, or a folder of them (``recordings``). The
 registry is loaded as if registration and activation had happened; each line of E.jsonl is delivered
@@ -18,7 +23,6 @@ import argparse
 import heapq
 import itertools
 import json
-import random
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,10 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-
-from connect_metering.adapters.marketplace_meter import SendResult, WorkerCrash
+from connect_metering.adapters.marketplace_meter import SendResult
 from connect_metering.domain.instants import (
     MS_PER_HOUR,
     from_ms,
@@ -50,10 +51,9 @@ from connect_metering.domain.tenancy import (
     build,
 )
 from connect_metering.local import replay_console
-from connect_metering.local.embedded import EmbeddedAws, drain
-from connect_metering.local.lambdas import handler_module
 from connect_metering.local.output_files import OutputError, prepare_folder
 from connect_metering.local.recordings import AUTO, FORMATS
+from connect_metering.local.replay_engine import ENGINES, ReplayEngine, engine_for
 from connect_metering.local.replay_input import (
     BadInput,
     Delivery,
@@ -67,8 +67,6 @@ from connect_metering.local.replay_input import (
     subscription_identity,
 )
 from connect_metering.local.replay_output import UNATTRIBUTED, ReplayRun, Tally, summarize, write_outputs
-from connect_metering.local.traffic import sqs_batch
-from connect_metering.settings import POLICY_VARIABLES
 
 # The input side, as callers of the command name it.
 __all__ = [
@@ -87,8 +85,6 @@ __all__ = [
 
 EXIT_BAD_INPUT = 2
 SQS_BATCH = 100
-# The meter queue's event source batch size (infra/constructs/metering.py).
-WORKER_BATCH = 100
 
 
 # The run -------------------------------------------------------------------------------------------
@@ -103,13 +99,13 @@ class Action:
 
 
 class Replay:
-    def __init__(self, registry: Registry, faults: FaultsFile, out: Path) -> None:
+    def __init__(self, registry: Registry, faults: FaultsFile, out: Path, engine: str = "handlers") -> None:
         self.registry = registry
         self.faults = faults
         self.out = out
+        self.engine_name = engine
         self.results: list[SendResult] = []
         self.tally = Tally()
-        self._crash_rng = random.Random(faults.seed)
         self._sequence = 0
         self._earliest_event = sys.maxsize
 
@@ -127,28 +123,19 @@ class Replay:
         if first is not None and first.arrival_ms is not None:
             starts.append(first.arrival_ms)
         first_start = min(starts, default=until_ms)
-        with EmbeddedAws(
-            product_code=self.registry.product_code,
-            start=from_ms(first_start),
-            faults=self.faults.plan(),
-            dimensions=(self.registry.policy.usage_dimension, self.registry.policy.overage_dimension),
-        ) as aws:
-            self.aws = aws
-            # The handlers build their own Marketplace clients (the lifecycle's GetEntitlements).
-            session_events = boto3._get_default_session().events
-            aws.marketplace.attach_session(session_events)
-            try:
-                summary = self._replay(deliveries, first_start, until_ms)
-            finally:
-                aws.marketplace.detach_session(session_events)
+        engine: ReplayEngine = engine_for(
+            self.engine_name, self.registry, self.faults, first_start, self.results.append
+        )
+        with engine:
+            self.engine = engine
+            summary = self._replay(deliveries, first_start, until_ms)
         write_outputs(self.out, self.results, summary)
         return summary
 
     def _replay(self, deliveries: Iterator[Delivery], first_start: int, until_ms: int) -> dict[str, Any]:
         """Lines in file order on the virtual clock, each due metering action before the line that
         reaches its instant; then the clock moves to ``until`` and the summary is read."""
-        aws = self.aws
-        self._configure_handlers()
+        clock_source = self.engine.clock
         loaded = self._load_registry()
         actions = self._schedule(loaded, first_start, until_ms)
         clock = first_start
@@ -165,7 +152,7 @@ class Replay:
                     batch = []
                     self._run_due(actions, arrival)
                 clock = arrival
-                aws.clock.advance_to(_moment(clock))
+                clock_source.advance_to(_moment(clock))
             if delivery.event_ms is not None:
                 # The summary reads stored events from here on: an event older than max_event_age at
                 # its arrival is never accepted (BILLING.md section 2 rule 5), so a line dated in
@@ -184,43 +171,14 @@ class Replay:
                 batch = []
         self._ingest(batch)
         self._run_due(actions, until_ms)
-        aws.clock.advance_to(_moment(max(clock, until_ms)))
+        clock_source.advance_to(_moment(max(clock, until_ms)))
         return summarize(
-            ReplayRun(self.aws, self.registry, self.tally, self.results, self._earliest_event), until_ms
+            ReplayRun(self.engine.stored(), self.registry, self.tally, self.results, self._earliest_event),
+            until_ms,
         )
-
-    def _configure_handlers(self) -> None:
-        import os
-
-        policy = self.registry.policy
-        for name, variable in POLICY_VARIABLES.items():
-            os.environ[variable] = str(getattr(policy, name))
-        from connect_metering.settings import load_settings
-
-        load_settings.cache_clear()
-        self.ingest = handler_module("ingest")
-        self.ingest.ingest_service.cache_clear()
-        self.dispatch = handler_module("meter_dispatch")
-        self.dispatch.dispatcher.cache_clear()
-        self.lifecycle = handler_module("lifecycle")
-        self.lifecycle.lifecycle_service.cache_clear()
-        self.worker_handler = handler_module("meter_worker")
-        clock = self.aws.clock
-        self.worker = self.worker_handler.build_worker(
-            now_ms=lambda: to_ms(clock.now()),
-            monotonic=clock.monotonic,
-            sleep=clock.sleep,
-            rng=random.Random(self.faults.seed),
-            observer=self.results.append,
-            crash=self._crash if self.faults.crash_rate > 0 else None,
-            metering=self.aws.metering,
-        )
-
-    def _crash(self) -> bool:
-        return self._crash_rng.random() < self.faults.crash_rate
 
     def _load_registry(self) -> list[tuple[RegistrySubscription, Subscription]]:
-        tenancy = self.aws.tenancy
+        tenancy = self.engine.tenancy
         loaded: list[tuple[RegistrySubscription, Subscription]] = []
         for index, entry in enumerate(self.registry.companies):
             where = f"companies[{index}]"
@@ -235,7 +193,7 @@ class Replay:
                             instance_arn=env.instance_arn,
                             verification=(
                                 EnvironmentVerification(
-                                    code=env.verification_code, claimed_at=self.aws.clock.now()
+                                    code=env.verification_code, claimed_at=self.engine.clock.now()
                                 )
                                 if env.verification_code is not None
                                 else None
@@ -267,7 +225,7 @@ class Replay:
 
     def _register_buyer(self, subscription: Subscription, sub: RegistrySubscription) -> None:
         identity = subscription.identity
-        self.aws.marketplace.add_subscription(
+        self.engine.marketplace.add_subscription(
             customer_aws_account_id=identity.customer_aws_account_id,
             license_arn=identity.license_arn,
             customer_identifier=identity.customer_identifier,
@@ -275,7 +233,7 @@ class Replay:
         )
         licensed = subscription.entitlements.licensed_agents
         if licensed is not None:
-            self.aws.marketplace.set_entitlement(
+            self.engine.marketplace.set_entitlement(
                 license_arn=identity.license_arn,
                 customer_aws_account_id=identity.customer_aws_account_id,
                 customer_identifier=identity.customer_identifier,
@@ -306,22 +264,21 @@ class Replay:
     def _run_due(self, actions: list[Action], now_ms: int) -> None:
         while actions and actions[0].at_ms <= now_ms:
             action = heapq.heappop(actions)
-            self.aws.clock.advance_to(_moment(action.at_ms))
+            self.engine.clock.advance_to(_moment(action.at_ms))
             if action.kind == "hourly":
-                self.dispatch.dispatch({"time": iso_ms(action.at_ms)})
+                self.engine.dispatch(action.at_ms)
             elif action.subscription is not None:
                 self._end(action.subscription, action.at_ms)
-            self._work()
+            self.engine.work()
 
     def _end(self, subscription: Subscription, at_ms: int) -> None:
         """License Deprovisioned at ``at_ms``, delivered to the subscription lifecycle handler."""
         identity = subscription.identity
-        self.aws.marketplace.end_subscription(
+        self.engine.marketplace.end_subscription(
             license_arn=identity.license_arn,
             customer_identifier=identity.customer_identifier,
             ended=_moment(at_ms),
         )
-        lifecycle = self.lifecycle
         envelope = {
             "version": "0",
             "id": f"deprovisioned-{self._next()}",
@@ -349,19 +306,16 @@ class Replay:
             )
         else:
             body = json.dumps(envelope)
-        response, _ = lifecycle.handle_batch(sqs_batch([body]))
-        if response.get("batchItemFailures"):
+        refused, _ = self.engine.notify(body, "message-0")
+        if refused:
             raise RuntimeError(f"the lifecycle handler failed the end of {subscription.key}")
 
     def _notify(self, delivery: Delivery) -> None:
         """A Marketplace notification line: AWS's own view (the simulator's licence) follows it, then the
         subscription lifecycle handler gets it, and any final metering it queues runs at once."""
         self._mirror_to_marketplace(delivery)
-        response, results = self.lifecycle.handle_batch(
-            sqs_batch([delivery.body], first_message=self._next() * 1000)
-        )
-        self.lifecycle.metrics.clear_metrics()
-        if response.get("batchItemFailures"):
+        refused, results = self.engine.notify(delivery.body, f"message-{self._next() * 1000}")
+        if refused:
             self.tally.lifecycle["failed"] += 1
             print(
                 f"replay: {delivery.where or f'item {delivery.line}'}: the lifecycle handler refused the notification",
@@ -369,7 +323,7 @@ class Replay:
             )
         for result in results:
             self.tally.lifecycle[f"{result.effect.value}:{result.outcome.value}"] += 1
-        self._work()
+        self.engine.work()
 
     def _mirror_to_marketplace(self, delivery: Delivery) -> None:
         """Marketplace activates or ends a licence when it sends the notification: a subscription the
@@ -383,41 +337,20 @@ class Replay:
         moment = _moment(delivery.arrival_ms)
         try:
             if kind == "start":
-                self.aws.marketplace.start_subscription(
+                self.engine.marketplace.start_subscription(
                     license_arn=license_arn, customer_identifier=customer_identifier, started=moment
                 )
             else:
-                self.aws.marketplace.end_subscription(
+                self.engine.marketplace.end_subscription(
                     license_arn=license_arn, customer_identifier=customer_identifier, ended=moment
                 )
         except KeyError:
             return  # a buyer the registry does not know: Marketplace has nothing to change
 
-    def _work(self) -> None:
-        """Serve every work item on the meter queue; a crashed worker's item is dropped (the next
-        scheduled run recovers its pending records)."""
-        while records := drain(self.aws, self.aws.meter_queue_url):
-            for first in range(0, len(records), WORKER_BATCH):
-                try:
-                    self.worker_handler.handle_batch(
-                        {"Records": records[first : first + WORKER_BATCH]}, meter=self.worker
-                    )
-                except WorkerCrash:
-                    continue  # the invocation died after a call returned
-                except BatchProcessingError as failure:
-                    errors = [error for _, error, _ in failure.child_exceptions]
-                    if not all(isinstance(error, WorkerCrash) for error in errors):
-                        raise
-            self.worker_handler.metrics.clear_metrics()
-
     def _ingest(self, bodies: list[str]) -> None:
         if not bodies:
             return
-        response, results = self.ingest.handle_batch(sqs_batch(bodies, first_message=self._next() * 1000))
-        self.ingest.metrics.clear_metrics()
-        if response.get("batchItemFailures"):
-            raise RuntimeError(f"ingest failed {len(response['batchItemFailures'])} records")
-        for result in results:
+        for result in self.engine.ingest(bodies, self._next() * 1000):
             company = result.company or UNATTRIBUTED
             if result.reason is not None:
                 self.tally.quarantined[company][result.reason.value] += 1
@@ -458,6 +391,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (records.jsonl, summary.json)")
     parser.add_argument("--faults", type=Path, default=None, help="fault injection (JSON)")
     replay_console.add_arguments(parser)
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="handlers",
+        help="handlers: the Lambda handlers on embedded AWS (the reference); core: the same services on "
+        "in-memory stores, fast enough for a month",
+    )
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -473,7 +413,9 @@ def run(arguments: argparse.Namespace) -> int:
         watch = replay_console.InputWatch.for_events(arguments.events, until_ms)
         # Only once every input is known good: a refused run leaves no new folder behind.
         prepare_folder(arguments.out)
-        summary = Replay(registry, faults, arguments.out).run(watch.follow(deliveries), until_ms)
+        summary = Replay(registry, faults, arguments.out, arguments.engine).run(
+            watch.follow(deliveries), until_ms
+        )
         _say_unreadable(summary)
         replay_console.present(summary, arguments, registry=registry, pricing=pricing, watch=watch)
     except (BadInput, OutputError) as error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -267,7 +267,7 @@ def _deliveries(items: Iterator[RecordedItem]) -> Iterator[Delivery]:
             if item.problem is not None:
                 yield Delivery(number, None, item.text, where=item.where, unreadable=item.problem)
             else:
-                yield replace(_delivery(number, item.text.strip()), where=item.where)
+                yield _delivery(number, item.text.strip(), item.where)
     except RecordingError as error:
         raise BadInput(str(error)) from None
 
@@ -279,21 +279,21 @@ def _arrival(value: object) -> int | None:
         return None
 
 
-def _delivery(number: int, text: str) -> Delivery:
+def _delivery(number: int, text: str, where: str = "") -> Delivery:
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
-        return Delivery(number, None, text)
+        return Delivery(number, None, text, where=where)
     if not isinstance(document, dict):
-        return Delivery(number, None, text)
+        return Delivery(number, None, text, where=where)
     if document.get("source") == MARKETPLACE_SOURCE:
-        return Delivery(number, _arrival(document.get("time")), text, lifecycle=True)
+        return Delivery(number, _arrival(document.get("time")), text, lifecycle=True, where=where)
     if document.get("Type") == "Notification" and "Message" in document:
-        return Delivery(number, _arrival(document.get("Timestamp")), text, lifecycle=True)
+        return Delivery(number, _arrival(document.get("Timestamp")), text, lifecycle=True, where=where)
     if "detail" in document and "source" in document:
         detail = document.get("detail")
         event_ms = _arrival(detail.get("EventTimestamp")) if isinstance(detail, dict) else None
-        return Delivery(number, _arrival(document.get("time")), text, event_ms)
+        return Delivery(number, _arrival(document.get("time")), text, event_ms, where=where)
     arrival = _arrival(document.get("EventTimestamp"))
     account = document.get("AWSAccountId")
     envelope = eventbridge_envelope(
@@ -303,7 +303,7 @@ def _delivery(number: int, text: str) -> Delivery:
     )
     if arrival is None:
         envelope["time"] = document.get("EventTimestamp")
-    return Delivery(number, arrival, json.dumps(envelope), arrival, raw=True)
+    return Delivery(number, arrival, json.dumps(envelope), arrival, raw=True, where=where)
 
 
 def marketplace_change(body: str) -> tuple[str, str | None, str | None] | None:

@@ -9,16 +9,17 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from connect_metering.adapters.marketplace_meter import SendResult
 from connect_metering.adapters.meter_store import DynamoMeterStore
+from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.domain.attribution import attribute, primary_segments
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, iso_ms
 from connect_metering.domain.metering import RecordStatus
 from connect_metering.domain.sessions import BillableTimePolicy
 from connect_metering.domain.tenancy import Subscription
-from connect_metering.local.embedded import EmbeddedAws
+from connect_metering.local.marketplace_sim import MarketplaceSimulator
 from connect_metering.local.output_files import publish, text
 from connect_metering.local.replay_input import Delivery, Registry
 
@@ -46,11 +47,24 @@ class Tally:
             self.unreadable.append({"at": delivery.where, "reason": delivery.unreadable or ""})
 
 
+class StoredState(Protocol):
+    """What the summary reads of a finished replay's engine (embedded AWS, or the core engine's stores)."""
+
+    @property
+    def dynamodb(self) -> Any: ...
+    @property
+    def tenancy(self) -> DynamoTenancyStore: ...
+    @property
+    def activity(self) -> Any: ...
+    @property
+    def marketplace(self) -> MarketplaceSimulator: ...
+
+
 @dataclass
 class ReplayRun:
     """What a finished replay hands to its summary."""
 
-    aws: EmbeddedAws
+    aws: StoredState
     registry: Registry
     tally: Tally
     results: list[SendResult]

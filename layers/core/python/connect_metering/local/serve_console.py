@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import boto3
-
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, hour_floor, to_ms
 from connect_metering.local.console_offline import Mailbox
 from connect_metering.local.embedded import EmbeddedAws
 from connect_metering.local.replay import Delivery, Registry, Replay, load_faults, load_registry, read_events
+from connect_metering.local.replay_engine import HandlersEngine
 from connect_metering.web.pages import escape, link_list
 
 
@@ -58,13 +57,10 @@ class _ReplayInto(Replay):
     """``Replay`` run into an embedded AWS that outlives it (the server's), writing no output folder."""
 
     def into(self, aws: EmbeddedAws, deliveries: tuple[Delivery, ...], until_ms: int) -> None:
-        self.aws = aws
-        session_events = boto3._get_default_session().events
-        aws.marketplace.attach_session(session_events)
-        try:
-            self._replay(iter(deliveries), to_ms(self.aws.clock.now()), until_ms)
-        finally:
-            aws.marketplace.detach_session(session_events)
+        start_ms = to_ms(aws.clock.now())
+        with HandlersEngine(self.registry, self.faults, start_ms, self.results.append, into=aws) as engine:
+            self.engine = engine
+            self._replay(iter(deliveries), start_ms, until_ms)
 
 
 def replay_into(aws: EmbeddedAws, preload: Preload) -> None:

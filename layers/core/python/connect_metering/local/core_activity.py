@@ -1,0 +1,152 @@
+"""The core engine's per-event stores, in memory: accepted agent events with their hourly checkpoints and
+late markers (the activity port), and the quarantine (counted, not kept).
+
+The activity store is ``DynamoActivityStore`` with its three DynamoDB calls answered from dicts: the
+conditional ``ADD`` of an agent-hour's events (refused, with the set as it was, when it would pass the
+agent-hour bound), the day query and the late-events index. Everything else (the encoding of events and
+checkpoints, the bound's retry loop, which events are new, duplicate or refused, the decoding a read
+does) is the adapter's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+
+from botocore.exceptions import ClientError
+
+from connect_metering.adapters.activity_table import (
+    LATE_SHARDS,
+    DynamoActivityStore,
+    late_shard,
+    parse_hour_of_day,
+    parse_partition_key,
+    partition_key,
+)
+from connect_metering.domain.activity import LateMarker
+from connect_metering.domain.agent_events import MAX_EVENTS_PER_AGENT_HOUR, QuarantinedEvent, QuarantineTally
+from connect_metering.domain.instants import MS_PER_HOUR
+from connect_metering.local.core_tables import Item
+from connect_metering.unreadable import LATE_EVENTS, UnreadableItems
+
+
+class MemoryActivityStore(DynamoActivityStore):
+    """Partitions ``pk -> sk -> set of encodings | checkpoint bytes``, as the table lays them out."""
+
+    def __init__(self, unreadable: UnreadableItems | None = None) -> None:
+        super().__init__("activity", cast(Any, None), unreadable)
+        self._event_sets: dict[str, dict[str, set[str]]] = {}
+        self._checkpoint_docs: dict[str, dict[str, bytes]] = {}
+        # (pk, sk) -> (late shard, late_at) of agent-hours that received events after they were metered.
+        self._marked_late: dict[tuple[str, str], tuple[str, int]] = {}
+        # Day partitions no event can reach any more, compressed: pk -> zlib(JSON {sk: [encodings]}).
+        self._frozen: dict[str, bytes] = {}
+        self._days: dict[str, int] = {}
+
+    def _add(
+        self, key: dict[str, Any], encodings: list[str], instance_arn: str, late_at_ms: int | None, ttl: str
+    ) -> set[str]:
+        pk, sk = key["pk"]["S"], key["sk"]["S"]
+        if pk in self._frozen:
+            self._event_sets[pk] = self._thawed(pk)
+            del self._frozen[pk]
+        stored = self._event_sets.setdefault(pk, {}).get(sk)
+        old = set(stored) if stored is not None else set()
+        if stored is not None and len(stored) > MAX_EVENTS_PER_AGENT_HOUR - len(encodings):
+            error = {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
+            raise ClientError({"Error": error, "Item": {"ev": {"SS": sorted(stored)}}}, "UpdateItem")  # type: ignore[typeddict-item]
+        self._event_sets[pk][sk] = old | set(encodings)
+        if late_at_ms is not None:
+            self._marked_late[(pk, sk)] = (late_shard(instance_arn), late_at_ms)
+        return old
+
+    def _query(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
+        partition = self._thawed(pk) if pk in self._frozen else self._event_sets.get(pk, {})
+        items: list[tuple[str, dict[str, Any]]] = [
+            (sk, {"sk": {"S": sk}, "ev": {"SS": list(events)}})
+            for sk, events in partition.items()
+            if low <= sk <= high
+        ]
+        items += [
+            (sk, {"sk": {"S": sk}, "doc": {"B": document}})
+            for sk, document in self._checkpoint_docs.get(pk, {}).items()
+            if low <= sk <= high
+        ]
+        for _, found in sorted(items, key=lambda pair: pair[0]):
+            yield found
+
+    def _thawed(self, pk: str) -> dict[str, set[str]]:
+        stored: dict[str, list[str]] = json.loads(zlib.decompress(self._frozen[pk]))
+        return {sk: set(events) for sk, events in stored.items()}
+
+    def freeze_before(self, day_ms: int) -> None:
+        """Compress the accepted events of the days before ``day_ms``: what a replay keeps of a month is
+        then a few bytes per event. Reads decompress them; a write (none can come: rule 5 refuses events
+        that old) would restore the day first."""
+        for pk in list(self._event_sets):
+            day = self._days.get(pk)
+            if day is None:
+                day = self._days[pk] = parse_partition_key(pk)[1]
+            if day < day_ms:
+                partition = {sk: sorted(events) for sk, events in self._event_sets.pop(pk).items()}
+                self._frozen[pk] = zlib.compress(json.dumps(partition, separators=(",", ":")).encode())
+
+    def save_checkpoint(self, instance_arn: str, hour_ms: int, document: bytes) -> None:
+        if hour_ms % MS_PER_HOUR:
+            raise ValueError(f"hour_ms: {hour_ms} is not the start of an hour")
+        self._checkpoint_docs.setdefault(partition_key(instance_arn, hour_ms), {})[
+            f"{(hour_ms // MS_PER_HOUR) % 24:02d}#C"
+        ] = document
+
+    def store_table_write(self, item: Item | None, key: Item) -> None:
+        """A write the meter store makes to the activity table (its checkpoints, in its transaction)."""
+        if item is None or "doc" not in item:
+            raise ValueError(f"the activity table takes checkpoints only from the meter: {key}")
+        self._checkpoint_docs.setdefault(item["pk"]["S"], {})[item["sk"]["S"]] = item["doc"]["B"]
+
+    def _read_markers(self, arrived_since_ms: int) -> tuple[list[LateMarker], list[LateMarker]]:
+        """The late-events index: by shard, then by arrival, as one query per shard returns them."""
+        readable: list[LateMarker] = []
+        unreadable: list[LateMarker] = []
+        ordered = sorted(self._marked_late.items(), key=lambda entry: (entry[1], entry[0]))
+        for shard in range(LATE_SHARDS):
+            for (pk, sk), (marker_shard, late_at_ms) in ordered:
+                if marker_shard != f"late#{shard}" or late_at_ms < arrived_since_ms:
+                    continue
+                try:
+                    instance_arn, day_ms = parse_partition_key(pk)
+                    hour_ms = day_ms + parse_hour_of_day(sk) * MS_PER_HOUR
+                except ValueError as error:
+                    self.unreadable.skip(LATE_EVENTS, f"{pk} {sk}", error)
+                    unreadable.append(LateMarker("", 0, pk, sk, late_at_ms))
+                    continue
+                readable.append(LateMarker(instance_arn, hour_ms, pk, sk, late_at_ms))
+        return readable, unreadable
+
+    def clear_late_markers(self, markers: Sequence[LateMarker]) -> None:
+        for marker in markers:
+            current = self._marked_late.get((marker.pk, marker.sk))
+            if current is not None and current[1] == marker.late_at_ms:
+                del self._marked_late[(marker.pk, marker.sk)]
+
+
+class MemoryQuarantineStore:
+    """What the quarantine table would hold, counted: records kept, counters by (account, reason, hour),
+    samples by (account, hour). Nothing reads the quarantine back during a replay."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.tallies: Counter[QuarantineTally] = Counter()
+        self.samples: set[tuple[str, int]] = set()
+
+    def keep(self, event: QuarantinedEvent) -> None:
+        self.records += 1
+
+    def count(self, tally: QuarantineTally, events: int, *, company: str | None) -> None:
+        self.tallies[tally] += events
+
+    def keep_sample(self, event: QuarantinedEvent) -> None:
+        self.samples.add((event.account or "", event.arrival_ms // MS_PER_HOUR))
