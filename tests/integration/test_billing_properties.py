@@ -11,7 +11,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.replay_harness import envelope, instance, replay, session, usage_company
@@ -53,6 +53,21 @@ faults = st.fixed_dictionaries(
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sessions=sessions, faults=faults)
+@example(  # found by hypothesis: a crash loses the answer for 09:00, then no resend is answered in its window
+    sessions=[("eu", 30, 74, 25, 0), ("eu", 64, 4, 58, 0), ("us", 64, 4, 58, 0), ("us", 21, 145, 28, 0)],
+    faults={
+        "seed": 26,
+        "outages": [
+            {
+                "start": (START + timedelta(minutes=78)).isoformat(),
+                "end": (START + timedelta(minutes=262)).isoformat(),
+                "error": "InternalServiceErrorException",
+            }
+        ],
+        "unprocessed_rate": 0.25,
+        "crash_rate": 0.3,
+    },
+)
 def test_accepted_minutes_equal_billable_time_under_faults(
     sessions: list[tuple[str, int, int, int, int]], faults: dict[str, Any]
 ) -> None:
@@ -87,6 +102,13 @@ def test_accepted_minutes_equal_billable_time_under_faults(
         hours_seen.add(usage["Timestamp"])
         for allocation in usage.get("UsageAllocations", []):
             accepted[allocation["Tags"][0]["Value"]] += allocation["AllocatedUsageQuantity"]
+    environments = result.summary["companies"]["acme"]["environments"]
     for env in ENVIRONMENTS:
-        assert accepted[env] == truth_ms[env] // 60_000, (env, dict(accepted), dict(truth_ms))
+        # A record whose answer was lost to a worker crash and that then left the acceptance window is
+        # kept as accepted, never moved (moving could bill twice): docs/billing.md section 6. The only
+        # minutes Marketplace may lack are those, and the summary must say so, never count them as billed.
+        unconfirmed = environments[env]["minutes_unconfirmed"]
+        assert accepted[env] + unconfirmed == truth_ms[env] // 60_000, (env, dict(accepted), dict(truth_ms))
+        assert environments[env]["minutes_accepted"] == accepted[env], (env, environments[env])
+        assert unconfirmed == 0 or faults["crash_rate"] > 0, (env, environments[env], faults)
     assert "DuplicateRecord" not in {record["status"] for record in result.records}

@@ -25,6 +25,9 @@ from connect_metering.domain.tenancy import (
     primary_subscription,
 )
 
+# The result of a record kept as accepted when it left the acceptance window with its answer lost.
+UNCONFIRMED = "Unconfirmed"
+
 
 class RecordStatus(StrEnum):
     PENDING = "pending"
@@ -104,7 +107,7 @@ class MeteringRecord:
         next record. Possibly accepted by a call whose answer was lost: counted as accepted, unconfirmed
         (alarmed), because moving its minutes could bill them twice."""
         if self.in_flight or self.possibly_accepted:
-            return self.settled(RecordStatus.ACCEPTED, "Unconfirmed")
+            return self.settled(RecordStatus.ACCEPTED, UNCONFIRMED)
         return self.settled(RecordStatus.EXPIRED, "Expired")
 
     def to_json(self) -> dict[str, Any]:
