@@ -10,6 +10,7 @@ Run: ``python -m connect_metering.local.bench_core [n_events] [seed]``.
 
 from __future__ import annotations
 
+import gc
 import random
 import sys
 import time
@@ -195,22 +196,30 @@ def worker_path_cpu_seconds(
     state = CompanyMeterState(checkpoint_through_ms=first_hour_ms)
     end_ms = first_hour_ms + hours * MS_PER_HOUR
     carried: dict[str, Carry] = {}
-    started = time.process_time()
-    step_start = first_hour_ms
-    while step_start < end_ms:
-        last_hour = min(step_start + STEP_HOURS * MS_PER_HOUR, end_ms) - MS_PER_HOUR
-        span = StepSpan(
-            step_start,
-            last_hour,
-            list(range(step_start, last_hour + 1, MS_PER_HOUR)),
-            hourly=True,
-            final_step=last_hour + MS_PER_HOUR == end_ms,
-        )
-        usage = calculator.environment_usage(environment, span, None, state, subscriptions, 0, carried)
-        boundary = last_hour + MS_PER_HOUR
-        activity.checkpoints[boundary] = encode_checkpoint(usage.checkpoints[boundary])
-        step_start = boundary
-    return time.process_time() - started
+    # The worker holds one step's window, read from DynamoDB; this harness holds the whole span's input
+    # in memory. Frozen, that input is left out of the collector's traversals, which would otherwise cost
+    # in proportion to the span (a week measured 7.3x to 10.1x a day under load, 6.5x to 7.1x frozen).
+    gc.collect()
+    gc.freeze()
+    try:
+        started = time.process_time()
+        step_start = first_hour_ms
+        while step_start < end_ms:
+            last_hour = min(step_start + STEP_HOURS * MS_PER_HOUR, end_ms) - MS_PER_HOUR
+            span = StepSpan(
+                step_start,
+                last_hour,
+                list(range(step_start, last_hour + 1, MS_PER_HOUR)),
+                hourly=True,
+                final_step=last_hour + MS_PER_HOUR == end_ms,
+            )
+            usage = calculator.environment_usage(environment, span, None, state, subscriptions, 0, carried)
+            boundary = last_hour + MS_PER_HOUR
+            activity.checkpoints[boundary] = encode_checkpoint(usage.checkpoints[boundary])
+            step_start = boundary
+        return time.process_time() - started
+    finally:
+        gc.unfreeze()
 
 
 def catch_up_cpu_seconds(agents: int, hours: int, seed: int = 3) -> float:
