@@ -79,6 +79,9 @@ class CustomerConsole(Construct):
             "SessionSigningKeyEncryption",
             enable_key_rotation=True,
             description="connect-metering console: encrypts the session cookie signing key",
+            # Nothing outlives the stack under this key (the secret goes with it; sessions are 8 hours):
+            # scheduled for deletion with the stack rather than retained at a dollar a month.
+            removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         self.signing_key = secretsmanager.Secret(
             self,

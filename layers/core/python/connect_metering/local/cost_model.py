@@ -69,7 +69,7 @@ PRICES: dict[str, Price] = {
 # for the seller's functions, the forwarder decoder's own setting (infra/constructs/forwarder.py).
 FUNCTION_MEMORY_MB = {"ingest": 512, "meter_dispatch": 512, "meter_worker": 512, "forwarder_decoder": 128}
 # Fixed resources of the seller's stack (MeteringStack): alarms, dashboard, customer-managed KMS keys.
-FIXED_RESOURCES = {"alarms": 24, "dashboards": 1, "kms_keys": 5}
+FIXED_RESOURCES = {"alarms": 24, "dashboards": 1, "kms_keys": 6}
 # The registration edge: one CloudFront web ACL with its one rate-based rule. Its requests ($0.60 per
 # million) and CloudFront's are sign-ups, a few a month: nothing next to these.
 EDGE_RESOURCES = {"web_acls": 1, "waf_rules": 1}
