@@ -17,8 +17,6 @@ decides; passwords and cookies are never logged.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 import logging
@@ -70,7 +68,13 @@ from connect_metering.web.console_pages import (
     usage_page,
     users_page,
 )
-from connect_metering.web.forms import FormTooLarge, MalformedForm, check_form_body, cookie_value
+from connect_metering.web.forms import (
+    FormTooLarge,
+    MalformedForm,
+    as_form,
+    check_event_form_body,
+    cookie_value,
+)
 
 app = APIGatewayHttpResolver(debug=False, enable_validation=True)
 warnings.filterwarnings("ignore", "No application metrics to publish")
@@ -80,7 +84,6 @@ for _noisy in ("botocore", "boto3", "urllib3", "aws_lambda_powertools.event_hand
 
 SIGN_IN, PREFIX = "/console/", "/console"
 SIGN_IN_COOKIE = "cm_console_form"
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # The offline server delivers invitations to its mailbox; deployed, Cognito mails them and this stays None.
 mailer: Mailer | None = None
 
@@ -403,21 +406,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 def form_refusal(request: APIGatewayProxyEventV2) -> Response[str] | None:
     try:
-        body = request.body or ""
-        check_form_body(base64.b64decode(body, validate=True) if request.is_base64_encoded else body.encode())
+        check_event_form_body(request.body, request.is_base64_encoded)
     except FormTooLarge:
         return _html(
             *console_problem_page(413, "The form is too large", "Go back and shorten what you typed.")
         )
-    except (MalformedForm, binascii.Error):
+    except MalformedForm:
         return _html(
             *console_problem_page(400, "The request could not be read", "The form data was malformed.")
         )
     return None
-
-
-def as_form(event: dict[str, Any]) -> dict[str, Any]:
-    headers = {
-        name: value for name, value in (event.get("headers") or {}).items() if name.lower() != "content-type"
-    }
-    return {**event, "headers": {**headers, "content-type": FORM_CONTENT_TYPE}}

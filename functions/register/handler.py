@@ -18,8 +18,6 @@ reach a log line.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import traceback
 import warnings
@@ -61,7 +59,8 @@ from connect_metering.web.forms import (
     BROWSER_COOKIE,
     FormTooLarge,
     MalformedForm,
-    check_form_body,
+    as_form,
+    check_event_form_body,
     cookie_value,
 )
 from connect_metering.web.pages import problem_page, security_headers, signup_page, success_page
@@ -85,7 +84,6 @@ MARKETPLACE_CONFIG = Config(
 )
 RETRY_AFTER_SECONDS = "60"
 REGISTER, SIGNUP = "/register", "/signup"
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # A form field the resolver finds missing is answered as the service answered its empty value before the
 # resolver read the forms: no token is an invalid token, no registration id an unknown registration.
 MISSING_FIELD_PROBLEMS = {
@@ -339,19 +337,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def form_refusal(request: APIGatewayProxyEventV2) -> Response[str] | None:
     """The page refusing a form body over the limits, before the resolver parses it (it has none)."""
     try:
-        body = request.body or ""
-        check_form_body(base64.b64decode(body, validate=True) if request.is_base64_encoded else body.encode())
+        check_event_form_body(request.body, request.is_base64_encoded)
     except FormTooLarge:
         return _html(*problem_page("too_large"))
-    except (MalformedForm, binascii.Error):
+    except MalformedForm:
         return _html(*problem_page("bad_request"))
     return None
-
-
-def as_form(event: dict[str, Any]) -> dict[str, Any]:
-    """The event with its body declared a url-encoded form, whatever its content-type said: the form
-    routes read every body as a form, as they always did, so a JSON body is no second way in."""
-    headers = {
-        name: value for name, value in (event.get("headers") or {}).items() if name.lower() != "content-type"
-    }
-    return {**event, "headers": {**headers, "content-type": FORM_CONTENT_TYPE}}
