@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ DIRECT_OPERATIONS = frozenset(
 )
 _JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
 _DYNAMODB_URL = "https://dynamodb."
+_ONE_REQUEST_AT_A_TIME = threading.Lock()
 
 
 @contextmanager
@@ -95,7 +97,10 @@ def answer(request: AWSPreparedRequest) -> TYPE_RESPONSE | None:
         return None
     handler = _DirectDynamoHandler(operation, request, headers)
     try:
-        status, response_headers, body = handler.call_action()
+        # DynamoDB applies each request atomically (a conditional write sees no other write half-done);
+        # moto's backend does not, so concurrent callers (threads of one test) take turns.
+        with _ONE_REQUEST_AT_A_TIME:
+            status, response_headers, body = handler.call_action()
     except HTTPException as error:  # as moto's stubber: an error raised outside the action
         return cast(TYPE_RESPONSE, (error.code, error.get_headers(), error.get_body()))
     return status, response_headers, body
