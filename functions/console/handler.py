@@ -114,7 +114,10 @@ def console_service() -> ConsoleService:
             product_code=settings.product_code,
         ),
         usage=DynamoUsageReader(
-            tenancy_table=settings.tenancy_table, ledger_table=settings.ledger_table, client=dynamodb
+            tenancy_table=settings.tenancy_table,
+            ledger_table=settings.ledger_table,
+            client=dynamodb,
+            dimensions=(settings.policy.usage_dimension, settings.policy.overage_dimension),
         ),
         signing_key=key,
         clock=lambda: now(),

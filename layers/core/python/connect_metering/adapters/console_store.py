@@ -26,7 +26,7 @@ from connect_metering.domain.console import (
     FailedSignIns,
     sign_in_name,
 )
-from connect_metering.domain.instants import iso
+from connect_metering.domain.instants import MS_PER_HOUR, iso, iso_ms
 from connect_metering.domain.metering import CompanyMeterState, MeteringRecord
 from connect_metering.domain.registration import digest
 
@@ -108,29 +108,50 @@ class DynamoConsoleStateStore:
 
 
 class DynamoUsageReader:
-    """The company's ledger records and the meter's progress, read for the usage page."""
+    """The company's ledger records and the meter's progress, read for the usage page.
 
-    def __init__(self, *, tenancy_table: str, ledger_table: str, client: DynamoDBClient) -> None:
+    The ledger's sort key is ``<dimension>#<hour ISO>``, so the hours asked for are one key range per
+    dimension billed: only the records of the months shown are read, never a subscription's whole history.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenancy_table: str,
+        ledger_table: str,
+        client: DynamoDBClient,
+        dimensions: tuple[str, ...] = ("agent_minutes", "overage_agents"),
+    ) -> None:
         self._tenancy = DynamoTenancyStore(tenancy_table, client)
         self._table = TenancyTable(tenancy_table, client)
         self._ledger = ledger_table
         self._client = client
+        self._dimensions = dimensions
 
     def records(self, company_alias: str, first_hour_ms: int, end_hour_ms: int) -> list[MeteringRecord]:
         records: list[MeteringRecord] = []
+        if end_hour_ms <= first_hour_ms:
+            return records
         for subscription in self._tenancy.list_subscriptions(company_alias):
-            records += self._subscription_records(subscription.key, first_hour_ms, end_hour_ms)
+            for dimension in self._dimensions:
+                records += self._subscription_records(subscription.key, dimension, first_hour_ms, end_hour_ms)
         return records
 
     def _subscription_records(
-        self, subscription_key: str, first_ms: int, end_ms: int
+        self, subscription_key: str, dimension: str, first_ms: int, end_ms: int
     ) -> list[MeteringRecord]:
         paginator = self._client.get_paginator("query")
         records: list[MeteringRecord] = []
+        # BETWEEN is inclusive: the last hour before ``end_ms`` is its upper bound (hours are whole).
+        last_ms = (end_ms - 1) // MS_PER_HOUR * MS_PER_HOUR
         for page in paginator.paginate(
             TableName=self._ledger,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"SUB#{subscription_key}"}},
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"SUB#{subscription_key}"},
+                ":first": {"S": f"{dimension}#{iso_ms(first_ms)}"},
+                ":last": {"S": f"{dimension}#{iso_ms(last_ms)}"},
+            },
         ):
             for stored in page["Items"]:
                 record = MeteringRecord.from_json(json.loads(stored["record"]["S"]))
