@@ -9,6 +9,10 @@
     GET  /console/users                administrators; POST invites one (email); POST /console/users/remove
     POST /console/sign-out             ends the session
 
+Every change (an environment added or removed, an administrator invited or removed, MFA enabled), whatever
+its outcome, is audited like the admin API's: a log line and an ``AUDIT#<alias>`` item in the tenancy
+table, naming the administrator by their Cognito subject (``console:<sub>``), never by email.
+
 Every page but sign-in needs a session (otherwise 303 to /console/), and reads or changes only the
 session's company, whatever a URL or a form names. Every POST carries a CSRF token: the session's, or
 for the sign-in form a double-submit cookie. Thin: the routes read forms and cookies, ``ConsoleService``
@@ -36,14 +40,17 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.activity_table import DynamoActivityStore
+from connect_metering.adapters.audit_table import DynamoAuditLog
 from connect_metering.adapters.cognito_admins import CognitoAdministrators
 from connect_metering.adapters.console_store import DynamoConsoleStateStore, DynamoUsageReader
 from connect_metering.adapters.tenancy_store import DynamoTenancyStore
+from connect_metering.domain.audit import AuditEntry
 from connect_metering.domain.console import (
     MIN_SIGNING_KEY_BYTES,
     SESSION_COOKIE,
     SESSION_LIFETIME,
     ConsoleSession,
+    audit_caller,
 )
 from connect_metering.domain.console_usage import usage_csv_rows
 from connect_metering.domain.tenancy import TenancyError
@@ -123,6 +130,32 @@ def console_service() -> ConsoleService:
         clock=lambda: now(),
         mailer=mailer,
     )
+
+
+@lru_cache(maxsize=1)
+def audit_log() -> DynamoAuditLog:
+    return DynamoAuditLog(load_settings(ConsoleSettings).tenancy_table, boto3.client("dynamodb"))
+
+
+def _audit(session: ConsoleSession, target: str, outcome: str, status: int) -> None:
+    """Log and store who changed what, as the admin API does: the log line always; a failed store is
+    logged as an error rather than failing a change already made."""
+    context = app.current_event.request_context
+    entry = AuditEntry(
+        company_alias=session.company_alias,
+        at=now(),
+        request_id=context.request_id or secrets.token_hex(8),
+        caller=audit_caller(session),
+        route=context.route_key or f"{app.current_event.http_method} {app.current_event.path}",
+        target=target,
+        outcome=outcome,
+        status=status,
+    )
+    logger.info("console change", extra={"audit": entry.fields()})
+    try:
+        audit_log().record(entry)
+    except Exception as error:
+        logger.error("audit item not stored", extra={"audit": entry.fields(), "error": type(error).__name__})
 
 
 # Responses ---------------------------------------------------------------------------------------
@@ -262,15 +295,11 @@ def add_environment(
         added = console_service().add_environment(session, name, instance_arn)
     except TenancyError as error:
         refusal = environment_refusal(error)
-        logger.info(
-            "console environment refused", extra={"company": session.company_alias, "rule": error.rule}
-        )
+        _audit(session, f"environment {name} ({instance_arn})", error.rule, refusal.status)
         return _environments(
             session, refusal.status, values=values, errors={_form_field(refusal.field): refusal.message}
         )
-    logger.info(
-        "console environment added", extra={"company": session.company_alias, "environment": added.name}
-    )
+    _audit(session, f"environment {added.name} ({added.instance_arn.arn})", "added", 201)
     return _environments(session, 201, notice=f"Environment {added.name} added.")
 
 
@@ -288,8 +317,9 @@ def remove_environment(
         console_service().remove_environment(session, name)
     except TenancyError as error:
         refusal = environment_refusal(error)
+        _audit(session, f"environment {name}", error.rule, refusal.status)
         return _environments(session, refusal.status, errors={"name": refusal.message})
-    logger.info("console environment removed", extra={"company": session.company_alias, "environment": name})
+    _audit(session, f"environment {name}", "removed", 200)
     return _environments(session, notice=f"Environment {name} removed.")
 
 
@@ -337,8 +367,9 @@ def invite(email: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()
     try:
         invited = console_service().invite(session, email)
     except ConsoleRefusal as refusal:
+        _audit(session, "administrator (not created)", "refused", refusal.status)
         return _users(session, refusal.status, email=email, error=refusal.message)
-    logger.info("console administrator invited", extra={"company": session.company_alias})
+    _audit(session, f"administrator console:{invited.subject}", "invited", 201)
     return _users(session, 201, notice=f"Invitation sent to {invited.email}.")
 
 
@@ -346,10 +377,11 @@ def invite(email: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()
 def remove_user(email: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "") -> Response[str]:
     session = _posted_session(csrf_token)
     try:
-        console_service().remove_administrator(session, email)
+        removed = console_service().remove_administrator(session, email)
     except ConsoleRefusal as refusal:
+        _audit(session, "administrator (not found or yourself)", "refused", refusal.status)
         return _users(session, refusal.status, error=refusal.message)
-    logger.info("console administrator removed", extra={"company": session.company_alias})
+    _audit(session, f"administrator console:{removed}", "removed", 200)
     return _users(session, notice=f"{email.strip().lower()} is no longer an administrator.")
 
 

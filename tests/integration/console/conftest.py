@@ -104,6 +104,7 @@ def console(monkeypatch: pytest.MonkeyPatch, aws: None) -> Iterator[ConsoleWorld
     monkeypatch.setattr(console_handler, "mailer", mailbox)
     load_settings.cache_clear()
     console_handler.console_service.cache_clear()
+    console_handler.audit_log.cache_clear()
     yield ConsoleWorld(
         clock=clock,
         dynamodb=dynamodb,
@@ -117,4 +118,5 @@ def console(monkeypatch: pytest.MonkeyPatch, aws: None) -> Iterator[ConsoleWorld
     )
     load_settings.cache_clear()
     console_handler.console_service.cache_clear()
+    console_handler.audit_log.cache_clear()
     boto3.DEFAULT_SESSION = None

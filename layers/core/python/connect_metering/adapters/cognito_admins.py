@@ -105,7 +105,8 @@ class CognitoAdministrators:
 
     def create_admin(
         self, username: str, *, company_alias: str, email: str, temporary_password: str, send_invitation: bool
-    ) -> None:
+    ) -> str:
+        """Creates the user; returns its subject (``sub``), the name the audit trail gives it."""
         request: dict[str, Any] = {
             "UserPoolId": self._pool,
             "Username": username,
@@ -121,19 +122,23 @@ class CognitoAdministrators:
         else:
             request["MessageAction"] = "SUPPRESS"
         try:
-            self._client.admin_create_user(**request)
+            created = self._client.admin_create_user(**request)
         except ClientError as error:
             if _code(error) == "UsernameExistsException":
                 raise AdministratorExists from None
             raise
+        return _attributes(created.get("User", {}).get("Attributes", [])).get("sub", "")
 
-    def delete_admin(self, username: str) -> None:
+    def delete_admin(self, username: str) -> str:
+        """Deletes the user; returns the subject it had (for the audit trail)."""
         try:
+            subject = self._who(username).subject
             self._client.admin_delete_user(UserPoolId=self._pool, Username=username)
         except ClientError as error:
             if _code(error) == "UserNotFoundException":
                 raise UnknownAdministrator from None
             raise
+        return subject
 
     def list_admins(self, company_alias: str) -> list[Administrator]:
         admins: list[Administrator] = []

@@ -112,6 +112,12 @@ def read_session(cookie: str | None, key: bytes, now: datetime) -> ConsoleSessio
     return None if session.is_expired(now) else session
 
 
+def audit_caller(session: ConsoleSession) -> str:
+    """Who made a console change, as the audit trail names them: the identity provider's subject (an
+    opaque id), never the email, so the trail holds no more personal data than the admin API's."""
+    return f"console:{session.subject}"
+
+
 def csrf_matches(session: ConsoleSession, submitted: str | None) -> bool:
     return submitted is not None and hmac.compare_digest(submitted.encode(), session.csrf_token.encode())
 
@@ -179,6 +185,7 @@ class Administrator:
     email: str
     status: str  # the identity provider's: FORCE_CHANGE_PASSWORD (invited), CONFIRMED...
     created: datetime | None = None
+    subject: str = ""  # the identity provider's immutable id (``sub``): what the audit trail names
 
     @property
     def invited(self) -> bool:

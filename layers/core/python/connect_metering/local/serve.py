@@ -329,6 +329,7 @@ class LocalServer:
         self.admin.audit_log.cache_clear()
         self.lifecycle.lifecycle_service.cache_clear()
         self.console.console_service.cache_clear()
+        self.console.audit_log.cache_clear()
         self.register.administrator_invitations.cache_clear()
 
     @property

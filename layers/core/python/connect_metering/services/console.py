@@ -53,9 +53,13 @@ class IdentityProvider(Protocol):
 
     def create_admin(
         self, username: str, *, company_alias: str, email: str, temporary_password: str, send_invitation: bool
-    ) -> None: ...
+    ) -> str:
+        """Creates the administrator; returns its subject (the identity provider's immutable id)."""
+        ...
 
-    def delete_admin(self, username: str) -> None: ...
+    def delete_admin(self, username: str) -> str:
+        """Deletes the administrator; returns the subject it had."""
+        ...
 
     def list_admins(self, company_alias: str) -> list[Administrator]: ...
 
@@ -170,7 +174,7 @@ class AdministratorInvitations:
             raise ConsoleRefusal("email", problem)
         password = temporary_password()
         try:
-            self._identity.create_admin(
+            subject = self._identity.create_admin(
                 sign_in_name(company_alias, email),
                 company_alias=company_alias,
                 email=email,
@@ -185,7 +189,9 @@ class AdministratorInvitations:
             self._mailer.send_invitation(
                 Invitation(email=email, company_alias=company_alias, temporary_password=password)
             )
-        return Administrator(company_alias=company_alias, email=email, status="FORCE_CHANGE_PASSWORD")
+        return Administrator(
+            company_alias=company_alias, email=email, status="FORCE_CHANGE_PASSWORD", subject=subject
+        )
 
 
 class ConsoleService:
@@ -301,17 +307,19 @@ class ConsoleService:
     def invite(self, session: ConsoleSession, email: str) -> Administrator:
         return self._invitations.invite(session.company_alias, email)
 
-    def remove_administrator(self, session: ConsoleSession, email: str) -> None:
+    def remove_administrator(self, session: ConsoleSession, email: str) -> str:
+        """Removes an administrator of the session's company; returns the subject it had."""
         email = normal_email(email)
         if email == session.email:
             raise ConsoleRefusal("email", "You cannot remove yourself; ask another administrator.", 409)
         username = sign_in_name(session.company_alias, email)
         try:
-            self._identity.delete_admin(username)
+            subject = self._identity.delete_admin(username)
         except UnknownAdministrator:
             raise ConsoleRefusal("email", "No administrator of your company has this email.", 404) from None
         # Signed-in sessions of the removed administrator end now, not when their cookies expire.
         self._state.revoke_sessions(username, self._clock())
+        return subject
 
 
 def environment_refusal(error: TenancyError) -> ConsoleRefusal:
