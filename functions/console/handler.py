@@ -8,6 +8,8 @@
     GET  /console/usage                billed usage this month and last; /console/usage.csv the same as CSV
     GET  /console/users                administrators; POST invites one (email); POST /console/users/remove
     POST /console/sign-out             ends the session
+    GET  /console/forgot-password      password reset: alias and email; POST has Cognito mail a code
+    GET  /console/reset-password       the code and a new password; POST sets it (ConfirmForgotPassword)
 
 Every change (an environment added or removed, an administrator invited or removed, MFA enabled), whatever
 its outcome, is audited like the admin API's: a log line and an ``AUDIT#<alias>`` item in the tenancy
@@ -26,6 +28,7 @@ import io
 import logging
 import secrets
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
@@ -47,6 +50,7 @@ from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.domain.audit import AuditEntry
 from connect_metering.domain.console import (
     MIN_SIGNING_KEY_BYTES,
+    RESET_CODE_SENT,
     SESSION_COOKIE,
     SESSION_LIFETIME,
     ConsoleSession,
@@ -66,6 +70,7 @@ from connect_metering.services.console import (
 )
 from connect_metering.services.licence import LicenceService
 from connect_metering.settings import ConsoleSettings, load_settings
+from connect_metering.web.console_account_pages import forgot_password_page, reset_password_page
 from connect_metering.web.console_pages import (
     console_headers,
     console_problem_page,
@@ -91,6 +96,7 @@ for _noisy in ("botocore", "boto3", "urllib3", "aws_lambda_powertools.event_hand
 
 SIGN_IN, PREFIX = "/console/", "/console"
 SIGN_IN_COOKIE = "cm_console_form"
+PASSWORD_CHANGED = "Your password is changed. Sign in with it."  # noqa: S105 (a message)
 # The offline server delivers invitations to its mailbox; deployed, Cognito mails them and this stays None.
 mailer: Mailer | None = None
 
@@ -202,9 +208,20 @@ def _posted_session(csrf_token: str | None) -> ConsoleSession:
 
 
 def _sign_in_form(status: int = 200, **page: Any) -> Response[str]:
-    """The sign-in page with a fresh double-submit token: the cookie and the form's hidden field."""
+    return _signed_out_form(sign_in_page, status, **page)
+
+
+def _check_form_token(csrf_token: str) -> None:
+    """The forms before sign-in (sign-in, password reset): the double-submit cookie must match the field."""
+    expected = _cookie_of(SIGN_IN_COOKIE)
+    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
+        raise CsrfRefused
+
+
+def _signed_out_form(render: Callable[..., str], status: int = 200, **page: Any) -> Response[str]:
+    """A page before sign-in with a fresh double-submit token (its cookie and its form's hidden field)."""
     token = secrets.token_urlsafe(24)
-    return _html(status, sign_in_page(csrf_token=token, **page), [_cookie(SIGN_IN_COOKIE, token, 3600)])
+    return _html(status, render(csrf_token=token, **page), [_cookie(SIGN_IN_COOKIE, token, 3600)])
 
 
 @app.get(PREFIX)
@@ -229,9 +246,7 @@ def sign_in(
     new_password: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response[str]:
-    expected = _cookie_of(SIGN_IN_COOKIE)
-    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
-        raise CsrfRefused
+    _check_form_token(csrf_token)
     result = console_service().sign_in(company_alias, email, password, new_password)
     if isinstance(result, SignedIn):
         logger.info("console sign-in", extra={"company": result.session.company_alias})
@@ -253,6 +268,55 @@ def sign_out(csrf_token: Annotated[str, Form()] = "") -> Response[str]:
     console_service().sign_out(session)
     logger.info("console sign-out", extra={"company": session.company_alias})
     return _see_other(SIGN_IN, [_cookie(SESSION_COOKIE, "", 0)])
+
+
+# Password reset by email ----------------------------------------------------------------------------
+
+
+@app.get("/console/forgot-password")
+def forgot_password_form() -> Response[str]:
+    return _signed_out_form(forgot_password_page)
+
+
+@app.post("/console/forgot-password")
+def forgot_password(
+    company_alias: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response[str]:
+    _check_form_token(csrf_token)
+    console_service().request_password_reset(company_alias, email)
+    logger.info("console password reset asked")  # never who: the answer does not say either
+    return _signed_out_form(reset_password_page, alias=company_alias, email=email, notice=RESET_CODE_SENT)
+
+
+@app.get("/console/reset-password")
+def reset_password_form() -> Response[str]:
+    return _signed_out_form(reset_password_page)
+
+
+@app.post("/console/reset-password")
+def reset_password(
+    company_alias: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    code: Annotated[str, Form()] = "",
+    new_password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response[str]:
+    _check_form_token(csrf_token)
+    try:
+        console_service().reset_password(company_alias, email, code, new_password)
+    except ConsoleRefusal as refusal:
+        logger.info("console password reset refused", extra={"field": refusal.field})
+        return _signed_out_form(
+            reset_password_page,
+            refusal.status,
+            alias=company_alias,
+            email=email,
+            errors={refusal.field: refusal.message},
+        )
+    logger.info("console password reset")
+    return _sign_in_form(alias=company_alias, email=email, notice=PASSWORD_CHANGED)
 
 
 # Pages -------------------------------------------------------------------------------------------

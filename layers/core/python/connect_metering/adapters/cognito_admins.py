@@ -14,6 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from connect_metering.domain.console import (
+    WEAK_PASSWORD,
     Administrator,
     AdministratorExists,
     Authenticated,
@@ -21,6 +22,7 @@ from connect_metering.domain.console import (
     PasswordRejected,
     UnknownAdministrator,
     WrongCredentials,
+    WrongResetCode,
 )
 
 COMPANY_ATTRIBUTE = "custom:company_alias"
@@ -30,6 +32,33 @@ WRONG_CREDENTIAL_ERRORS = frozenset(
     {"NotAuthorizedException", "UserNotFoundException", "PasswordResetRequiredException"}
 )
 PASSWORD_POLICY_ERRORS = frozenset({"InvalidPasswordException", "InvalidParameterException"})
+# ForgotPassword errors that say something about the user (unknown, not allowed to reset yet, no verified
+# email) or about how often it is asked: all answered as a code sent, so the page is no oracle.
+RESET_QUIET_ERRORS = frozenset(
+    {
+        "UserNotFoundException",
+        "NotAuthorizedException",
+        "InvalidParameterException",
+        "LimitExceededException",
+        "CodeDeliveryFailureException",
+    }
+)
+# ConfirmForgotPassword's refusals of the code (or of the user it names). moto answers an unknown user
+# with ResourceNotFoundException; Cognito (user existence errors prevented) with CodeMismatchException.
+WRONG_CODE_ERRORS = frozenset(
+    {
+        "CodeMismatchException",
+        "ExpiredCodeException",
+        "UserNotFoundException",
+        "NotAuthorizedException",
+        "TooManyFailedAttemptsException",
+        "LimitExceededException",
+        "ResourceNotFoundException",
+    }
+)
+# moto (offline only) hands ForgotPassword's code back in this response header instead of mailing it;
+# Amazon Cognito mails it and sends no such header.
+OFFLINE_RESET_CODE_HEADER = "x-moto-forgot-password-confirmation-code"
 
 
 def _code(error: ClientError) -> str:
@@ -87,12 +116,33 @@ class CognitoAdministrators:
             if _code(error) in WRONG_CREDENTIAL_ERRORS:
                 raise WrongCredentials from None
             if _code(error) in PASSWORD_POLICY_ERRORS:
-                raise PasswordRejected(
-                    "Choose a stronger password: at least 12 characters with upper and lower case letters, "
-                    "digits and symbols."
-                ) from None
+                raise PasswordRejected(WEAK_PASSWORD) from None
             raise
         return self._who(username)
+
+    def forgot_password(self, username: str) -> str | None:
+        """Cognito mails the user a reset code (if there is such a user who may reset). Returns the code
+        only where the identity provider hands it back rather than mailing it: moto, offline."""
+        try:
+            answer = self._client.forgot_password(ClientId=self._app_client, Username=username)
+        except ClientError as error:
+            if _code(error) in RESET_QUIET_ERRORS:
+                return None
+            raise
+        headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return str(headers.get(OFFLINE_RESET_CODE_HEADER) or "") or None
+
+    def confirm_forgot_password(self, username: str, code: str, new_password: str) -> None:
+        try:
+            self._client.confirm_forgot_password(
+                ClientId=self._app_client, Username=username, ConfirmationCode=code, Password=new_password
+            )
+        except ClientError as error:
+            if _code(error) in WRONG_CODE_ERRORS:
+                raise WrongResetCode from None
+            if _code(error) in PASSWORD_POLICY_ERRORS:
+                raise PasswordRejected(WEAK_PASSWORD) from None
+            raise
 
     def _who(self, username: str) -> Authenticated:
         user = self._client.admin_get_user(UserPoolId=self._pool, Username=username)

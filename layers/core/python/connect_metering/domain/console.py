@@ -35,6 +35,19 @@ MAX_PASSWORD_LENGTH = 256
 # administers which company.
 WRONG_CREDENTIALS = "The company alias, email or password is not right."
 LOCKED_OUT = "Too many failed sign-ins. Wait 15 minutes and try again."
+# The user pool's password policy (infra/constructs/console.py, local/console_offline.py), in words.
+MIN_PASSWORD_LENGTH = 12
+PASSWORD_RULES = "at least 12 characters with upper and lower case letters, digits and symbols"  # noqa: S105
+WEAK_PASSWORD = f"Choose a stronger password: {PASSWORD_RULES}."
+# Password reset: one answer whoever asks, so the form tells nobody who administers which company.
+RESET_CODE_SENT = (
+    "If this email is an administrator of this company, a code is on its way to it. Enter it below with "
+    "a new password; the code expires within an hour."
+)
+WRONG_RESET_CODE = "The code is not right or has expired. Ask for a new code and try again."
+MAX_RESET_CODE_LENGTH = 2048  # Cognito's bound on ConfirmationCode
+# The special characters Cognito counts as symbols in a password policy.
+_POLICY_SYMBOLS = frozenset("^$*.[]{}()?\"!@#%&/\\,><':;|_~`=+- ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,33 @@ def credentials_plausible(alias: str, email: str, password: str) -> bool:
     )
 
 
+def account_plausible(alias: str, email: str) -> bool:
+    """Whether an alias and email can name an administrator at all (malformed ones name nobody)."""
+    return (
+        ALIAS_PATTERN.fullmatch(alias) is not None
+        and len(email) <= MAX_EMAIL_LENGTH
+        and EMAIL_PATTERN.fullmatch(email) is not None
+    )
+
+
+def reset_code_plausible(code: str) -> bool:
+    return 0 < len(code) <= MAX_RESET_CODE_LENGTH and not any(character.isspace() for character in code)
+
+
+def password_policy_problem(password: str) -> str | None:
+    """The user pool's policy checked before asking the identity provider (which checks it again): the
+    same words whichever refuses."""
+    if not (MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH):
+        return WEAK_PASSWORD
+    classes = (
+        any(c.islower() for c in password),
+        any(c.isupper() for c in password),
+        any(c.isdigit() for c in password),
+        any(c in _POLICY_SYMBOLS for c in password),
+    )
+    return None if all(classes) else WEAK_PASSWORD
+
+
 def invitation_email_error(email: str) -> str | None:
     if len(email) > MAX_EMAIL_LENGTH or EMAIL_PATTERN.fullmatch(email) is None:
         return "Enter an email address such as ops@example.com."
@@ -212,6 +252,10 @@ class WrongCredentials(Exception):
 
 class PasswordRejected(Exception):
     """The identity provider refused a new password (its policy); the message says why."""
+
+
+class WrongResetCode(Exception):
+    """A password reset code that is wrong, used or expired, or that names no administrator."""
 
 
 class AdministratorExists(Exception):

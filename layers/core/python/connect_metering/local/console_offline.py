@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connect_metering.services.console import Invitation
+from connect_metering.services.console import Invitation, PasswordReset
 
 USER_POOL_NAME = "connect-metering-console"
 SESSION_SECRET_NAME = "connect-metering/console-session-key"  # noqa: S105 (a name, not a secret)
@@ -47,7 +47,14 @@ def create_console_pool(cognito: Any, secrets_manager: Any) -> ConsolePool:
         Schema=[{"Name": "company_alias", "AttributeDataType": "String", "Mutable": False}],
         UsernameConfiguration={"CaseSensitive": False},
         AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
+        # As deployed: reset codes by email only, TOTP MFA optional.
+        AccountRecoverySetting={"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
     )["UserPool"]
+    cognito.set_user_pool_mfa_config(
+        UserPoolId=pool["Id"],
+        SoftwareTokenMfaConfiguration={"Enabled": True},
+        MfaConfiguration="OPTIONAL",
+    )
     client = cognito.create_user_pool_client(
         UserPoolId=pool["Id"],
         ClientName="console",
@@ -84,9 +91,27 @@ class Mailbox:
         with self._lock:
             self.mails.append(Mail(datetime.now(UTC), invitation.email, "Your console invitation", body))
 
+    def send_password_reset(self, reset: PasswordReset) -> None:
+        """The reset code Cognito would mail, exactly as the identity provider (moto) issued it: the code
+        this mail shows is the one the reset page's confirmation accepts."""
+        body = (
+            f"Someone asked to reset the password of {reset.email}, administrator of {reset.company_alias}. "
+            f"Your code is {reset.code} ; enter it at {reset.reset_path} with company alias "
+            f"{reset.company_alias}, this email and a new password. If it was not you, ignore this email."
+        )
+        with self._lock:
+            self.mails.append(Mail(datetime.now(UTC), reset.email, "Your password reset code", body))
+
+    def reset_code(self, email: str) -> str:
+        """The code of the latest password reset mail to ``email`` (tests)."""
+        for mail in reversed(self.mails):
+            if mail.to == email and mail.subject == "Your password reset code":
+                return mail.body.split("Your code is ", 1)[1].split(" ", 1)[0]
+        raise LookupError(f"no password reset mail to {email}")
+
     def temporary_password(self, email: str) -> str:
         """The temporary password of the latest invitation to ``email`` (tests)."""
         for mail in reversed(self.mails):
-            if mail.to == email:
+            if mail.to == email and mail.subject == "Your console invitation":
                 return mail.body.split("temporary password ", 1)[1].split(" ", 1)[0]
         raise LookupError(f"no invitation to {email}")

@@ -87,6 +87,6 @@ def mailbox_page(mailbox: Mailbox) -> str:
     )
     return (
         "<h1>Mailbox (local)</h1><p>Every email the product would send (deployed, Cognito sends the "
-        f"invitations). Newest first.</p><ol>{items}</ol>"
+        f"invitations and password reset codes). Newest first.</p><ol>{items}</ol>"
         + link_list([("/console/", "Sign in to the console")])
     )

@@ -12,13 +12,14 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from connect_metering.domain.console import (
     LOCKED_OUT,
     NO_FAILURES,
     WRONG_CREDENTIALS,
+    WRONG_RESET_CODE,
     Administrator,
     AdministratorExists,
     Authenticated,
@@ -28,12 +29,16 @@ from connect_metering.domain.console import (
     PasswordRejected,
     UnknownAdministrator,
     WrongCredentials,
+    WrongResetCode,
+    account_plausible,
     credentials_plausible,
     csrf_matches,
     invitation_email_error,
     new_session,
     normal_email,
+    password_policy_problem,
     read_session,
+    reset_code_plausible,
     sign_in_name,
     sign_session,
 )
@@ -62,6 +67,15 @@ class IdentityProvider(Protocol):
         ...
 
     def list_admins(self, company_alias: str) -> list[Administrator]: ...
+
+    def forgot_password(self, username: str) -> str | None:
+        """Has a reset code mailed to the user, if there is one who may reset; returns the code only where
+        the provider hands it back instead of mailing it (offline)."""
+        ...
+
+    def confirm_forgot_password(self, username: str, code: str, new_password: str) -> None:
+        """Raises ``WrongResetCode`` or ``PasswordRejected``."""
+        ...
 
 
 class ConsoleStateStore(Protocol):
@@ -98,10 +112,21 @@ class Invitation:
     sign_in_path: str = "/console/"
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordReset:
+    email: str
+    company_alias: str
+    code: str
+    reset_path: str = "/console/reset-password"
+
+
 class Mailer(Protocol):
-    """Sends what the product itself mails. Deployed, Cognito mails invitations and there is no mailer."""
+    """Sends what the product itself mails. Deployed, Cognito mails invitations and reset codes and there
+    is no mailer; offline, the mailbox stands in for Cognito's mail."""
 
     def send_invitation(self, invitation: Invitation) -> None: ...
+
+    def send_password_reset(self, reset: PasswordReset) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +238,7 @@ class ConsoleService:
         self._key = signing_key
         self._clock = clock
         self._invitations = AdministratorInvitations(identity, mailer)
+        self._mailer = mailer
 
     # Sign-in and sessions ------------------------------------------------------------------------
 
@@ -271,6 +297,38 @@ class ConsoleService:
 
     def sign_out(self, session: ConsoleSession) -> None:
         self._state.delete_session(session)
+
+    # Password reset by email (Cognito's ForgotPassword) ---------------------------------------------
+
+    def request_password_reset(self, company_alias: str, email: str) -> None:
+        """Asks for a reset code. Whatever the alias and email, the caller learns nothing: the answer is
+        the same whether they name an administrator, another company's or nobody."""
+        alias, email = company_alias.strip(), normal_email(email)
+        if not account_plausible(alias, email):
+            return
+        code = self._identity.forgot_password(sign_in_name(alias, email))
+        if code is not None and self._mailer is not None:
+            self._mailer.send_password_reset(PasswordReset(email=email, company_alias=alias, code=code))
+
+    def reset_password(self, company_alias: str, email: str, code: str, new_password: str) -> None:
+        """Sets the new password if the code is the one mailed to this administrator of this company;
+        then the administrator's earlier sessions end and failed sign-ins are forgotten."""
+        alias, email, code = company_alias.strip(), normal_email(email), code.strip()
+        if not (account_plausible(alias, email) and reset_code_plausible(code)):
+            raise ConsoleRefusal("code", WRONG_RESET_CODE, 401)
+        problem = password_policy_problem(new_password)
+        if problem:
+            raise ConsoleRefusal("new_password", problem)
+        username = sign_in_name(alias, email)
+        try:
+            self._identity.confirm_forgot_password(username, code, new_password)
+        except WrongResetCode:
+            raise ConsoleRefusal("code", WRONG_RESET_CODE, 401) from None
+        except PasswordRejected as rejected:
+            raise ConsoleRefusal("new_password", str(rejected)) from None
+        # Sessions begun before the reset end (a millisecond back: one begun at this instant is after it).
+        self._state.revoke_sessions(username, self._clock() - timedelta(milliseconds=1))
+        self._state.clear_failed_sign_ins(username)
 
     # The company's data: always the session's company --------------------------------------------
 

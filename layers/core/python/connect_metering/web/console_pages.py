@@ -181,8 +181,7 @@ def sign_in_page(
         f"{note}{alert}"
         f'<form method="post" action="/console/" novalidate>{_csrf(csrf_token)}'
         f'{fields}<button type="submit" id="sign-in">Sign in</button></form>'
-        "<p>Forgot your password? Another administrator of your company can invite you again, or ask us to "
-        "reset it.</p>"
+        '<p><a href="/console/forgot-password" id="forgot-password">Forgot your password?</a></p>'
     )
     return console_layout("Error: sign in" if error else "Sign in", body)
 
