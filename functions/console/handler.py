@@ -8,6 +8,9 @@
     GET  /console/usage                billed usage this month and last; /console/usage.csv the same as CSV
     GET  /console/users                administrators; POST invites one (email); POST /console/users/remove
     POST /console/sign-out             ends the session
+    POST /console/sign-in/code         the TOTP code, when the administrator has two-step sign-in on
+    GET  /console/mfa                  two-step sign-in (TOTP): POST /console/mfa/start (password) shows
+                                       a new secret, POST /console/mfa/verify (code) turns it on
     GET  /console/forgot-password      password reset: alias and email; POST has Cognito mail a code
     GET  /console/reset-password       the code and a new password; POST sets it (ConfirmForgotPassword)
 
@@ -56,6 +59,12 @@ from connect_metering.domain.console import (
     ConsoleSession,
     audit_caller,
 )
+from connect_metering.domain.console_mfa import (
+    MFA_CHALLENGE_COOKIE,
+    MFA_CHALLENGE_LIFETIME,
+    MFA_ENROLMENT_COOKIE,
+    MFA_ENROLMENT_LIFETIME,
+)
 from connect_metering.domain.console_usage import usage_csv_rows
 from connect_metering.domain.tenancy import TenancyError
 from connect_metering.observability import logger, metrics, tracer
@@ -64,13 +73,20 @@ from connect_metering.services.console import (
     ConsoleService,
     CsrfRefused,
     Mailer,
+    MfaCodeNeeded,
     NotSignedIn,
     SignedIn,
     environment_refusal,
 )
+from connect_metering.services.console_mfa import MfaRefusal
 from connect_metering.services.licence import LicenceService
 from connect_metering.settings import ConsoleSettings, load_settings
-from connect_metering.web.console_account_pages import forgot_password_page, reset_password_page
+from connect_metering.web.console_account_pages import (
+    forgot_password_page,
+    mfa_code_page,
+    mfa_page,
+    reset_password_page,
+)
 from connect_metering.web.console_pages import (
     console_headers,
     console_problem_page,
@@ -218,10 +234,19 @@ def _check_form_token(csrf_token: str) -> None:
         raise CsrfRefused
 
 
-def _signed_out_form(render: Callable[..., str], status: int = 200, **page: Any) -> Response[str]:
+def _signed_out_form(
+    render: Callable[..., str], status: int = 200, *, cookies: tuple[Cookie, ...] = (), **page: Any
+) -> Response[str]:
     """A page before sign-in with a fresh double-submit token (its cookie and its form's hidden field)."""
     token = secrets.token_urlsafe(24)
-    return _html(status, render(csrf_token=token, **page), [_cookie(SIGN_IN_COOKIE, token, 3600)])
+    return _html(status, render(csrf_token=token, **page), [_cookie(SIGN_IN_COOKIE, token, 3600), *cookies])
+
+
+def _signed_in(result: SignedIn) -> Response[str]:
+    logger.info("console sign-in", extra={"company": result.session.company_alias})
+    cookie = _cookie(SESSION_COOKIE, result.cookie, int(SESSION_LIFETIME.total_seconds()))
+    ended = [_cookie(SIGN_IN_COOKIE, "", 0), _cookie(MFA_CHALLENGE_COOKIE, "", 0)]
+    return _see_other("/console/licence", [cookie, *ended])
 
 
 @app.get(PREFIX)
@@ -249,9 +274,10 @@ def sign_in(
     _check_form_token(csrf_token)
     result = console_service().sign_in(company_alias, email, password, new_password)
     if isinstance(result, SignedIn):
-        logger.info("console sign-in", extra={"company": result.session.company_alias})
-        cookie = _cookie(SESSION_COOKIE, result.cookie, int(SESSION_LIFETIME.total_seconds()))
-        return _see_other("/console/licence", [cookie, _cookie(SIGN_IN_COOKIE, "", 0)])
+        return _signed_in(result)
+    if isinstance(result, MfaCodeNeeded):
+        challenge = _cookie(MFA_CHALLENGE_COOKIE, result.cookie, int(MFA_CHALLENGE_LIFETIME.total_seconds()))
+        return _signed_out_form(mfa_code_page, cookies=(challenge,))
     logger.info("console sign-in refused", extra={"new_password_needed": result.new_password_needed})
     return _sign_in_form(
         200 if result.new_password_needed else 401,
@@ -260,6 +286,16 @@ def sign_in(
         error=result.message,
         new_password=result.new_password_needed,
     )
+
+
+@app.post("/console/sign-in/code")
+def sign_in_code(code: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "") -> Response[str]:
+    _check_form_token(csrf_token)
+    result = console_service().sign_in_with_code(_cookie_of(MFA_CHALLENGE_COOKIE), code)
+    if isinstance(result, SignedIn):
+        return _signed_in(result)
+    logger.info("console sign-in code refused")
+    return _sign_in_form(401, error=result.message, cookies=(_cookie(MFA_CHALLENGE_COOKIE, "", 0),))
 
 
 @app.post("/console/sign-out")
@@ -317,6 +353,53 @@ def reset_password(
         )
     logger.info("console password reset")
     return _sign_in_form(alias=company_alias, email=email, notice=PASSWORD_CHANGED)
+
+
+# Two-step sign-in (TOTP) -----------------------------------------------------------------------------
+
+
+def _mfa(session: ConsoleSession, status: int = 200, **page: Any) -> Response[str]:
+    cookies = page.pop("cookies", None)
+    enabled = console_service().mfa.enabled(session)
+    body = mfa_page(alias=session.company_alias, csrf_token=session.csrf_token, enabled=enabled, **page)
+    return _html(status, body, cookies)
+
+
+@app.get("/console/mfa")
+def mfa() -> Response[str]:
+    session = _session()
+    setup = console_service().mfa.in_progress(session, _cookie_of(MFA_ENROLMENT_COOKIE))
+    if setup is None:
+        return _mfa(session)
+    return _mfa(session, secret=setup.secret, uri=setup.uri)
+
+
+@app.post("/console/mfa/start")
+def mfa_start(
+    password: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = ""
+) -> Response[str]:
+    session = _posted_session(csrf_token)
+    try:
+        setup = console_service().mfa.start(session, password)
+    except MfaRefusal as refusal:
+        return _mfa(session, refusal.status, errors={refusal.field: refusal.message})
+    cookie = _cookie(MFA_ENROLMENT_COOKIE, setup.cookie, int(MFA_ENROLMENT_LIFETIME.total_seconds()))
+    return _mfa(session, secret=setup.secret, uri=setup.uri, cookies=[cookie])
+
+
+@app.post("/console/mfa/verify")
+def mfa_verify(code: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "") -> Response[str]:
+    session = _posted_session(csrf_token)
+    enrolment = _cookie_of(MFA_ENROLMENT_COOKIE)
+    try:
+        console_service().mfa.finish(session, enrolment, code)
+    except MfaRefusal as refusal:
+        setup = console_service().mfa.in_progress(session, enrolment)
+        shown = {"secret": setup.secret, "uri": setup.uri} if setup else {}
+        return _mfa(session, refusal.status, errors={refusal.field: refusal.message}, **shown)
+    _audit(session, f"administrator console:{session.subject}", "mfa_enabled", 200)
+    notice = "Two-step sign-in is on: from your next sign-in, the console asks for a code."
+    return _mfa(session, notice=notice, cookies=[_cookie(MFA_ENROLMENT_COOKIE, "", 0)])
 
 
 # Pages -------------------------------------------------------------------------------------------

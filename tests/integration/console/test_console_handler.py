@@ -104,6 +104,7 @@ def test_pages_need_a_session(console: ConsoleWorld) -> None:
         "/console/usage",
         "/console/usage.csv",
         "/console/users",
+        "/console/mfa",
     ):
         page = console.browser().get(path)
         assert (page.status, page.location) == (303, "/console/"), path
@@ -119,6 +120,8 @@ def test_every_post_needs_the_csrf_token(console: ConsoleWorld) -> None:
         "/console/environments/remove": {"name": "acme-prod"},
         "/console/users": {"email": "new@acme.test"},
         "/console/users/remove": {"email": EMAIL},
+        "/console/mfa/start": {"password": "Chosen-Passw0rd!"},
+        "/console/mfa/verify": {"code": "123456"},
         "/console/sign-out": {},
     }
     for path, form in posts.items():
@@ -147,6 +150,9 @@ def test_pages_send_the_security_headers(console: ConsoleWorld) -> None:
         "/console/environments",
         "/console/usage",
         "/console/users",
+        "/console/mfa",
+        "/console/forgot-password",
+        "/console/reset-password",
     ):
         headers = browser.get(path).headers
         assert headers["Content-Security-Policy"] == CONSOLE_CONTENT_SECURITY_POLICY

@@ -56,6 +56,7 @@ READS = (
     "/console/usage",
     "/console/usage.csv",
     "/console/users",
+    "/console/mfa",
 )
 
 
@@ -120,6 +121,20 @@ def test_a_cookie_rewritten_to_name_another_company_is_no_session(two_companies:
     assert browser.get("/console/licence").location == "/console/"
     page = browser.post("/console/environments/remove", {"name": "globex-prod", "csrf_token": csrf})
     assert page.location == "/console/"
+    _globex_unchanged(two_companies)
+
+
+def test_mfa_posts_act_on_the_sessions_administrator_only(two_companies: ConsoleWorld) -> None:
+    browser, csrf = two_companies.signed_in("acme", ACME_ADMIN)
+    tampered = {"csrf_token": csrf, "company_alias": "globex", "email": GLOBEX_ADMIN, "alias": "globex"}
+    started = browser.post("/console/mfa/start", {**tampered, "password": "Chosen-Passw0rd!"})
+    assert started.status == 200
+    assert "globex" not in started.body.lower()
+    assert "acme%2Fops%40acme.test" in started.body  # the secret is for the session's administrator
+    globex_user = two_companies.cognito.admin_get_user(
+        UserPoolId=two_companies.pool.user_pool_id, Username=f"globex/{GLOBEX_ADMIN}"
+    )
+    assert not globex_user.get("UserMFASettingList")
     _globex_unchanged(two_companies)
 
 

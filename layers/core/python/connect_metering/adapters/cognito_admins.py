@@ -4,7 +4,11 @@ User names are ``<company alias>/<email>`` (``domain.console.sign_in_name``) and
 company in ``custom:company_alias``; a sign-in under another alias names a user that does not exist,
 which Cognito answers as it answers a wrong password. Sign-in is ``ADMIN_USER_PASSWORD_AUTH`` (the
 console's Lambda signs in on the administrator's behalf; the app client has no secret and allows no
-other flow), the first one answered with the ``NEW_PASSWORD_REQUIRED`` challenge.
+other flow), the first one answered with the ``NEW_PASSWORD_REQUIRED`` challenge, and an administrator
+with TOTP on answered with ``SOFTWARE_TOKEN_MFA`` (the code goes to AdminRespondToAuthChallenge).
+Password reset is Cognito's ForgotPassword / ConfirmForgotPassword; TOTP enrolment is
+AssociateSoftwareToken, VerifySoftwareToken and SetUserMFAPreference with the administrator's own access
+token (those three are authorized by the token, not by IAM).
 """
 
 from __future__ import annotations
@@ -18,15 +22,31 @@ from connect_metering.domain.console import (
     Administrator,
     AdministratorExists,
     Authenticated,
+    MfaAlreadyOn,
     NewPasswordRequired,
     PasswordRejected,
     UnknownAdministrator,
     WrongCredentials,
+    WrongMfaCode,
     WrongResetCode,
 )
+from connect_metering.domain.console_mfa import MfaRequired
 
 COMPANY_ATTRIBUTE = "custom:company_alias"
 NEW_PASSWORD_CHALLENGE = "NEW_PASSWORD_REQUIRED"  # noqa: S105 (a challenge name, not a password)
+MFA_CHALLENGE = "SOFTWARE_TOKEN_MFA"
+# A TOTP code refused (wrong, reused, or its challenge session expired or unknown: moto answers an unknown
+# session with ResourceNotFoundException, Cognito with NotAuthorizedException).
+WRONG_MFA_ERRORS = frozenset(
+    {
+        "CodeMismatchException",
+        "ExpiredCodeException",
+        "NotAuthorizedException",
+        "ResourceNotFoundException",
+        "EnableSoftwareTokenMFAException",
+        "InvalidParameterException",
+    }
+)
 # What Cognito answers for a wrong password, an unknown or disabled user, or a user it has locked out.
 WRONG_CREDENTIAL_ERRORS = frozenset(
     {"NotAuthorizedException", "UserNotFoundException", "PasswordResetRequiredException"}
@@ -76,9 +96,9 @@ class CognitoAdministrators:
         self._app_client = client_id
         self._client = client
 
-    def authenticate(self, username: str, password: str) -> Authenticated | NewPasswordRequired:
+    def _initiate(self, username: str, password: str) -> dict[str, Any]:
         try:
-            answer = self._client.admin_initiate_auth(
+            answer: dict[str, Any] = self._client.admin_initiate_auth(
                 UserPoolId=self._pool,
                 ClientId=self._app_client,
                 AuthFlow="ADMIN_USER_PASSWORD_AUTH",
@@ -88,12 +108,69 @@ class CognitoAdministrators:
             if _code(error) in WRONG_CREDENTIAL_ERRORS:
                 raise WrongCredentials from None
             raise
-        if answer.get("ChallengeName") == NEW_PASSWORD_CHALLENGE:
+        return answer
+
+    def authenticate(self, username: str, password: str) -> Authenticated | NewPasswordRequired | MfaRequired:
+        answer = self._initiate(username, password)
+        challenge = answer.get("ChallengeName")
+        if challenge == NEW_PASSWORD_CHALLENGE:
             return NewPasswordRequired()
+        if challenge == MFA_CHALLENGE:
+            return MfaRequired(challenge_session=str(answer["Session"]))
         if "AuthenticationResult" not in answer:
-            # Another challenge (MFA) this console does not answer yet: not signed in.
+            # A challenge this pool does not set (SMS, custom): not signed in.
             raise WrongCredentials
         return self._who(username)
+
+    def respond_to_mfa(self, username: str, challenge_session: str, code: str) -> Authenticated:
+        try:
+            answer = self._client.admin_respond_to_auth_challenge(
+                UserPoolId=self._pool,
+                ClientId=self._app_client,
+                ChallengeName=MFA_CHALLENGE,
+                Session=challenge_session,
+                ChallengeResponses={"USERNAME": username, "SOFTWARE_TOKEN_MFA_CODE": code},
+            )
+        except ClientError as error:
+            if _code(error) in WRONG_MFA_ERRORS | WRONG_CREDENTIAL_ERRORS:
+                raise WrongMfaCode from None
+            raise
+        if "AuthenticationResult" not in answer:
+            raise WrongMfaCode
+        return self._who(username)
+
+    def mfa_enabled(self, username: str) -> bool:
+        user = self._client.admin_get_user(UserPoolId=self._pool, Username=username)
+        return MFA_CHALLENGE in (user.get("UserMFASettingList") or [])
+
+    def start_software_token(self, username: str, password: str) -> tuple[str, str]:
+        """Signs in again with the password (raises ``WrongCredentials``, or ``MfaAlreadyOn`` when Cognito
+        asks for a TOTP code) and associates a new TOTP secret; returns (access token, secret)."""
+        answer = self._initiate(username, password)
+        if answer.get("ChallengeName") == MFA_CHALLENGE:
+            raise MfaAlreadyOn
+        token = str(answer.get("AuthenticationResult", {}).get("AccessToken", ""))
+        if not token:
+            raise WrongCredentials
+        secret = self._client.associate_software_token(AccessToken=token)["SecretCode"]
+        return token, str(secret)
+
+    def enable_software_token(self, access_token: str, code: str) -> None:
+        """Verifies the first code of the associated secret, then makes TOTP the administrator's MFA."""
+        try:
+            verified = self._client.verify_software_token(
+                AccessToken=access_token, UserCode=code, FriendlyDeviceName="console"
+            )
+            if verified.get("Status") != "SUCCESS":
+                raise WrongMfaCode
+            self._client.set_user_mfa_preference(
+                AccessToken=access_token,
+                SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
+            )
+        except ClientError as error:
+            if _code(error) in WRONG_MFA_ERRORS:
+                raise WrongMfaCode from None
+            raise
 
     def set_new_password(self, username: str, password: str, new_password: str) -> Authenticated:
         try:

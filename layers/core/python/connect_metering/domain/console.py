@@ -90,8 +90,28 @@ def _mac(payload: str, key: bytes) -> str:
     return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
 
 
+def signed_document(document: dict[str, object], key: bytes) -> str:
+    """``<payload>.<HMAC-SHA256>``, both base64url: what the console's cookies carry."""
+    payload = _b64(json.dumps(document, separators=(",", ":"), sort_keys=True).encode())
+    return f"{payload}.{_mac(payload, key)}"
+
+
+def verified_document(text: str | None, key: bytes) -> dict[str, object] | None:
+    """The document ``signed_document`` made with this key, or None: absent, forged, altered or malformed."""
+    if not text or text.count(".") != 1:
+        return None
+    payload, mac = text.split(".")
+    if not hmac.compare_digest(mac, _mac(payload, key)):
+        return None
+    try:
+        document = json.loads(_unb64(payload))
+    except (ValueError, binascii.Error):
+        return None
+    return document if isinstance(document, dict) else None
+
+
 def sign_session(session: ConsoleSession, key: bytes) -> str:
-    document = {
+    document: dict[str, object] = {
         "id": session.session_id,
         "alias": session.company_alias,
         "email": session.email,
@@ -99,28 +119,24 @@ def sign_session(session: ConsoleSession, key: bytes) -> str:
         "exp": to_ms(session.expires),
         "csrf": session.csrf_token,
     }
-    payload = _b64(json.dumps(document, separators=(",", ":"), sort_keys=True).encode())
-    return f"{payload}.{_mac(payload, key)}"
+    return signed_document(document, key)
 
 
 def read_session(cookie: str | None, key: bytes, now: datetime) -> ConsoleSession | None:
     """The session a cookie carries, or None: absent, forged, altered, malformed or expired."""
-    if not cookie or cookie.count(".") != 1:
-        return None
-    payload, mac = cookie.split(".")
-    if not hmac.compare_digest(mac, _mac(payload, key)):
+    document = verified_document(cookie, key)
+    if document is None or "kind" in document:  # another of the console's signed documents
         return None
     try:
-        document = json.loads(_unb64(payload))
         session = ConsoleSession(
             session_id=str(document["id"]),
             company_alias=str(document["alias"]),
             email=str(document["email"]),
             subject=str(document["sub"]),
-            expires=from_ms(int(document["exp"])),
+            expires=from_ms(int(str(document["exp"]))),
             csrf_token=str(document["csrf"]),
         )
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError):
         return None
     return None if session.is_expired(now) else session
 
@@ -252,6 +268,14 @@ class WrongCredentials(Exception):
 
 class PasswordRejected(Exception):
     """The identity provider refused a new password (its policy); the message says why."""
+
+
+class WrongMfaCode(Exception):
+    """A TOTP code refused: wrong or reused, or its challenge or enrolment no longer valid."""
+
+
+class MfaAlreadyOn(Exception):
+    """TOTP is already the administrator's second factor."""
 
 
 class WrongResetCode(Exception):

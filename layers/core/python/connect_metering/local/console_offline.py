@@ -36,6 +36,9 @@ class ConsolePool:
             "CONSOLE_USER_POOL_ID": self.user_pool_id,
             "CONSOLE_CLIENT_ID": self.client_id,
             "CONSOLE_SESSION_SECRET_ARN": self.session_secret_arn,
+            # moto takes any TOTP code unless told to check them (against the one secret it hands out):
+            # checked, as Cognito does, so an authenticator app given that secret signs in offline.
+            "MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP": "true",
         }
 
 

@@ -29,6 +29,7 @@ from connect_metering.domain.console import (
     PasswordRejected,
     UnknownAdministrator,
     WrongCredentials,
+    WrongMfaCode,
     WrongResetCode,
     account_plausible,
     credentials_plausible,
@@ -42,17 +43,43 @@ from connect_metering.domain.console import (
     sign_in_name,
     sign_session,
 )
+from connect_metering.domain.console_mfa import (
+    MFA_CHALLENGE_LIFETIME,
+    WRONG_MFA_CODE,
+    MfaChallenge,
+    MfaRequired,
+    mfa_code_plausible,
+    read_challenge,
+    sign_challenge,
+)
 from connect_metering.domain.console_usage import MonthUsage, month_of, month_usage, previous_month
 from connect_metering.domain.licence import LicenceInfo
 from connect_metering.domain.metering import MeteringRecord
 from connect_metering.domain.tenancy import Environment, TenancyError
+from connect_metering.services.console_mfa import MfaEnrolments
 from connect_metering.services.licence import LicenceService
 
 
 class IdentityProvider(Protocol):
     """The administrators' directory (Amazon Cognito deployed, moto's offline)."""
 
-    def authenticate(self, username: str, password: str) -> Authenticated | NewPasswordRequired: ...
+    def authenticate(
+        self, username: str, password: str
+    ) -> Authenticated | NewPasswordRequired | MfaRequired: ...
+
+    def respond_to_mfa(self, username: str, challenge_session: str, code: str) -> Authenticated:
+        """Raises ``WrongMfaCode``."""
+        ...
+
+    def mfa_enabled(self, username: str) -> bool: ...
+
+    def start_software_token(self, username: str, password: str) -> tuple[str, str]:
+        """(access token, TOTP secret); raises ``WrongCredentials`` or ``MfaAlreadyOn``."""
+        ...
+
+    def enable_software_token(self, access_token: str, code: str) -> None:
+        """Raises ``WrongMfaCode``."""
+        ...
 
     def set_new_password(self, username: str, password: str, new_password: str) -> Authenticated: ...
 
@@ -132,6 +159,13 @@ class Mailer(Protocol):
 @dataclass(frozen=True, slots=True)
 class SignedIn:
     session: ConsoleSession
+    cookie: str
+
+
+@dataclass(frozen=True, slots=True)
+class MfaCodeNeeded:
+    """The password was right; the administrator's TOTP code is next. ``cookie``: the signed challenge."""
+
     cookie: str
 
 
@@ -239,12 +273,13 @@ class ConsoleService:
         self._clock = clock
         self._invitations = AdministratorInvitations(identity, mailer)
         self._mailer = mailer
+        self.mfa = MfaEnrolments(identity=identity, state=state, signing_key=signing_key, clock=clock)
 
     # Sign-in and sessions ------------------------------------------------------------------------
 
     def sign_in(
         self, company_alias: str, email: str, password: str, new_password: str = ""
-    ) -> SignedIn | SignInRefused:
+    ) -> SignedIn | SignInRefused | MfaCodeNeeded:
         alias, email = company_alias.strip(), normal_email(email)
         if not credentials_plausible(alias, email, password):
             return SignInRefused(WRONG_CREDENTIALS)
@@ -264,6 +299,35 @@ class ConsoleService:
             return SignInRefused(
                 "Choose a new password to finish your first sign-in.", new_password_needed=True
             )
+        if isinstance(answer, MfaRequired):
+            challenge = MfaChallenge(alias, email, answer.challenge_session, now + MFA_CHALLENGE_LIFETIME)
+            return MfaCodeNeeded(sign_challenge(challenge, self._key))
+        return self._signed_in(answer, alias, email, failures, now)
+
+    def sign_in_with_code(self, challenge_cookie: str | None, code: str) -> SignedIn | SignInRefused:
+        """The TOTP code step of a sign-in whose password was right; the challenge names who and which
+        company (signed: the form cannot change them). A wrong code counts as a failed sign-in."""
+        now, code = self._clock(), code.strip()
+        challenge = read_challenge(challenge_cookie, self._key, now)
+        if challenge is None:
+            return SignInRefused(WRONG_MFA_CODE)
+        username = sign_in_name(challenge.company_alias, challenge.email)
+        failures = self._state.failed_sign_ins(username)
+        if failures.locked(now):
+            return SignInRefused(LOCKED_OUT)
+        try:
+            if not mfa_code_plausible(code):
+                raise WrongMfaCode
+            answer = self._identity.respond_to_mfa(username, challenge.challenge_session, code)
+        except WrongMfaCode:
+            self._state.record_failed_sign_in(username, failures.after_failure(now))
+            return SignInRefused(WRONG_MFA_CODE)
+        return self._signed_in(answer, challenge.company_alias, challenge.email, failures, now)
+
+    def _signed_in(
+        self, answer: Authenticated, alias: str, email: str, failures: FailedSignIns, now: datetime
+    ) -> SignedIn | SignInRefused:
+        username = sign_in_name(alias, email)
         if answer.company_alias != alias:
             # The user name carries the alias, so this means a user made outside the console: refused alike.
             self._state.record_failed_sign_in(username, failures.after_failure(now))
@@ -276,7 +340,7 @@ class ConsoleService:
 
     def _authenticate(
         self, username: str, password: str, new_password: str
-    ) -> Authenticated | NewPasswordRequired:
+    ) -> Authenticated | NewPasswordRequired | MfaRequired:
         answer = self._identity.authenticate(username, password)
         if isinstance(answer, NewPasswordRequired) and new_password:
             if new_password == password:

@@ -69,3 +69,73 @@ def reset_password_page(
         '<a href="/console/">Back to sign-in</a></p>'
     )
     return console_layout("Error: choose a new password" if errors else "Choose a new password", body)
+
+
+# TOTP MFA -----------------------------------------------------------------------------------------
+
+
+def mfa_code_page(*, csrf_token: str, error: str = "") -> str:
+    """The sign-in's second step: the code of the administrator's authenticator app."""
+    body = (
+        "<h1>Enter your code</h1>"
+        + (f'<div class="summary" role="alert"><p id="code-error">{escape(error)}</p></div>' if error else "")
+        + "<p>Two-step sign-in is on for you: enter the 6-digit code your authenticator app shows now.</p>"
+        + f'<form method="post" action="/console/sign-in/code" novalidate>{_csrf(csrf_token)}'
+        + _input("code", "Code", hint="6 digits, for example 123456.", autocomplete="one-time-code")
+        + '<button type="submit" id="submit-code">Sign in</button></form>'
+        '<p><a href="/console/">Start again</a></p>'
+    )
+    return console_layout("Error: enter your code" if error else "Enter your code", body)
+
+
+def mfa_page(
+    *,
+    alias: str,
+    csrf_token: str,
+    enabled: bool,
+    secret: str = "",
+    uri: str = "",
+    errors: dict[str, str] | None = None,
+    notice: str = "",
+) -> str:
+    """Two-step sign-in: its state; the password to begin; then the secret and the first code."""
+    errors = errors or {}
+    if enabled:
+        state = '<p id="mfa-state">Two-step sign-in is <strong>on</strong>: each sign-in asks for a code from your app.</p>'
+        steps = ""
+    elif secret:
+        state = '<p id="mfa-state">Two-step sign-in is <strong>being set up</strong>.</p>'
+        steps = (
+            "<h2>Add the key to your authenticator app</h2>"
+            "<p>Type this key into your app (time-based, 6 digits, 30 seconds), or open the link on a device "
+            "whose app takes <code>otpauth://</code> links.</p>"
+            f'<p>Key: <code id="mfa-secret">{escape(secret)}</code></p>'
+            f'<p><a id="mfa-uri" href="{escape(uri)}">{escape(uri)}</a></p>'
+            f'<form method="post" action="/console/mfa/verify" novalidate>{_csrf(csrf_token)}'
+            + _input(
+                "code",
+                "Code the app shows",
+                error=errors.get("code"),
+                hint="6 digits.",
+                autocomplete="one-time-code",
+            )
+            + '<button type="submit" id="verify-mfa">Turn on two-step sign-in</button></form>'
+        )
+    else:
+        state = '<p id="mfa-state">Two-step sign-in is <strong>off</strong>: only your password protects your sign-in.</p>'
+        steps = (
+            "<h2>Turn it on</h2><p>You need an authenticator app (time-based codes). Enter your password to "
+            "begin.</p>"
+            f'<form method="post" action="/console/mfa/start" novalidate>{_csrf(csrf_token)}'
+            + _input(
+                "password",
+                "Password",
+                kind="password",
+                error=errors.get("password"),
+                autocomplete="current-password",
+            )
+            + '<button type="submit" id="start-mfa">Set up two-step sign-in</button></form>'
+        )
+    body = "<h1>Two-step sign-in</h1>" + _notice(notice) + (_errors(errors) if errors else "") + state + steps
+    title = "Error: two-step sign-in" if errors else "Two-step sign-in"
+    return console_layout(title, body, current="/console/mfa", csrf_token=csrf_token, alias=alias)

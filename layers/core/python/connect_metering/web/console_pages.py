@@ -42,6 +42,7 @@ PAGES = (
     ("/console/environments", "Environments"),
     ("/console/usage", "Usage"),
     ("/console/users", "Administrators"),
+    ("/console/mfa", "Two-step sign-in"),
 )
 STATUS_MEANINGS = {
     LicenceStatus.ACTIVE: "Your subscription is active: agents' minutes are billed through AWS Marketplace.",
