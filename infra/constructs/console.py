@@ -6,7 +6,11 @@ the others by an administrator), user names ``<company alias>/<email>`` (case-in
 immutable ``custom:company_alias``, a 12-character password policy with every character class, Cognito's
 threat protection enforced (Plus plan: compromised credentials, adaptive authentication; Cognito also
 locks a user out after repeated wrong passwords, and the console counts failures itself), optional TOTP
-MFA, and account recovery by email only. Invitations are Cognito's own emails with the temporary password.
+MFA, and account recovery by email only. Invitations are Cognito's own emails with the temporary password,
+and so are password reset codes (ForgotPassword), in the pool's verification message. ForgotPassword,
+ConfirmForgotPassword and the TOTP enrolment calls (AssociateSoftwareToken, VerifySoftwareToken,
+SetUserMFAPreference) are authorized by the user's code or access token, not by IAM: the console's role
+gains no action for them.
 """
 
 from __future__ import annotations
@@ -160,6 +164,16 @@ class CustomerConsole(Construct):
                     "{username} (your company alias, a slash, your email); sign in at "
                     f"{console_url} with the company alias, your email and the temporary password "
                     "{####} , then choose your own password."
+                ),
+            ),
+            # The password reset code (ForgotPassword) is mailed with this message.
+            user_verification=cognito.UserVerificationConfig(
+                email_style=cognito.VerificationEmailStyle.CODE,
+                email_subject="Your connect-metering console code",
+                email_body=(
+                    "Your code to reset your console password is {####} . Enter it at "
+                    f"{console_url}reset-password with your company alias, your email and a new password. "
+                    "If you did not ask for it, ignore this email."
                 ),
             ),
             deletion_protection=True,

@@ -50,6 +50,44 @@ def test_the_user_pool_invites_administrators_and_enforces_its_policies(metering
     )
 
 
+def test_password_reset_codes_are_mailed_with_the_reset_page(metering: Template) -> None:
+    """ForgotPassword's code goes out in the pool's verification message, naming the console's reset page."""
+    metering.has_resource_properties(
+        "AWS::Cognito::UserPool",
+        {
+            "VerificationMessageTemplate": Match.object_like(
+                {"DefaultEmailOption": "CONFIRM_WITH_CODE", "EmailSubject": Match.any_value()}
+            ),
+        },
+    )
+    verification = json.dumps(
+        next(iter(metering.find_resources("AWS::Cognito::UserPool").values()))["Properties"][
+            "VerificationMessageTemplate"
+        ]
+    )
+    assert "/console/reset-password" in verification  # the message joins in the distribution's domain
+    assert "{####}" in verification
+
+
+def test_optional_totp_needs_no_more_iam(metering_json: dict[str, Any]) -> None:
+    """TOTP is optional and software-token only (no SMS, so no SNS role); the enrolment and reset calls
+    are authorized by the user's token or code, so the console's role has no action for them."""
+    (pool,) = resources_of_type(metering_json, "AWS::Cognito::UserPool").values()
+    assert pool["Properties"]["MfaConfiguration"] == "OPTIONAL"
+    assert pool["Properties"]["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+    assert "SmsConfiguration" not in pool["Properties"]
+    actions = {a for s in _policy_statements_of(metering_json, "console") for a in _actions(s)}
+    for token_authorized in (
+        "cognito-idp:ForgotPassword",
+        "cognito-idp:ConfirmForgotPassword",
+        "cognito-idp:AssociateSoftwareToken",
+        "cognito-idp:VerifySoftwareToken",
+        "cognito-idp:SetUserMFAPreference",
+        "cognito-idp:AdminSetUserMFAPreference",
+    ):
+        assert token_authorized not in actions
+
+
 def test_the_app_client_signs_in_only_on_the_administrators_behalf(metering: Template) -> None:
     metering.has_resource_properties(
         "AWS::Cognito::UserPoolClient",
