@@ -1,6 +1,8 @@
 """A real browser (headless Chromium through Playwright, Debian's `chromium`) through `serve`: from the
 simulated AWS Marketplace through sign-up, the invitation in /dev/mailbox, the first sign-in with a new
-password and every console page; and the usage page of a preloaded replay with its billed minutes.
+password and every console page; the password reset by email (the code from /dev/mailbox) and TOTP
+two-step sign-in (enrolment, then a sign-in with a code computed from the secret the page shows, which
+moto checks); and the usage page of a preloaded replay with its billed minutes.
 
 Screenshots are kept under test-artifacts/console/. Without Chromium the tests skip locally and fail in
 CI (CI=true), as the registration browser test does.
@@ -8,11 +10,15 @@ CI (CI=true), as the registration browser test does.
 
 from __future__ import annotations
 
+import base64
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.hashes import SHA1
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from playwright.sync_api import Browser, Page
 
 from connect_metering.local.serve import LocalServer
@@ -137,3 +143,114 @@ def test_a_wrong_alias_is_refused_like_a_wrong_password(site: LocalServer, tab: 
     assert sign_in(tab, "walkco", EMAIL, "Not-the-Passw0rd") == 401
     assert text(tab, "#sign-in-error") == wrong_alias
     shot(tab, "09-refused")
+
+
+RESET_EMAIL = "ops@resetco.example"
+RESET_INSTANCE = "arn:aws:connect:eu-west-1:777788889999:instance/eeeeeeee-0000-0000-0000-000000000001"
+RESET_PASSWORD = "Reset-Passw0rd!!"
+
+
+def sign_up(site: LocalServer, tab: Page, alias: str, name: str, email: str, instance: str) -> None:
+    assert goto(tab, f"{site.url}/dev/marketplace?pricing=usage") == 200
+    assert click(tab, "#setup") == 200
+    tab.fill("#company_alias", alias)
+    tab.fill("#company_name", name)
+    tab.fill("#contact_email", email)
+    tab.fill("#instance_arn", instance)
+    assert click(tab, "button[type=submit]") == 200
+    assert text(tab, "h1") == "Your company is registered"
+
+
+def reset_code(tab: Page, email: str) -> str:
+    body = tab.locator(".mail", has_text="password reset code").first.locator(".body").text_content() or ""
+    assert email in body
+    found = re.search(r"Your code is (\S+) ", body)
+    assert found, body
+    return found.group(1)
+
+
+def totp_now(secret: str) -> str:
+    """What an authenticator app given ``secret`` shows now (RFC 6238: HMAC-SHA1, 6 digits, 30 s)."""
+    if 30 - time.time() % 30 < 3:  # too near the step's end: wait for the next one
+        time.sleep(3.5)
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
+    totp = TOTP(key, 6, SHA1(), 30, enforce_key_length=False)  # noqa: S303 (TOTP is HMAC-SHA1, as Cognito)
+    return totp.generate(time.time()).decode()
+
+
+def test_password_reset_by_email_and_two_step_sign_in(site: LocalServer, tab: Page) -> None:
+    sign_up(site, tab, "resetco", "Reset Co", RESET_EMAIL, RESET_INSTANCE)
+    assert goto(tab, f"{site.url}/dev/mailbox") == 200
+    temporary = temporary_password(tab, RESET_EMAIL)
+    assert goto(tab, f"{site.url}/console/") == 200
+    sign_in(tab, "resetco", RESET_EMAIL, temporary)
+    tab.fill("#password", temporary)
+    tab.fill("#new_password", PASSWORD)
+    assert click(tab, "#sign-in") == 200
+    assert tab.url == f"{site.url}/console/licence"
+    assert click(tab, "#sign-out") == 200
+    reset_password_by_email(site, tab)
+    assert sign_in(tab, "resetco", RESET_EMAIL, PASSWORD) == 401  # the old one no longer works
+    assert sign_in(tab, "resetco", RESET_EMAIL, RESET_PASSWORD) == 200
+    assert tab.url == f"{site.url}/console/licence"
+    turn_on_two_step_sign_in_and_use_it(site, tab)
+
+
+def reset_password_by_email(site: LocalServer, tab: Page) -> None:
+    """Forgot the password: the link, alias and email, the code in the mailbox, a new password."""
+    assert click(tab, "#forgot-password") == 200
+    assert tab.url == f"{site.url}/console/forgot-password"
+    shot(tab, "20-forgot-password")
+    tab.fill("#company_alias", "resetco")
+    tab.fill("#email", RESET_EMAIL)
+    assert click(tab, "#send-code") == 200
+    assert "a code is on its way" in text(tab, "main")
+    shot(tab, "21-reset-code-asked")
+    assert goto(tab, f"{site.url}/dev/mailbox") == 200
+    code = reset_code(tab, RESET_EMAIL)
+    shot(tab, "22-mailbox-reset-code")
+    assert goto(tab, f"{site.url}/console/reset-password") == 200
+    tab.fill("#company_alias", "resetco")
+    tab.fill("#email", RESET_EMAIL)
+    tab.fill(
+        "#code",
+        "moto-confirmation-code:000000" if not code.endswith(":000000") else "moto-confirmation-code:000001",
+    )
+    tab.fill("#new_password", RESET_PASSWORD)
+    assert click(tab, "#reset-password") == 401
+    assert "not right or has expired" in text(tab, "main")
+    shot(tab, "23-reset-wrong-code")
+    tab.fill("#code", code)
+    tab.fill("#new_password", "weak")
+    assert click(tab, "#reset-password") == 422
+    assert "stronger password" in text(tab, "main")
+    tab.fill("#code", code)
+    tab.fill("#new_password", RESET_PASSWORD)
+    assert click(tab, "#reset-password") == 200
+    assert "Your password is changed" in text(tab, "main")
+    shot(tab, "24-password-changed")
+
+
+def turn_on_two_step_sign_in_and_use_it(site: LocalServer, tab: Page) -> None:
+    """The password again, the secret as text and a URI, the first code; then a sign-in with a code."""
+    assert goto(tab, f"{site.url}/console/mfa") == 200
+    assert "off" in text(tab, "#mfa-state")
+    tab.fill("#password", RESET_PASSWORD)
+    assert click(tab, "#start-mfa") == 200
+    secret = text(tab, "#mfa-secret")
+    assert (tab.get_attribute("#mfa-uri", "href") or "").startswith("otpauth://totp/connect-metering")
+    shot(tab, "25-mfa-secret")
+    tab.fill("#code", totp_now(secret))
+    assert click(tab, "#verify-mfa") == 200
+    assert "on" in text(tab, "#mfa-state")
+    shot(tab, "26-mfa-on")
+    assert click(tab, "#sign-out") == 200
+
+    assert sign_in(tab, "resetco", RESET_EMAIL, RESET_PASSWORD) == 200
+    assert tab.is_visible("#code")
+    shot(tab, "27-sign-in-code")
+    tab.fill("#code", totp_now(secret))
+    assert click(tab, "#submit-code") == 200
+    assert tab.url == f"{site.url}/console/licence"
+    assert text(tab, "#session-company") == "resetco"
+    shot(tab, "28-signed-in-with-code")
