@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -208,3 +209,33 @@ def test_echoed_values_are_escaped() -> None:
     for page in pages:
         assert "<script>" not in page
         assert "&lt;script&gt;" in page
+
+
+def test_over_licence_is_warned_and_nobody_is_locked_out() -> None:
+    from connect_metering.domain.licence import LicenceInfo, LicenceStatus
+    from connect_metering.domain.tenancy import PricingModel
+    from connect_metering.web.console_pages import STATUS_MEANINGS, licence_page
+
+    info = LicenceInfo(
+        company_alias="acme",
+        company_name="Acme Inc",
+        pricing=PricingModel.CONTRACT,
+        customer_aws_account_id="111111111111",
+        product_code="prod-1",
+        license_arn="arn:aws:license-manager::111111111111:license:l-1",
+        licensed_agents=5,
+        active_agents=7,
+        renews_or_expires=NOW + timedelta(days=200),
+        status=LicenceStatus.OVER_LICENSED,
+        subscriptions=(),
+    )
+    page = licence_page(info, now=NOW, csrf_token="t")
+    assert page.count('class="warning" role="alert"') == 1
+    assert "7 agents are logged in and your contract licenses 5" in page
+    assert "Nobody is locked out." in page
+    assert (
+        "over-licensed</strong>: " + STATUS_MEANINGS[LicenceStatus.OVER_LICENSED].replace("'", "&#x27;")
+        in page
+    )
+    expiring = licence_page(replace(info, renews_or_expires=NOW + timedelta(days=3)), now=NOW, csrf_token="t")
+    assert expiring.count('class="warning" role="alert"') == 2  # expiring soon, and over licence

@@ -11,17 +11,19 @@ CI (CI=true), as the registration browser test does.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from playwright.sync_api import Browser, Page
 
-from connect_metering.local.serve import LocalServer
+from connect_metering.local.serve import LOCAL_BUS_ARN, LocalServer
 from tests.conftest import REPO_ROOT
 from tests.e2e.registration.test_browser import TIMEOUT_MS, chromium, click, goto, text
 
@@ -49,11 +51,24 @@ def tab(chromium: Browser) -> Iterator[Page]:
         page.close()
 
 
+# As a stack configured with forwarder_template_url has it: the environments page then links each
+# unverified environment to the CloudFormation quick-create page (the walk checks the link, never opens it).
+TEMPLATE_URL = "https://connect-metering-templates.s3.eu-west-2.amazonaws.com/forwarder.yaml"
+
+
 @pytest.fixture(scope="module")
 def site(chromium: Browser) -> Iterator[LocalServer]:
-    with LocalServer(port=0) as server:
-        server.start()
-        yield server
+    before = os.environ.get("FORWARDER_TEMPLATE_URL")
+    os.environ["FORWARDER_TEMPLATE_URL"] = TEMPLATE_URL
+    try:
+        with LocalServer(port=0) as server:
+            server.start()
+            yield server
+    finally:
+        if before is None:
+            os.environ.pop("FORWARDER_TEMPLATE_URL", None)
+        else:
+            os.environ["FORWARDER_TEMPLATE_URL"] = before
 
 
 def shot(tab: Page, name: str) -> Path:
@@ -76,6 +91,20 @@ def sign_in(tab: Page, alias: str, email: str, password: str) -> int:
     tab.fill("#email", email)
     tab.fill("#password", password)
     return click(tab, "#sign-in")
+
+
+def check_quick_create_link(tab: Page, environment: str, region: str) -> None:
+    """The environment's forwarder link: its region, the template, the seller bus and its own code."""
+    row = tab.locator("tr.environment", has_text=environment)
+    code = row.locator("code").nth(1).text_content() or ""
+    link = urlsplit(row.locator("a.quick-create").get_attribute("href") or "")
+    assert parse_qs(link.query) == {"region": [region]}
+    assert parse_qs(link.fragment.partition("?")[2]) == {
+        "templateURL": [TEMPLATE_URL],
+        "stackName": ["connect-metering-forwarder"],
+        "param_SellerEventBusArn": [LOCAL_BUS_ARN],
+        "param_VerificationCode": [code],
+    }
 
 
 def test_from_marketplace_to_every_console_page(site: LocalServer, tab: Page) -> None:
@@ -116,6 +145,7 @@ def test_from_marketplace_to_every_console_page(site: LocalServer, tab: Page) ->
     assert click(tab, "#add-environment") == 201
     assert SECOND in text(tab, "#environments")
     assert tab.locator("a.quick-create").count() == 0 or "VerificationCode" in text(tab, "main")
+    check_quick_create_link(tab, "walk-east", "us-east-1")
     shot(tab, "05-environments")
 
     assert goto(tab, f"{site.url}/console/usage") == 200

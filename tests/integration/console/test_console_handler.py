@@ -4,6 +4,7 @@ every page, invitations, and the sign-up that makes the contact email the first 
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -264,3 +265,38 @@ def test_administrators_invite_and_remove_each_other(console: ConsoleWorld) -> N
     temporary = console.admin("acme", "second@acme.test")
     assert sign_in(again, "acme", "second@acme.test", temporary, new_password=PASSWORD).status == 303
     assert again.get("/console/users").status == 200
+
+
+def test_the_quick_create_link_fills_in_the_forwarders_parameters(
+    console: ConsoleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from html import unescape
+    from urllib.parse import parse_qs, urlsplit
+
+    from connect_metering.settings import load_settings
+    from tests.integration.console.conftest import BUS_ARN
+
+    template = "https://connect-metering-templates.s3.us-east-1.amazonaws.com/forwarder.yaml"
+    monkeypatch.setenv("FORWARDER_TEMPLATE_URL", template)
+    load_settings.cache_clear()
+    browser, csrf = console.signed_in("acme", EMAIL)
+    arn = "arn:aws:connect:eu-central-1:444444444444:instance/aaaaaaaa-0000-0000-0000-000000000007"
+    page = browser.post(
+        "/console/environments", {"name": "frankfurt", "instance_arn": arn, "csrf_token": csrf}
+    )
+    assert page.status == 201
+    environment = next(e for e in console.store.list_environments("acme") if e.name == "frankfurt")
+    assert environment.verification is not None
+    links = re.findall(r'<a class="quick-create" href="([^"]+)"', page.body)
+    assert len(links) == 1  # acme-prod, made verified in the fixture, needs none
+    url = urlsplit(unescape(links[0]))
+    assert url.netloc == "console.aws.amazon.com"
+    assert parse_qs(url.query) == {"region": ["eu-central-1"]}
+    fragment_path, _, fragment_query = url.fragment.partition("?")
+    assert fragment_path == "/stacks/quickcreate"
+    assert parse_qs(fragment_query) == {
+        "templateURL": [template],
+        "stackName": ["connect-metering-forwarder"],
+        "param_SellerEventBusArn": [BUS_ARN],
+        "param_VerificationCode": [environment.verification.code],
+    }
