@@ -239,3 +239,59 @@ def test_over_licence_is_warned_and_nobody_is_locked_out() -> None:
     )
     expiring = licence_page(replace(info, renews_or_expires=NOW + timedelta(days=3)), now=NOW, csrf_token="t")
     assert expiring.count('class="warning" role="alert"') == 2  # expiring soon, and over licence
+
+
+def test_every_console_form_field_is_labelled_and_described() -> None:
+    """Accessible like the registration pages: each visible field has its label, hints and errors are
+    tied to it with aria-describedby, errors mark it aria-invalid, and echoed values are escaped."""
+    import re
+
+    from connect_metering.web.console_account_pages import (
+        forgot_password_page,
+        mfa_code_page,
+        mfa_page,
+        reset_password_page,
+    )
+
+    hostile = '"><script>alert(1)</script>'
+    pages = {
+        "sign-in": sign_in_page(
+            csrf_token="t", alias=hostile, email=hostile, error=hostile, new_password=True
+        ),
+        "forgot": forgot_password_page(csrf_token="t", alias=hostile, email=hostile),
+        "reset": reset_password_page(
+            csrf_token="t", alias=hostile, email=hostile, errors={"code": hostile, "new_password": hostile}
+        ),
+        "code": mfa_code_page(csrf_token="t", error=hostile),
+        "mfa-off": mfa_page(alias="acme", csrf_token="t", enabled=False, errors={"password": hostile}),
+        "mfa-setup": mfa_page(
+            alias="acme",
+            csrf_token="t",
+            enabled=False,
+            secret=hostile,
+            uri="otpauth://totp/x?secret=" + hostile,
+            errors={"code": hostile},
+        ),
+        "mfa-on": mfa_page(alias="acme", csrf_token="t", enabled=True, notice=hostile),
+        "environments": environments_page(
+            [], alias="acme", csrf_token="t", values={"name": hostile}, errors={"name": hostile}
+        ),
+        "users": users_page(
+            [], alias="acme", me="me@acme.test", csrf_token="t", email=hostile, error=hostile
+        ),
+    }
+    for name, page in pages.items():
+        assert page.startswith("<!DOCTYPE html>") and '<html lang="en">' in page, name
+        assert "<script>" not in page and "&lt;script&gt;" in page, name
+        assert 'name="csrf_token"' in page, name
+        fields = re.findall(r'<input id="([^"]+)" name="[^"]+" type="(?!hidden)', page)
+        assert fields or name == "mfa-on", name
+        for field in fields:
+            assert f'<label for="{field}">' in page, (name, field)
+            tag = re.search(rf'<input id="{field}"[^>]*>', page)
+            assert tag is not None
+            if f'id="{field}-error"' in page:
+                assert 'aria-invalid="true"' in tag.group(0), (name, field)
+                assert f"{field}-error" in tag.group(0), (name, field)
+            if f'id="{field}-hint"' in page:
+                assert f"{field}-hint" in tag.group(0), (name, field)

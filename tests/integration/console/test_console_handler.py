@@ -300,3 +300,45 @@ def test_the_quick_create_link_fills_in_the_forwarders_parameters(
         "param_SellerEventBusArn": [BUS_ARN],
         "param_VerificationCode": [environment.verification.code],
     }
+
+
+def test_usage_table_per_day_and_environment_both_months_and_company_wide_overage(
+    console: ConsoleWorld,
+) -> None:
+    from tests.integration.console.test_tenant_isolation import subscribe
+
+    subscribe(console, "acme", "l-acme")
+    _ledger_record(console, "acme", "license#l-acme", 1, {"acme-prod": 30, "acme-dev": 12})
+    _ledger_record(console, "acme", "license#l-acme", 24 * 25, {"acme-prod": 9})  # October 26th
+    overage = MeteringRecord(
+        company="acme",
+        subscription_key="license#l-acme",
+        dimension="overage_agents",
+        hour_ms=to_ms(T0 - timedelta(hours=3)),
+        usage_record={"Quantity": 4},
+        allocations={},  # contract overage: billed to the company as a whole
+        status=RecordStatus.ACCEPTED,
+    )
+    console.dynamodb.put_item(
+        TableName=LEDGER, Item={**ledger_key(overage), "record": {"S": json.dumps(overage.to_json())}}
+    )
+    browser, _ = console.signed_in("acme", EMAIL)
+    body = browser.get("/console/usage").body
+    this_month, last_month = body.split('id="last-month"', 1)
+    assert "November 2026" in this_month and "October 2026" in last_month
+    for day, environment, unit, quantity in (
+        ("2026-11-20", "acme-dev", "agent-minutes", 12),
+        ("2026-11-20", "acme-prod", "agent-minutes", 30),
+        ("2026-11-20", "(whole company)", "overage agent-hours", 4),
+    ):
+        row = (
+            f'<tr><td>{day}</td><td>{environment}</td><td>{unit}</td><td class="number">{quantity}</td></tr>'
+        )
+        assert row in this_month
+    assert (
+        '<tr><td>2026-10-26</td><td>acme-prod</td><td>agent-minutes</td><td class="number">9</td></tr>'
+        in last_month
+    )
+    assert "42 agent-minutes" in this_month and "4 overage agent-hours" in this_month
+    assert this_month.count("<svg") == 2  # one chart per unit billed
+    assert "Not metered yet" in this_month

@@ -144,3 +144,14 @@ def test_another_companys_csrf_token_does_not_work(two_companies: ConsoleWorld) 
     page = acme.post("/console/environments/remove", {"name": "acme-prod", "csrf_token": globex_csrf})
     assert page.status == 403
     assert [e.name for e in two_companies.store.list_environments("acme")] == ["acme-prod"]
+
+
+def test_signing_out_naming_another_company_ends_only_ones_own_session(two_companies: ConsoleWorld) -> None:
+    acme, acme_csrf = two_companies.signed_in("acme", ACME_ADMIN)
+    globex, _ = two_companies.signed_in("globex", "second@globex.test")
+    out = acme.post(
+        "/console/sign-out", {"csrf_token": acme_csrf, "company_alias": "globex", "alias": "globex"}
+    )
+    assert out.location == "/console/"
+    assert acme.get("/console/licence").location == "/console/"
+    assert globex.get("/console/licence").status == 200

@@ -78,10 +78,16 @@ def mfa_code_page(*, csrf_token: str, error: str = "") -> str:
     """The sign-in's second step: the code of the administrator's authenticator app."""
     body = (
         "<h1>Enter your code</h1>"
-        + (f'<div class="summary" role="alert"><p id="code-error">{escape(error)}</p></div>' if error else "")
+        + _errors({"code": error} if error else {})
         + "<p>Two-step sign-in is on for you: enter the 6-digit code your authenticator app shows now.</p>"
         + f'<form method="post" action="/console/sign-in/code" novalidate>{_csrf(csrf_token)}'
-        + _input("code", "Code", hint="6 digits, for example 123456.", autocomplete="one-time-code")
+        + _input(
+            "code",
+            "Code",
+            error=error or None,
+            hint="6 digits, for example 123456.",
+            autocomplete="one-time-code",
+        )
         + '<button type="submit" id="submit-code">Sign in</button></form>'
         '<p><a href="/console/">Start again</a></p>'
     )
