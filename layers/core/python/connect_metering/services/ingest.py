@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from connect_metering.domain.activity import AddedEvents, EventStored
 from connect_metering.domain.agent_events import (
@@ -124,8 +124,7 @@ class CachedEnvironmentLookup:
         return environment
 
 
-@dataclass(frozen=True, slots=True)
-class _Admitted:
+class _Admitted(NamedTuple):
     message_id: str
     event: AgentEvent
     envelope: Envelope
