@@ -157,7 +157,21 @@ def measure_in_process(folder: Path, until_ms: int, engine: str) -> dict[str, fl
             read_events(folder / "E.jsonl"), until_ms
         )
     cpu = time.process_time() - started
-    return {"cpu_seconds": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"cpu_seconds": cpu, "peak_rss_mb": own_peak_rss_mb()}
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory since it started its program: Linux's VmHWM, which belongs to
+    the address space ``exec`` created. ``ru_maxrss`` would not do: Linux carries it over from the
+    parent through fork and exec, so a child would report the bench's own peak when it is higher."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(work: Path, lines: int, engine: str, progress: Callable[[str], None]) -> ReplayMeasure:
