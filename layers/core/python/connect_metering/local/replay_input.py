@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -263,7 +263,7 @@ class Delivery:
     unreadable: str | None = None
     # ``json.loads(body)`` as the reader decoded it, passed on so ingest does not decode it again (an
     # agent-event delivery that is JSON); ``NOT_DECODED`` otherwise.
-    document: Any = NOT_DECODED
+    document: Any = field(default=NOT_DECODED, compare=False, repr=False)
 
     def delivered_at(self, clock_ms: int) -> str:
         """The body as delivered when the replay clock reads ``clock_ms``."""
