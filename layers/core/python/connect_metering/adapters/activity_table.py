@@ -191,15 +191,18 @@ class DynamoActivityStore:
         again with those. ``late_at_ms`` marks the agent-hour for recomputation."""
         first = events[0]
         hour_ms = hour_floor(first.ts_ms)
-        if any(e.agent_arn != first.agent_arn or hour_floor(e.ts_ms) != hour_ms for e in events):
+        if len(events) > 1 and any(
+            e.agent_arn != first.agent_arn or hour_floor(e.ts_ms) != hour_ms for e in events
+        ):
             raise ValueError("events: one call stores one agent's events of one hour")
+        instance_arn = first.instance.arn
         key = {
-            "pk": {"S": partition_key(first.instance.arn, hour_ms)},
+            "pk": {"S": partition_key(instance_arn, hour_ms)},
             "sk": {"S": f"{_hour_of_day(hour_ms):02d}#E#{first.agent_id}"},
         }
         ttl = expires_at(hour_ms)
         encodings = [encode_event(event) for event in events]
-        wanted = list(dict.fromkeys(encodings))
+        wanted = list(dict.fromkeys(encodings)) if len(encodings) > 1 else encodings
         stored: set[str] | None = None  # the item's set as last seen; unknown until a write answers
         added: set[str] = set()
         for _ in range(MAX_BOUNDED_WRITE_ATTEMPTS):
@@ -208,7 +211,7 @@ class DynamoActivityStore:
             if not batch:
                 return _outcomes(encodings, added, set(beyond))
             try:
-                old = self._add(key, batch, first.instance.arn, late_at_ms, ttl)
+                old = self._add(key, batch, instance_arn, late_at_ms, ttl)
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise

@@ -72,14 +72,32 @@ _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
 # ``YYYY-MM-DDTHH:MM`` -> epoch ms of that minute, decided by the general parser; bounded.
 _MINUTES: dict[str, int] = {}
 _MAX_MINUTES = 100_000
+# Timestamp -> epoch ms of the strings parsed last (only those that parse); bounded.
+_PARSED: dict[str, int] = {}
+_MAX_PARSED = 50_000
 
 
 def parse_iso_ms(value: str, *, field: str = "timestamp") -> int:
-    """``to_ms(parse_iso(value))``. A canonical timestamp (``_CANONICAL``) has its minute parsed once,
-    by the general parser, and remembered, then its seconds and milliseconds added; anything else, or a
-    minute the general parser refuses, takes the general way (the same answer, the same error).
-    ``tests/unit/test_instants.py`` holds the two to the same result."""
-    if type(value) is str and _CANONICAL.fullmatch(value) is not None:
+    """``to_ms(parse_iso(value))``, remembered for the last strings read (a line's arrival is read by
+    the replay's reader, then by ingest; a status's start repeats over many heartbeats). A canonical
+    timestamp (``_CANONICAL``) has its minute parsed once, by the general parser, and remembered, then
+    its seconds and milliseconds added; anything else, or a minute the general parser refuses, takes the
+    general way (the same answer, the same error). ``tests/unit/test_instants.py`` holds the two to
+    the same result."""
+    if type(value) is not str:
+        return to_ms(parse_iso(value, field=field))
+    known = _PARSED.get(value)
+    if known is not None:
+        return known
+    parsed = _parse_iso_ms(value, field)
+    if len(_PARSED) >= _MAX_PARSED:
+        _PARSED.clear()
+    _PARSED[value] = parsed
+    return parsed
+
+
+def _parse_iso_ms(value: str, field: str) -> int:
+    if _CANONICAL.fullmatch(value) is not None:
         minute_ms = _minute_ms(value[:16])
         seconds = int(value[17:19])
         if minute_ms is not None and seconds < 60:
