@@ -13,7 +13,9 @@ state lives:
 - the meter queue: a list of work items, served as the SQS event source would (batches of 100,
   until empty);
 - Marketplace: the simulator answers botocore clients in process (``before-call``), as in the handlers
-  engine, with no HTTP and no SDK retries.
+  engine, with no HTTP and no SDK retries;
+- each line's JSON is decoded once, by the reader (``replay_input.decode_json``), and handed to ingest
+  with its body (``Message.document``), where the handlers engine's ingest decodes the SQS body.
 """
 
 from __future__ import annotations
