@@ -31,6 +31,7 @@ import re
 import zlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -74,7 +75,13 @@ MAX_BOUNDED_WRITE_ATTEMPTS = 5
 
 
 def partition_key(instance_arn: str, hour_ms: int) -> str:
-    return f"{instance_arn}#{utc_day(hour_ms)}"
+    return f"{instance_arn}#{_day_text(hour_ms // MS_PER_DAY)}"
+
+
+@lru_cache(maxsize=1024)
+def _day_text(day: int) -> str:
+    """``utc_day`` of the ``day``-th day since the epoch (negative before it), remembered."""
+    return utc_day(day * MS_PER_DAY)
 
 
 def parse_partition_key(pk: str) -> tuple[str, int]:
@@ -116,12 +123,15 @@ def encode_event(event: AgentEvent) -> str:
     return f"{event.ts_ms}|{int(event.kind)}|{status}|{stored_event_id(event.event_id)}"
 
 
+_KINDS = {str(int(kind)): kind for kind in EventKind}
+
+
 def decode_event(text: str) -> AgentEventPoint:
     ts_ms, kind, status, event_id = text.split("|", 3)
     offline, _, status_start = status.partition("@")
     return AgentEventPoint(
         int(ts_ms),
-        EventKind(int(kind)),
+        _KINDS.get(kind) or EventKind(int(kind)),
         event_id,
         offline == "1",
         int(status_start) if status_start else UNKNOWN_STATUS_START_MS,
@@ -142,13 +152,12 @@ def decode_checkpoint(document: bytes, hour_ms: int) -> EnvironmentCheckpoint:
     return checkpoint
 
 
-def _outcomes(events: Sequence[AgentEvent], new: set[str], refused: set[str]) -> AddedEvents:
-    """Per event, from the write's answer by encoding: the first event of a new encoding is new, a later
-    one with the same encoding is its duplicate."""
+def _outcomes(encodings: Sequence[str], new: set[str], refused: set[str]) -> AddedEvents:
+    """Per event (by its encoding), from the write's answer: the first event of a new encoding is new, a
+    later one with the same encoding is its duplicate."""
     unclaimed = set(new)
     outcomes: list[EventStored] = []
-    for event in events:
-        encoding = encode_event(event)
+    for encoding in encodings:
         if encoding in refused:
             outcomes.append(EventStored.REFUSED)
         elif encoding in unclaimed:
@@ -182,23 +191,27 @@ class DynamoActivityStore:
         again with those. ``late_at_ms`` marks the agent-hour for recomputation."""
         first = events[0]
         hour_ms = hour_floor(first.ts_ms)
-        if any(e.agent_arn != first.agent_arn or hour_floor(e.ts_ms) != hour_ms for e in events):
+        if len(events) > 1 and any(
+            e.agent_arn != first.agent_arn or hour_floor(e.ts_ms) != hour_ms for e in events
+        ):
             raise ValueError("events: one call stores one agent's events of one hour")
+        instance_arn = first.instance.arn
         key = {
-            "pk": {"S": partition_key(first.instance.arn, hour_ms)},
+            "pk": {"S": partition_key(instance_arn, hour_ms)},
             "sk": {"S": f"{_hour_of_day(hour_ms):02d}#E#{first.agent_id}"},
         }
         ttl = expires_at(hour_ms)
-        wanted = list(dict.fromkeys(encode_event(event) for event in events))
+        encodings = [encode_event(event) for event in events]
+        wanted = list(dict.fromkeys(encodings)) if len(encodings) > 1 else encodings
         stored: set[str] | None = None  # the item's set as last seen; unknown until a write answers
         added: set[str] = set()
         for _ in range(MAX_BOUNDED_WRITE_ATTEMPTS):
             fresh = [e for e in wanted if e not in added and (stored is None or e not in stored)]
             batch, beyond = split_at_hour_bound(0 if stored is None else len(stored), fresh)
             if not batch:
-                return _outcomes(events, added, set(beyond))
+                return _outcomes(encodings, added, set(beyond))
             try:
-                old = self._add(key, batch, first.instance.arn, late_at_ms, ttl)
+                old = self._add(key, batch, instance_arn, late_at_ms, ttl)
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
@@ -208,7 +221,7 @@ class DynamoActivityStore:
             added |= set(batch) - old
             stored = old | added
             if not any(e not in stored for e in beyond):
-                return _outcomes(events, added, set())
+                return _outcomes(encodings, added, set())
         raise RuntimeError(f"agent-hour {key['sk']['S']}: contended past {MAX_BOUNDED_WRITE_ATTEMPTS} writes")
 
     def _add(

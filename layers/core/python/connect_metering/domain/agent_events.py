@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from connect_metering.domain.instants import MS_PER_HOUR, InstantError, hour_floor, parse_iso_ms
@@ -156,8 +157,19 @@ class AgentEvent:
         return AgentEventPoint(self.ts_ms, self.kind, self.event_id, self.offline, self.status_start_ms)
 
 
-def parse_envelope(body: str | bytes) -> Envelope:
-    """An SQS message body -> the EventBridge envelope of a forwarded agent event."""
+class _NotDecoded:
+    """The body has not been decoded as JSON yet (``parse_envelope``'s default)."""
+
+
+NOT_DECODED: Any = _NotDecoded()
+
+
+def parse_envelope(body: str | bytes, *, document: Any = NOT_DECODED) -> Envelope:
+    """An SQS message body -> the EventBridge envelope of a forwarded agent event.
+
+    ``document``: the body already decoded, exactly ``json.loads(body)``'s value (a caller that read it
+    to route it passes it on instead of decoding it twice); ``NOT_DECODED`` when it was not, or when
+    decoding failed (the body is then decoded here, and refused as this decoding says)."""
     size = len(body.encode() if isinstance(body, str) else body)
     if size > MAX_BODY_BYTES:
         too_large = Quarantined(
@@ -172,7 +184,9 @@ def parse_envelope(body: str | bytes) -> Envelope:
             too_large.account, too_large.arrival_ms = envelope.account, envelope.arrival_ms
             too_large.detail = envelope.detail
         raise too_large
-    return _readable_envelope(body)
+    if document is NOT_DECODED:
+        return _readable_envelope(body)
+    return _envelope_of(document)
 
 
 def _readable_envelope(body: str | bytes) -> Envelope:
@@ -183,6 +197,10 @@ def _readable_envelope(body: str | bytes) -> Envelope:
         raise Quarantined(
             QuarantineReason.UNPARSEABLE, f"body is not JSON ({type(error).__name__})"
         ) from None
+    return _envelope_of(document)
+
+
+def _envelope_of(document: Any) -> Envelope:
     if not isinstance(document, dict):
         raise Quarantined(QuarantineReason.UNPARSEABLE, "body is not a JSON object")
     if document.get("source") != FORWARDER_SOURCE or document.get("detail-type") != AGENT_EVENT_DETAIL_TYPE:
@@ -212,16 +230,22 @@ def _readable_envelope(body: str | bytes) -> Envelope:
         account=account,
         arrival_ms=arrival_ms,
         detail=detail,
-        resources=tuple(
-            resource
-            for resource in (resources[:MAX_RESOURCES_READ] if isinstance(resources, list) else ())
-            if isinstance(resource, str) and len(resource) <= MAX_RESOURCE_LENGTH
-        ),
+        resources=_resources(resources) if resources else (),
+    )
+
+
+def _resources(resources: object) -> tuple[str, ...]:
+    return tuple(
+        resource
+        for resource in (resources[:MAX_RESOURCES_READ] if isinstance(resources, list) else ())
+        if isinstance(resource, str) and len(resource) <= MAX_RESOURCE_LENGTH
     )
 
 
 def _text(detail: Mapping[str, Any], name: str) -> str:
     value = detail.get(name)
+    if type(value) is str and value:
+        return value
     if not isinstance(value, str) or not value:
         shown = "missing" if value is None else f"{type(value).__name__} {value!r}"[:80]
         raise Quarantined(QuarantineReason.UNPARSEABLE, f"{name} must be a non-empty string, got {shown}")
@@ -240,12 +264,10 @@ def _identifier(detail: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def _agent_of(
-    detail: Mapping[str, Any], instance: InstanceArn, event_type: str
-) -> tuple[str, str, EventKind]:
-    """The rest of rule 1 (AgentARN, AWSAccountId), then rule 2, once the instance is known."""
+def _agent_of(detail: Mapping[str, Any], prefix: str, event_type: str) -> tuple[str, str, EventKind]:
+    """The rest of rule 1 (AgentARN, AWSAccountId), then rule 2, once the instance (whose agents' ARNs
+    start with ``prefix``) is known."""
     agent_arn = _identifier(detail, "AgentARN")
-    prefix = f"{instance.arn}/agent/"
     agent_id = agent_arn[len(prefix) :]
     if not agent_arn.startswith(prefix) or not agent_id or "/" in agent_id or "#" in agent_id:
         raise Quarantined(QuarantineReason.UNPARSEABLE, "AgentARN is not an agent of InstanceARN")
@@ -266,6 +288,14 @@ def _agent_of(
     return agent_arn, account_id, kind
 
 
+@lru_cache(maxsize=4096)
+def _instance_arn(text: str) -> tuple[InstanceArn, str]:
+    """``InstanceArn.parse`` of an event's InstanceARN and the prefix of its agents' ARNs, remembered:
+    a stream names few instances (a refused ARN raises, and is not remembered)."""
+    instance = InstanceArn.parse(text, field="InstanceARN")
+    return instance, f"{instance.arn}/agent/"
+
+
 def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
     """BILLING.md section 2 rules 1 and 2: every field is present and well-formed (``unparseable``),
     then the type is one billing reads (``unsupported_type``): a malformed event of an unknown type is
@@ -278,11 +308,11 @@ def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
         raise Quarantined(QuarantineReason.UNPARSEABLE, str(error)[:200]) from None
     instance_arn = _identifier(detail, "InstanceARN")
     try:
-        instance = InstanceArn.parse(instance_arn, field="InstanceARN")
+        instance, agent_prefix = _instance_arn(instance_arn)
     except TenancyError as error:
         raise Quarantined(QuarantineReason.UNPARSEABLE, str(error)[:200]) from None
     try:
-        agent_arn, account_id, kind = _agent_of(detail, instance, event_type)
+        agent_arn, account_id, kind = _agent_of(detail, agent_prefix, event_type)
     except Quarantined as rejection:
         # The instance is known from here on: the rejection is kept against its owner.
         rejection.instance_arn = instance.arn

@@ -5,6 +5,7 @@ The billing contract measures durations in milliseconds; integers keep every sum
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 MS_PER_SECOND = 1_000
@@ -66,8 +67,60 @@ def iso(moment: datetime) -> str:
     return iso_ms(to_ms(moment))
 
 
+# ``YYYY-MM-DDTHH:MM:SS[.mmm]Z``, ASCII digits only: how AWS writes every timestamp billing reads.
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?Z")
+# ``YYYY-MM-DDTHH:MM`` -> epoch ms of that minute, decided by the general parser; bounded.
+_MINUTES: dict[str, int] = {}
+_MAX_MINUTES = 100_000
+# Timestamp -> epoch ms of the strings parsed last (only those that parse); bounded.
+_PARSED: dict[str, int] = {}
+_MAX_PARSED = 50_000
+
+
 def parse_iso_ms(value: str, *, field: str = "timestamp") -> int:
+    """``to_ms(parse_iso(value))``, remembered for the last strings read (a line's arrival is read by
+    the replay's reader, then by ingest; a status's start repeats over many heartbeats). A canonical
+    timestamp (``_CANONICAL``) has its minute parsed once, by the general parser, and remembered, then
+    its seconds and milliseconds added; anything else, or a minute the general parser refuses, takes the
+    general way (the same answer, the same error). ``tests/unit/test_instants.py`` holds the two to
+    the same result."""
+    if type(value) is not str:
+        return to_ms(parse_iso(value, field=field))
+    known = _PARSED.get(value)
+    if known is not None:
+        return known
+    parsed = _parse_iso_ms(value, field)
+    if len(_PARSED) >= _MAX_PARSED:
+        _PARSED.clear()
+    _PARSED[value] = parsed
+    return parsed
+
+
+def _parse_iso_ms(value: str, field: str) -> int:
+    if _CANONICAL.fullmatch(value) is not None:
+        minute_ms = _minute_ms(value[:16])
+        seconds = int(value[17:19])
+        if minute_ms is not None and seconds < 60:
+            return minute_ms + seconds * MS_PER_SECOND + (int(value[20:23]) if len(value) == 24 else 0)
     return to_ms(parse_iso(value, field=field))
+
+
+def _minute_ms(minute: str) -> int | None:
+    """``YYYY-MM-DDTHH:MM`` -> epoch ms, or None when the general parser refuses it (or the hour is 24,
+    which some Python versions read as the next day's midnight)."""
+    known = _MINUTES.get(minute)
+    if known is not None:
+        return known
+    if int(minute[11:13]) > 23:
+        return None
+    try:
+        known = to_ms(parse_iso(minute + ":00Z"))
+    except InstantError:
+        return None
+    if len(_MINUTES) >= _MAX_MINUTES:
+        _MINUTES.clear()
+    _MINUTES[minute] = known
+    return known
 
 
 def hour_floor(epoch_ms: int) -> int:

@@ -53,12 +53,19 @@ class MemoryActivityStore(DynamoActivityStore):
         if pk in self._frozen:
             self._event_sets[pk] = self._thawed(pk)
             del self._frozen[pk]
-        stored = self._event_sets.setdefault(pk, {}).get(sk)
-        old = set(stored) if stored is not None else set()
-        if stored is not None and len(stored) > MAX_EVENTS_PER_AGENT_HOUR - len(encodings):
+        partition = self._event_sets.get(pk)
+        if partition is None:
+            partition = self._event_sets[pk] = {}
+        stored = partition.get(sk)
+        if stored is None:
+            old: set[str] = set()
+            partition[sk] = set(encodings)
+        elif len(stored) > MAX_EVENTS_PER_AGENT_HOUR - len(encodings):
             error = {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
             raise ClientError({"Error": error, "Item": {"ev": {"SS": sorted(stored)}}}, "UpdateItem")  # type: ignore[typeddict-item]
-        self._event_sets[pk][sk] = old | set(encodings)
+        else:
+            old = stored.copy()  # the answer (ALL_OLD); the stored set grows in place
+            stored.update(encodings)
         if late_at_ms is not None:
             self._marked_late[(pk, sk)] = (late_shard(instance_arn), late_at_ms)
         return old

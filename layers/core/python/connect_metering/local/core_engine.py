@@ -13,7 +13,9 @@ state lives:
 - the meter queue: a list of work items, served as the SQS event source would (batches of 100,
   until empty);
 - Marketplace: the simulator answers botocore clients in process (``before-call``), as in the handlers
-  engine, with no HTTP and no SDK retries.
+  engine, with no HTTP and no SDK retries;
+- each line's JSON is decoded once, by the reader (``replay_input.decode_json``), and handed to ingest
+  with its body (``Message.document``), where the handlers engine's ingest decodes the SQS body.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from connect_metering.adapters.tenancy_keys import (
 from connect_metering.adapters.tenancy_lifecycle import DynamoLifecycleStore
 from connect_metering.adapters.tenancy_meter_state import DynamoMeterStateStore
 from connect_metering.adapters.tenancy_store import DynamoTenancyStore
+from connect_metering.domain.agent_events import NOT_DECODED
 from connect_metering.domain.instants import from_ms, to_ms
 from connect_metering.domain.metering import MeterRequest
 from connect_metering.local.core_activity import MemoryActivityStore, MemoryQuarantineStore
@@ -189,8 +192,14 @@ class CoreEngine:
             raise ValueError(f"core engine: no table {table}")
         self.activity.store_table_write(item, key)
 
-    def ingest(self, bodies: list[str], first_message: int) -> list[IngestResult]:
-        messages = [Message(f"message-{first_message + index}", body, 0) for index, body in enumerate(bodies)]
+    def ingest(
+        self, bodies: list[str], first_message: int, documents: list[Any] | None = None
+    ) -> list[IngestResult]:
+        decoded = documents if documents is not None else [NOT_DECODED] * len(bodies)
+        messages = [
+            Message(f"message-{first_message + index}", body, 0, document)
+            for index, (body, document) in enumerate(zip(bodies, decoded, strict=True))
+        ]
         outcomes = self._ingest.ingest_batch(messages)
         failed = [outcome for outcome in outcomes.values() if isinstance(outcome, Exception)]
         if failed:

@@ -231,9 +231,15 @@ def _split(tokens: tuple[str, ...]) -> list[tuple[str, ...]]:
     return [tuple(action) for action in actions if action]
 
 
+@lru_cache(maxsize=512)
+def _update_actions(expression: str) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]:
+    """(SET | ADD | REMOVE, its actions) in order, parsed once per expression."""
+    return tuple((kind, tuple(_split(tokens))) for kind, tokens in _update_clauses(expression))
+
+
 def _apply_update(item: Item, expression: str, request: _Request) -> None:
-    for kind, tokens in _update_clauses(expression):
-        for action in _split(tokens):
+    for kind, actions in _update_actions(expression):
+        for action in actions:
             if kind == "REMOVE":
                 item.pop(request.name(action[0]), None)
             elif kind == "ADD":

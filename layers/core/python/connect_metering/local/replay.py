@@ -139,7 +139,7 @@ class Replay:
         loaded = self._load_registry()
         actions = self._schedule(loaded, first_start, until_ms)
         clock = first_start
-        batch: list[str] = []
+        batch: list[tuple[str, Any]] = []  # (body, its decoded JSON or NOT_DECODED)
         max_age = self.registry.policy.max_event_age * 1000
         for delivery in deliveries:
             if delivery.unreadable is not None:
@@ -165,7 +165,7 @@ class Replay:
                 batch = []
                 self._notify(delivery)
                 continue
-            batch.append(delivery.delivered_at(clock))
+            batch.append(delivery.delivered(clock))
             if len(batch) == SQS_BATCH:
                 self._ingest(batch)
                 batch = []
@@ -347,10 +347,12 @@ class Replay:
         except KeyError:
             return  # a buyer the registry does not know: Marketplace has nothing to change
 
-    def _ingest(self, bodies: list[str]) -> None:
-        if not bodies:
+    def _ingest(self, batch: list[tuple[str, Any]]) -> None:
+        if not batch:
             return
-        for result in self.engine.ingest(bodies, self._next() * 1000):
+        bodies = [body for body, _ in batch]
+        documents = [document for _, document in batch]
+        for result in self.engine.ingest(bodies, self._next() * 1000, documents):
             company = result.company or UNATTRIBUTED
             if result.reason is not None:
                 self.tally.quarantined[company][result.reason.value] += 1

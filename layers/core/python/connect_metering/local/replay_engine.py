@@ -50,8 +50,12 @@ class ReplayEngine(Protocol):
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None: ...
 
-    def ingest(self, bodies: list[str], first_message: int) -> list[IngestResult]:
-        """Agent-event bodies as one SQS batch (message ids from ``first_message``); each one's result."""
+    def ingest(
+        self, bodies: list[str], first_message: int, documents: list[Any] | None = None
+    ) -> list[IngestResult]:
+        """Agent-event bodies as one SQS batch (message ids from ``first_message``); each one's result.
+        ``documents``: each body's decoded JSON as the reader has it (``NOT_DECODED`` where it has not),
+        for an engine that can skip decoding it again."""
         ...
 
     def notify(self, body: str, message_id: str) -> tuple[bool, list[LifecycleResult]]:
@@ -151,7 +155,9 @@ class HandlersEngine:
             metering=self.aws.metering,
         )
 
-    def ingest(self, bodies: list[str], first_message: int) -> list[IngestResult]:
+    def ingest(
+        self, bodies: list[str], first_message: int, documents: list[Any] | None = None
+    ) -> list[IngestResult]:
         response, results = self._ingest.handle_batch(sqs_batch(bodies, first_message=first_message))
         self._ingest.metrics.clear_metrics()
         if response.get("batchItemFailures"):

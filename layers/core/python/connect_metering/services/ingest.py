@@ -17,11 +17,12 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 from connect_metering.domain.activity import AddedEvents, EventStored
 from connect_metering.domain.agent_events import (
     MAX_EVENTS_PER_AGENT_HOUR,
+    NOT_DECODED,
     UNKNOWN_SENDER,
     AgentEvent,
     Envelope,
@@ -78,6 +79,8 @@ class Message:
     message_id: str
     body: str
     received_ms: int
+    # ``json.loads(body)``, when the caller has it already (the replay's reader): not decoded twice.
+    document: Any = NOT_DECODED
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +124,7 @@ class CachedEnvironmentLookup:
         return environment
 
 
-@dataclass(frozen=True, slots=True)
-class _Admitted:
+class _Admitted(NamedTuple):
     message_id: str
     event: AgentEvent
     envelope: Envelope
@@ -240,7 +242,7 @@ class IngestService:
 
     def _admit(self, message: Message) -> tuple[Envelope, AgentEvent, Environment]:
         """BILLING.md section 2 rules 1 to 5 in order (rule 6 needs the store); else Quarantined."""
-        envelope = parse_envelope(message.body)
+        envelope = parse_envelope(message.body, document=message.document)
         try:
             event = parse_agent_event(envelope.detail)
             environment = self._environments.environment_for_instance(event.instance.arn)
