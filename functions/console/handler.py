@@ -10,12 +10,14 @@
     POST /console/sign-out             ends the session
     POST /console/sign-in/code         the TOTP code, when the administrator has two-step sign-in on
     GET  /console/mfa                  two-step sign-in (TOTP): POST /console/mfa/start (password) shows
-                                       a new secret, POST /console/mfa/verify (code) turns it on
+                                       a new secret, POST /console/mfa/verify (code) turns it on;
+                                       POST /console/mfa/off or /console/mfa/replace (password, code)
+    POST /console/users/mfa-reset      turns off another administrator's two-step sign-in (email)
     GET  /console/forgot-password      password reset: alias and email; POST has Cognito mail a code
     GET  /console/reset-password       the code and a new password; POST sets it (ConfirmForgotPassword)
 
-Every change (an environment added or removed, an administrator invited or removed, MFA enabled), whatever
-its outcome, is audited like the admin API's: a log line and an ``AUDIT#<alias>`` item in the tenancy
+Every change (an environment added or removed, an administrator invited or removed, MFA enabled, disabled,
+replaced or reset), whatever its outcome, is audited like the admin API's: a log line and an ``AUDIT#<alias>`` item in the tenancy
 table, naming the administrator by their Cognito subject (``console:<sub>``), never by email.
 
 Every page but sign-in needs a session (otherwise 303 to /console/), and reads or changes only the
@@ -112,6 +114,7 @@ for _noisy in ("botocore", "boto3", "urllib3", "aws_lambda_powertools.event_hand
 
 SIGN_IN, PREFIX = "/console/", "/console"
 SIGN_IN_COOKIE = "cm_console_form"
+MFA_REPLACED = "Your new device is in use: from your next sign-in, the console asks for its code."
 PASSWORD_CHANGED = "Your password is changed. Sign in with it."  # noqa: S105 (a message)
 # The offline server delivers invitations to its mailbox; deployed, Cognito mails them and this stays None.
 mailer: Mailer | None = None
@@ -392,14 +395,53 @@ def mfa_verify(code: Annotated[str, Form()] = "", csrf_token: Annotated[str, For
     session = _posted_session(csrf_token)
     enrolment = _cookie_of(MFA_ENROLMENT_COOKIE)
     try:
-        console_service().mfa.finish(session, enrolment, code)
+        replaced = console_service().mfa.finish(session, enrolment, code)
     except MfaRefusal as refusal:
         setup = console_service().mfa.in_progress(session, enrolment)
         shown = {"secret": setup.secret, "uri": setup.uri} if setup else {}
         return _mfa(session, refusal.status, errors={refusal.field: refusal.message}, **shown)
-    _audit(session, f"administrator console:{session.subject}", "mfa_enabled", 200)
-    notice = "Two-step sign-in is on: from your next sign-in, the console asks for a code."
+    _audit(
+        session,
+        f"administrator console:{session.subject}",
+        "mfa_replaced" if replaced else "mfa_enabled",
+        200,
+    )
+    notice = (
+        MFA_REPLACED
+        if replaced
+        else "Two-step sign-in is on: from your next sign-in, the console asks for a code."
+    )
     return _mfa(session, notice=notice, cookies=[_cookie(MFA_ENROLMENT_COOKIE, "", 0)])
+
+
+@app.post("/console/mfa/off")
+def mfa_off(
+    password: Annotated[str, Form()] = "",
+    code: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response[str]:
+    session = _posted_session(csrf_token)
+    try:
+        console_service().mfa.turn_off(session, password, code)
+    except MfaRefusal as refusal:
+        return _mfa(session, refusal.status, errors={refusal.field: refusal.message})
+    _audit(session, f"administrator console:{session.subject}", "mfa_disabled", 200)
+    return _mfa(session, notice="Two-step sign-in is off: your password alone signs you in.")
+
+
+@app.post("/console/mfa/replace")
+def mfa_replace(
+    password: Annotated[str, Form()] = "",
+    code: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response[str]:
+    session = _posted_session(csrf_token)
+    try:
+        setup = console_service().mfa.replace(session, password, code)
+    except MfaRefusal as refusal:
+        return _mfa(session, refusal.status, errors={refusal.field: refusal.message})
+    cookie = _cookie(MFA_ENROLMENT_COOKIE, setup.cookie, int(MFA_ENROLMENT_LIFETIME.total_seconds()))
+    return _mfa(session, secret=setup.secret, uri=setup.uri, cookies=[cookie])
 
 
 # Pages -------------------------------------------------------------------------------------------
@@ -530,6 +572,20 @@ def remove_user(email: Annotated[str, Form()] = "", csrf_token: Annotated[str, F
         return _users(session, refusal.status, error=refusal.message)
     _audit(session, f"administrator console:{removed}", "removed", 200)
     return _users(session, notice=f"{email.strip().lower()} is no longer an administrator.")
+
+
+@app.post("/console/users/mfa-reset")
+def reset_user_mfa(
+    email: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = ""
+) -> Response[str]:
+    session = _posted_session(csrf_token)
+    try:
+        subject = console_service().reset_mfa(session, email)
+    except ConsoleRefusal as refusal:
+        _audit(session, "administrator (not found or yourself)", "mfa_reset_refused", refusal.status)
+        return _users(session, refusal.status, error=refusal.message)
+    _audit(session, f"administrator console:{subject}", "mfa_reset", 200)
+    return _users(session, notice=f"Two-step sign-in is off for {email.strip().lower()}.")
 
 
 # Refusals ----------------------------------------------------------------------------------------
