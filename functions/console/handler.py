@@ -30,21 +30,17 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import secrets
-import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
 import boto3
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Form
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.activity_table import DynamoActivityStore
@@ -69,7 +65,7 @@ from connect_metering.domain.console_mfa import (
 )
 from connect_metering.domain.console_usage import usage_csv_rows
 from connect_metering.domain.tenancy import TenancyError
-from connect_metering.observability import logger, metrics, tracer
+from connect_metering.observability import logger
 from connect_metering.services.console import (
     ConsoleRefusal,
     ConsoleService,
@@ -98,19 +94,11 @@ from connect_metering.web.console_pages import (
     usage_page,
     users_page,
 )
-from connect_metering.web.forms import (
-    FormTooLarge,
-    MalformedForm,
-    as_form,
-    check_event_form_body,
-    cookie_value,
-)
+from connect_metering.web.forms import cookie_value
+from connect_metering.web.page_lambda import html, observed, page_resolver, resolve_page_event, see_other
 
-app = APIGatewayHttpResolver(debug=False, enable_validation=True)
-warnings.filterwarnings("ignore", "No application metrics to publish")
-# The resolver's debug logging prints a route's arguments, passwords among them: held at WARNING.
-for _noisy in ("botocore", "boto3", "urllib3", "aws_lambda_powertools.event_handler"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+# Neither the resolver nor botocore logs what is typed (passwords, codes): page_resolver.
+app = page_resolver()
 
 SIGN_IN, PREFIX = "/console/", "/console"
 SIGN_IN_COOKIE = "cm_console_form"
@@ -187,13 +175,11 @@ def _audit(session: ConsoleSession, target: str, outcome: str, status: int) -> N
 
 
 def _html(status: int, body: str, cookies: list[Cookie] | None = None) -> Response[str]:
-    return Response(status_code=status, body=body, headers=console_headers(), cookies=cookies)
+    return html(status, body, console_headers(), cookies)
 
 
 def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
-    return Response(
-        status_code=303, body="", headers={**console_headers(), "Location": location}, cookies=cookies
-    )
+    return see_other(location, console_headers(), cookies)
 
 
 def _cookie(name: str, value: str, max_age: int) -> Cookie:
@@ -605,7 +591,7 @@ def on_csrf(_: CsrfRefused) -> Response[str]:
 
 
 def on_invalid_form(_: RequestValidationError) -> Response[str]:
-    return _html(*console_problem_page(400, "The request could not be read", "The form data was malformed."))
+    return _malformed()
 
 
 @app.not_found
@@ -628,29 +614,20 @@ app.exception_handler(RequestValidationError)(on_invalid_form)
 app.exception_handler(Exception)(on_error)
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@observed
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     console_service()  # first, outside the resolver: a missing setting or secret fails loudly
-    request = APIGatewayProxyEventV2(event)
-    if request.http_method != "POST":
-        return app.resolve(event, context)
-    refused = form_refusal(request)
-    if refused is not None:
-        return ResponseBuilder[APIGatewayProxyEventV2](refused).build(request)
-    return app.resolve(as_form(event), context)
-
-
-def form_refusal(request: APIGatewayProxyEventV2) -> Response[str] | None:
-    try:
-        check_event_form_body(request.body, request.is_base64_encoded)
-    except FormTooLarge:
-        return _html(
+    return resolve_page_event(
+        app,
+        event,
+        context,
+        reads_form=lambda request: request.http_method == "POST",
+        too_large=lambda: _html(
             *console_problem_page(413, "The form is too large", "Go back and shorten what you typed.")
-        )
-    except MalformedForm:
-        return _html(
-            *console_problem_page(400, "The request could not be read", "The form data was malformed.")
-        )
-    return None
+        ),
+        malformed=_malformed,
+    )
+
+
+def _malformed() -> Response[str]:
+    return _html(*console_problem_page(400, "The request could not be read", "The form data was malformed."))
