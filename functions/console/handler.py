@@ -401,33 +401,24 @@ def mfa_verify(code: Annotated[str, Form()] = "", csrf_token: Annotated[str, For
 
 
 @app.post("/console/mfa/off")
-def mfa_off(
+@app.post("/console/mfa/replace")
+def mfa_change(
     password: Annotated[str, Form()] = "",
     code: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response[str]:
+    """With TOTP on, the password and a current code: turn it off, or begin a new device's key."""
     session = _posted_session(csrf_token)
+    new_device = app.current_event.path == "/console/mfa/replace"
     try:
-        console_service().mfa.turn_off(session, password, code)
+        setup = console_service().mfa.change(session, password, code, new_device=new_device)
     except MfaRefusal as refusal:
         return _mfa(session, refusal.status, errors={refusal.field: refusal.message})
+    if setup is not None:
+        cookie = _cookie(MFA_ENROLMENT_COOKIE, setup.cookie, int(MFA_ENROLMENT_LIFETIME.total_seconds()))
+        return _mfa(session, secret=setup.secret, uri=setup.uri, cookies=[cookie])
     _audit(session, f"administrator console:{session.subject}", "mfa_disabled", 200)
     return _mfa(session, notice="Two-step sign-in is off: your password alone signs you in.")
-
-
-@app.post("/console/mfa/replace")
-def mfa_replace(
-    password: Annotated[str, Form()] = "",
-    code: Annotated[str, Form()] = "",
-    csrf_token: Annotated[str, Form()] = "",
-) -> Response[str]:
-    session = _posted_session(csrf_token)
-    try:
-        setup = console_service().mfa.replace(session, password, code)
-    except MfaRefusal as refusal:
-        return _mfa(session, refusal.status, errors={refusal.field: refusal.message})
-    cookie = _cookie(MFA_ENROLMENT_COOKIE, setup.cookie, int(MFA_ENROLMENT_LIFETIME.total_seconds()))
-    return _mfa(session, secret=setup.secret, uri=setup.uri, cookies=[cookie])
 
 
 # Pages -------------------------------------------------------------------------------------------

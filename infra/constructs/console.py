@@ -28,6 +28,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from connect_metering import settings
+from infra.constructs.admin_api import grant_licence_service
 from infra.constructs.ingestion import allow_table_access
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 from infra.nag import acknowledge
@@ -197,20 +198,9 @@ class CustomerConsole(Construct):
         activity_table: dynamodb.ITable,
         ledger_table: dynamodb.ITable,
     ) -> None:
-        # The admin API's environment transactions, plus the console's session and sign-in items.
-        allow_table_access(
-            function,
-            tenancy_table,
-            [
-                "dynamodb:GetItem",
-                "dynamodb:Query",
-                "dynamodb:PutItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:ConditionCheckItem",
-            ],
-            writes=True,
-        )
-        allow_table_access(function, activity_table, ["dynamodb:Query"], writes=False)
+        # The admin API's environment transactions and licence reads; the same actions cover the console's
+        # session and sign-in items (Get, Put, Delete) and its audit items (Put).
+        grant_licence_service(function, tenancy_table, activity_table)
         allow_table_access(function, ledger_table, ["dynamodb:Query"], writes=False)
         function.add_to_role_policy(
             iam.PolicyStatement(actions=CONSOLE_COGNITO_ACTIONS, resources=[self.user_pool.user_pool_arn])

@@ -93,6 +93,18 @@ def sign_in(tab: Page, alias: str, email: str, password: str) -> int:
     return click(tab, "#sign-in")
 
 
+def first_sign_in(tab: Page, url: str, alias: str, email: str, new_password: str) -> None:
+    """The invitation's temporary password from /dev/mailbox, then the first sign-in choosing a new one."""
+    assert goto(tab, f"{url}/dev/mailbox") == 200
+    temporary = temporary_password(tab, email)
+    assert goto(tab, f"{url}/console/") == 200
+    sign_in(tab, alias, email, temporary)
+    tab.fill("#password", temporary)
+    tab.fill("#new_password", new_password)
+    assert click(tab, "#sign-in") == 200
+    assert tab.url == f"{url}/console/licence"
+
+
 def check_quick_create_link(tab: Page, environment: str, region: str) -> None:
     """The environment's forwarder link: its region, the template, the seller bus and its own code."""
     row = tab.locator("tr.environment", has_text=environment)
@@ -210,14 +222,7 @@ def totp_now(secret: str) -> str:
 
 def test_password_reset_by_email_and_two_step_sign_in(site: LocalServer, tab: Page) -> None:
     sign_up(site, tab, "resetco", "Reset Co", RESET_EMAIL, RESET_INSTANCE)
-    assert goto(tab, f"{site.url}/dev/mailbox") == 200
-    temporary = temporary_password(tab, RESET_EMAIL)
-    assert goto(tab, f"{site.url}/console/") == 200
-    sign_in(tab, "resetco", RESET_EMAIL, temporary)
-    tab.fill("#password", temporary)
-    tab.fill("#new_password", PASSWORD)
-    assert click(tab, "#sign-in") == 200
-    assert tab.url == f"{site.url}/console/licence"
+    first_sign_in(tab, site.url, "resetco", RESET_EMAIL, PASSWORD)
     assert click(tab, "#sign-out") == 200
     reset_password_by_email(site, tab)
     assert sign_in(tab, "resetco", RESET_EMAIL, PASSWORD) == 401  # the old one no longer works
@@ -327,13 +332,7 @@ def another_administrator_resets_it(site: LocalServer, tab: Page) -> None:
     tab.fill("#email", second)
     assert click(tab, "#invite") == 201
     assert click(tab, "#sign-out") == 200
-    assert goto(tab, f"{site.url}/dev/mailbox") == 200
-    temporary = temporary_password(tab, second)
-    assert goto(tab, f"{site.url}/console/") == 200
-    sign_in(tab, "resetco", second, temporary)
-    tab.fill("#password", temporary)
-    tab.fill("#new_password", PASSWORD)
-    assert click(tab, "#sign-in") == 200
+    first_sign_in(tab, site.url, "resetco", second, PASSWORD)
     assert goto(tab, f"{site.url}/console/users") == 200
     assert tab.locator(f'button[aria-label="Turn off two-step sign-in of {second}"]').count() == 0
     assert click(tab, f'button[aria-label="Turn off two-step sign-in of {RESET_EMAIL}"]') == 200

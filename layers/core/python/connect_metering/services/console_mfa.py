@@ -92,14 +92,16 @@ class MfaEnrolments:
             raise MfaRefusal("password", MFA_ALREADY_ON, 409) from None
         return self._setup(session, token, secret, replacing=False)
 
-    def turn_off(self, session: ConsoleSession, password: str, code: str) -> None:
-        """With the password and a current code, the administrator signs in with the password alone again."""
-        self._identity.disable_software_token(self._signed_in_again(session, password, code))
-
-    def replace(self, session: ConsoleSession, password: str, code: str) -> MfaSetup:
-        """With the password and a current code, a new secret to verify; the old one works until then."""
+    def change(
+        self, session: ConsoleSession, password: str, code: str, *, new_device: bool
+    ) -> MfaSetup | None:
+        """With the password and a current code: a new device's secret to verify (the old one works until
+        then) when ``new_device``; otherwise TOTP off, and the password alone signs in again."""
         token = self._signed_in_again(session, password, code)
-        return self._setup(session, token, self._identity.associate_software_token(token), replacing=True)
+        if new_device:
+            return self._setup(session, token, self._identity.associate_software_token(token), replacing=True)
+        self._identity.disable_software_token(token)
+        return None
 
     def _not_locked(self, username: str) -> FailedSignIns:
         failures = self._state.failed_sign_ins(username)
