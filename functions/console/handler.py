@@ -10,12 +10,14 @@
     POST /console/sign-out             ends the session
     POST /console/sign-in/code         the TOTP code, when the administrator has two-step sign-in on
     GET  /console/mfa                  two-step sign-in (TOTP): POST /console/mfa/start (password) shows
-                                       a new secret, POST /console/mfa/verify (code) turns it on
+                                       a new secret, POST /console/mfa/verify (code) turns it on;
+                                       POST /console/mfa/off or /console/mfa/replace (password, code)
+    POST /console/users/mfa-reset      turns off another administrator's two-step sign-in (email)
     GET  /console/forgot-password      password reset: alias and email; POST has Cognito mail a code
     GET  /console/reset-password       the code and a new password; POST sets it (ConfirmForgotPassword)
 
-Every change (an environment added or removed, an administrator invited or removed, MFA enabled), whatever
-its outcome, is audited like the admin API's: a log line and an ``AUDIT#<alias>`` item in the tenancy
+Every change (an environment added or removed, an administrator invited or removed, MFA enabled, disabled,
+replaced or reset), whatever its outcome, is audited like the admin API's: a log line and an ``AUDIT#<alias>`` item in the tenancy
 table, naming the administrator by their Cognito subject (``console:<sub>``), never by email.
 
 Every page but sign-in needs a session (otherwise 303 to /console/), and reads or changes only the
@@ -28,21 +30,17 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import secrets
-import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
 import boto3
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Form
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connect_metering.adapters.activity_table import DynamoActivityStore
@@ -67,7 +65,7 @@ from connect_metering.domain.console_mfa import (
 )
 from connect_metering.domain.console_usage import usage_csv_rows
 from connect_metering.domain.tenancy import TenancyError
-from connect_metering.observability import logger, metrics, tracer
+from connect_metering.observability import logger
 from connect_metering.services.console import (
     ConsoleRefusal,
     ConsoleService,
@@ -96,22 +94,15 @@ from connect_metering.web.console_pages import (
     usage_page,
     users_page,
 )
-from connect_metering.web.forms import (
-    FormTooLarge,
-    MalformedForm,
-    as_form,
-    check_event_form_body,
-    cookie_value,
-)
+from connect_metering.web.forms import cookie_value
+from connect_metering.web.page_lambda import html, observed, page_resolver, resolve_page_event, see_other
 
-app = APIGatewayHttpResolver(debug=False, enable_validation=True)
-warnings.filterwarnings("ignore", "No application metrics to publish")
-# The resolver's debug logging prints a route's arguments, passwords among them: held at WARNING.
-for _noisy in ("botocore", "boto3", "urllib3", "aws_lambda_powertools.event_handler"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+# Neither the resolver nor botocore logs what is typed (passwords, codes): page_resolver.
+app = page_resolver()
 
 SIGN_IN, PREFIX = "/console/", "/console"
 SIGN_IN_COOKIE = "cm_console_form"
+MFA_REPLACED = "Your new device is in use: from your next sign-in, the console asks for its code."
 PASSWORD_CHANGED = "Your password is changed. Sign in with it."  # noqa: S105 (a message)
 # The offline server delivers invitations to its mailbox; deployed, Cognito mails them and this stays None.
 mailer: Mailer | None = None
@@ -184,13 +175,11 @@ def _audit(session: ConsoleSession, target: str, outcome: str, status: int) -> N
 
 
 def _html(status: int, body: str, cookies: list[Cookie] | None = None) -> Response[str]:
-    return Response(status_code=status, body=body, headers=console_headers(), cookies=cookies)
+    return html(status, body, console_headers(), cookies)
 
 
 def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
-    return Response(
-        status_code=303, body="", headers={**console_headers(), "Location": location}, cookies=cookies
-    )
+    return see_other(location, console_headers(), cookies)
 
 
 def _cookie(name: str, value: str, max_age: int) -> Cookie:
@@ -392,14 +381,44 @@ def mfa_verify(code: Annotated[str, Form()] = "", csrf_token: Annotated[str, For
     session = _posted_session(csrf_token)
     enrolment = _cookie_of(MFA_ENROLMENT_COOKIE)
     try:
-        console_service().mfa.finish(session, enrolment, code)
+        replaced = console_service().mfa.finish(session, enrolment, code)
     except MfaRefusal as refusal:
         setup = console_service().mfa.in_progress(session, enrolment)
         shown = {"secret": setup.secret, "uri": setup.uri} if setup else {}
         return _mfa(session, refusal.status, errors={refusal.field: refusal.message}, **shown)
-    _audit(session, f"administrator console:{session.subject}", "mfa_enabled", 200)
-    notice = "Two-step sign-in is on: from your next sign-in, the console asks for a code."
+    _audit(
+        session,
+        f"administrator console:{session.subject}",
+        "mfa_replaced" if replaced else "mfa_enabled",
+        200,
+    )
+    notice = (
+        MFA_REPLACED
+        if replaced
+        else "Two-step sign-in is on: from your next sign-in, the console asks for a code."
+    )
     return _mfa(session, notice=notice, cookies=[_cookie(MFA_ENROLMENT_COOKIE, "", 0)])
+
+
+@app.post("/console/mfa/off")
+@app.post("/console/mfa/replace")
+def mfa_change(
+    password: Annotated[str, Form()] = "",
+    code: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response[str]:
+    """With TOTP on, the password and a current code: turn it off, or begin a new device's key."""
+    session = _posted_session(csrf_token)
+    new_device = app.current_event.path == "/console/mfa/replace"
+    try:
+        setup = console_service().mfa.change(session, password, code, new_device=new_device)
+    except MfaRefusal as refusal:
+        return _mfa(session, refusal.status, errors={refusal.field: refusal.message})
+    if setup is not None:
+        cookie = _cookie(MFA_ENROLMENT_COOKIE, setup.cookie, int(MFA_ENROLMENT_LIFETIME.total_seconds()))
+        return _mfa(session, secret=setup.secret, uri=setup.uri, cookies=[cookie])
+    _audit(session, f"administrator console:{session.subject}", "mfa_disabled", 200)
+    return _mfa(session, notice="Two-step sign-in is off: your password alone signs you in.")
 
 
 # Pages -------------------------------------------------------------------------------------------
@@ -532,6 +551,20 @@ def remove_user(email: Annotated[str, Form()] = "", csrf_token: Annotated[str, F
     return _users(session, notice=f"{email.strip().lower()} is no longer an administrator.")
 
 
+@app.post("/console/users/mfa-reset")
+def reset_user_mfa(
+    email: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = ""
+) -> Response[str]:
+    session = _posted_session(csrf_token)
+    try:
+        subject = console_service().reset_mfa(session, email)
+    except ConsoleRefusal as refusal:
+        _audit(session, "administrator (not found or yourself)", "mfa_reset_refused", refusal.status)
+        return _users(session, refusal.status, error=refusal.message)
+    _audit(session, f"administrator console:{subject}", "mfa_reset", 200)
+    return _users(session, notice=f"Two-step sign-in is off for {email.strip().lower()}.")
+
+
 # Refusals ----------------------------------------------------------------------------------------
 
 
@@ -549,7 +582,7 @@ def on_csrf(_: CsrfRefused) -> Response[str]:
 
 
 def on_invalid_form(_: RequestValidationError) -> Response[str]:
-    return _html(*console_problem_page(400, "The request could not be read", "The form data was malformed."))
+    return _malformed()
 
 
 @app.not_found
@@ -572,29 +605,20 @@ app.exception_handler(RequestValidationError)(on_invalid_form)
 app.exception_handler(Exception)(on_error)
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@observed
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     console_service()  # first, outside the resolver: a missing setting or secret fails loudly
-    request = APIGatewayProxyEventV2(event)
-    if request.http_method != "POST":
-        return app.resolve(event, context)
-    refused = form_refusal(request)
-    if refused is not None:
-        return ResponseBuilder[APIGatewayProxyEventV2](refused).build(request)
-    return app.resolve(as_form(event), context)
-
-
-def form_refusal(request: APIGatewayProxyEventV2) -> Response[str] | None:
-    try:
-        check_event_form_body(request.body, request.is_base64_encoded)
-    except FormTooLarge:
-        return _html(
+    return resolve_page_event(
+        app,
+        event,
+        context,
+        reads_form=lambda request: request.http_method == "POST",
+        too_large=lambda: _html(
             *console_problem_page(413, "The form is too large", "Go back and shorten what you typed.")
-        )
-    except MalformedForm:
-        return _html(
-            *console_problem_page(400, "The request could not be read", "The form data was malformed.")
-        )
-    return None
+        ),
+        malformed=_malformed,
+    )
+
+
+def _malformed() -> Response[str]:
+    return _html(*console_problem_page(400, "The request could not be read", "The form data was malformed."))

@@ -18,21 +18,17 @@ reach a log line.
 
 from __future__ import annotations
 
-import logging
 import traceback
-import warnings
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any
 
 import boto3
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Form
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -45,7 +41,7 @@ from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.counted import count_by
 from connect_metering.domain.registration import FREE_TRIAL, REGISTRATION_TTL, RegistrationState
 from connect_metering.domain.tenancy import PricingModel
-from connect_metering.observability import logger, metrics, tracer
+from connect_metering.observability import logger, metrics
 from connect_metering.services.console import AdministratorInvitations, Mailer
 from connect_metering.services.lifecycle import LifecycleService
 from connect_metering.services.registration import (
@@ -55,27 +51,15 @@ from connect_metering.services.registration import (
     RegistrationService,
 )
 from connect_metering.settings import RegistrationSettings, load_settings
-from connect_metering.web.forms import (
-    BROWSER_COOKIE,
-    FormTooLarge,
-    MalformedForm,
-    as_form,
-    check_event_form_body,
-    cookie_value,
-)
+from connect_metering.web.forms import BROWSER_COOKIE, cookie_value
+from connect_metering.web.page_lambda import html, observed, page_resolver, resolve_page_event, see_other
 from connect_metering.web.pages import problem_page, security_headers, signup_page, success_page
 
 if TYPE_CHECKING:
     from connect_metering.domain.registration import PendingRegistration
 
-# debug=False: the resolver's debug mode prints whole events, and POST /register carries the token.
-app = APIGatewayHttpResolver(debug=False, enable_validation=True)
-# Page views and reads publish no metric; that is expected, not worth a warning per request.
-warnings.filterwarnings("ignore", "No application metrics to publish")
-# The resolver's debug logging prints a route's arguments ("Calling API Route Handler: {'token': ...}"),
-# as botocore's prints request bodies: both held at WARNING, whatever POWERTOOLS_DEBUG or LOG_LEVEL say.
-for _noisy in ("botocore", "boto3", "urllib3", "aws_lambda_powertools.event_handler"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+# Neither the resolver nor botocore logs what is typed (POST /register carries the token): page_resolver.
+app = page_resolver()
 
 MARKETPLACE_REGION = "us-east-1"
 # API Gateway gives an integration 30 s; two quick attempts per Marketplace call fit well inside.
@@ -156,16 +140,11 @@ def _invite_first_administrator(alias: str, contact_email: str) -> None:
 
 
 def _html(status: int, body: str, **extra_headers: str) -> Response[str]:
-    return Response(status_code=status, body=body, headers={**security_headers(), **extra_headers})
+    return html(status, body, {**security_headers(), **extra_headers})
 
 
 def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
-    return Response(
-        status_code=303,
-        body="",
-        headers={**security_headers(), "Location": location},
-        cookies=cookies,
-    )
+    return see_other(location, security_headers(), cookies)
 
 
 def _browser() -> str | None:
@@ -320,26 +299,14 @@ app.exception_handler(RequestValidationError)(on_invalid_form)
 app.exception_handler(Exception)(on_error)
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@observed
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     registration_service()  # first, outside the resolver: a missing setting (METER_QUEUE_URL) fails loudly
-    request = APIGatewayProxyEventV2(event)
-    if request.http_method != "POST" or request.path not in (REGISTER, SIGNUP):
-        return app.resolve(event, context)
-    refused = form_refusal(request)
-    if refused is not None:
-        return ResponseBuilder[APIGatewayProxyEventV2](refused).build(request)
-    return app.resolve(as_form(event), context)
-
-
-def form_refusal(request: APIGatewayProxyEventV2) -> Response[str] | None:
-    """The page refusing a form body over the limits, before the resolver parses it (it has none)."""
-    try:
-        check_event_form_body(request.body, request.is_base64_encoded)
-    except FormTooLarge:
-        return _html(*problem_page("too_large"))
-    except MalformedForm:
-        return _html(*problem_page("bad_request"))
-    return None
+    return resolve_page_event(
+        app,
+        event,
+        context,
+        reads_form=lambda request: request.http_method == "POST" and request.path in (REGISTER, SIGNUP),
+        too_large=lambda: _html(*problem_page("too_large")),
+        malformed=lambda: _html(*problem_page("bad_request")),
+    )

@@ -13,6 +13,7 @@ from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from connect_metering import settings
@@ -29,6 +30,25 @@ ROUTES = (
     ("/companies/{alias}/license", (apigwv2.HttpMethod.GET,)),
     ("/seat-check", (apigwv2.HttpMethod.POST,)),
 )
+
+# What ``LicenceService`` does to the tables, for the admin API and the console (which changes environments
+# and reads the licence through the same service). Adding and removing an environment are transactions:
+# Put/Delete plus a ConditionCheck; active agents are read from the activity table.
+LICENCE_SERVICE_TENANCY_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+)
+LICENCE_SERVICE_ACTIVITY_ACTIONS = ("dynamodb:Query",)
+
+
+def grant_licence_service(
+    function: lambda_.IFunction, tenancy_table: dynamodb.ITable, activity_table: dynamodb.ITable
+) -> None:
+    allow_table_access(function, tenancy_table, list(LICENCE_SERVICE_TENANCY_ACTIONS), writes=True)
+    allow_table_access(function, activity_table, list(LICENCE_SERVICE_ACTIVITY_ACTIONS), writes=False)
 
 
 class AdminApi(Construct):
@@ -60,20 +80,7 @@ class AdminApi(Construct):
             },
         )
         function = self.handler.function
-        # Adding and removing an environment are transactions: Put/Delete plus a ConditionCheck.
-        allow_table_access(
-            function,
-            tenancy_table,
-            [
-                "dynamodb:GetItem",
-                "dynamodb:Query",
-                "dynamodb:PutItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:ConditionCheckItem",
-            ],
-            writes=True,
-        )
-        allow_table_access(function, activity_table, ["dynamodb:Query"], writes=False)
+        grant_licence_service(function, tenancy_table, activity_table)
 
         self.api = apigwv2.HttpApi(
             self,

@@ -8,9 +8,10 @@ threat protection enforced (Plus plan: compromised credentials, adaptive authent
 locks a user out after repeated wrong passwords, and the console counts failures itself), optional TOTP
 MFA, and account recovery by email only. Invitations are Cognito's own emails with the temporary password,
 and so are password reset codes (ForgotPassword), in the pool's verification message. ForgotPassword,
-ConfirmForgotPassword and the TOTP enrolment calls (AssociateSoftwareToken, VerifySoftwareToken,
-SetUserMFAPreference) are authorized by the user's code or access token, not by IAM: the console's role
-gains no action for them.
+ConfirmForgotPassword and the TOTP calls (AssociateSoftwareToken, VerifySoftwareToken,
+SetUserMFAPreference: enrolling, replacing, turning off one's own) are authorized by the user's code or
+access token, not by IAM: the console's role gains no action for them. Resetting another administrator's
+TOTP is AdminSetUserMFAPreference, on this pool only; the Lambda names the user under the session's company.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from connect_metering import settings
+from infra.constructs.admin_api import grant_licence_service
 from infra.constructs.ingestion import allow_table_access
 from infra.constructs.lambda_runtime import LambdaRuntime, MeteringFunction
 from infra.nag import acknowledge
@@ -34,13 +36,15 @@ from infra.nag import acknowledge
 # Pages are people clicking: the console's share of the registration API's throttle is ample.
 RESERVED_CONCURRENCY = 10
 SIGNING_KEY_LENGTH = 64
-# What the console calls (sign-in, first password, administrators); nothing else of the pool.
+# What the console calls (sign-in, first password, administrators, resetting another administrator's
+# TOTP); nothing else of the pool.
 CONSOLE_COGNITO_ACTIONS = [
     "cognito-idp:AdminInitiateAuth",
     "cognito-idp:AdminRespondToAuthChallenge",
     "cognito-idp:AdminGetUser",
     "cognito-idp:AdminCreateUser",
     "cognito-idp:AdminDeleteUser",
+    "cognito-idp:AdminSetUserMFAPreference",
     "cognito-idp:ListUsers",
 ]
 # The register Lambda invites the first administrator (and checks there is none yet).
@@ -194,20 +198,9 @@ class CustomerConsole(Construct):
         activity_table: dynamodb.ITable,
         ledger_table: dynamodb.ITable,
     ) -> None:
-        # The admin API's environment transactions, plus the console's session and sign-in items.
-        allow_table_access(
-            function,
-            tenancy_table,
-            [
-                "dynamodb:GetItem",
-                "dynamodb:Query",
-                "dynamodb:PutItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:ConditionCheckItem",
-            ],
-            writes=True,
-        )
-        allow_table_access(function, activity_table, ["dynamodb:Query"], writes=False)
+        # The admin API's environment transactions and licence reads; the same actions cover the console's
+        # session and sign-in items (Get, Put, Delete) and its audit items (Put).
+        grant_licence_service(function, tenancy_table, activity_table)
         allow_table_access(function, ledger_table, ["dynamodb:Query"], writes=False)
         function.add_to_role_policy(
             iam.PolicyStatement(actions=CONSOLE_COGNITO_ACTIONS, resources=[self.user_pool.user_pool_arn])

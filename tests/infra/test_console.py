@@ -70,8 +70,9 @@ def test_password_reset_codes_are_mailed_with_the_reset_page(metering: Template)
 
 
 def test_optional_totp_needs_no_more_iam(metering_json: dict[str, Any]) -> None:
-    """TOTP is optional and software-token only (no SMS, so no SNS role); the enrolment and reset calls
-    are authorized by the user's token or code, so the console's role has no action for them."""
+    """TOTP is optional and software-token only (no SMS, so no SNS role); the enrolment, turning off and
+    password reset calls are authorized by the user's token or code, so the console's role has no action
+    for them; only an administrator resetting another's TOTP needs IAM."""
     (pool,) = resources_of_type(metering_json, "AWS::Cognito::UserPool").values()
     assert pool["Properties"]["MfaConfiguration"] == "OPTIONAL"
     assert pool["Properties"]["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
@@ -83,9 +84,10 @@ def test_optional_totp_needs_no_more_iam(metering_json: dict[str, Any]) -> None:
         "cognito-idp:AssociateSoftwareToken",
         "cognito-idp:VerifySoftwareToken",
         "cognito-idp:SetUserMFAPreference",
-        "cognito-idp:AdminSetUserMFAPreference",
     ):
         assert token_authorized not in actions
+    # Resetting another administrator's TOTP (a lost device) is the one MFA call IAM authorizes.
+    assert "cognito-idp:AdminSetUserMFAPreference" in actions
 
 
 def test_the_app_client_signs_in_only_on_the_administrators_behalf(metering: Template) -> None:
@@ -138,6 +140,7 @@ def test_cognito_grants_name_the_pool_only(metering_json: dict[str, Any]) -> Non
                 "AdminGetUser",
                 "AdminCreateUser",
                 "AdminDeleteUser",
+                "AdminSetUserMFAPreference",
                 "ListUsers",
             },
         ),

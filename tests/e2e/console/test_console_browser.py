@@ -2,7 +2,7 @@
 simulated AWS Marketplace through sign-up, the invitation in /dev/mailbox, the first sign-in with a new
 password and every console page; the password reset by email (the code from /dev/mailbox) and TOTP
 two-step sign-in (enrolment, then a sign-in with a code computed from the secret the page shows, which
-moto checks); and the usage page of a preloaded replay with its billed minutes.
+moto checks; a new device, turning it off, and another administrator resetting it); and the usage page of a preloaded replay with its billed minutes.
 
 Screenshots are kept under test-artifacts/console/. Without Chromium the tests skip locally and fail in
 CI (CI=true), as the registration browser test does.
@@ -91,6 +91,18 @@ def sign_in(tab: Page, alias: str, email: str, password: str) -> int:
     tab.fill("#email", email)
     tab.fill("#password", password)
     return click(tab, "#sign-in")
+
+
+def first_sign_in(tab: Page, url: str, alias: str, email: str, new_password: str) -> None:
+    """The invitation's temporary password from /dev/mailbox, then the first sign-in choosing a new one."""
+    assert goto(tab, f"{url}/dev/mailbox") == 200
+    temporary = temporary_password(tab, email)
+    assert goto(tab, f"{url}/console/") == 200
+    sign_in(tab, alias, email, temporary)
+    tab.fill("#password", temporary)
+    tab.fill("#new_password", new_password)
+    assert click(tab, "#sign-in") == 200
+    assert tab.url == f"{url}/console/licence"
 
 
 def check_quick_create_link(tab: Page, environment: str, region: str) -> None:
@@ -210,20 +222,15 @@ def totp_now(secret: str) -> str:
 
 def test_password_reset_by_email_and_two_step_sign_in(site: LocalServer, tab: Page) -> None:
     sign_up(site, tab, "resetco", "Reset Co", RESET_EMAIL, RESET_INSTANCE)
-    assert goto(tab, f"{site.url}/dev/mailbox") == 200
-    temporary = temporary_password(tab, RESET_EMAIL)
-    assert goto(tab, f"{site.url}/console/") == 200
-    sign_in(tab, "resetco", RESET_EMAIL, temporary)
-    tab.fill("#password", temporary)
-    tab.fill("#new_password", PASSWORD)
-    assert click(tab, "#sign-in") == 200
-    assert tab.url == f"{site.url}/console/licence"
+    first_sign_in(tab, site.url, "resetco", RESET_EMAIL, PASSWORD)
     assert click(tab, "#sign-out") == 200
     reset_password_by_email(site, tab)
     assert sign_in(tab, "resetco", RESET_EMAIL, PASSWORD) == 401  # the old one no longer works
     assert sign_in(tab, "resetco", RESET_EMAIL, RESET_PASSWORD) == 200
     assert tab.url == f"{site.url}/console/licence"
-    turn_on_two_step_sign_in_and_use_it(site, tab)
+    secret = turn_on_two_step_sign_in_and_use_it(site, tab)
+    secret = replace_the_authenticator_then_turn_it_off(site, tab, secret)
+    another_administrator_resets_it(site, tab)
 
 
 def reset_password_by_email(site: LocalServer, tab: Page) -> None:
@@ -261,7 +268,7 @@ def reset_password_by_email(site: LocalServer, tab: Page) -> None:
     shot(tab, "24-password-changed")
 
 
-def turn_on_two_step_sign_in_and_use_it(site: LocalServer, tab: Page) -> None:
+def turn_on_two_step_sign_in_and_use_it(site: LocalServer, tab: Page) -> str:
     """The password again, the secret as text and a URI, the first code; then a sign-in with a code."""
     assert goto(tab, f"{site.url}/console/mfa") == 200
     assert "off" in text(tab, "#mfa-state")
@@ -284,3 +291,53 @@ def turn_on_two_step_sign_in_and_use_it(site: LocalServer, tab: Page) -> None:
     assert tab.url == f"{site.url}/console/licence"
     assert text(tab, "#session-company") == "resetco"
     shot(tab, "28-signed-in-with-code")
+    return secret
+
+
+def change_two_step_sign_in(tab: Page, secret: str, button: str) -> int:
+    tab.fill("#password", RESET_PASSWORD)
+    tab.fill("#code", totp_now(secret))
+    return click(tab, button)
+
+
+def replace_the_authenticator_then_turn_it_off(site: LocalServer, tab: Page, secret: str) -> str:
+    """A new device (password and current code, the new key's first code), then two-step sign-in off;
+    then on again, for the next step. Returns the key in use."""
+    assert goto(tab, f"{site.url}/console/mfa") == 200
+    assert change_two_step_sign_in(tab, secret, "#replace-mfa") == 200
+    new = text(tab, "#mfa-secret")
+    assert "new key is being set up" in text(tab, "#mfa-state")
+    shot(tab, "29-mfa-new-device")
+    tab.fill("#code", totp_now(new))
+    assert click(tab, "#verify-mfa") == 200
+    assert "new device is in use" in text(tab, "main")
+    shot(tab, "30-mfa-replaced")
+    assert change_two_step_sign_in(tab, new, "#turn-off-mfa") == 200
+    assert "off" in text(tab, "#mfa-state")
+    shot(tab, "31-mfa-off")
+    tab.fill("#password", RESET_PASSWORD)
+    assert click(tab, "#start-mfa") == 200
+    secret = text(tab, "#mfa-secret")
+    tab.fill("#code", totp_now(secret))
+    assert click(tab, "#verify-mfa") == 200
+    assert "on" in text(tab, "#mfa-state")
+    return secret
+
+
+def another_administrator_resets_it(site: LocalServer, tab: Page) -> None:
+    """A lost device: a second administrator turns the first one's two-step sign-in off, and the first
+    signs in with the password alone."""
+    second = "second@resetco.example"
+    assert goto(tab, f"{site.url}/console/users") == 200
+    tab.fill("#email", second)
+    assert click(tab, "#invite") == 201
+    assert click(tab, "#sign-out") == 200
+    first_sign_in(tab, site.url, "resetco", second, PASSWORD)
+    assert goto(tab, f"{site.url}/console/users") == 200
+    assert tab.locator(f'button[aria-label="Turn off two-step sign-in of {second}"]').count() == 0
+    assert click(tab, f'button[aria-label="Turn off two-step sign-in of {RESET_EMAIL}"]') == 200
+    assert f"Two-step sign-in is off for {RESET_EMAIL}" in text(tab, "main")
+    shot(tab, "32-mfa-reset-by-another-administrator")
+    assert click(tab, "#sign-out") == 200
+    assert sign_in(tab, "resetco", RESET_EMAIL, RESET_PASSWORD) == 200
+    assert tab.url == f"{site.url}/console/licence"

@@ -13,9 +13,9 @@ from playwright.sync_api import Browser, Page
 
 from connect_metering.local.serve import LocalServer
 from connect_metering.local.serve_console import Preload
-from tests.e2e.console.test_console_browser import shot, sign_in, tab, temporary_password
+from tests.e2e.console.test_console_browser import first_sign_in, shot, tab
 from tests.e2e.console.test_serve_console import NEW_PASSWORD, write_replay
-from tests.e2e.registration.test_browser import chromium, click, goto, text
+from tests.e2e.registration.test_browser import chromium, goto, text
 
 pytestmark = [
     pytest.mark.e2e,
@@ -31,14 +31,7 @@ def test_the_usage_of_a_preloaded_replay(
     registry, events = write_replay(tmp_path_factory.mktemp("browser-replay"))
     with LocalServer(port=0, preload=Preload.read(registry, events)) as server:
         server.start()
-        assert goto(tab, f"{server.url}/dev/mailbox") == 200
-        email = "admin@replayco.example"
-        temporary = temporary_password(tab, email)
-        assert goto(tab, f"{server.url}/console/") == 200
-        sign_in(tab, "replayco", email, temporary)
-        tab.fill("#password", temporary)
-        tab.fill("#new_password", NEW_PASSWORD)
-        assert click(tab, "#sign-in") == 200
+        first_sign_in(tab, server.url, "replayco", "admin@replayco.example", NEW_PASSWORD)
         assert goto(tab, f"{server.url}/console/usage") == 200
         assert tab.locator("svg[role=img]").count() >= 1
         totals = [int(n) for n in re.findall(r"(\d+) agent-minutes", text(tab, "main"))]

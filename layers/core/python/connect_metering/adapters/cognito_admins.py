@@ -8,7 +8,9 @@ other flow), the first one answered with the ``NEW_PASSWORD_REQUIRED`` challenge
 with TOTP on answered with ``SOFTWARE_TOKEN_MFA`` (the code goes to AdminRespondToAuthChallenge).
 Password reset is Cognito's ForgotPassword / ConfirmForgotPassword; TOTP enrolment is
 AssociateSoftwareToken, VerifySoftwareToken and SetUserMFAPreference with the administrator's own access
-token (those three are authorized by the token, not by IAM).
+token (those three are authorized by the token, not by IAM); turning TOTP off or replacing it takes a new
+access token from the password and a current code. Another administrator's TOTP is reset with
+AdminSetUserMFAPreference (IAM).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from connect_metering.domain.console import (
     AdministratorExists,
     Authenticated,
     MfaAlreadyOn,
+    MfaNotOn,
     NewPasswordRequired,
     PasswordRejected,
     UnknownAdministrator,
@@ -123,6 +126,11 @@ class CognitoAdministrators:
         return self._who(username)
 
     def respond_to_mfa(self, username: str, challenge_session: str, code: str) -> Authenticated:
+        self._answer_mfa(username, challenge_session, code)
+        return self._who(username)
+
+    def _answer_mfa(self, username: str, challenge_session: str, code: str) -> dict[str, Any]:
+        """The TOTP code for a SOFTWARE_TOKEN_MFA challenge; Cognito's tokens (raises ``WrongMfaCode``)."""
         try:
             answer = self._client.admin_respond_to_auth_challenge(
                 UserPoolId=self._pool,
@@ -135,9 +143,10 @@ class CognitoAdministrators:
             if _code(error) in WRONG_MFA_ERRORS | WRONG_CREDENTIAL_ERRORS:
                 raise WrongMfaCode from None
             raise
-        if "AuthenticationResult" not in answer:
+        result: dict[str, Any] = answer.get("AuthenticationResult") or {}
+        if not result.get("AccessToken"):
             raise WrongMfaCode
-        return self._who(username)
+        return result
 
     def mfa_enabled(self, username: str) -> bool:
         user = self._client.admin_get_user(UserPoolId=self._pool, Username=username)
@@ -152,8 +161,44 @@ class CognitoAdministrators:
         token = str(answer.get("AuthenticationResult", {}).get("AccessToken", ""))
         if not token:
             raise WrongCredentials
-        secret = self._client.associate_software_token(AccessToken=token)["SecretCode"]
-        return token, str(secret)
+        return token, self.associate_software_token(token)
+
+    def associate_software_token(self, access_token: str) -> str:
+        """A new TOTP secret for the token's user; it replaces the one in use only once verified."""
+        return str(self._client.associate_software_token(AccessToken=access_token)["SecretCode"])
+
+    def sign_in_with_code(self, username: str, password: str, code: str) -> str:
+        """Signs in again with the password and the current TOTP code of an administrator who has TOTP on;
+        returns the access token. Raises ``WrongCredentials``, ``WrongMfaCode``, or ``MfaNotOn`` when the
+        password alone signs in."""
+        answer = self._initiate(username, password)
+        if answer.get("ChallengeName") != MFA_CHALLENGE:
+            if "AuthenticationResult" in answer:
+                raise MfaNotOn
+            raise WrongCredentials
+        return str(self._answer_mfa(username, str(answer["Session"]), code)["AccessToken"])
+
+    def disable_software_token(self, access_token: str) -> None:
+        """The token's user signs in with the password alone again (SetUserMFAPreference, by the token)."""
+        self._client.set_user_mfa_preference(
+            AccessToken=access_token, SoftwareTokenMfaSettings={"Enabled": False, "PreferredMfa": False}
+        )
+
+    def reset_mfa(self, username: str) -> str:
+        """Turns another administrator's TOTP off (AdminSetUserMFAPreference, by IAM): they sign in with
+        the password alone and may enrol a new device. Returns their subject (for the audit trail)."""
+        try:
+            subject = self._who(username).subject
+            self._client.admin_set_user_mfa_preference(
+                UserPoolId=self._pool,
+                Username=username,
+                SoftwareTokenMfaSettings={"Enabled": False, "PreferredMfa": False},
+            )
+        except ClientError as error:
+            if _code(error) == "UserNotFoundException":
+                raise UnknownAdministrator from None
+            raise
+        return subject
 
     def enable_software_token(self, access_token: str, code: str) -> None:
         """Verifies the first code of the associated secret, then makes TOTP the administrator's MFA."""

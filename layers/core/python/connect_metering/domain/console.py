@@ -278,6 +278,10 @@ class MfaAlreadyOn(Exception):
     """TOTP is already the administrator's second factor."""
 
 
+class MfaNotOn(Exception):
+    """The password was right but the administrator has no TOTP to turn off or replace."""
+
+
 class WrongResetCode(Exception):
     """A password reset code that is wrong, used or expired, or that names no administrator."""
 

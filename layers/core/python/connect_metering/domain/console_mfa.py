@@ -6,7 +6,8 @@ short-lived signed documents the browser carries between two requests.
   pointed at another administrator or company than the password step named.
 - ``MfaEnrolment``: an enrolment begun in one console session (the password asked again): the access
   token the identity provider's AssociateSoftwareToken and VerifySoftwareToken need. Signed and bound to
-  the session id: no other session can finish it. It travels in an ``HttpOnly`` cookie of the console's
+  the session id: no other session can finish it. A replacement (``replacing``) begins with the password
+  and a current code instead, and the old authenticator stays in use until the new one's code is verified. It travels in an ``HttpOnly`` cookie of the console's
   path and lives 10 minutes; the token is the administrator's own, for their own user.
 """
 
@@ -30,6 +31,8 @@ WRONG_MFA_CODE = "The code is not right, or it took too long. Sign in again."
 MFA_RETRY = "The code is not right. Enter the code your app shows now."
 MFA_ALREADY_ON = "Two-step sign-in is already on for you."
 MFA_RESTART = "The set-up took too long or was already finished. Start again."
+MFA_NOT_ON = "Two-step sign-in is not on for you."
+MFA_CURRENT_CODE = "The code is not right. Enter the code your app shows now for this console."
 
 
 def mfa_code_plausible(code: str) -> bool:
@@ -86,6 +89,9 @@ class MfaEnrolment:
     access_token: str
     secret: str
     expires: datetime
+    # A new authenticator for an administrator who has one: the old one stays in use until the new one's
+    # first code is verified.
+    replacing: bool = False
 
 
 def sign_enrolment(enrolment: MfaEnrolment, key: bytes) -> str:
@@ -96,6 +102,7 @@ def sign_enrolment(enrolment: MfaEnrolment, key: bytes) -> str:
             "token": enrolment.access_token,
             "secret": enrolment.secret,
             "exp": to_ms(enrolment.expires),
+            "replacing": enrolment.replacing,
         },
         key,
     )
@@ -114,6 +121,7 @@ def read_enrolment(
             access_token=str(document["token"]),
             secret=str(document["secret"]),
             expires=from_ms(int(str(document["exp"]))),
+            replacing=document.get("replacing") is True,
         )
     except (KeyError, TypeError, ValueError):
         return None

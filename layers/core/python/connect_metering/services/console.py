@@ -59,6 +59,9 @@ from connect_metering.domain.tenancy import Environment, TenancyError
 from connect_metering.services.console_mfa import MfaEnrolments
 from connect_metering.services.licence import LicenceService
 
+NO_SUCH_ADMINISTRATOR = "No administrator of your company has this email."
+OWN_MFA_RESET = "To turn off or replace your own two-step sign-in, use the two-step sign-in page."
+
 
 class IdentityProvider(Protocol):
     """The administrators' directory (Amazon Cognito deployed, moto's offline)."""
@@ -79,6 +82,19 @@ class IdentityProvider(Protocol):
 
     def enable_software_token(self, access_token: str, code: str) -> None:
         """Raises ``WrongMfaCode``."""
+        ...
+
+    def sign_in_with_code(self, username: str, password: str, code: str) -> str:
+        """The access token of a sign-in with password and TOTP code; raises ``WrongCredentials``,
+        ``WrongMfaCode`` or ``MfaNotOn``."""
+        ...
+
+    def associate_software_token(self, access_token: str) -> str: ...
+
+    def disable_software_token(self, access_token: str) -> None: ...
+
+    def reset_mfa(self, username: str) -> str:
+        """Turns the administrator's TOTP off; returns its subject. Raises ``UnknownAdministrator``."""
         ...
 
     def set_new_password(self, username: str, password: str, new_password: str) -> Authenticated: ...
@@ -438,10 +454,23 @@ class ConsoleService:
         try:
             subject = self._identity.delete_admin(username)
         except UnknownAdministrator:
-            raise ConsoleRefusal("email", "No administrator of your company has this email.", 404) from None
+            raise ConsoleRefusal("email", NO_SUCH_ADMINISTRATOR, 404) from None
         # Signed-in sessions of the removed administrator end now, not when their cookies expire.
         self._state.revoke_sessions(username, self._clock())
         return subject
+
+    def reset_mfa(self, session: ConsoleSession, email: str) -> str:
+        """Turns off the TOTP of another administrator of the session's company (a lost device); returns
+        their subject. One's own goes through the two-step sign-in page, which asks for password and code."""
+        email = normal_email(email)
+        if email == session.email:
+            raise ConsoleRefusal("email", OWN_MFA_RESET, 409)
+        if not account_plausible(session.company_alias, email):
+            raise ConsoleRefusal("email", NO_SUCH_ADMINISTRATOR, 404)
+        try:
+            return self._identity.reset_mfa(sign_in_name(session.company_alias, email))
+        except UnknownAdministrator:
+            raise ConsoleRefusal("email", NO_SUCH_ADMINISTRATOR, 404) from None
 
 
 def environment_refusal(error: TenancyError) -> ConsoleRefusal:

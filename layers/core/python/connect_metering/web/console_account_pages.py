@@ -94,6 +94,45 @@ def mfa_code_page(*, csrf_token: str, error: str = "") -> str:
     return console_layout("Error: enter your code" if error else "Enter your code", body)
 
 
+def _password(errors: dict[str, str]) -> str:
+    return _input(
+        "password", "Password", kind="password", error=errors.get("password"), autocomplete="current-password"
+    )
+
+
+def _code(errors: dict[str, str], label: str) -> str:
+    return _input("code", label, error=errors.get("code"), hint="6 digits.", autocomplete="one-time-code")
+
+
+def _new_key_steps(csrf_token: str, secret: str, uri: str, errors: dict[str, str], *, replacing: bool) -> str:
+    button = "Use the new key" if replacing else "Turn on two-step sign-in"
+    return (
+        "<h2>Add the key to your authenticator app</h2>"
+        "<p>Type this key into your app (time-based, 6 digits, 30 seconds), or open the link on a device "
+        "whose app takes <code>otpauth://</code> links.</p>"
+        f'<p>Key: <code id="mfa-secret">{escape(secret)}</code></p>'
+        f'<p><a id="mfa-uri" href="{escape(uri)}">{escape(uri)}</a></p>'
+        f'<form method="post" action="/console/mfa/verify" novalidate>{_csrf(csrf_token)}'
+        + _code(errors, "Code the app shows")
+        + f'<button type="submit" id="verify-mfa">{button}</button></form>'
+    )
+
+
+def _change_steps(csrf_token: str, errors: dict[str, str]) -> str:
+    """Turning it off or replacing the authenticator: the password and a code of the app in use."""
+    return (
+        "<h2>Turn it off or use another device</h2><p>Enter your password and the code your app shows now. "
+        "A new device gets a new key; the old one works until the new one's first code is accepted. If you "
+        "lost your device, another administrator of your company can turn it off for you.</p>"
+        f'<form method="post" action="/console/mfa/off" novalidate>{_csrf(csrf_token)}'
+        + _password(errors)
+        + _code(errors, "Code your app shows now")
+        + '<button type="submit" id="replace-mfa" formaction="/console/mfa/replace">Set up a new device'
+        "</button> "
+        '<button type="submit" id="turn-off-mfa">Turn off two-step sign-in</button></form>'
+    )
+
+
 def mfa_page(
     *,
     alias: str,
@@ -106,40 +145,24 @@ def mfa_page(
 ) -> str:
     """Two-step sign-in: its state; the password to begin; then the secret and the first code."""
     errors = errors or {}
-    if enabled:
-        state = '<p id="mfa-state">Two-step sign-in is <strong>on</strong>: each sign-in asks for a code from your app.</p>'
-        steps = ""
-    elif secret:
-        state = '<p id="mfa-state">Two-step sign-in is <strong>being set up</strong>.</p>'
-        steps = (
-            "<h2>Add the key to your authenticator app</h2>"
-            "<p>Type this key into your app (time-based, 6 digits, 30 seconds), or open the link on a device "
-            "whose app takes <code>otpauth://</code> links.</p>"
-            f'<p>Key: <code id="mfa-secret">{escape(secret)}</code></p>'
-            f'<p><a id="mfa-uri" href="{escape(uri)}">{escape(uri)}</a></p>'
-            f'<form method="post" action="/console/mfa/verify" novalidate>{_csrf(csrf_token)}'
-            + _input(
-                "code",
-                "Code the app shows",
-                error=errors.get("code"),
-                hint="6 digits.",
-                autocomplete="one-time-code",
-            )
-            + '<button type="submit" id="verify-mfa">Turn on two-step sign-in</button></form>'
+    if secret:
+        state = (
+            '<p id="mfa-state">Two-step sign-in is <strong>on</strong>: a new key is being set up; the old '
+            "one works until the new one's first code is accepted.</p>"
+            if enabled
+            else '<p id="mfa-state">Two-step sign-in is <strong>being set up</strong>.</p>'
         )
+        steps = _new_key_steps(csrf_token, secret, uri, errors, replacing=enabled)
+    elif enabled:
+        state = '<p id="mfa-state">Two-step sign-in is <strong>on</strong>: each sign-in asks for a code from your app.</p>'
+        steps = _change_steps(csrf_token, errors)
     else:
         state = '<p id="mfa-state">Two-step sign-in is <strong>off</strong>: only your password protects your sign-in.</p>'
         steps = (
             "<h2>Turn it on</h2><p>You need an authenticator app (time-based codes). Enter your password to "
             "begin.</p>"
             f'<form method="post" action="/console/mfa/start" novalidate>{_csrf(csrf_token)}'
-            + _input(
-                "password",
-                "Password",
-                kind="password",
-                error=errors.get("password"),
-                autocomplete="current-password",
-            )
+            + _password(errors)
             + '<button type="submit" id="start-mfa">Set up two-step sign-in</button></form>'
         )
     body = "<h1>Two-step sign-in</h1>" + _notice(notice) + (_errors(errors) if errors else "") + state + steps

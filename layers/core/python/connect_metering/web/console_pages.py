@@ -302,7 +302,7 @@ def environments_page(
     )
     table = (
         '<table id="environments"><thead><tr><th scope="col">Name</th><th scope="col">Instance ARN</th>'
-        '<th scope="col">State</th><th scope="col">Verification code, forwarder</th><th scope="col">Remove</th></tr>'
+        '<th scope="col">State</th><th scope="col">Verification code, forwarder</th><th scope="col">Change</th></tr>'
         f"</thead><tbody>{rows}</tbody></table>"
         if environments
         else "<p>No environments yet: add your first Amazon Connect instance below.</p>"
@@ -432,7 +432,11 @@ def users_page(
             if admin.email == me
             else '<form class="inline" method="post" action="/console/users/remove">'
             f'{_csrf(csrf_token)}<input type="hidden" name="email" value="{escape(admin.email)}">'
-            f'<button type="submit" aria-label="Remove {escape(admin.email)}">Remove</button></form>'
+            f'<button type="submit" aria-label="Remove {escape(admin.email)}">Remove</button></form> '
+            '<form class="inline" method="post" action="/console/users/mfa-reset">'
+            f'{_csrf(csrf_token)}<input type="hidden" name="email" value="{escape(admin.email)}">'
+            f'<button type="submit" aria-label="Turn off two-step sign-in of {escape(admin.email)}">'
+            "Turn off two-step sign-in</button></form>"
         )
         + "</td></tr>"
         for admin in administrators
@@ -442,7 +446,7 @@ def users_page(
         + (f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "")
         + _errors({"email": error} if error else {})
         + '<table id="administrators"><thead><tr><th scope="col">Email</th><th scope="col">State</th>'
-        f'<th scope="col">Remove</th></tr></thead><tbody>{rows}</tbody></table>'
+        f'<th scope="col">Change</th></tr></thead><tbody>{rows}</tbody></table>'
         + '<h2>Invite an administrator</h2><form method="post" action="/console/users" novalidate>'
         + _csrf(csrf_token)
         + _input(
