@@ -10,6 +10,7 @@ import argparse
 import json
 import random
 import re
+import resource
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -253,11 +254,13 @@ def measure_metering(
                     (_at(e), json.dumps(eventbridge_envelope(e, arrived=_at(e))))
                     for e in shift_events(shift, rng)
                 ]
+        _progress(f"metering: {subscriptions:,} companies stored")
         ingest = handler_module("ingest")
         ingest.ingest_service.cache_clear()
         for batch in deployed_batches(sorted(events, key=lambda pair: pair[0])):
             ingest.handle_batch(batch)
             ingest.metrics.clear_metrics()
+        _progress(f"metering: {len(events):,} agent events ingested")
         dispatcher = handler_module("meter_dispatch")
         dispatcher.dispatcher.cache_clear()
         worker_module = handler_module("meter_worker")
@@ -302,6 +305,7 @@ def measure_metering(
                     sorted(set(_bench_aliases(subscriptions)) - set(active)), subscriptions
                 ),
             )
+            _progress(f"metering: hour {hour} metered")
             if by_company.requests != measured.dynamodb_requests:
                 raise RuntimeError(
                     f"{by_company.requests} requests attributed of {measured.dynamodb_requests}"
@@ -498,8 +502,11 @@ def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
 
 
 def _progress(line: str) -> None:
-    """A long run says what it has measured so far (stderr; stdout is the table)."""
-    print(f"bench: {line}", file=sys.stderr, flush=True)
+    """A long run says what it has measured so far, and the CPU spent up to then by this process and
+    by the children it waited for (stderr; stdout is the table)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = f"{own.ru_utime + own.ru_stime:,.1f} s CPU, children {children.ru_utime + children.ru_stime:,.1f} s"
+    print(f"bench [{cpu}]: {line}", file=sys.stderr, flush=True)
 
 
 def render_table(figures: list[Figure]) -> str:
