@@ -264,13 +264,47 @@ def lean_update_validation() -> Iterator[None]:
                 return processor(node)
         return None
 
+    original_traverse = DepthFirstTraverser.traverse_node_recursively
     setattr(DepthFirstTraverser, "process", process)  # noqa: B010
+    setattr(DepthFirstTraverser, "traverse_node_recursively", _traverse)  # noqa: B010
     setattr(validators, "deepcopy", copy_tree)  # noqa: B010
     try:
         yield
     finally:
         setattr(DepthFirstTraverser, "process", original_process)  # noqa: B010
+        setattr(DepthFirstTraverser, "traverse_node_recursively", original_traverse)  # noqa: B010
         setattr(validators, "deepcopy", original_copy)  # noqa: B010
+
+
+def _traverse(walker: DepthFirstTraverser, node: Any, child_id: int = -1) -> Any:
+    """moto's ``traverse_node_recursively`` step for step (children first, each after the walker's
+    ``pre_processing_of_child`` hook, then the node itself if the walker processes its kind), without
+    its calls that do nothing: the default hook, and a recursion into a child that is not a node
+    (moto's returns such a child untouched)."""
+    if not isinstance(node, Node):
+        return node
+    parent_node = node.parent
+    children = node.children
+    if children is not None:
+        hook = _child_hook(type(walker))
+        for position, child in enumerate(children):
+            if hook is not None:
+                hook(walker, node, position)
+            if isinstance(child, Node):
+                _traverse(walker, child, position)
+    if isinstance(node, walker.nodes_to_be_processed()):
+        node = walker.process(node)
+        node.parent = parent_node
+        if parent_node:
+            parent_node.children[child_id] = node
+    return node
+
+
+@functools.cache
+def _child_hook(kind: type) -> Any:
+    """The walker class's own ``pre_processing_of_child``; None when it keeps moto's, which does nothing."""
+    hook = kind.pre_processing_of_child
+    return None if hook is DepthFirstTraverser.pre_processing_of_child else hook
 
 
 # The types copy.deepcopy returns as they are (its atomic types, looked up by exact type as it does).
