@@ -34,7 +34,12 @@ from moto.core.responses import ActionResult
 from moto.core.utils import get_service_model, utcnow
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing import validators
-from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+    DepthFirstTraverser,
+    Expression,
+    Node,
+    UpdateExpressionFunction,
+)
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from requests.structures import CaseInsensitiveDict
@@ -260,28 +265,33 @@ def lean_update_validation() -> Iterator[None]:
         if kinds is None:
             kinds = walker.__dict__["_embedded_processing_map"] = walker._processing_map()
         for kind, processor in kinds.items():
-            if isinstance(node, kind):
+            if issubclass(type(node), kind):  # isinstance, for the nodes' plain classes
                 return processor(node)
         return None
 
     original_traverse = DepthFirstTraverser.traverse_node_recursively
+    original_find = Node.find_clauses
     setattr(DepthFirstTraverser, "process", process)  # noqa: B010
     setattr(DepthFirstTraverser, "traverse_node_recursively", _traverse)  # noqa: B010
+    setattr(Node, "find_clauses", _find_clauses)  # noqa: B010
     setattr(validators, "deepcopy", copy_tree)  # noqa: B010
     try:
         yield
     finally:
         setattr(DepthFirstTraverser, "process", original_process)  # noqa: B010
         setattr(DepthFirstTraverser, "traverse_node_recursively", original_traverse)  # noqa: B010
+        setattr(Node, "find_clauses", original_find)  # noqa: B010
         setattr(validators, "deepcopy", original_copy)  # noqa: B010
 
 
 def _traverse(walker: DepthFirstTraverser, node: Any, child_id: int = -1) -> Any:
     """moto's ``traverse_node_recursively`` step for step (children first, each after the walker's
     ``pre_processing_of_child`` hook, then the node itself if the walker processes its kind), without
-    its calls that do nothing: the default hook, and a recursion into a child that is not a node
-    (moto's returns such a child untouched)."""
-    if not isinstance(node, Node):
+    its calls that do nothing (the default hook, a recursion into a child that is not a node, which
+    moto's returns untouched) and with each class test answered once per class: moto's node classes
+    are abstract-base-class instances, whose ``isinstance`` goes through ``__instancecheck__`` at
+    every node."""
+    if not _is_node(type(node)):
         return node
     parent_node = node.parent
     children = node.children
@@ -290,14 +300,52 @@ def _traverse(walker: DepthFirstTraverser, node: Any, child_id: int = -1) -> Any
         for position, child in enumerate(children):
             if hook is not None:
                 hook(walker, node, position)
-            if isinstance(child, Node):
+            if _is_node(type(child)):
                 _traverse(walker, child, position)
-    if isinstance(node, walker.nodes_to_be_processed()):
+    if _processes(walker, type(node)):
         node = walker.process(node)
         node.parent = parent_node
         if parent_node:
             parent_node.children[child_id] = node
     return node
+
+
+_NODE_CLASSES: dict[type, bool] = {}
+_PROCESSED_CLASSES: dict[tuple[type, type], bool] = {}
+
+
+def _is_node(kind: type) -> bool:
+    found = _NODE_CLASSES.get(kind)
+    if found is None:
+        found = _NODE_CLASSES[kind] = issubclass(kind, Node)
+    return found
+
+
+def _processes(walker: DepthFirstTraverser, kind: type) -> bool:
+    """Whether the walker processes nodes of this class (its kinds are fixed by its class)."""
+    key = (type(walker), kind)
+    found = _PROCESSED_CLASSES.get(key)
+    if found is None:
+        found = _PROCESSED_CLASSES[key] = issubclass(kind, walker.nodes_to_be_processed())
+    return found
+
+
+def _find_clauses(node: Node, clause_types: Any) -> list[Any]:
+    """moto's ``Node.find_clauses``: the children of exactly these classes, looking into expressions
+    and functions, with each class's test answered once."""
+    clauses: list[Any] = []
+    for child in node.children or []:
+        kind = type(child)
+        if kind in clause_types:
+            clauses.append(child)
+        elif _descends(kind):
+            clauses.extend(child.find_clauses(clause_types))
+    return clauses
+
+
+@functools.cache
+def _descends(kind: type) -> bool:
+    return issubclass(kind, (Expression, UpdateExpressionFunction))
 
 
 @functools.cache
