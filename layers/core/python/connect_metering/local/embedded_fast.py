@@ -296,7 +296,7 @@ def _traverse(walker: DepthFirstTraverser, node: Any, child_id: int = -1) -> Any
     parent_node = node.parent
     children = node.children
     if children is not None:
-        hook = _child_hook(type(walker))
+        hook = _child_hook(walker.__class__)
         for position, child in enumerate(children):
             if hook is not None:
                 hook(walker, node, position)
@@ -335,7 +335,7 @@ def _find_clauses(node: Node, clause_types: Any) -> list[Any]:
     and functions, with each class's test answered once."""
     clauses: list[Any] = []
     for child in node.children or []:
-        kind = type(child)
+        kind: Any = type(child)
         if kind in clause_types:
             clauses.append(child)
         elif _descends(kind):
@@ -344,12 +344,12 @@ def _find_clauses(node: Node, clause_types: Any) -> list[Any]:
 
 
 @functools.cache
-def _descends(kind: type) -> bool:
+def _descends(kind: Any) -> bool:
     return issubclass(kind, (Expression, UpdateExpressionFunction))
 
 
 @functools.cache
-def _child_hook(kind: type) -> Any:
+def _child_hook(kind: Any) -> Any:
     """The walker class's own ``pre_processing_of_child``; None when it keeps moto's, which does nothing."""
     hook = kind.pre_processing_of_child
     return None if hook is DepthFirstTraverser.pre_processing_of_child else hook
@@ -368,7 +368,7 @@ def copy_tree(value: Any, memo: dict[int, Any] | None = None) -> Any:
 
 
 def _copied(value: Any, memo: dict[int, Any]) -> Any:
-    kind = type(value)
+    kind: Any = type(value)
     if kind in _IMMUTABLE:
         return value
     found = memo.get(id(value))
@@ -390,7 +390,7 @@ def _copied(value: Any, memo: dict[int, Any]) -> Any:
 
 
 @functools.cache
-def _plain_node_class(kind: type) -> bool:
+def _plain_node_class(kind: Any) -> bool:
     """A syntax-tree node class that ``copy.deepcopy`` copies by the default protocol: a new instance
     whose ``__dict__`` is a deep copy of the original's (no copy or pickling hooks of its own)."""
     return (
@@ -418,7 +418,7 @@ def constant_user_agent() -> Iterator[None]:
     built: dict[int, tuple[Any, str]] = {}  # the config kept with its header: its id is never reused
 
     def to_string(agent: UserAgentString) -> str:
-        config = agent._client_config
+        config = getattr(agent, "_client_config", None)
         found = built.get(id(config))
         if found is None:
             found = built[id(config)] = (config, original(agent))
