@@ -255,12 +255,7 @@ def measure_metering(
                     for e in shift_events(shift, rng)
                 ]
         _progress(f"metering: {subscriptions:,} companies stored")
-        ingest = handler_module("ingest")
-        ingest.ingest_service.cache_clear()
-        for batch in deployed_batches(sorted(events, key=lambda pair: pair[0])):
-            ingest.handle_batch(batch)
-            ingest.metrics.clear_metrics()
-        _progress(f"metering: {len(events):,} agent events ingested")
+        _progress(f"metering: {_ingest_all(events):,} agent events ingested")
         dispatcher = handler_module("meter_dispatch")
         dispatcher.dispatcher.cache_clear()
         worker_module = handler_module("meter_worker")
@@ -312,6 +307,20 @@ def measure_metering(
                 )
         throttled = aws.marketplace.counter("BatchMeterUsage").throttled
     return measured, throttled
+
+
+def _ingest_all(events: list[tuple[datetime, str]]) -> int:
+    """Every event through the ingest handler in the deployed batches; the stream (hundreds of MB at
+    10,000 companies) is emptied and let go batch by batch, not held through the metering."""
+    ingest = handler_module("ingest")
+    ingest.ingest_service.cache_clear()
+    count, batches = len(events), deployed_batches(sorted(events, key=lambda pair: pair[0]))
+    events.clear()
+    batches.reverse()
+    while batches:
+        ingest.handle_batch(batches.pop())
+        ingest.metrics.clear_metrics()  # in-process: Lambda would flush them after each batch
+    return count
 
 
 def metering_figures(measured: MeteringMeasure, throttled: int) -> list[Figure]:
