@@ -188,3 +188,190 @@ def test_an_invalid_expression_fails_every_time() -> None:
                     ExpressionAttributeValues={":v": {"S": "x"}},
                 )
             assert failure.value.response["Error"]["Code"] == "ValidationException"
+
+
+def exercise_update_expressions(aws: EmbeddedAws) -> list[Any]:
+    """Update expressions of every clause and function moto validates (names, nested paths, if_not_exists,
+    list_append, arithmetic, REMOVE by index, DELETE from a set) with each ReturnValues, the validation
+    failures moto raises from its walkers, a cancelled transaction that returns the failing item, and a
+    query read page by page: each answer as botocore returned it."""
+    client = aws.dynamodb
+    answers: list[Any] = []
+
+    def call(operation: str, **parameters: Any) -> None:
+        try:
+            response = getattr(client, operation)(**parameters)
+        except ClientError as error:
+            response = error.response
+        response.pop("ResponseMetadata", None)
+        answers.append(response)
+
+    def update(expression: str, returns: str = "ALL_NEW", **parameters: Any) -> None:
+        call(
+            "update_item",
+            TableName=TENANCY_TABLE,
+            Key=KEY,
+            UpdateExpression=expression,
+            ReturnValues=returns,
+            **parameters,
+        )
+
+    values = {":one": {"N": "1"}, ":zero": {"N": "0"}, ":list": {"L": [{"S": "x"}, {"N": "2"}]}}
+    update(
+        "SET #c = if_not_exists(#c, :zero) + :one",
+        ExpressionAttributeNames={"#c": "count"},
+        ExpressionAttributeValues={":one": values[":one"], ":zero": values[":zero"]},
+    )
+    update(
+        "SET #c = #c + :one, #l = list_append(if_not_exists(#l, :list), :list)",
+        "UPDATED_NEW",
+        ExpressionAttributeNames={"#c": "count", "#l": "log"},
+        ExpressionAttributeValues={":one": values[":one"], ":list": values[":list"]},
+    )
+    update(
+        "SET m = :m", "UPDATED_OLD", ExpressionAttributeValues={":m": {"M": {"in": {"M": {"x": {"S": "y"}}}}}}
+    )
+    update(
+        "SET m.#in.z = :v, m.#in.x = :w",
+        "ALL_OLD",
+        ExpressionAttributeNames={"#in": "in"},
+        ExpressionAttributeValues={":v": {"N": "5"}, ":w": {"S": "w"}},
+    )
+    update("REMOVE #l[0], m.#in.x", ExpressionAttributeNames={"#in": "in", "#l": "log"})
+    update("ADD tags :t", ExpressionAttributeValues={":t": {"SS": ["a", "b", "c"]}})
+    update("DELETE tags :t", "UPDATED_NEW", ExpressionAttributeValues={":t": {"SS": ["b"]}})
+    update(
+        "SET #c = #c - :one",
+        "NONE",
+        ExpressionAttributeNames={"#c": "count"},
+        ExpressionAttributeValues={":one": values[":one"]},
+    )
+    # validation failures raised by moto's walkers
+    update("SET pk = :v", ExpressionAttributeValues={":v": {"S": "other"}})  # a key attribute
+    update("SET a = :v", ExpressionAttributeValues={":w": {"S": "x"}})  # an undefined value
+    update("SET a = :v, a = :w", ExpressionAttributeValues={":v": {"S": "x"}, ":w": {"S": "y"}})
+    update(
+        "SET m.#in = m.#in + :one",
+        ExpressionAttributeNames={"#in": "in"},
+        ExpressionAttributeValues={":one": values[":one"]},
+    )  # a map plus a number
+    update("SET nothere.x = :one", ExpressionAttributeValues={":one": values[":one"]})
+    update("ADD n :one SET n = :one", ExpressionAttributeValues={":one": values[":one"]})
+    call(
+        "update_item",
+        TableName=TENANCY_TABLE,
+        Key=KEY,
+        UpdateExpression="SET #c = :zero",
+        ConditionExpression="#c > :one",
+        ExpressionAttributeNames={"#c": "count"},
+        ExpressionAttributeValues={":one": {"N": "100"}, ":zero": values[":zero"]},
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
+    call(
+        "transact_write_items",
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": TENANCY_TABLE,
+                    "Key": {"pk": {"S": "company#bravo"}, "sk": {"S": "meta"}},
+                    "UpdateExpression": "SET v = :one",
+                    "ExpressionAttributeValues": {":one": values[":one"]},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": TENANCY_TABLE,
+                    "Key": KEY,
+                    "UpdateExpression": "SET #c = :zero",
+                    "ConditionExpression": "attribute_not_exists(#c)",
+                    "ExpressionAttributeNames": {"#c": "count"},
+                    "ExpressionAttributeValues": {":zero": values[":zero"]},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        ],
+    )
+    call("get_item", TableName=TENANCY_TABLE, Key={"pk": {"S": "company#bravo"}, "sk": {"S": "meta"}})
+    for number in range(7):
+        call(
+            "put_item",
+            TableName=TENANCY_TABLE,
+            Item={"pk": {"S": "company#alpha"}, "sk": {"S": f"env#{number}"}, "b": {"B": bytes([number])}},
+        )
+    page: dict[str, Any] = {}
+    while True:
+        call(
+            "query",
+            TableName=TENANCY_TABLE,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :env)",
+            ExpressionAttributeValues={":pk": {"S": "company#alpha"}, ":env": {"S": "env#"}},
+            Limit=3,
+            **page,
+        )
+        if "LastEvaluatedKey" not in answers[-1]:
+            break
+        page = {"ExclusiveStartKey": answers[-1]["LastEvaluatedKey"]}
+    call("get_item", TableName=TENANCY_TABLE, Key=KEY)
+    return answers
+
+
+def test_update_expressions_answer_as_moto_does_without_any_speed_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    with environment_restored(), EmbeddedAws(product_code="p", start=START) as aws:
+        fast = exercise_update_expressions(aws)
+    for speed_up in (
+        "direct_dynamodb",
+        "cached_expression_parsing",
+        "remembered_node_kinds",
+        "lean_update_validation",
+        "constant_user_agent",
+    ):
+        monkeypatch.setattr(embedded, speed_up, contextlib.nullcontext)
+    with environment_restored(), EmbeddedAws(product_code="p", start=START) as aws:
+        plain = exercise_update_expressions(aws)
+    assert fast == plain
+    codes = [answer.get("Error", {}).get("Code") for answer in fast]
+    assert codes.count("ValidationException") == 6
+    assert "ConditionalCheckFailedException" in codes
+    cancelled = fast[codes.index("TransactionCanceledException")]
+    assert cancelled["CancellationReasons"][1]["Item"]["count"] == {"N": "1"}
+    assert fast[0]["Attributes"]["count"] == {"N": "1"}
+    pages = [answer for answer in fast if "Count" in answer]
+    assert [page["Count"] for page in pages] == [3, 3, 1]
+    assert fast[-1]["Item"]["tags"] == {"SS": ["a", "c"]}
+
+
+def test_the_syntax_tree_copy_is_moto_s_deep_copy() -> None:
+    import copy
+
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    from connect_metering.local.embedded_fast import copy_tree
+
+    def shape(node: Any) -> Any:
+        if isinstance(node, list):
+            return [shape(inner) for inner in node]
+        if hasattr(node, "__dict__"):
+            return (
+                type(node).__name__,
+                {
+                    name: type(inner).__name__ if name == "parent" else shape(inner)
+                    for name, inner in vars(node).items()
+                },
+            )
+        return node
+
+    for expression in (
+        "ADD n :one SET tags = :tags",
+        "SET #a = if_not_exists(#a, :z) + :one, b = list_append(b, :l) REMOVE c[1], d.e DELETE s :s",
+    ):
+        tree = UpdateExpressionParser.make(expression)
+        copied = copy_tree(tree)
+        assert shape(copied) == shape(copy.deepcopy(tree))
+        assert copied is not tree
+        stack = [copied]
+        while stack:  # every link points into the copy
+            node = stack.pop()
+            for child in getattr(node, "children", None) or []:
+                if hasattr(child, "children"):
+                    assert child.parent is node
+                    stack.append(child)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 import boto3
 import botocore
 import moto.core.responses
+import moto.sqs.models
 from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.utils import camelcase_to_underscores, method_names_from_class
@@ -33,7 +34,9 @@ from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import create_tenancy_table
 from connect_metering.local.embedded_fast import (
     cached_expression_parsing,
+    constant_user_agent,
     direct_dynamodb,
+    lean_update_validation,
     remembered_node_kinds,
 )
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
@@ -393,6 +396,8 @@ def lean_requests(events: Any) -> Iterator[None]:
 
     setattr(moto.core.responses, "method_names_from_class", functools.cache(original_names))  # noqa: B010
     setattr(moto.core.responses, "camelcase_to_underscores", functools.cache(original_underscores))  # noqa: B010
+    # SQS's queue attributes convert every attribute name on each read (each send reads them).
+    setattr(moto.sqs.models, "camelcase_to_underscores", functools.cache(original_underscores))  # noqa: B010
     events.register("choose-signer", unsigned, unique_id="embedded-aws-unsigned")
     try:
         yield
@@ -400,6 +405,7 @@ def lean_requests(events: Any) -> Iterator[None]:
         events.unregister("choose-signer", unique_id="embedded-aws-unsigned")
         setattr(moto.core.responses, "method_names_from_class", original_names)  # noqa: B010
         setattr(moto.core.responses, "camelcase_to_underscores", original_underscores)  # noqa: B010
+        setattr(moto.sqs.models, "camelcase_to_underscores", original_underscores)  # noqa: B010
 
 
 class _TablesByReference:
@@ -443,6 +449,8 @@ class EmbeddedAws:
         self._moto_speedups.enter_context(direct_dynamodb())
         self._moto_speedups.enter_context(cached_expression_parsing())
         self._moto_speedups.enter_context(remembered_node_kinds())
+        self._moto_speedups.enter_context(lean_update_validation())
+        self._moto_speedups.enter_context(constant_user_agent())
         os.environ.update(TABLE_ENVIRONMENT)
         self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
         self.metering: MarketplaceMeteringClient = self.marketplace.attach(
