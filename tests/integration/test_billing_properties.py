@@ -1,6 +1,7 @@
-"""Property: under random late events, outages, unprocessed records and worker crashes, what AWS
-Marketplace accepted per (subscription, environment) equals floor(total billable time / 60 s), and no
-hour is accepted twice (BILLING.md section 5)."""
+"""Property: under random late events, outages, unprocessed records and worker crashes, the minutes
+the product reports accepted or unconfirmed per (subscription, environment) add up to floor(total
+billable time / 60 s), what AWS Marketplace accepted lies between the accepted ones and that total (all
+of it without crashes), and no hour is accepted twice (BILLING.md section 5)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,22 @@ faults = st.fixed_dictionaries(
         "crash_rate": 0.3,
     },
 )
+@example(  # found by hypothesis: the answer for 10:00 (Success) is lost to a crash at every send in its
+    # window, so Marketplace holds the record the product can only report unconfirmed
+    sessions=[("eu", 80, 77, 30, 0), ("eu", 42, 119, 39, 0), ("eu", 119, 93, 26, 0)],
+    faults={
+        "seed": 279,
+        "outages": [
+            {
+                "start": (START + timedelta(minutes=246)).isoformat(),
+                "end": (START + timedelta(minutes=266)).isoformat(),
+                "error": "InternalServiceErrorException",
+            }
+        ],
+        "unprocessed_rate": 0.0,
+        "crash_rate": 0.3,
+    },
+)
 def test_accepted_minutes_equal_billable_time_under_faults(
     sessions: list[tuple[str, int, int, int, int]], faults: dict[str, Any]
 ) -> None:
@@ -104,11 +121,18 @@ def test_accepted_minutes_equal_billable_time_under_faults(
             accepted[allocation["Tags"][0]["Value"]] += allocation["AllocatedUsageQuantity"]
     environments = result.summary["companies"]["acme"]["environments"]
     for env in ENVIRONMENTS:
+        truth = truth_ms[env] // 60_000
         # A record whose answer was lost to a worker crash and that then left the acceptance window is
-        # kept as accepted, never moved (moving could bill twice): docs/billing.md section 6. The only
-        # minutes Marketplace may lack are those, and the summary must say so, never count them as billed.
+        # kept as accepted, never moved (moving could bill twice): docs/billing.md section 6. The product
+        # cannot know whether Marketplace holds it (an identical resend is answered Success, so it may,
+        # or every answer may have been an error), so the summary reports it apart, never as billed.
         unconfirmed = environments[env]["minutes_unconfirmed"]
-        assert accepted[env] + unconfirmed == truth_ms[env] // 60_000, (env, dict(accepted), dict(truth_ms))
-        assert environments[env]["minutes_accepted"] == accepted[env], (env, environments[env])
-        assert unconfirmed == 0 or faults["crash_rate"] > 0, (env, environments[env], faults)
+        confirmed = environments[env]["minutes_accepted"]
+        # The product's books: every billable minute is in an accepted or an unconfirmed record, once.
+        assert confirmed + unconfirmed == truth, (env, environments[env], truth)
+        # Marketplace holds every minute the product calls accepted, never a minute twice, and lacks at
+        # most the unconfirmed ones.
+        assert confirmed <= accepted[env] <= truth, (env, dict(accepted), environments[env], truth)
+        if faults["crash_rate"] == 0:
+            assert unconfirmed == 0 and accepted[env] == truth, (env, dict(accepted), environments[env])
     assert "DuplicateRecord" not in {record["status"] for record in result.records}
