@@ -307,11 +307,7 @@ def _audit(alias: str, target: str, outcome: str, status: int) -> None:
         outcome=outcome,
         status=status,
     )
-    logger.info("admin change", extra={"audit": entry.fields()})
-    try:
-        audit_log().record(entry)
-    except Exception as error:
-        logger.error("audit item not stored", extra={"audit": entry.fields(), "error": type(error).__name__})
+    audit_log().keep(entry, logger, "admin change")
 
 
 def _environment_target(name: object, instance_arn: object) -> str:

@@ -164,11 +164,7 @@ def _audit(session: ConsoleSession, target: str, outcome: str, status: int) -> N
         outcome=outcome,
         status=status,
     )
-    logger.info("console change", extra={"audit": entry.fields()})
-    try:
-        audit_log().record(entry)
-    except Exception as error:
-        logger.error("audit item not stored", extra={"audit": entry.fields(), "error": type(error).__name__})
+    audit_log().keep(entry, logger, "console change")
 
 
 # Responses ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from boto3.dynamodb.types import TypeSerializer
 
@@ -13,6 +13,14 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _serializer = TypeSerializer()
+
+
+class ChangeLog(Protocol):
+    """The handler's logger (Powertools ``Logger`` or ``logging.Logger``)."""
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class DynamoAuditLog:
@@ -26,3 +34,12 @@ class DynamoAuditLog:
             TableName=self._table,
             Item={name: _serializer.serialize(value) for name, value in item.items()},
         )
+
+    def keep(self, entry: AuditEntry, log: ChangeLog, message: str) -> None:
+        """Log the change as ``message``, then store it. The change is made by then: a store that fails is
+        logged as such and never fails the request that made it."""
+        log.info(message, extra={"audit": entry.fields()})
+        try:
+            self.record(entry)
+        except Exception as error:
+            log.error("audit item not stored", extra={"audit": entry.fields(), "error": type(error).__name__})
