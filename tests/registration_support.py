@@ -171,3 +171,13 @@ SIGNUP = {
     "contact_email": "ops@acme.example",
     "instance_arn": "",
 }
+
+
+def audit_items(dynamodb: Any, table: str, alias: str) -> list[dict[str, Any]]:
+    """A company's ``AUDIT#<alias>`` trail, each item's attributes as plain values."""
+    items = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"AUDIT#{alias}"}},
+    )["Items"]
+    return [{name: next(iter(value.values())) for name, value in item.items()} for item in items]

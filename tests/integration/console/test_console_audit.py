@@ -10,6 +10,7 @@ import pytest
 from connect_metering.adapters.cognito_admins import COMPANY_ATTRIBUTE
 from connect_metering.domain.console import sign_in_name
 from tests.integration.console.conftest import TENANCY, ConsoleWorld
+from tests.registration_support import audit_items as trail
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics")]
 
@@ -18,12 +19,7 @@ NEW_ARN = "arn:aws:connect:us-west-2:111111111111:instance/aaaaaaaa-0000-0000-00
 
 
 def audit_items(world: ConsoleWorld, alias: str) -> list[dict[str, Any]]:
-    items = world.dynamodb.query(
-        TableName=TENANCY,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"AUDIT#{alias}"}},
-    )["Items"]
-    return [{name: next(iter(value.values())) for name, value in item.items()} for item in items]
+    return trail(world.dynamodb, TENANCY, alias)
 
 
 def subject_of(world: ConsoleWorld, alias: str, email: str) -> str:

@@ -15,6 +15,7 @@ from connect_metering.local.serve import http_api_event
 from tests.factories import agent_event
 from tests.integration.registration.conftest import T0, TENANCY, World
 from tests.registration_support import PRODUCT_CODE, context, instance_arn, license_arn
+from tests.registration_support import audit_items as trail
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics")]
 
@@ -300,12 +301,7 @@ def test_the_seat_check(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def audit_items(world: World, alias: str) -> list[dict[str, Any]]:
-    items = world.dynamodb.query(
-        TableName=TENANCY,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"AUDIT#{alias}"}},
-    )["Items"]
-    return [{name: next(iter(value.values())) for name, value in item.items()} for item in items]
+    return trail(world.dynamodb, TENANCY, alias)
 
 
 def test_every_change_is_audited_with_the_caller(world: World, caplog: pytest.LogCaptureFixture) -> None:
