@@ -4,6 +4,7 @@ path does, applies each request once, counts it once, and its parsing caches nev
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,10 +21,9 @@ START = datetime(2026, 11, 2, tzinfo=UTC)
 KEY = {"pk": {"S": "company#alpha"}, "sk": {"S": "meta"}}
 
 
-def exercise(aws: EmbeddedAws) -> list[Any]:
-    """Every item operation the product makes, successes and failures, as botocore returned them."""
-    client = aws.dynamodb
-    answers: list[Any] = []
+def recorder(client: Any, answers: list[Any]) -> Callable[..., None]:
+    """``call(operation, **parameters)``: the client's answer, or its error's, appended to ``answers``
+    without the metadata that differs between runs."""
 
     def call(operation: str, **parameters: Any) -> None:
         try:
@@ -32,6 +32,15 @@ def exercise(aws: EmbeddedAws) -> list[Any]:
             response = error.response
         response.pop("ResponseMetadata", None)
         answers.append(response)
+
+    return call
+
+
+def exercise(aws: EmbeddedAws) -> list[Any]:
+    """Every item operation the product makes, successes and failures, as botocore returned them."""
+    client = aws.dynamodb
+    answers: list[Any] = []
+    call = recorder(client, answers)
 
     call("put_item", TableName=TENANCY_TABLE, Item={**KEY, "doc": {"B": b"\x00\xff"}, "n": {"N": "1"}})
     call("put_item", TableName=TENANCY_TABLE, Item=KEY, ConditionExpression="attribute_not_exists(pk)")
@@ -197,14 +206,7 @@ def exercise_update_expressions(aws: EmbeddedAws) -> list[Any]:
     query read page by page: each answer as botocore returned it."""
     client = aws.dynamodb
     answers: list[Any] = []
-
-    def call(operation: str, **parameters: Any) -> None:
-        try:
-            response = getattr(client, operation)(**parameters)
-        except ClientError as error:
-            response = error.response
-        response.pop("ResponseMetadata", None)
-        answers.append(response)
+    call = recorder(client, answers)
 
     def update(expression: str, returns: str = "ALL_NEW", **parameters: Any) -> None:
         call(
