@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
+from unittest import mock
 
 import boto3
 import botocore
@@ -140,11 +141,8 @@ def item_level_transaction_rollback() -> Iterator[None]:
         finally:
             setattr(models, "copy", copy)  # noqa: B010
 
-    setattr(DynamoDBBackend, "transact_write_items", transact_write_items)  # noqa: B010
-    try:
+    with mock.patch.object(DynamoDBBackend, "transact_write_items", transact_write_items):
         yield
-    finally:
-        setattr(DynamoDBBackend, "transact_write_items", original)  # noqa: B010
 
 
 @contextmanager
@@ -202,14 +200,10 @@ def partition_scoped_queries() -> Iterator[None]:
         (Table, "delete_item"): delete_item,
     }
     patches[(DynamoDBBackend, "update_item")] = update_item
-    originals = {target: getattr(*target) for target in patches}
-    for (owner, name), replacement in patches.items():
-        setattr(owner, name, replacement)
-    try:
+    with ExitStack() as stack:
+        for (owner, name), replacement in patches.items():
+            stack.enter_context(mock.patch.object(owner, name, replacement))
         yield
-    finally:
-        for (owner, name), original in originals.items():
-            setattr(owner, name, original)
 
 
 def _queried_partition(
@@ -286,7 +280,6 @@ def linear_sqs() -> Iterator[None]:
     each delete rebuilds the list. With the hour's work of 10,000 companies on one queue that is
     quadratic. Here a send reads only the flag, a receive walks the queue lazily up to what it returns,
     and a delete removes the one message; answers are moto's own."""
-    messages_property: property = vars(Queue)["messages"]
     attributes_property: property = vars(Queue)["attributes"]
     original_delete = Queue.delete_message
 
@@ -307,15 +300,10 @@ def linear_sqs() -> Iterator[None]:
                 return
         original_delete(queue, receipt_handle)  # raises moto's ReceiptHandleIsInvalid
 
-    setattr(Queue, "messages", property(visible))  # noqa: B010
-    setattr(Queue, "attributes", property(attributes))  # noqa: B010
-    setattr(Queue, "delete_message", delete_message)  # noqa: B010
-    try:
+    with mock.patch.multiple(
+        Queue, messages=property(visible), attributes=property(attributes), delete_message=delete_message
+    ):
         yield
-    finally:
-        setattr(Queue, "messages", messages_property)  # noqa: B010
-        setattr(Queue, "attributes", attributes_property)  # noqa: B010
-        setattr(Queue, "delete_message", original_delete)  # noqa: B010
 
 
 class _VisibleMessages:
@@ -394,18 +382,22 @@ def lean_requests(events: Any) -> Iterator[None]:
     def unsigned(**_: Any) -> Any:
         return botocore.UNSIGNED
 
-    setattr(moto.core.responses, "method_names_from_class", functools.cache(original_names))  # noqa: B010
-    setattr(moto.core.responses, "camelcase_to_underscores", functools.cache(original_underscores))  # noqa: B010
-    # SQS's queue attributes convert every attribute name on each read (each send reads them).
-    setattr(moto.sqs.models, "camelcase_to_underscores", functools.cache(original_underscores))  # noqa: B010
     events.register("choose-signer", unsigned, unique_id="embedded-aws-unsigned")
     try:
-        yield
+        with (
+            mock.patch.multiple(
+                moto.core.responses,
+                method_names_from_class=functools.cache(original_names),
+                camelcase_to_underscores=functools.cache(original_underscores),
+            ),
+            # SQS's queue attributes convert every attribute name on each read (each send reads them).
+            mock.patch.object(
+                moto.sqs.models, "camelcase_to_underscores", functools.cache(original_underscores)
+            ),
+        ):
+            yield
     finally:
         events.unregister("choose-signer", unique_id="embedded-aws-unsigned")
-        setattr(moto.core.responses, "method_names_from_class", original_names)  # noqa: B010
-        setattr(moto.core.responses, "camelcase_to_underscores", original_underscores)  # noqa: B010
-        setattr(moto.sqs.models, "camelcase_to_underscores", original_underscores)  # noqa: B010
 
 
 class _TablesByReference:

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
+from unittest import mock
 
 import moto.core.models
 from botocore.awsrequest import AWSPreparedRequest
@@ -74,20 +75,13 @@ def direct_dynamodb() -> Iterator[None]:
     second one would have moto apply each operation twice."""
     stubber = moto.core.models.botocore_stubber
     original = stubber.process_request
-    wrapped_already = "process_request" in vars(stubber)
 
     def process_request(request: AWSPreparedRequest) -> TYPE_RESPONSE | None:
         direct = answer(request)
         return direct if direct is not None else original(request)
 
-    setattr(stubber, "process_request", process_request)  # noqa: B010
-    try:
+    with mock.patch.object(stubber, "process_request", process_request):
         yield
-    finally:
-        if wrapped_already:
-            setattr(stubber, "process_request", original)  # noqa: B010
-        else:
-            delattr(stubber, "process_request")
 
 
 def answer(request: AWSPreparedRequest) -> TYPE_RESPONSE | None:
@@ -215,13 +209,11 @@ def cached_expression_parsing() -> Iterator[None]:
         # A fresh deque: moto's parsing consumes it. The tokens are immutable named tuples.
         return deque(condition_tokens(parser.condition_expression))
 
-    setattr(UpdateExpressionParser, "make", staticmethod(update_tree))  # noqa: B010
-    setattr(ConditionExpressionParser, "_lex_condition_expression", lex)  # noqa: B010
-    try:
+    with (
+        mock.patch.object(UpdateExpressionParser, "make", staticmethod(update_tree)),
+        mock.patch.object(ConditionExpressionParser, "_lex_condition_expression", lex),
+    ):
         yield
-    finally:
-        setattr(UpdateExpressionParser, "make", original_make)  # noqa: B010
-        setattr(ConditionExpressionParser, "_lex_condition_expression", original_lex)  # noqa: B010
 
 
 # Distinct expression texts kept; the product writes a few dozen.
@@ -242,11 +234,8 @@ def remembered_node_kinds() -> Iterator[None]:
             found = kinds[type(walker)] = tuple(original(walker))
         return found
 
-    setattr(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)  # noqa: B010
-    try:
+    with mock.patch.object(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed):
         yield
-    finally:
-        setattr(DepthFirstTraverser, "nodes_to_be_processed", original)  # noqa: B010
 
 
 @contextmanager
@@ -257,8 +246,6 @@ def lean_update_validation() -> Iterator[None]:
     goes through ``copy.deepcopy``'s generic protocol for every node, here a structural copy of the same
     nodes (each node's attributes copied, children and parent links pointing into the copy, anything
     that is not a node, list or immutable value handed to ``copy.deepcopy`` with the same memo)."""
-    original_process = DepthFirstTraverser.process
-    original_copy = getattr(validators, "deepcopy")  # noqa: B009 - the validator module's own name
 
     def process(walker: DepthFirstTraverser, node: Any) -> Any:
         kinds = walker.__dict__.get("_embedded_processing_map")
@@ -269,19 +256,12 @@ def lean_update_validation() -> Iterator[None]:
                 return processor(node)
         return None
 
-    original_traverse = DepthFirstTraverser.traverse_node_recursively
-    original_find = Node.find_clauses
-    setattr(DepthFirstTraverser, "process", process)  # noqa: B010
-    setattr(DepthFirstTraverser, "traverse_node_recursively", _traverse)  # noqa: B010
-    setattr(Node, "find_clauses", _find_clauses)  # noqa: B010
-    setattr(validators, "deepcopy", copy_tree)  # noqa: B010
-    try:
+    with (
+        mock.patch.multiple(DepthFirstTraverser, process=process, traverse_node_recursively=_traverse),
+        mock.patch.object(Node, "find_clauses", _find_clauses),
+        mock.patch.object(validators, "deepcopy", copy_tree),
+    ):
         yield
-    finally:
-        setattr(DepthFirstTraverser, "process", original_process)  # noqa: B010
-        setattr(DepthFirstTraverser, "traverse_node_recursively", original_traverse)  # noqa: B010
-        setattr(Node, "find_clauses", original_find)  # noqa: B010
-        setattr(validators, "deepcopy", original_copy)  # noqa: B010
 
 
 def _traverse(walker: DepthFirstTraverser, node: Any, child_id: int = -1) -> Any:
@@ -424,8 +404,5 @@ def constant_user_agent() -> Iterator[None]:
             found = built[id(config)] = (config, original(agent))
         return found[1]
 
-    setattr(UserAgentString, "to_string", to_string)  # noqa: B010
-    try:
+    with mock.patch.object(UserAgentString, "to_string", to_string):
         yield
-    finally:
-        setattr(UserAgentString, "to_string", original)  # noqa: B010
