@@ -354,16 +354,11 @@ class DynamoActivityStore:
                 },
             ):
                 for item in page.get("Items", []):
-                    pk, sk = str(item["pk"]["S"]), str(item["sk"]["S"])
                     late_at_ms = int(item["late_at"]["N"])
-                    try:
-                        instance_arn, day_ms = parse_partition_key(pk)
-                        hour_ms = day_ms + parse_hour_of_day(sk) * MS_PER_HOUR
-                    except ValueError as error:
-                        self.unreadable.skip(LATE_EVENTS, f"{pk} {sk}", error)
-                        unreadable.append(LateMarker("", 0, pk, sk, late_at_ms))
-                        continue
-                    readable.append(LateMarker(instance_arn, hour_ms, pk, sk, late_at_ms))
+                    marker = read_late_marker(
+                        str(item["pk"]["S"]), str(item["sk"]["S"]), late_at_ms, self.unreadable
+                    )
+                    (readable if marker.instance_arn else unreadable).append(marker)
         return readable, unreadable
 
     def _query(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
@@ -375,6 +370,18 @@ class DynamoActivityStore:
             ConsistentRead=True,
         ):
             yield from page.get("Items", [])
+
+
+def read_late_marker(pk: str, sk: str, late_at_ms: int, skipped: UnreadableItems) -> LateMarker:
+    """The marker of one late-events index entry. One whose key cannot be read is counted in ``skipped``
+    and returned with its keys only (no instance, hour 0), for the caller to clear."""
+    try:
+        instance_arn, day_ms = parse_partition_key(pk)
+        hour_ms = day_ms + parse_hour_of_day(sk) * MS_PER_HOUR
+    except ValueError as error:
+        skipped.skip(LATE_EVENTS, f"{pk} {sk}", error)
+        return LateMarker("", 0, pk, sk, late_at_ms)
+    return LateMarker(instance_arn, hour_ms, pk, sk, late_at_ms)
 
 
 def create_activity_table(client: DynamoDBClient, table_name: str) -> None:

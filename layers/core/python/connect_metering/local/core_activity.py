@@ -22,15 +22,15 @@ from connect_metering.adapters.activity_table import (
     LATE_SHARDS,
     DynamoActivityStore,
     late_shard,
-    parse_hour_of_day,
     parse_partition_key,
     partition_key,
+    read_late_marker,
 )
 from connect_metering.domain.activity import LateMarker
 from connect_metering.domain.agent_events import MAX_EVENTS_PER_AGENT_HOUR, QuarantinedEvent, QuarantineTally
 from connect_metering.domain.instants import MS_PER_HOUR
 from connect_metering.local.core_tables import Item
-from connect_metering.unreadable import LATE_EVENTS, UnreadableItems
+from connect_metering.unreadable import UnreadableItems
 
 
 class MemoryActivityStore(DynamoActivityStore):
@@ -123,14 +123,8 @@ class MemoryActivityStore(DynamoActivityStore):
             for (pk, sk), (marker_shard, late_at_ms) in ordered:
                 if marker_shard != f"late#{shard}" or late_at_ms < arrived_since_ms:
                     continue
-                try:
-                    instance_arn, day_ms = parse_partition_key(pk)
-                    hour_ms = day_ms + parse_hour_of_day(sk) * MS_PER_HOUR
-                except ValueError as error:
-                    self.unreadable.skip(LATE_EVENTS, f"{pk} {sk}", error)
-                    unreadable.append(LateMarker("", 0, pk, sk, late_at_ms))
-                    continue
-                readable.append(LateMarker(instance_arn, hour_ms, pk, sk, late_at_ms))
+                marker = read_late_marker(pk, sk, late_at_ms, self.unreadable)
+                (readable if marker.instance_arn else unreadable).append(marker)
         return readable, unreadable
 
     def clear_late_markers(self, markers: Sequence[LateMarker]) -> None:
