@@ -13,7 +13,7 @@ import re
 import resource
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ import boto3
 
 from connect_metering import ingest_batching
 from connect_metering.domain.tenancy import Company, Environment, Subscription, build
-from connect_metering.local.bench_core import catch_up_cpu_seconds, worker_core_events_per_cpu_second
 from connect_metering.local.bench_imports import import_time_ratio
 from connect_metering.local.bench_requests import CompanyRequests
 from connect_metering.local.embedded import EmbeddedAws, drain
@@ -431,85 +430,6 @@ def handler_import_ratio(function: str = "ingest", rounds: int = 7, *, with_targ
     return Figure(name, ratio, "ratio", "<= 1.25", ratio <= 1.25)
 
 
-INGEST_FAN_OUTS = (40, 200, 600, 2000)
-CATCH_UP = (2000, (24, 168))
-
-
-def run_bench(subscriptions: int = 1000) -> tuple[list[Figure], dict[str, Any]]:
-    """Every figure, and the document ``--out`` writes (names fixed by issue 14)."""
-    ingest = []
-    for fan_out in INGEST_FAN_OUTS:
-        ingest.append(measure_ingest(agents=fan_out))
-        _progress(f"ingest {ingest[-1]}")
-    from connect_metering.local.ingest_profiles import measure_ingest_profiles, profile_figures
-
-    profiles = measure_ingest_profiles()
-    for item in profiles:
-        _progress(f"ingest {item.profile} {item.measure}")
-    agents, spans = CATCH_UP
-    catch_up = []
-    for hours in spans:
-        catch_up.append((hours, catch_up_cpu_seconds(agents, hours)))
-        _progress(f"catch-up {agents} agents {hours} h: {catch_up[-1][1]:.2f} CPU s")
-    core = worker_core_events_per_cpu_second()
-    _progress(f"worker core: {core:,.0f} events per CPU second")
-    metering, throttled = measure_metering(subscriptions=subscriptions)
-    _progress(f"metering {metering}")
-    document: dict[str, Any] = {
-        "ingest": [
-            {"agents": m.agents, "writes_per_event": m.writes_per_event, "wcu_per_event": m.wcu_per_event}
-            for m in ingest
-        ],
-        "ingest_profiles": [
-            {
-                "profile": item.profile,
-                "agents": item.measure.agents,
-                "writes_per_event": item.measure.writes_per_event,
-                "wcu_per_event": item.measure.wcu_per_event,
-            }
-            for item in profiles
-        ],
-        "catchup": [{"agents": agents, "hours": hours, "cpu_s": cpu} for hours, cpu in catch_up],
-        "metering": {
-            "subscriptions": metering.subscriptions,
-            "records": metering.records,
-            "calls": metering.calls,
-            "calls_ratio": metering.calls_ratio,
-            "max_calls_in_one_second": metering.max_calls_in_one_second,
-            "requests_per_subscription_hour": metering.requests_per_subscription_hour,
-            "requests_per_active_subscription_hour": metering.requests_per_active_subscription_hour,
-            "requests_per_idle_subscription_hour": metering.requests_per_idle_subscription_hour,
-        },
-        "core": {"events_per_cpu_second": core},
-    }
-    (short_hours, short_cpu), (long_hours, long_cpu) = catch_up
-    figures = [
-        *ingest_figures(ingest, cost_figures=ingest[-1]),
-        *profile_figures(profiles),
-        handler_import_ratio("ingest"),
-        # Not a target of the issues: shown because the worker's cold start delays an hour's metering.
-        handler_import_ratio("meter_worker", with_target=False),
-        Figure(
-            "worker core throughput (resume + checkpoints, one core)",
-            core,
-            "events/CPU s",
-            ">= 100000",
-            core >= 100_000,
-        ),
-        Figure(f"catch-up CPU, {agents:,} agents, {short_hours} h", short_cpu, "CPU s", "", None),
-        Figure(
-            f"catch-up CPU, {agents:,} agents, {long_hours} h / {short_hours} h",
-            long_cpu / short_cpu,
-            "ratio",
-            "<= 8",
-            long_cpu / short_cpu <= 8,
-        ),
-        *metering_figures(metering, throttled),
-    ]
-    document["figures"] = [asdict(figure) for figure in figures]
-    return figures, document
-
-
 def _progress(line: str) -> None:
     """A long run says what it has measured so far, and the CPU spent up to then by this process and
     by the children it waited for (stderr; stdout is the table)."""
@@ -543,6 +463,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to minutes: 10000000 is the issue's size, 44 min of wall time here under load; 0 skips the section)",
     )
     parser.add_argument("--replay-only", action="store_true", help="measure the replay section alone")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="processes at a time: 2 (default) measures metering beside the other sections, 1 one after "
+        "the other; the figures are the same either way (counts, ratios and each process's own CPU time)",
+    )
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -560,14 +488,15 @@ def run(arguments: argparse.Namespace) -> int:
     if replay_lines and not 10_000 <= replay_lines <= 10_000_000:
         print("bench: --replay-lines must be 0 or between 10000 and 10000000", file=sys.stderr)
         return 2
-    only = getattr(arguments, "replay_only", False)
-    figures, document = ([], {"figures": []}) if only else run_bench(arguments.subscriptions)
-    if replay_lines:
-        from connect_metering.local.bench_replay import replay_section
+    from connect_metering.local.bench_run import BenchPlan, run_bench
 
-        more, document["replay"] = replay_section(out.parent / "bench-replay", replay_lines, _progress)
-        figures += more
-        document["figures"] += [asdict(figure) for figure in more]
+    plan = BenchPlan(
+        subscriptions=0 if getattr(arguments, "replay_only", False) else arguments.subscriptions,
+        replay_lines=replay_lines,
+        replay_work=out.parent / "bench-replay",
+        jobs=getattr(arguments, "jobs", 2),
+    )
+    figures, document = run_bench(plan)
     print(render_table(figures))
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nFigures written to {out}")
