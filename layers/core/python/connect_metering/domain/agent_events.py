@@ -171,7 +171,8 @@ def parse_envelope(body: str | bytes, *, document: Any = NOT_DECODED) -> Envelop
     ``document``: the body already decoded, exactly ``json.loads(body)``'s value (a caller that read it
     to route it passes it on instead of decoding it twice); ``NOT_DECODED`` when it was not, or when
     decoding failed (the body is then decoded here, and refused as this decoding says)."""
-    size = len(body.encode() if isinstance(body, str) else body)
+    # An ASCII text's UTF-8 size is its length (the common case, with no copy made to count it).
+    size = len(body) if not isinstance(body, str) or body.isascii() else len(body.encode())
     if size > MAX_BODY_BYTES:
         too_large = Quarantined(
             QuarantineReason.TOO_LARGE, f"message of {size} bytes exceeds {MAX_BODY_BYTES} bytes"
