@@ -275,11 +275,15 @@ class DynamoActivityStore:
                 agent_arn = agent_prefix + sort_key.split("#", 2)[2]
                 for text in texts:
                     try:
-                        events.append(StoredEvent(agent_arn, decode_event(text)))
+                        events.append(StoredEvent(agent_arn, self._event_point(pk, text)))
                     except (TypeError, ValueError) as error:
                         self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
             day_start += MS_PER_DAY
         return HourWindow(self._checkpoints(instance_arn, documents), events)
+
+    def _event_point(self, pk: str, text: str) -> AgentEventPoint:
+        """A stored event of partition ``pk``, decoded (a store that keeps it decoded may answer)."""
+        return decode_event(text)
 
     def _checkpoints(
         self, instance_arn: str, documents: dict[int, bytes]

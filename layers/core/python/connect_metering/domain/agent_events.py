@@ -18,10 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 
 from connect_metering.domain.instants import MS_PER_HOUR, InstantError, hour_floor, parse_iso_ms
 from connect_metering.domain.sessions import (
+    OFFLINE_STATUS_NAME,
     UNKNOWN_STATUS_START_MS,
     AgentEventPoint,
     EventKind,
@@ -170,7 +171,8 @@ def parse_envelope(body: str | bytes, *, document: Any = NOT_DECODED) -> Envelop
     ``document``: the body already decoded, exactly ``json.loads(body)``'s value (a caller that read it
     to route it passes it on instead of decoding it twice); ``NOT_DECODED`` when it was not, or when
     decoding failed (the body is then decoded here, and refused as this decoding says)."""
-    size = len(body.encode() if isinstance(body, str) else body)
+    # An ASCII text's UTF-8 size is its length (the common case, with no copy made to count it).
+    size = len(body) if not isinstance(body, str) or body.isascii() else len(body.encode())
     if size > MAX_BODY_BYTES:
         too_large = Quarantined(
             QuarantineReason.TOO_LARGE, f"message of {size} bytes exceeds {MAX_BODY_BYTES} bytes"
@@ -209,7 +211,7 @@ def _envelope_of(document: Any) -> Envelope:
             f"envelope source/detail-type must be {FORWARDER_SOURCE!r}/{AGENT_EVENT_DETAIL_TYPE!r}",
         )
     account = document.get("account")
-    if not isinstance(account, str) or ACCOUNT_ID_PATTERN.fullmatch(account) is None:
+    if not _is_account_id(account):
         raise Quarantined(
             QuarantineReason.UNPARSEABLE, f"envelope account {account!r} is not a 12-digit account id"
         )
@@ -299,7 +301,19 @@ def _instance_arn(text: str) -> tuple[InstanceArn, str]:
 def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
     """BILLING.md section 2 rules 1 and 2: every field is present and well-formed (``unparseable``),
     then the type is one billing reads (``unsupported_type``): a malformed event of an unknown type is
-    ``unparseable``, since rule 1 comes first."""
+    ``unparseable``, since rule 1 comes first.
+
+    An event of the common shape (``_common_agent_event``) is read the short way; any other, and every
+    event a rule refuses, the general way, which names the first broken rule."""
+    if type(detail) is dict:
+        event = _common_agent_event(detail)
+        if event is not None:
+            return event
+    return _parsed_agent_event(detail)
+
+
+def _parsed_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
+    """``parse_agent_event`` the general way: each rule checked in order, the first broken one raised."""
     event_id = _identifier(detail, "EventId")
     event_type = _text(detail, "EventType")
     try:
@@ -327,6 +341,91 @@ def parse_agent_event(detail: Mapping[str, Any]) -> AgentEvent:
         offline=offline_from_agent_event(detail),
         status_start_ms=status_start_from_agent_event(detail),
     )
+
+
+# The EventType names billing reads, to their kind (case-sensitive, as ``EventKind.from_event_type``).
+_KIND_BY_TYPE: dict[str, EventKind] = {kind.name: kind for kind in EventKind}
+# AWSAccountId values already found to be 12 ASCII digits; bounded.
+_ACCOUNT_IDS: set[str] = set()
+_MAX_ACCOUNT_IDS = 10_000
+
+
+def _is_account_id(value: object) -> TypeGuard[str]:
+    """``value`` is a string of 12 ASCII digits (``ACCOUNT_ID_PATTERN``), remembered for the few a
+    stream names."""
+    if not isinstance(value, str):
+        return False
+    if value in _ACCOUNT_IDS:
+        return True
+    if ACCOUNT_ID_PATTERN.fullmatch(value) is None:
+        return False
+    if len(_ACCOUNT_IDS) >= _MAX_ACCOUNT_IDS:
+        _ACCOUNT_IDS.clear()
+    _ACCOUNT_IDS.add(value)
+    return True
+
+
+def _is_identifier(value: object) -> TypeGuard[str]:
+    """What ``_identifier`` accepts: a non-empty ASCII string of at most ``MAX_IDENTIFIER_LENGTH``."""
+    return type(value) is str and 0 < len(value) <= MAX_IDENTIFIER_LENGTH and value.isascii()
+
+
+def _common_agent_event(detail: dict[str, Any]) -> AgentEvent | None:
+    """The event ``_parsed_agent_event`` gives, read with plain dict access, when every field is of the
+    common shape and passes every rule the general way checks (rules 1 and 2); None for anything else,
+    which the general way then reads (and refuses with the reason it finds).
+    ``tests/unit/test_agent_event_fast_path.py`` holds the two to the same answer on mutated events."""
+    event_id, instance_text = detail.get("EventId"), detail.get("InstanceARN")
+    if not (_is_identifier(event_id) and _is_identifier(instance_text)):
+        return None
+    event_type, agent_arn = detail.get("EventType"), detail.get("AgentARN")
+    if type(event_type) is not str or not _is_identifier(agent_arn):
+        return None
+    kind = _KIND_BY_TYPE.get(event_type)
+    stamp = detail.get("EventTimestamp")
+    if kind is None or type(stamp) is not str or not _is_account_id(detail.get("AWSAccountId")):
+        return None
+    try:
+        instance, agent_prefix = _instance_arn(instance_text)
+        ts_ms = parse_iso_ms(stamp, field="EventTimestamp")
+    except (TenancyError, InstantError):
+        return None
+    agent_id = agent_arn[len(agent_prefix) :]
+    if not agent_arn.startswith(agent_prefix) or not agent_id or "/" in agent_id or "#" in agent_id:
+        return None
+    status = _common_status(detail)
+    offline, status_start_ms = (
+        status
+        if status is not None
+        else (offline_from_agent_event(detail), status_start_from_agent_event(detail))
+    )
+    return AgentEvent(
+        event_id=event_id,
+        kind=kind,
+        ts_ms=ts_ms,
+        agent_arn=agent_arn,
+        instance=instance,
+        aws_account_id=detail["AWSAccountId"],
+        offline=offline,
+        status_start_ms=status_start_ms,
+    )
+
+
+def _common_status(detail: dict[str, Any]) -> tuple[bool, int] | None:
+    """(``offline_from_agent_event``, ``status_start_from_agent_event``) of an event whose snapshot and
+    status are plain objects, read once; None for any other shape."""
+    snapshot = detail.get("CurrentAgentSnapshot")
+    status = snapshot.get("AgentStatus") if type(snapshot) is dict else None
+    if type(status) is not dict:
+        return None
+    start = status.get("StartTimestamp")
+    if not isinstance(start, str):
+        return status.get("Name") == OFFLINE_STATUS_NAME, UNKNOWN_STATUS_START_MS
+    try:
+        start_ms = parse_iso_ms(start, field="AgentStatus.StartTimestamp")
+    except InstantError:
+        start_ms = UNKNOWN_STATUS_START_MS
+    return status.get("Name") == OFFLINE_STATUS_NAME, start_ms
 
 
 def claimed_instance(detail: Mapping[str, Any] | None) -> str | None:

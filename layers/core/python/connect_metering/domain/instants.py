@@ -45,8 +45,11 @@ def to_ms(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * MS_PER_SECOND + delta.microseconds // 1_000
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_ms(epoch_ms: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
+    return _EPOCH + timedelta(milliseconds=epoch_ms)
 
 
 def utc_day(epoch_ms: int) -> str:

@@ -21,14 +21,22 @@ from botocore.exceptions import ClientError
 from connect_metering.adapters.activity_table import (
     LATE_SHARDS,
     DynamoActivityStore,
+    decode_event,
+    encode_event,
     late_shard,
     parse_partition_key,
     partition_key,
     read_late_marker,
 )
-from connect_metering.domain.activity import LateMarker
-from connect_metering.domain.agent_events import MAX_EVENTS_PER_AGENT_HOUR, QuarantinedEvent, QuarantineTally
+from connect_metering.domain.activity import AddedEvents, EventStored, LateMarker
+from connect_metering.domain.agent_events import (
+    MAX_EVENTS_PER_AGENT_HOUR,
+    AgentEvent,
+    QuarantinedEvent,
+    QuarantineTally,
+)
 from connect_metering.domain.instants import MS_PER_HOUR
+from connect_metering.domain.sessions import AgentEventPoint
 from connect_metering.local.core_tables import Item
 from connect_metering.unreadable import UnreadableItems
 
@@ -45,6 +53,42 @@ class MemoryActivityStore(DynamoActivityStore):
         # Day partitions no event can reach any more, compressed: pk -> zlib(JSON {sk: [encodings]}).
         self._frozen: dict[str, bytes] = {}
         self._days: dict[str, int] = {}
+        # pk -> encoding -> its decoding, for the partitions not frozen: a stored event is read by the
+        # metering of its hour, by recomputes and by the summary, and decoded once.
+        self._points: dict[str, dict[str, AgentEventPoint]] = {}
+
+    def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents:
+        """The adapter's ``add_events``, with its commonest call answered directly: one event, for an
+        agent-hour that is not full, of a day not frozen. That call's one ``ADD`` succeeds in the
+        adapter too; the outcome, the set and the late marker come out the same (the encoding decides,
+        as the string set does). Every other call is the adapter's own."""
+        if len(events) != 1:
+            return super().add_events(events, late_at_ms=late_at_ms)
+        event = events[0]
+        hour_ms = event.ts_ms - event.ts_ms % MS_PER_HOUR
+        instance_arn = event.instance.arn
+        pk = partition_key(instance_arn, hour_ms)
+        partition = self._event_sets.get(pk)
+        if partition is None:
+            if pk in self._frozen:
+                return super().add_events(events, late_at_ms=late_at_ms)
+            partition = self._event_sets[pk] = {}
+        sk = f"{(hour_ms // MS_PER_HOUR) % 24:02d}#E#{event.agent_id}"
+        stored = partition.get(sk)
+        encoding = encode_event(event)
+        if stored is None:
+            partition[sk] = {encoding}
+            outcome = EventStored.NEW
+        elif len(stored) >= MAX_EVENTS_PER_AGENT_HOUR:
+            return super().add_events(events, late_at_ms=late_at_ms)
+        elif encoding in stored:
+            outcome = EventStored.DUPLICATE
+        else:
+            stored.add(encoding)
+            outcome = EventStored.NEW
+        if late_at_ms is not None:
+            self._marked_late[(pk, sk)] = (late_shard(instance_arn), late_at_ms)
+        return AddedEvents([outcome])
 
     def _add(
         self, key: dict[str, Any], encodings: list[str], instance_arn: str, late_at_ms: int | None, ttl: str
@@ -85,6 +129,17 @@ class MemoryActivityStore(DynamoActivityStore):
         for _, found in sorted(items, key=lambda pair: pair[0]):
             yield found
 
+    def _event_point(self, pk: str, text: str) -> AgentEventPoint:
+        if pk in self._frozen:
+            return decode_event(text)
+        points = self._points.get(pk)
+        if points is None:
+            points = self._points[pk] = {}
+        point = points.get(text)
+        if point is None:
+            point = points[text] = decode_event(text)
+        return point
+
     def _thawed(self, pk: str) -> dict[str, set[str]]:
         stored: dict[str, list[str]] = json.loads(zlib.decompress(self._frozen[pk]))
         return {sk: set(events) for sk, events in stored.items()}
@@ -99,6 +154,7 @@ class MemoryActivityStore(DynamoActivityStore):
                 day = self._days[pk] = parse_partition_key(pk)[1]
             if day < day_ms:
                 partition = {sk: sorted(events) for sk, events in self._event_sets.pop(pk).items()}
+                self._points.pop(pk, None)
                 self._frozen[pk] = zlib.compress(json.dumps(partition, separators=(",", ":")).encode())
 
     def save_checkpoint(self, instance_arn: str, hour_ms: int, document: bytes) -> None:

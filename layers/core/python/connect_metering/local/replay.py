@@ -67,6 +67,7 @@ from connect_metering.local.replay_input import (
     subscription_identity,
 )
 from connect_metering.local.replay_output import UNATTRIBUTED, ReplayRun, Tally, summarize, write_outputs
+from connect_metering.services.ingest import Outcome
 
 # The input side, as callers of the command name it.
 __all__ = [
@@ -352,16 +353,17 @@ class Replay:
             return
         bodies = [body for body, _ in batch]
         documents = [document for _, document in batch]
+        tally = self.tally
         for result in self.engine.ingest(bodies, self._next() * 1000, documents):
             company = result.company or UNATTRIBUTED
             if result.reason is not None:
-                self.tally.quarantined[company][result.reason.value] += 1
-            elif result.outcome.value == "duplicate":
-                self.tally.duplicates[company] += 1
+                tally.quarantined[company][result.reason.value] += 1
+            elif result.outcome is Outcome.DUPLICATE:
+                tally.duplicates[company] += 1
             else:
-                self.tally.accepted[company] += 1
+                tally.accepted[company] += 1
                 if result.late:
-                    self.tally.late[company] += 1
+                    tally.late[company] += 1
 
     # Output ----------------------------------------------------------------------------------------
 

@@ -175,11 +175,11 @@ class IngestService:
             key = (event.agent_arn, hour_floor(event.ts_ms))
             groups[key].append(_Admitted(message.message_id, event, envelope, environment))
         stored_by_environment: dict[tuple[str, str], list[str]] = defaultdict(list)
+        grace_ms = self._grace_ms
         for members in groups.values():
+            late = [is_late(m.event, m.envelope.arrival_ms, grace_ms) for m in members]
             late_arrivals = [
-                m.envelope.arrival_ms
-                for m in members
-                if is_late(m.event, m.envelope.arrival_ms, self._grace_ms)
+                m.envelope.arrival_ms for m, is_late_one in zip(members, late, strict=True) if is_late_one
             ]
             try:
                 added = self._activity.add_events(
@@ -188,7 +188,7 @@ class IngestService:
             except Exception as error:
                 results.update((m.message_id, error) for m in members)
                 continue
-            for member, stored in zip(members, added.outcomes, strict=True):
+            for member, stored, arrived_late in zip(members, added.outcomes, late, strict=True):
                 if stored is EventStored.REFUSED:
                     rejected.append((by_id[member.message_id], _too_many_events(member)))
                     continue
@@ -198,7 +198,7 @@ class IngestService:
                     company=member.environment.company_alias,
                     environment=member.environment.name,
                     agent_arn=member.event.agent_arn,
-                    late=first_copy and is_late(member.event, member.envelope.arrival_ms, self._grace_ms),
+                    late=first_copy and arrived_late,
                     sender=member.envelope.account,
                 )
                 environment = member.environment

@@ -1,0 +1,104 @@
+"""The core engine's memory store answers its commonest ``add_events`` call (one event, an agent-hour
+with room, a day not frozen) without the adapter's write loop: the outcomes, the stored sets and the
+late markers must come out exactly as through the adapter's own ``add_events`` on the same store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connect_metering.adapters.activity_table import DynamoActivityStore
+from connect_metering.domain.agent_events import MAX_EVENTS_PER_AGENT_HOUR, AgentEvent
+from connect_metering.domain.instants import MS_PER_HOUR
+from connect_metering.domain.sessions import UNKNOWN_STATUS_START_MS, EventKind
+from connect_metering.domain.tenancy import InstanceArn
+from connect_metering.local.core_activity import MemoryActivityStore
+
+pytestmark = pytest.mark.unit
+
+INSTANCE = InstanceArn.parse(
+    "arn:aws:connect:us-east-1:210000000006:instance/bbbbbbbb-0000-4000-8000-000000000006"
+)
+DAY_MS = 1_767_225_600_000  # 2026-01-01
+
+
+def event(agent: int, hour: int, second: int, event_id: str, offline: bool, start: int | None) -> AgentEvent:
+    ts_ms = DAY_MS + hour * MS_PER_HOUR + second * 1000
+    return AgentEvent(
+        event_id=event_id,
+        kind=EventKind.HEART_BEAT,
+        ts_ms=ts_ms,
+        agent_arn=f"{INSTANCE.arn}/agent/agent-{agent}",
+        instance=INSTANCE,
+        aws_account_id=INSTANCE.account_id,
+        offline=offline,
+        status_start_ms=UNKNOWN_STATUS_START_MS if start is None else ts_ms - start,
+    )
+
+
+events = st.builds(
+    event,
+    agent=st.integers(0, 2),
+    hour=st.sampled_from([0, 1, 25]),
+    second=st.integers(0, 3),
+    event_id=st.sampled_from(["a", "b", "x|y", "z" * 40]),
+    offline=st.booleans(),
+    start=st.none() | st.integers(0, 5),
+)
+calls = st.lists(
+    st.tuples(st.lists(events, min_size=1, max_size=3), st.none() | st.integers(0, 10**13)), max_size=25
+)
+
+
+def state(store: MemoryActivityStore) -> tuple[Any, ...]:
+    return store._event_sets, store._marked_late, store._frozen
+
+
+def same_agent_hour(batch: list[AgentEvent]) -> list[AgentEvent]:
+    first = batch[0]
+    return [
+        e
+        for e in batch
+        if e.agent_arn == first.agent_arn and e.ts_ms // MS_PER_HOUR == first.ts_ms // MS_PER_HOUR
+    ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(calls, st.booleans(), st.booleans())
+def test_the_direct_answer_is_the_adapters(
+    sequence: list[tuple[list[AgentEvent], int | None]], nearly_full: bool, frozen: bool
+) -> None:
+    direct, through_adapter = MemoryActivityStore(), MemoryActivityStore()
+    for store in (direct, through_adapter):
+        if nearly_full:
+            # agent-0's hour 0 one short of the bound: the next new event fills it, the one after is refused.
+            store.add_events([event(0, 0, 59, "first", False, None)], late_at_ms=None)
+            pk, partition = next(iter(store._event_sets.items()))
+            sk = next(iter(partition))
+            partition[sk] |= {f"{n}|2|0|filler" for n in range(MAX_EVENTS_PER_AGENT_HOUR - 2)}
+            assert len(store._event_sets[pk][sk]) == MAX_EVENTS_PER_AGENT_HOUR - 1
+        if frozen:
+            store.add_events([event(1, 1, 0, "old", True, 1)], late_at_ms=5)
+            store.freeze_before(DAY_MS + 86_400_000)
+    for batch, late_at_ms in sequence:
+        batch = same_agent_hour(batch)
+        answer = direct.add_events(batch, late_at_ms=late_at_ms)
+        expected = DynamoActivityStore.add_events(through_adapter, batch, late_at_ms=late_at_ms)
+        assert answer == expected
+        assert state(direct) == state(through_adapter)
+
+
+def test_a_full_agent_hour_refuses_and_a_duplicate_is_told() -> None:
+    store = MemoryActivityStore()
+    first = event(0, 0, 0, "a", False, None)
+    assert [o.value for o in store.add_events([first], late_at_ms=None).outcomes] == ["new"]
+    assert [o.value for o in store.add_events([first], late_at_ms=7).outcomes] == ["duplicate"]
+    assert next(iter(store._marked_late.values()))[1] == 7
+    partition = next(iter(store._event_sets.values()))
+    sk = next(iter(partition))
+    partition[sk] |= {f"{n}|2|0|filler" for n in range(MAX_EVENTS_PER_AGENT_HOUR - 1)}
+    refused = store.add_events([event(0, 0, 1, "b", False, None)], late_at_ms=None)
+    assert [o.value for o in refused.outcomes] == ["refused"]
