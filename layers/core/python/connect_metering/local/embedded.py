@@ -33,12 +33,15 @@ from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import create_tenancy_table
-from connect_metering.local.embedded_fast import (
+from connect_metering.local.embedded_expressions import (
     cached_expression_parsing,
-    constant_user_agent,
-    direct_dynamodb,
+    remembered_condition_shapes,
+)
+from connect_metering.local.embedded_fast import constant_user_agent, direct_dynamodb
+from connect_metering.local.embedded_validation import (
     lean_update_validation,
     remembered_node_kinds,
+    remembered_text_checks,
 )
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
 from connect_metering.local.write_units import WriteUnitMeter
@@ -442,6 +445,8 @@ class EmbeddedAws:
         self._moto_speedups.enter_context(cached_expression_parsing())
         self._moto_speedups.enter_context(remembered_node_kinds())
         self._moto_speedups.enter_context(lean_update_validation())
+        self._moto_speedups.enter_context(remembered_condition_shapes())
+        self._moto_speedups.enter_context(remembered_text_checks())
         self._moto_speedups.enter_context(constant_user_agent())
         os.environ.update(TABLE_ENVIRONMENT)
         self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
