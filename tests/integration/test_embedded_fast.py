@@ -325,6 +325,8 @@ def test_update_expressions_answer_as_moto_does_without_any_speed_up(monkeypatch
         "cached_expression_parsing",
         "remembered_node_kinds",
         "lean_update_validation",
+        "planned_tree_copies",
+        "planned_tree_copies",
         "remembered_condition_shapes",
         "remembered_text_checks",
         "constant_user_agent",

@@ -25,6 +25,7 @@ SPEED_UPS = (
     "remembered_condition_shapes",
     "remembered_node_kinds",
     "lean_update_validation",
+    "planned_tree_copies",
     "remembered_text_checks",
     "constant_user_agent",
 )

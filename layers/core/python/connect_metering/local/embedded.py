@@ -40,6 +40,7 @@ from connect_metering.local.embedded_expressions import (
 from connect_metering.local.embedded_fast import constant_user_agent, direct_dynamodb
 from connect_metering.local.embedded_validation import (
     lean_update_validation,
+    planned_tree_copies,
     remembered_node_kinds,
     remembered_text_checks,
 )
@@ -445,6 +446,7 @@ class EmbeddedAws:
         self._moto_speedups.enter_context(cached_expression_parsing())
         self._moto_speedups.enter_context(remembered_node_kinds())
         self._moto_speedups.enter_context(lean_update_validation())
+        self._moto_speedups.enter_context(planned_tree_copies())
         self._moto_speedups.enter_context(remembered_condition_shapes())
         self._moto_speedups.enter_context(remembered_text_checks())
         self._moto_speedups.enter_context(constant_user_agent())

@@ -81,16 +81,31 @@ def _traverse(walker: DepthFirstTraverser, node: Any, child_id: int = -1) -> Any
     every node."""
     if not _is_node(type(node)):
         return node
+    kind: Any = type(walker)
+    return _walk(walker, node, child_id, _processed_classes(kind), _child_hook(kind))
+
+
+def _walk(
+    walker: DepthFirstTraverser, node: Any, child_id: int, processed: dict[type, bool], hook: Any
+) -> Any:
+    """One node of ``_traverse``, with what depends on the walker's class alone looked up once per walk:
+    ``processed`` (whether it processes each node class) and its child hook."""
     parent_node = node.parent
     children = node.children
     if children is not None:
-        hook = _child_hook(walker.__class__)
         for position, child in enumerate(children):
             if hook is not None:
                 hook(walker, node, position)
-            if _is_node(type(child)):
-                _traverse(walker, child, position)
-    if _processes(walker, type(node)):
+            is_node = _NODE_CLASSES.get(type(child))
+            if is_node is None:
+                is_node = _is_node(type(child))
+            if is_node:
+                _walk(walker, child, position, processed, hook)
+    node_kind = type(node)
+    processes = processed.get(node_kind)
+    if processes is None:
+        processes = processed[node_kind] = issubclass(node_kind, walker.nodes_to_be_processed())
+    if processes:
         node = walker.process(node)
         node.parent = parent_node
         if parent_node:
@@ -99,7 +114,6 @@ def _traverse(walker: DepthFirstTraverser, node: Any, child_id: int = -1) -> Any
 
 
 _NODE_CLASSES: dict[type, bool] = {}
-_PROCESSED_CLASSES: dict[tuple[type, type], bool] = {}
 
 
 def _is_node(kind: type) -> bool:
@@ -109,13 +123,11 @@ def _is_node(kind: type) -> bool:
     return found
 
 
-def _processes(walker: DepthFirstTraverser, kind: type) -> bool:
-    """Whether the walker processes nodes of this class (its kinds are fixed by its class)."""
-    key = (type(walker), kind)
-    found = _PROCESSED_CLASSES.get(key)
-    if found is None:
-        found = _PROCESSED_CLASSES[key] = issubclass(kind, walker.nodes_to_be_processed())
-    return found
+@functools.cache
+def _processed_classes(walker_class: type) -> dict[type, bool]:
+    """Whether walkers of this class process each node class, filled in as classes are met (a walker's
+    kinds are fixed by its class)."""
+    return {}
 
 
 def _find_clauses(node: Node, clause_types: Any) -> list[Any]:
@@ -195,6 +207,125 @@ def _plain_node_class(kind: Any) -> bool:
 def _keep_alive(value: Any, memo: dict[Any, Any]) -> None:
     """As ``copy.deepcopy`` does: the originals stay alive while the memo does, so no id is reused."""
     memo.setdefault(id(memo), []).append(value)
+
+
+@contextmanager
+def planned_tree_copies() -> Iterator[None]:
+    """moto's validator deep-copies the UpdateExpression's syntax tree on every request, and the tree is
+    the one object moto's remembered parse returns for the text. Its shape is read once (``_CopyPlan``:
+    each node's class, its attributes in order, which of them point to which node) and each copy is
+    built from that: new instances of the same classes holding the same values, lists and links as
+    ``copy.deepcopy`` would give them. A tree holding anything else than moto's plain node classes,
+    lists of its own and atomic values has no plan and is copied as before."""
+    original = vars(validators)["deepcopy"]
+    plans: dict[int, tuple[Any, _CopyPlan | None]] = {}  # the tree is kept, so its id is not reused
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if memo is not None:
+            return original(value, memo)
+        known = plans.get(id(value))
+        if known is None or known[0] is not value:
+            if len(plans) >= _CHECKS_REMEMBERED:
+                plans.clear()
+            known = plans[id(value)] = (value, _CopyPlan.of(value))
+        plan = known[1]
+        return original(value) if plan is None else plan.copy()
+
+    with mock.patch.object(validators, "deepcopy", deepcopy):
+        yield
+
+
+class _CopyPlan:
+    """How to build a deep copy of one syntax tree: the nodes in the order met from the root, and for
+    each its attributes in their order (``values``: those copied as they are, with a placeholder where
+    a link goes), its links to nodes (``links``: attribute, node number) and its lists (``lists``:
+    attribute, and per item a node number or -1 and the value)."""
+
+    def __init__(self, nodes: list[Any]) -> None:
+        numbers = {id(node): number for number, node in enumerate(nodes)}
+        self.classes: tuple[Any, ...] = tuple(type(node) for node in nodes)
+        self.values: list[dict[str, Any]] = []
+        self.links: list[tuple[tuple[str, int], ...]] = []
+        self.lists: list[tuple[tuple[str, tuple[tuple[int, Any], ...]], ...]] = []
+        for node in nodes:
+            attributes = node.__dict__
+            self.values.append({name: _leaf(value) for name, value in attributes.items()})
+            self.links.append(
+                tuple(
+                    (name, numbers[id(value)]) for name, value in attributes.items() if _is_node(type(value))
+                )
+            )
+            self.lists.append(
+                tuple(
+                    (name, tuple(_item(inner, numbers) for inner in value))
+                    for name, value in attributes.items()
+                    if type(value) is list
+                )
+            )
+
+    @classmethod
+    def of(cls, root: Any) -> _CopyPlan | None:
+        nodes = _plain_nodes(root)
+        return None if nodes is None else cls(nodes)
+
+    def copy(self) -> Any:
+        nodes = [kind.__new__(kind) for kind in self.classes]
+        for node, values, links, lists in zip(nodes, self.values, self.links, self.lists, strict=True):
+            attributes = node.__dict__
+            attributes.update(values)
+            for name, number in links:
+                attributes[name] = nodes[number]
+            for name, items in lists:
+                attributes[name] = [value if number < 0 else nodes[number] for number, value in items]
+        return nodes[0]
+
+
+def _leaf(value: Any) -> Any:
+    return value if type(value) in _IMMUTABLE else None
+
+
+def _item(value: Any, numbers: dict[int, int]) -> tuple[int, Any]:
+    return (-1, value) if type(value) in _IMMUTABLE else (numbers[id(value)], None)
+
+
+def _plain_nodes(root: Any) -> list[Any] | None:
+    """Every node reachable from the root (itself first), or None when the tree holds anything a plan
+    does not copy as ``copy.deepcopy`` would: a class with copy hooks of its own, a list met twice (the
+    copy would share it), a list of lists, or any other object."""
+    nodes: list[Any] = []
+    met: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop(0)
+        if id(node) in met:
+            continue
+        kind: Any = type(node)
+        if not _plain_node_class(kind):
+            return None
+        met.add(id(node))
+        nodes.append(node)
+        for value in node.__dict__.values():
+            inner = _linked(value, met)
+            if inner is None:
+                return None
+            pending.extend(inner)
+    return nodes
+
+
+def _linked(value: Any, met: set[int]) -> list[Any] | None:
+    """The nodes one attribute links to, or None when the plan cannot copy it (see ``_plain_nodes``)."""
+    kind: Any = type(value)
+    if kind in _IMMUTABLE:
+        return []
+    if kind is not list:
+        return [value] if _plain_node_class(kind) else None
+    if id(value) in met:
+        return None
+    met.add(id(value))
+    kinds: list[Any] = [type(inner) for inner in value]
+    if all(inner in _IMMUTABLE or _plain_node_class(inner) for inner in kinds):
+        return [inner for inner in value if type(inner) not in _IMMUTABLE]
+    return None
 
 
 @contextmanager
