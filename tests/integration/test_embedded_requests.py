@@ -6,10 +6,12 @@ errors, also when a remembered expression meets other names or values."""
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from connect_metering.local import embedded
 from connect_metering.local.embedded import ACTIVITY_TABLE, TENANCY_TABLE, EmbeddedAws
@@ -28,6 +30,8 @@ SPEED_UPS = (
     "planned_tree_copies",
     "remembered_text_checks",
     "constant_user_agent",
+    "indexed_reserved_words",
+    "cheaper_request_ids",
 )
 ADD_EVENTS = "ADD ev :events SET expires_at = :expires"
 ROOM_LEFT = "attribute_not_exists(ev) OR size(ev) <= :most"
@@ -124,3 +128,23 @@ def test_the_product_s_requests_answer_as_on_moto_without_speed_ups(monkeypatch:
     assert codes[7:11] == [None, "ValidationException", "ValidationException", None]
     assert fast[11] == {"raised": "KeyError(':most')"}
     assert fast[-1]["Item"]["ev"] == {"SS": ["a", "b", "c", "d"]}
+
+
+def test_request_ids_keep_moto_s_form_and_reserved_words_are_refused() -> None:
+    with environment_restored(), EmbeddedAws(product_code="p", start=START) as aws:
+        ids = {
+            aws.dynamodb.get_item(TableName=TENANCY_TABLE, Key={"pk": {"S": "a"}, "sk": {"S": "b"}})[
+                "ResponseMetadata"
+            ]["RequestId"]
+            for _ in range(3)
+        }
+        assert len(ids) == 3
+        assert all(re.fullmatch("[A-Za-z0-9]{52}", found) for found in ids)
+        with pytest.raises(ClientError) as refused:
+            aws.dynamodb.update_item(
+                TableName=TENANCY_TABLE,
+                Key={"pk": {"S": "a"}, "sk": {"S": "b"}},
+                UpdateExpression="SET size = :v",
+                ExpressionAttributeValues={":v": {"S": "x"}},
+            )
+        assert "reserved keyword" in refused.value.response["Error"]["Message"]

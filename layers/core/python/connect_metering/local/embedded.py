@@ -35,9 +35,10 @@ from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import create_tenancy_table
 from connect_metering.local.embedded_expressions import (
     cached_expression_parsing,
+    indexed_reserved_words,
     remembered_condition_shapes,
 )
-from connect_metering.local.embedded_fast import constant_user_agent, direct_dynamodb
+from connect_metering.local.embedded_fast import cheaper_request_ids, constant_user_agent, direct_dynamodb
 from connect_metering.local.embedded_validation import (
     lean_update_validation,
     planned_tree_copies,
@@ -450,6 +451,8 @@ class EmbeddedAws:
         self._moto_speedups.enter_context(remembered_condition_shapes())
         self._moto_speedups.enter_context(remembered_text_checks())
         self._moto_speedups.enter_context(constant_user_agent())
+        self._moto_speedups.enter_context(indexed_reserved_words())
+        self._moto_speedups.enter_context(cheaper_request_ids())
         os.environ.update(TABLE_ENVIRONMENT)
         self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
         self.metering: MarketplaceMeteringClient = self.marketplace.attach(

@@ -15,6 +15,7 @@ from unittest import mock
 
 from moto.dynamodb.comparisons import ConditionExpressionParser, Func, Op
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
 
 # Distinct expression texts kept; the product writes a few dozen.
 _EXPRESSIONS_REMEMBERED = 1024
@@ -155,3 +156,25 @@ def _filled(node: Any, values: dict[str, Any]) -> Any:
     if all(new is old for new, old in zip(children, node.children, strict=True)):
         return node
     return node._replace(children=children)
+
+
+@contextmanager
+def indexed_reserved_words() -> Iterator[None]:
+    """moto checks each attribute name of an expression against DynamoDB's 573 reserved words with
+    ``in`` on a list, a scan of the list per name. The same list, in the same order, answers ``in``
+    for a string from a set of its words (the same answer: a string is in the list exactly when it
+    equals one of its words); anything else is compared as a list compares."""
+    words = _ReservedWords(ReservedKeywords.get_reserved_keywords())
+    with mock.patch.object(ReservedKeywords, "KEYWORDS", words):
+        yield
+
+
+class _ReservedWords(list[str]):
+    def __init__(self, words: list[str]) -> None:
+        super().__init__(words)
+        self._indexed = frozenset(words)
+
+    def __contains__(self, value: object) -> bool:
+        if type(value) is str:
+            return value in self._indexed
+        return super().__contains__(value)
