@@ -97,6 +97,7 @@ class _ConditionShape:
     lookups: tuple[str, ...]
     names_found: tuple[str, ...]
     values_found: tuple[str, ...]
+    holders: frozenset[int]  # the ids of the tree's nodes that hold a slot, themselves or below
 
     @classmethod
     def of(cls, expression: str, names: dict[str, str] | None, original_parse: Any) -> _ConditionShape:
@@ -110,11 +111,14 @@ class _ConditionShape:
 
         probe._make_op_condition = keep_tree  # type: ignore[assignment,method-assign]
         original_parse(probe)
+        holders: set[int] = set()
+        _find_holders(trees[0], holders)
         return cls(
             tree=trees[0],
             lookups=tuple(values.lookups),
             names_found=tuple(probe.expr_attr_names_found),
             values_found=tuple(probe.expr_attr_values_found),
+            holders=frozenset(holders),
         )
 
     def operators(self, parser: ConditionExpressionParser) -> Op | Func:
@@ -123,7 +127,7 @@ class _ConditionShape:
         values = {name: parser._lookup_expression_attribute_value(name) for name in self.lookups}
         parser.expr_attr_names_found.extend(self.names_found)
         parser.expr_attr_values_found.extend(self.values_found)
-        return parser._make_op_condition(_filled(self.tree, values))
+        return parser._make_op_condition(_filled(self.tree, values, self.holders))
 
 
 class _Slot:
@@ -145,17 +149,24 @@ class _Slots(dict[str, Any]):
         return _Slot(name)
 
 
-def _filled(node: Any, values: dict[str, Any]) -> Any:
-    """The tree with each slot replaced by the request's value (new tuples on the way to a slot; the
-    rest shared, as moto's nodes are tuples that nothing changes)."""
+def _find_holders(node: Any, holders: set[int]) -> bool:
+    """Whether the node holds a slot, itself or below; the ids of those that do added to ``holders``."""
+    below = [_find_holders(child, holders) for child in node.children]
+    if isinstance(node.value, _Slot) or any(below):
+        holders.add(id(node))
+        return True
+    return False
+
+
+def _filled(node: Any, values: dict[str, Any], holders: frozenset[int]) -> Any:
+    """The tree with each slot replaced by the request's value: new tuples on the way to a slot, the
+    rest shared (moto's nodes are tuples that nothing changes; the tree is built into operators and
+    let go)."""
+    if id(node) not in holders:
+        return node
     if isinstance(node.value, _Slot):
         return node._replace(value=values[node.value.name])
-    if not node.children:
-        return node
-    children = [_filled(child, values) for child in node.children]
-    if all(new is old for new, old in zip(children, node.children, strict=True)):
-        return node
-    return node._replace(children=children)
+    return node._replace(children=[_filled(child, values, holders) for child in node.children])
 
 
 @contextmanager
