@@ -325,6 +325,10 @@ def test_update_expressions_answer_as_moto_does_without_any_speed_up(monkeypatch
         "cached_expression_parsing",
         "remembered_node_kinds",
         "lean_update_validation",
+        "planned_tree_copies",
+        "planned_tree_copies",
+        "remembered_condition_shapes",
+        "remembered_text_checks",
         "constant_user_agent",
     ):
         monkeypatch.setattr(embedded, speed_up, contextlib.nullcontext)
@@ -347,7 +351,7 @@ def test_the_syntax_tree_copy_is_moto_s_deep_copy() -> None:
 
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
-    from connect_metering.local.embedded_fast import copy_tree
+    from connect_metering.local.embedded_validation import copy_tree
 
     def shape(node: Any) -> Any:
         if isinstance(node, list):

@@ -33,12 +33,17 @@ from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import create_tenancy_table
-from connect_metering.local.embedded_fast import (
+from connect_metering.local.embedded_expressions import (
     cached_expression_parsing,
-    constant_user_agent,
-    direct_dynamodb,
+    indexed_reserved_words,
+    remembered_condition_shapes,
+)
+from connect_metering.local.embedded_fast import cheaper_request_ids, constant_user_agent, direct_dynamodb
+from connect_metering.local.embedded_validation import (
     lean_update_validation,
+    planned_tree_copies,
     remembered_node_kinds,
+    remembered_text_checks,
 )
 from connect_metering.local.marketplace_sim import FaultPlan, MarketplaceSimulator
 from connect_metering.local.write_units import WriteUnitMeter
@@ -442,7 +447,12 @@ class EmbeddedAws:
         self._moto_speedups.enter_context(cached_expression_parsing())
         self._moto_speedups.enter_context(remembered_node_kinds())
         self._moto_speedups.enter_context(lean_update_validation())
+        self._moto_speedups.enter_context(planned_tree_copies())
+        self._moto_speedups.enter_context(remembered_condition_shapes())
+        self._moto_speedups.enter_context(remembered_text_checks())
         self._moto_speedups.enter_context(constant_user_agent())
+        self._moto_speedups.enter_context(indexed_reserved_words())
+        self._moto_speedups.enter_context(cheaper_request_ids())
         os.environ.update(TABLE_ENVIRONMENT)
         self.dynamodb: DynamoDBClient = boto3.client("dynamodb", region_name=REGION)
         self.metering: MarketplaceMeteringClient = self.marketplace.attach(

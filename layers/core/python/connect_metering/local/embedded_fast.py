@@ -15,17 +15,17 @@ other result, and every error, goes through moto's own serializer.
 from __future__ import annotations
 
 import base64
-import copy
 import functools
 import json
+import string
 import threading
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 from unittest import mock
 
 import moto.core.models
+import moto.core.responses
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.useragent import UserAgentString
 from moto.core.common_types import TYPE_RESPONSE
@@ -33,16 +33,8 @@ from moto.core.model import OperationModel
 from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.responses import ActionResult
 from moto.core.utils import get_service_model, utcnow
-from moto.dynamodb.comparisons import ConditionExpressionParser
-from moto.dynamodb.parsing import validators
-from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
-    DepthFirstTraverser,
-    Expression,
-    Node,
-    UpdateExpressionFunction,
-)
-from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
+from moto.moto_api._internal import mock_random
 from requests.structures import CaseInsensitiveDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date
@@ -187,209 +179,6 @@ def _wire_value(value: Any) -> str:
 
 
 @contextmanager
-def cached_expression_parsing() -> Iterator[None]:
-    """moto tokenizes and parses the same few expression strings on every request, an UpdateExpression
-    twice per UpdateItem. Both steps depend on the expression's text alone (names and values are
-    substituted later, on a copy), so each text is parsed once: an UpdateExpression's syntax tree, which
-    moto's validator deep-copies before resolving names and values into it, and a condition's tokens,
-    from which moto builds each request's own tree. Invalid expressions are not remembered: they raise,
-    as before, every time."""
-    original_make = vars(UpdateExpressionParser)["make"]
-    original_lex = ConditionExpressionParser._lex_condition_expression
-
-    @functools.lru_cache(maxsize=_EXPRESSIONS_REMEMBERED)
-    def update_tree(expression: str) -> Any:
-        return original_make.__func__(UpdateExpressionParser, expression)
-
-    @functools.lru_cache(maxsize=_EXPRESSIONS_REMEMBERED)
-    def condition_tokens(expression: str) -> tuple[Any, ...]:
-        return tuple(original_lex(ConditionExpressionParser(expression, None, None)))
-
-    def lex(parser: ConditionExpressionParser) -> deque[Any]:
-        # A fresh deque: moto's parsing consumes it. The tokens are immutable named tuples.
-        return deque(condition_tokens(parser.condition_expression))
-
-    with (
-        mock.patch.object(UpdateExpressionParser, "make", staticmethod(update_tree)),
-        mock.patch.object(ConditionExpressionParser, "_lex_condition_expression", lex),
-    ):
-        yield
-
-
-# Distinct expression texts kept; the product writes a few dozen.
-_EXPRESSIONS_REMEMBERED = 1024
-
-
-@contextmanager
-def remembered_node_kinds() -> Iterator[None]:
-    """moto's syntax-tree walkers (ten per UpdateExpression) ask, at every node, which node classes they
-    process, and each time rebuild the answer from a dict of bound methods; the classes are fixed by the
-    walker's class, so each class answers from the first time it was asked."""
-    original = DepthFirstTraverser.nodes_to_be_processed
-    kinds: dict[type, tuple[type, ...]] = {}
-
-    def nodes_to_be_processed(walker: DepthFirstTraverser) -> tuple[type, ...]:
-        found = kinds.get(type(walker))
-        if found is None:
-            found = kinds[type(walker)] = tuple(original(walker))
-        return found
-
-    with mock.patch.object(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed):
-        yield
-
-
-@contextmanager
-def lean_update_validation() -> Iterator[None]:
-    """moto validates every UpdateExpression by running ten walkers over a deep copy of its syntax tree.
-    Two of their costs depend on nothing the request brings: each walker rebuilds its node-kind-to-method
-    map (a dict of bound methods) for every node it processes, here built once per walker; and the copy
-    goes through ``copy.deepcopy``'s generic protocol for every node, here a structural copy of the same
-    nodes (each node's attributes copied, children and parent links pointing into the copy, anything
-    that is not a node, list or immutable value handed to ``copy.deepcopy`` with the same memo)."""
-
-    def process(walker: DepthFirstTraverser, node: Any) -> Any:
-        kinds = walker.__dict__.get("_embedded_processing_map")
-        if kinds is None:
-            kinds = walker.__dict__["_embedded_processing_map"] = walker._processing_map()
-        for kind, processor in kinds.items():
-            if issubclass(type(node), kind):  # isinstance, for the nodes' plain classes
-                return processor(node)
-        return None
-
-    with (
-        mock.patch.multiple(DepthFirstTraverser, process=process, traverse_node_recursively=_traverse),
-        mock.patch.object(Node, "find_clauses", _find_clauses),
-        mock.patch.object(validators, "deepcopy", copy_tree),
-    ):
-        yield
-
-
-def _traverse(walker: DepthFirstTraverser, node: Any, child_id: int = -1) -> Any:
-    """moto's ``traverse_node_recursively`` step for step (children first, each after the walker's
-    ``pre_processing_of_child`` hook, then the node itself if the walker processes its kind), without
-    its calls that do nothing (the default hook, a recursion into a child that is not a node, which
-    moto's returns untouched) and with each class test answered once per class: moto's node classes
-    are abstract-base-class instances, whose ``isinstance`` goes through ``__instancecheck__`` at
-    every node."""
-    if not _is_node(type(node)):
-        return node
-    parent_node = node.parent
-    children = node.children
-    if children is not None:
-        hook = _child_hook(walker.__class__)
-        for position, child in enumerate(children):
-            if hook is not None:
-                hook(walker, node, position)
-            if _is_node(type(child)):
-                _traverse(walker, child, position)
-    if _processes(walker, type(node)):
-        node = walker.process(node)
-        node.parent = parent_node
-        if parent_node:
-            parent_node.children[child_id] = node
-    return node
-
-
-_NODE_CLASSES: dict[type, bool] = {}
-_PROCESSED_CLASSES: dict[tuple[type, type], bool] = {}
-
-
-def _is_node(kind: type) -> bool:
-    found = _NODE_CLASSES.get(kind)
-    if found is None:
-        found = _NODE_CLASSES[kind] = issubclass(kind, Node)
-    return found
-
-
-def _processes(walker: DepthFirstTraverser, kind: type) -> bool:
-    """Whether the walker processes nodes of this class (its kinds are fixed by its class)."""
-    key = (type(walker), kind)
-    found = _PROCESSED_CLASSES.get(key)
-    if found is None:
-        found = _PROCESSED_CLASSES[key] = issubclass(kind, walker.nodes_to_be_processed())
-    return found
-
-
-def _find_clauses(node: Node, clause_types: Any) -> list[Any]:
-    """moto's ``Node.find_clauses``: the children of exactly these classes, looking into expressions
-    and functions, with each class's test answered once."""
-    clauses: list[Any] = []
-    for child in node.children or []:
-        kind: Any = type(child)
-        if kind in clause_types:
-            clauses.append(child)
-        elif _descends(kind):
-            clauses.extend(child.find_clauses(clause_types))
-    return clauses
-
-
-@functools.cache
-def _descends(kind: Any) -> bool:
-    return issubclass(kind, (Expression, UpdateExpressionFunction))
-
-
-@functools.cache
-def _child_hook(kind: Any) -> Any:
-    """The walker class's own ``pre_processing_of_child``; None when it keeps moto's, which does nothing."""
-    hook = kind.pre_processing_of_child
-    return None if hook is DepthFirstTraverser.pre_processing_of_child else hook
-
-
-# The types copy.deepcopy returns as they are (its atomic types, looked up by exact type as it does).
-_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
-
-
-def copy_tree(value: Any, memo: dict[int, Any] | None = None) -> Any:
-    """``copy.deepcopy`` of an expression's syntax tree, node by node: the same objects ``deepcopy``
-    builds for moto's nodes (a new instance of the class, its attributes copied deeply, shared and
-    cyclic references kept shared), without the generic reduce protocol."""
-    memo = {} if memo is None else memo
-    return _copied(value, memo)
-
-
-def _copied(value: Any, memo: dict[int, Any]) -> Any:
-    kind: Any = type(value)
-    if kind in _IMMUTABLE:
-        return value
-    found = memo.get(id(value))
-    if found is not None:
-        return found
-    if kind is list:
-        copied_list: list[Any] = []
-        memo[id(value)] = copied_list
-        copied_list.extend(_copied(inner, memo) for inner in value)
-        _keep_alive(value, memo)
-        return copied_list
-    if _plain_node_class(kind):
-        node = kind.__new__(kind)
-        memo[id(value)] = node
-        node.__dict__.update({name: _copied(inner, memo) for name, inner in value.__dict__.items()})
-        _keep_alive(value, memo)
-        return node
-    return copy.deepcopy(value, memo)
-
-
-@functools.cache
-def _plain_node_class(kind: Any) -> bool:
-    """A syntax-tree node class that ``copy.deepcopy`` copies by the default protocol: a new instance
-    whose ``__dict__`` is a deep copy of the original's (no copy or pickling hooks of its own)."""
-    return (
-        issubclass(kind, Node)
-        and not hasattr(kind, "__deepcopy__")
-        and not hasattr(kind, "__setstate__")
-        and kind.__reduce_ex__ is object.__reduce_ex__
-        and kind.__reduce__ is object.__reduce__
-        and kind.__getstate__ is object.__getstate__
-        and "__slots__" not in {name for klass in kind.__mro__ for name in vars(klass)}
-    )
-
-
-def _keep_alive(value: Any, memo: dict[Any, Any]) -> None:
-    """As ``copy.deepcopy`` does: the originals stay alive while the memo does, so no id is reused."""
-    memo.setdefault(id(memo), []).append(value)
-
-
-@contextmanager
 def constant_user_agent() -> Iterator[None]:
     """botocore rebuilds each request's User-Agent header twice, character by character; nothing behind
     the embedded runtime reads it (moto takes the region from the endpoint's host name), so each
@@ -406,3 +195,24 @@ def constant_user_agent() -> Iterator[None]:
 
     with mock.patch.object(UserAgentString, "to_string", to_string):
         yield
+
+
+@contextmanager
+def cheaper_request_ids() -> Iterator[None]:
+    """moto gives every answer a request id of 52 letters and digits, drawn one ``random.choice`` at a
+    time from its own random source (``mock_random``, which a test may seed). Here the same source
+    draws the 52 at once (``choices``): an id of the same form, still reproducible from a seed (not
+    the same ids moto would draw from that seed), at a fraction of the cost. Nothing reads it but the
+    answer's ResponseMetadata."""
+
+    def request_id(headers: dict[str, Any] | None = None) -> str:
+        drawn = "".join(mock_random.choices(_REQUEST_ID_CHARACTERS, k=52))
+        if headers is not None and isinstance(headers, dict):
+            headers.update({"x-amzn-requestid": drawn})
+        return drawn
+
+    with mock.patch.object(moto.core.responses, "gen_amzn_requestid_long", request_id):
+        yield
+
+
+_REQUEST_ID_CHARACTERS = string.ascii_letters + string.digits
