@@ -352,19 +352,7 @@ def test_the_syntax_tree_copy_is_moto_s_deep_copy() -> None:
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
     from connect_metering.local.embedded_validation import copy_tree
-
-    def shape(node: Any) -> Any:
-        if isinstance(node, list):
-            return [shape(inner) for inner in node]
-        if hasattr(node, "__dict__"):
-            return (
-                type(node).__name__,
-                {
-                    name: type(inner).__name__ if name == "parent" else shape(inner)
-                    for name, inner in vars(node).items()
-                },
-            )
-        return node
+    from tests.syntax_trees import tree_shape
 
     for expression in (
         "ADD n :one SET tags = :tags",
@@ -372,7 +360,7 @@ def test_the_syntax_tree_copy_is_moto_s_deep_copy() -> None:
     ):
         tree = UpdateExpressionParser.make(expression)
         copied = copy_tree(tree)
-        assert shape(copied) == shape(copy.deepcopy(tree))
+        assert tree_shape(copied) == tree_shape(copy.deepcopy(tree))
         assert copied is not tree
         stack = [copied]
         while stack:  # every link points into the copy

@@ -12,6 +12,7 @@ from moto.dynamodb.parsing import validators
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
 from connect_metering.local.embedded_validation import _CopyPlan, planned_tree_copies
+from tests.syntax_trees import tree_shape
 
 pytestmark = pytest.mark.unit
 
@@ -22,21 +23,6 @@ EXPRESSIONS = (
     "SET #a = if_not_exists(#a, :z) + :one, b = list_append(b, :l) REMOVE c[1], d.e DELETE s :s",
     "SET m.#in.z = :v, m.#in.x[2] = :w - :one",
 )
-
-
-def shape(node: Any) -> Any:
-    """A tree as data: classes, attribute names in order, values; a parent link by its class."""
-    if isinstance(node, list):
-        return [shape(inner) for inner in node]
-    if hasattr(node, "__dict__"):
-        return (
-            type(node).__name__,
-            [
-                (name, type(inner).__name__ if name == "parent" else shape(inner))
-                for name, inner in vars(node).items()
-            ],
-        )
-    return node
 
 
 def objects(node: Any) -> list[Any]:
@@ -60,7 +46,7 @@ def test_a_planned_copy_is_a_deep_copy(expression: str) -> None:
     plan = _CopyPlan.of(tree)
     assert plan is not None
     first, second = plan.copy(), plan.copy()
-    assert shape(first) == shape(copy.deepcopy(tree)) == shape(tree)
+    assert tree_shape(first) == tree_shape(copy.deepcopy(tree)) == tree_shape(tree)
     originals = {id(thing) for thing in objects(tree)}
     assert not any(id(thing) in originals for thing in objects(first))  # nothing shared with the tree
     assert not {id(thing) for thing in objects(first)} & {id(thing) for thing in objects(second)}
@@ -84,7 +70,7 @@ def test_the_validator_copies_by_plan_and_trees_without_one_as_before() -> None:
     with planned_tree_copies():
         deepcopy_of = vars(validators)["deepcopy"]  # what moto's validator calls
         for _ in range(2):
-            assert shape(deepcopy_of(tree)) == shape(copy.deepcopy(tree))
+            assert tree_shape(deepcopy_of(tree)) == tree_shape(copy.deepcopy(tree))
             odd_copy = deepcopy_of(odd)
             assert odd_copy.children[0].note == {"not": "a node"}
             assert odd_copy.children[0].note is not odd.children[0].note
