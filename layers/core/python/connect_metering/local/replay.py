@@ -10,7 +10,8 @@ real handlers on embedded AWS (``handlers``, the reference) or the same services
 
 ``--events`` is a recorded stream in any of those shapes, or a folder of them (``recordings``). The
 registry is loaded as if registration and activation had happened; each line of E.jsonl is delivered
-to the ingest handler, in file order, in SQS-sized batches; the clock is the running maximum of arrival
+to the ingest handler, in file order, in the batches the deployed event source mapping hands over
+(``ingest_batching``: at most 10,000 records, the 300 s window, the 6 MB payload); the clock is the running maximum of arrival
 times, and every metering action due at an instant (hour H at H + 1 h + grace, through the dispatcher
 and the meter workers; a subscription's end, as a License Deprovisioned event to the subscription
 lifecycle handler, whose final-metering request the worker serves at once) runs as soon as the clock
@@ -30,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from connect_metering import ingest_batching
 from connect_metering.adapters.marketplace_meter import SendResult
 from connect_metering.domain.instants import (
     MS_PER_HOUR,
@@ -67,6 +69,7 @@ from connect_metering.local.replay_input import (
     subscription_identity,
 )
 from connect_metering.local.replay_output import UNATTRIBUTED, ReplayRun, Tally, summarize, write_outputs
+from connect_metering.local.traffic import sqs_batch
 from connect_metering.services.ingest import Outcome
 
 # The input side, as callers of the command name it.
@@ -85,7 +88,49 @@ __all__ = [
 ]
 
 EXIT_BAD_INPUT = 2
-SQS_BATCH = 100
+# A record's share of the Lambda payload besides its body: the SQS record's other fields and the ", "
+# before it, as traffic.sqs_batch writes them (the deployed mapping's records are of this size).
+_RECORD_OVERHEAD = len(json.dumps(sqs_batch([""])["Records"][0])) + 2
+
+
+class BatchGathering:
+    """The batches the deployed event source mapping hands the ingest Lambda (``ingest_batching``, as
+    ``bench.deployed_batches``): one closes at ``BATCH_SIZE`` records, before the record that would take
+    the invocation past the payload limit, or before the first record that arrives after its window
+    (counted from its first record's delivery). Larger batches are also what keeps ingest to about one
+    write per agent-hour and batch window, as in production."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, Any]] = []
+        self._opened_ms = 0
+        self._payload = 0
+
+    def add(self, item: tuple[str, Any], at_ms: int) -> list[list[tuple[str, Any]]]:
+        """Gather ``item`` (body, decoded JSON) delivered at ``at_ms``; the batches this closed, in order."""
+        body = item[0]
+        # The body as the Lambda event's JSON holds it: its quotes and backslashes escaped.
+        size = len(body) + body.count('"') + body.count("\\") + _RECORD_OVERHEAD
+        closed = []
+        if self._items and (
+            at_ms - self._opened_ms > ingest_batching.BATCHING_WINDOW_SECONDS * 1000
+            or self._payload + size > _PAYLOAD_FOR_RECORDS
+        ):
+            closed.append(self.take())
+        if not self._items:
+            self._opened_ms = at_ms
+        self._items.append(item)
+        self._payload += size
+        if len(self._items) == ingest_batching.BATCH_SIZE:
+            closed.append(self.take())
+        return closed
+
+    def take(self) -> list[tuple[str, Any]]:
+        """What is gathered, handed over now (before a metering action, a lifecycle line, the end)."""
+        items, self._items, self._payload = self._items, [], 0
+        return items
+
+
+_PAYLOAD_FOR_RECORDS = ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES - len('{"Records": []}')
 
 
 # The run -------------------------------------------------------------------------------------------
@@ -108,6 +153,7 @@ class Replay:
         self.results: list[SendResult] = []
         self.tally = Tally()
         self._sequence = 0
+        self._messages = 0  # SQS message ids handed out so far (each batch's are unique in the run)
         self._earliest_event = sys.maxsize
 
     def run(self, deliveries: Iterator[Delivery], until_ms: int) -> dict[str, Any]:
@@ -140,7 +186,7 @@ class Replay:
         loaded = self._load_registry()
         actions = self._schedule(loaded, first_start, until_ms)
         clock = first_start
-        batch: list[tuple[str, Any]] = []  # (body, its decoded JSON or NOT_DECODED)
+        gathering = BatchGathering()
         max_age = self.registry.policy.max_event_age * 1000
         for delivery in deliveries:
             if delivery.unreadable is not None:
@@ -149,8 +195,7 @@ class Replay:
             arrival = delivery.arrival_ms
             if arrival is not None and arrival > clock:
                 if actions and actions[0].at_ms <= arrival:
-                    self._ingest(batch)
-                    batch = []
+                    self._ingest(gathering.take())
                     self._run_due(actions, arrival)
                 clock = arrival
                 clock_source.advance_to(_moment(clock))
@@ -162,15 +207,12 @@ class Replay:
                 oldest = delivery.event_ms if arrived is None else arrived - max_age
                 self._earliest_event = min(self._earliest_event, max(delivery.event_ms, oldest))
             if delivery.lifecycle:
-                self._ingest(batch)
-                batch = []
+                self._ingest(gathering.take())
                 self._notify(delivery)
                 continue
-            batch.append(delivery.delivered(clock))
-            if len(batch) == SQS_BATCH:
+            for batch in gathering.add(delivery.delivered(clock), clock):
                 self._ingest(batch)
-                batch = []
-        self._ingest(batch)
+        self._ingest(gathering.take())
         self._run_due(actions, until_ms)
         clock_source.advance_to(_moment(max(clock, until_ms)))
         return summarize(
@@ -354,7 +396,8 @@ class Replay:
         bodies = [body for body, _ in batch]
         documents = [document for _, document in batch]
         tally = self.tally
-        for result in self.engine.ingest(bodies, self._next() * 1000, documents):
+        first_message, self._messages = self._messages, self._messages + len(batch)
+        for result in self.engine.ingest(bodies, first_message, documents):
             company = result.company or UNATTRIBUTED
             if result.reason is not None:
                 tally.quarantined[company][result.reason.value] += 1

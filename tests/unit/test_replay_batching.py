@@ -1,0 +1,46 @@
+"""`replay` hands the ingest handler the batches the deployed event source mapping would
+(``connect_metering/ingest_batching.py``): a batch closes at the batch size, before the record that
+would take the Lambda payload past its limit, and before the first record delivered after its window."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connect_metering import ingest_batching
+from connect_metering.local.replay import BatchGathering
+from connect_metering.local.traffic import sqs_batch
+
+pytestmark = pytest.mark.unit
+
+WINDOW_MS = ingest_batching.BATCHING_WINDOW_SECONDS * 1000
+
+
+def test_a_batch_gathers_for_its_window_and_closes_before_a_later_record() -> None:
+    gathering = BatchGathering()
+    assert gathering.add(("a", None), 1_000) == []
+    assert gathering.add(("b", None), 1_000 + WINDOW_MS) == []  # still inside the window
+    assert gathering.add(("c", None), 1_001 + WINDOW_MS) == [[("a", None), ("b", None)]]
+    assert gathering.take() == [("c", None)]
+    assert gathering.take() == []
+
+
+def test_a_batch_closes_at_the_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_batching, "BATCH_SIZE", 3)
+    gathering = BatchGathering()
+    closed = [batch for n in range(7) for batch in gathering.add((str(n), None), 0)]
+    assert closed == [[("0", None), ("1", None), ("2", None)], [("3", None), ("4", None), ("5", None)]]
+    assert gathering.take() == [("6", None)]
+
+
+def test_no_batch_goes_past_the_lambda_payload_limit() -> None:
+    body = json.dumps({"detail": {"text": 'quoted "words" and a \\ backslash ' * 4_000}})
+    gathering = BatchGathering()
+    batches = [batch for _ in range(100) for batch in gathering.add((body, None), 0)]
+    batches.append(gathering.take())
+    assert sum(len(batch) for batch in batches) == 100 and len(batches) > 1
+    for batch in batches:
+        payload = len(json.dumps(sqs_batch([item[0] for item in batch])))
+        assert payload <= ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES
+        assert payload > ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES * 0.9 or batch is batches[-1]
