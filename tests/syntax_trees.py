@@ -19,3 +19,14 @@ def tree_shape(node: Any) -> Any:
             ],
         )
     return node
+
+
+def assert_links_point_into(tree: Any) -> None:
+    """Every child's parent link names its parent in ``tree`` itself (a copy links into the copy)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        for child in getattr(node, "children", None) or []:
+            if hasattr(child, "children"):
+                assert child.parent is node
+                stack.append(child)

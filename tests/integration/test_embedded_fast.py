@@ -352,7 +352,7 @@ def test_the_syntax_tree_copy_is_moto_s_deep_copy() -> None:
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
     from connect_metering.local.embedded_validation import copy_tree
-    from tests.syntax_trees import tree_shape
+    from tests.syntax_trees import assert_links_point_into, tree_shape
 
     for expression in (
         "ADD n :one SET tags = :tags",
@@ -362,10 +362,4 @@ def test_the_syntax_tree_copy_is_moto_s_deep_copy() -> None:
         copied = copy_tree(tree)
         assert tree_shape(copied) == tree_shape(copy.deepcopy(tree))
         assert copied is not tree
-        stack = [copied]
-        while stack:  # every link points into the copy
-            node = stack.pop()
-            for child in getattr(node, "children", None) or []:
-                if hasattr(child, "children"):
-                    assert child.parent is node
-                    stack.append(child)
+        assert_links_point_into(copied)

@@ -12,7 +12,7 @@ from moto.dynamodb.parsing import validators
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
 from connect_metering.local.embedded_validation import _CopyPlan, planned_tree_copies
-from tests.syntax_trees import tree_shape
+from tests.syntax_trees import assert_links_point_into, tree_shape
 
 pytestmark = pytest.mark.unit
 
@@ -50,13 +50,7 @@ def test_a_planned_copy_is_a_deep_copy(expression: str) -> None:
     originals = {id(thing) for thing in objects(tree)}
     assert not any(id(thing) in originals for thing in objects(first))  # nothing shared with the tree
     assert not {id(thing) for thing in objects(first)} & {id(thing) for thing in objects(second)}
-    stack = [first]
-    while stack:  # every link points into the copy
-        node = stack.pop()
-        for child in getattr(node, "children", None) or []:
-            if hasattr(child, "children"):
-                assert child.parent is node
-                stack.append(child)
+    assert_links_point_into(first)
 
 
 def test_the_validator_copies_by_plan_and_trees_without_one_as_before() -> None:
