@@ -20,13 +20,19 @@ from typing import Any
 
 import boto3
 
-from connect_metering import ingest_batching
+from connect_metering.domain.instants import to_ms
 from connect_metering.domain.tenancy import Company, Environment, Subscription, build
 from connect_metering.local.bench_imports import import_time_ratio
 from connect_metering.local.bench_requests import CompanyRequests
 from connect_metering.local.embedded import EmbeddedAws, drain
 from connect_metering.local.lambdas import handler_module
-from connect_metering.local.traffic import Shift, eventbridge_envelope, shift_events, sqs_batch
+from connect_metering.local.traffic import (
+    DeployedBatches,
+    Shift,
+    eventbridge_envelope,
+    shift_events,
+    sqs_batch,
+)
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 READ_OPERATIONS = ("GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems")
@@ -89,36 +95,19 @@ def agent_event_stream(agents: int, seed: int) -> list[tuple[datetime, str]]:
 
 def deployed_batches(stream: list[tuple[datetime, str]]) -> list[dict[str, Any]]:
     """The SQS events the deployed event source mapping would hand the ingest Lambda for this stream
-    (connect_metering/ingest_batching.py): a batch gathers from its first record's arrival and is
-    handed over at BATCH_SIZE records, when the next record would take the event past the Lambda
-    payload limit, or when the batching window has passed. One poller: the queue's records in order."""
-    batches: list[dict[str, Any]] = []
-    records: list[dict[str, Any]] = []
-    payload = 0
-    opened: datetime | None = None
-    for number, (arrival, body) in enumerate(stream):
-        record = sqs_batch([body], first_message=number)["Records"][0]
-        size = len(json.dumps(record)) + 2  # ", " between records
-        window_over = opened is not None and arrival - opened > timedelta(
-            seconds=ingest_batching.BATCHING_WINDOW_SECONDS
-        )
-        if records and (
-            window_over
-            or len(records) == ingest_batching.BATCH_SIZE
-            or payload + size > ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES - _EVENT_WRAPPER
-        ):
-            batches.append({"Records": records})
-            records, payload, opened = [], 0, None
-        records.append(record)
-        payload += size
-        opened = opened or arrival
-    if records:
-        batches.append({"Records": records})
+    (``traffic.DeployedBatches``: the batch size, the batching window, the Lambda payload limit)."""
+    gathering: DeployedBatches[str] = DeployedBatches()
+    bodies: list[list[str]] = []
+    for arrival, body in stream:
+        bodies += gathering.add(body, body, to_ms(arrival))
+    bodies.append(gathering.take())
+    batches, first = [], 0
+    for batch in filter(None, bodies):
+        batches.append(sqs_batch(batch, first_message=first))
+        first += len(batch)
     return batches
 
 
-# Lambda's payload is the whole event, {"Records": [...]}: the records have the rest.
-_EVENT_WRAPPER = len('{"Records": []}')
 BENCH_INSTANCE = "arn:aws:connect:us-east-1:111122220000:instance/aaaaaaaa-0000-4000-8000-000000000000"
 
 

@@ -31,7 +31,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connect_metering import ingest_batching
 from connect_metering.adapters.marketplace_meter import SendResult
 from connect_metering.domain.instants import (
     MS_PER_HOUR,
@@ -69,7 +68,7 @@ from connect_metering.local.replay_input import (
     subscription_identity,
 )
 from connect_metering.local.replay_output import UNATTRIBUTED, ReplayRun, Tally, summarize, write_outputs
-from connect_metering.local.traffic import sqs_batch
+from connect_metering.local.traffic import DeployedBatches
 from connect_metering.services.ingest import Outcome
 
 # The input side, as callers of the command name it.
@@ -88,51 +87,6 @@ __all__ = [
 ]
 
 EXIT_BAD_INPUT = 2
-# A record's share of the Lambda payload besides its body: the SQS record's other fields and the ", "
-# before it, as traffic.sqs_batch writes them (the deployed mapping's records are of this size).
-_RECORD_OVERHEAD = len(json.dumps(sqs_batch([""])["Records"][0])) + 2
-
-
-class BatchGathering:
-    """The batches the deployed event source mapping hands the ingest Lambda (``ingest_batching``, as
-    ``bench.deployed_batches``): one closes at ``BATCH_SIZE`` records, before the record that would take
-    the invocation past the payload limit, or before the first record that arrives after its window
-    (counted from its first record's delivery). Larger batches are also what keeps ingest to about one
-    write per agent-hour and batch window, as in production."""
-
-    def __init__(self) -> None:
-        self._items: list[tuple[str, Any]] = []
-        self._opened_ms = 0
-        self._payload = 0
-
-    def add(self, item: tuple[str, Any], at_ms: int) -> list[list[tuple[str, Any]]]:
-        """Gather ``item`` (body, decoded JSON) delivered at ``at_ms``; the batches this closed, in order."""
-        body = item[0]
-        # The body as the Lambda event's JSON holds it: its quotes and backslashes escaped.
-        size = len(body) + body.count('"') + body.count("\\") + _RECORD_OVERHEAD
-        closed = []
-        if self._items and (
-            at_ms - self._opened_ms > ingest_batching.BATCHING_WINDOW_SECONDS * 1000
-            or self._payload + size > _PAYLOAD_FOR_RECORDS
-        ):
-            closed.append(self.take())
-        if not self._items:
-            self._opened_ms = at_ms
-        self._items.append(item)
-        self._payload += size
-        if len(self._items) == ingest_batching.BATCH_SIZE:
-            closed.append(self.take())
-        return closed
-
-    def take(self) -> list[tuple[str, Any]]:
-        """What is gathered, handed over now (before a metering action, a lifecycle line, the end)."""
-        items, self._items, self._payload = self._items, [], 0
-        return items
-
-
-_PAYLOAD_FOR_RECORDS = ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES - len('{"Records": []}')
-
-
 # The run -------------------------------------------------------------------------------------------
 
 
@@ -186,7 +140,7 @@ class Replay:
         loaded = self._load_registry()
         actions = self._schedule(loaded, first_start, until_ms)
         clock = first_start
-        gathering = BatchGathering()
+        gathering: DeployedBatches[tuple[str, Any]] = DeployedBatches()  # (body, decoded JSON)
         max_age = self.registry.policy.max_event_age * 1000
         for delivery in deliveries:
             if delivery.unreadable is not None:
@@ -210,7 +164,8 @@ class Replay:
                 self._ingest(gathering.take())
                 self._notify(delivery)
                 continue
-            for batch in gathering.add(delivery.delivered(clock), clock):
+            delivered = delivery.delivered(clock)
+            for batch in gathering.add(delivered, delivered[0], clock):
                 self._ingest(batch)
         self._ingest(gathering.take())
         self._run_due(actions, until_ms)

@@ -12,12 +12,14 @@ for a while after logout, as Connect sends them.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from connect_metering import ingest_batching
 from connect_metering.domain.instants import iso
 
 HEARTBEAT = timedelta(seconds=120)
@@ -209,3 +211,47 @@ def sqs_batch(bodies: list[str], *, first_message: int = 0, sent_timestamp: str 
             for index, body in enumerate(bodies)
         ]
     }
+
+
+# A record's share of the Lambda payload besides its body's JSON text: the other fields, with message
+# and receipt ids of ten digits (longer than any run numbers, so the count never falls short), and the
+# ", " before it. The batch's own '{"Records": []}' is taken off the limit once.
+_RECORD_OVERHEAD = len(json.dumps(sqs_batch([""], first_message=10**9)["Records"][0])) - len('""') + len(", ")
+_PAYLOAD_FOR_RECORDS = ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES - len(json.dumps(sqs_batch([])))
+
+Gathered = TypeVar("Gathered")
+
+
+class DeployedBatches(Generic[Gathered]):
+    """The batches the deployed event source mapping hands the ingest Lambda (``ingest_batching``, read
+    when each record comes, so a test may change them): one closes at ``BATCH_SIZE`` records, before
+    the record that would take the invocation past the payload limit, or before the first record
+    delivered after its window (counted from its first record). One poller: records in queue order.
+    ``bench`` measures ingest in these batches and ``replay`` delivers in them."""
+
+    def __init__(self) -> None:
+        self._items: list[Gathered] = []
+        self._opened_ms = 0
+        self._payload = 0
+
+    def add(self, item: Gathered, body: str, at_ms: int) -> list[list[Gathered]]:
+        """Gather ``item`` (whose SQS body is ``body``) delivered at ``at_ms``; the batches this closed."""
+        size = len(json.dumps(body)) + _RECORD_OVERHEAD  # the body as the event's JSON holds it, escaped
+        closed = []
+        if self._items and (
+            at_ms - self._opened_ms > ingest_batching.BATCHING_WINDOW_SECONDS * 1000
+            or self._payload + size > _PAYLOAD_FOR_RECORDS
+        ):
+            closed.append(self.take())
+        if not self._items:
+            self._opened_ms = at_ms
+        self._items.append(item)
+        self._payload += size
+        if len(self._items) == ingest_batching.BATCH_SIZE:
+            closed.append(self.take())
+        return closed
+
+    def take(self) -> list[Gathered]:
+        """What is gathered, handed over now (and nothing gathered any more)."""
+        items, self._items, self._payload = self._items, [], 0
+        return items
