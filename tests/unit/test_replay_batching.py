@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connect_metering import ingest_batching
-from connect_metering.local.traffic import DeployedBatches, sqs_batch
+from connect_metering.local.traffic import DeployedBatches, json_string_length, sqs_batch
 
 pytestmark = pytest.mark.unit
 
@@ -43,3 +45,19 @@ def test_no_batch_goes_past_the_lambda_payload_limit() -> None:
         payload = len(json.dumps(sqs_batch([item[0] for item in batch])))
         assert payload <= ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES
         assert payload > ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES * 0.9 or batch is batches[-1]
+
+
+@given(
+    st.text()
+    | st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127))
+    | st.text(alphabet=st.sampled_from('ab "\\/\x7f\x1f\n\t\u00e9\U0001f600'))
+)
+def test_a_record_body_is_sized_as_json_dumps_escapes_it(text: str) -> None:
+    assert json_string_length(text) == len(json.dumps(text))
+
+
+def test_a_published_event_body_is_sized_as_json_dumps_escapes_it() -> None:
+    body = json.dumps(
+        {"detail": {"AgentARN": "arn:aws:connect:us-east-1:1:instance/i/agent/a", "q": 'say "hi" \\'}}
+    )
+    assert json_string_length(body) == len(json.dumps(body))

@@ -33,6 +33,7 @@ from connect_metering.adapters.meter_store import create_ledger_table
 from connect_metering.adapters.quarantine_table import create_quarantine_table
 from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.adapters.tenancy_table import create_tenancy_table
+from connect_metering.domain.instants import from_ms
 from connect_metering.local.embedded_expressions import (
     cached_expression_parsing,
     indexed_reserved_words,
@@ -74,17 +75,36 @@ class VirtualClock:
 
     now_value: datetime
     monotonic_value: float = 0.0
+    # An instant (epoch ms) the clock was told to move to and nobody has read since: a replay moves it
+    # at nearly every line, and builds the datetime only when something reads the clock.
+    pending_ms: int | None = None
 
     def now(self) -> datetime:
+        if self.pending_ms is not None:
+            self._settle()
         return self.now_value
 
     def monotonic(self) -> float:
+        if self.pending_ms is not None:
+            self._settle()
         return self.monotonic_value
 
     def advance_to(self, moment: datetime) -> None:
+        if self.pending_ms is not None:
+            self._settle()
         if moment > self.now_value:
             self.monotonic_value += (moment - self.now_value).total_seconds()
             self.now_value = moment
+
+    def advance_to_ms(self, epoch_ms: int) -> None:
+        """``advance_to(from_ms(epoch_ms))``, done when the clock is next read."""
+        if self.pending_ms is None or epoch_ms > self.pending_ms:
+            self.pending_ms = epoch_ms
+
+    def _settle(self) -> None:
+        pending, self.pending_ms = self.pending_ms, None
+        if pending is not None:
+            self.advance_to(from_ms(pending))
 
     def sleep(self, seconds: float) -> None:
         """Client-side pacing in virtual time: the throttle sees the pause, nobody waits for it."""

@@ -152,7 +152,7 @@ class Replay:
                     self._ingest(gathering.take())
                     self._run_due(actions, arrival)
                 clock = arrival
-                clock_source.advance_to(_moment(clock))
+                clock_source.advance_to_ms(clock)
             if delivery.event_ms is not None:
                 # The summary reads stored events from here on: an event older than max_event_age at
                 # its arrival is never accepted (BILLING.md section 2 rule 5), so a line dated in
