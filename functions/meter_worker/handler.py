@@ -28,6 +28,7 @@ from connect_metering.adapters.tenancy_store import DynamoTenancyStore
 from connect_metering.batch_response import respond
 from connect_metering.counted import count_unreadable
 from connect_metering.domain.metering import MeterRequest, RecordStatus
+from connect_metering.meter_pacing import CALLS_PER_SECOND
 from connect_metering.observability import logger, metrics, tracer
 from connect_metering.services.meter import MeterReport, MeterWorker
 from connect_metering.settings import MeterWorkerSettings, load_settings
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
 
 processor = BatchProcessor(event_type=EventType.SQS)
-# Two workers at 4 calls/s each: 8 calls/s, under the 10 calls/s Marketplace quota.
-CALLS_PER_SECOND = 4.0
 
 
 def _now_ms() -> int:

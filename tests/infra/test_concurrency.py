@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from functions.meter_worker import handler as meter_worker
+from connect_metering import meter_pacing
 from tests.infra.template_helpers import resource_with_prefix, resources_of_type
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
@@ -65,7 +65,7 @@ def test_every_sqs_event_source_has_a_maximum_concurrency(metering_json: dict[st
 def test_meter_workers_together_stay_under_the_batch_meter_usage_quota(metering_json: dict[str, Any]) -> None:
     worker_id = _function_id("MeteringWorker", metering_json)
     workers = _maximum_concurrency(_sqs_mappings(metering_json)[worker_id])
-    pace = meter_worker.CALLS_PER_SECOND
+    pace = meter_pacing.CALLS_PER_SECOND  # the pace every meter worker keeps (functions/meter_worker)
     assert pace > 0
     assert workers * pace < MARKETPLACE_CALLS_PER_SECOND_QUOTA, f"{workers} workers x {pace} calls/s"
 

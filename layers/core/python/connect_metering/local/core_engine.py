@@ -50,11 +50,11 @@ from connect_metering.domain.metering import MeterRequest
 from connect_metering.local.core_activity import MemoryActivityStore, MemoryQuarantineStore
 from connect_metering.local.core_tables import InMemoryTables, Item
 from connect_metering.local.embedded import ACTIVITY_TABLE, LEDGER_TABLE, REGION, TENANCY_TABLE, VirtualClock
-from connect_metering.local.lambdas import handler_module
 from connect_metering.local.marketplace_sim import MarketplaceSimulator
 from connect_metering.local.replay_engine import WORKER_BATCH, crash_hook
 from connect_metering.local.replay_input import FaultsFile, Registry
 from connect_metering.local.replay_output import StoredState
+from connect_metering.meter_pacing import CALLS_PER_SECOND
 from connect_metering.services.dispatch import MeterDispatcher
 from connect_metering.services.ingest import CachedEnvironmentLookup, IngestResult, IngestService, Message
 from connect_metering.services.lifecycle import LifecycleResult, LifecycleService
@@ -172,7 +172,7 @@ class CoreEngine:
                 monotonic=self.clock.monotonic,
                 sleep=self.clock.sleep,
                 rng=random.Random(faults.seed),
-                calls_per_second=handler_module("meter_worker").CALLS_PER_SECOND,
+                calls_per_second=CALLS_PER_SECOND,
                 observer=observer,
                 crash=crash_hook(faults),
             ),
