@@ -142,6 +142,7 @@ class Replay:
         clock = first_start
         gathering: DeployedBatches[tuple[str, Any]] = DeployedBatches()  # (body, decoded JSON)
         max_age = self.registry.policy.max_event_age * 1000
+        earliest = self._earliest_event
         for delivery in deliveries:
             if delivery.unreadable is not None:
                 self.tally.note_unreadable(delivery)
@@ -153,13 +154,13 @@ class Replay:
                     self._run_due(actions, arrival)
                 clock = arrival
                 clock_source.advance_to_ms(clock)
-            if delivery.event_ms is not None:
+            if (event_ms := delivery.event_ms) is not None:
                 # The summary reads stored events from here on: an event older than max_event_age at
                 # its arrival is never accepted (BILLING.md section 2 rule 5), so a line dated in
                 # year 999 must not make the summary read a thousand years of days.
                 arrived = clock if delivery.raw else arrival
-                oldest = delivery.event_ms if arrived is None else arrived - max_age
-                self._earliest_event = min(self._earliest_event, max(delivery.event_ms, oldest))
+                oldest = event_ms if arrived is None else arrived - max_age
+                earliest = min(earliest, event_ms if event_ms > oldest else oldest)
             if delivery.lifecycle:
                 self._ingest(gathering.take())
                 self._notify(delivery)
@@ -167,6 +168,7 @@ class Replay:
             delivered = delivery.delivered(clock)
             for batch in gathering.add(delivered, delivered[0], clock):
                 self._ingest(batch)
+        self._earliest_event = earliest
         self._ingest(gathering.take())
         self._run_due(actions, until_ms)
         clock_source.advance_to(_moment(max(clock, until_ms)))
