@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 from connect_metering.domain.instants import MS_PER_HOUR, InstantError, hour_floor, parse_iso_ms
 from connect_metering.domain.sessions import (
@@ -124,9 +124,11 @@ class QuarantineTally:
     hour_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """What EventBridge vouches for: the sender's account and the arrival time."""
+class Envelope(NamedTuple):
+    """What EventBridge vouches for: the sender's account and the arrival time.
+
+    A named tuple (immutable, as a frozen dataclass, and several times cheaper to make): one is made
+    per message ingested."""
 
     account: str
     arrival_ms: int
@@ -136,9 +138,9 @@ class Envelope:
     resources: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class AgentEvent:
-    """An agent event that parsed: the fields billing reads, nothing personal (no names, no usernames)."""
+class AgentEvent(NamedTuple):
+    """An agent event that parsed: the fields billing reads, nothing personal (no names, no usernames).
+    A named tuple, as ``Envelope``: one is made per message ingested."""
 
     event_id: str
     kind: EventKind
@@ -228,12 +230,7 @@ def _envelope_of(document: Any) -> Envelope:
             arrival_ms=arrival_ms,
         )
     resources = document.get("resources")
-    return Envelope(
-        account=account,
-        arrival_ms=arrival_ms,
-        detail=detail,
-        resources=_resources(resources) if resources else (),
-    )
+    return Envelope(account, arrival_ms, detail, _resources(resources) if resources else ())
 
 
 def _resources(resources: object) -> tuple[str, ...]:
@@ -400,14 +397,7 @@ def _common_agent_event(detail: dict[str, Any]) -> AgentEvent | None:
         else (offline_from_agent_event(detail), status_start_from_agent_event(detail))
     )
     return AgentEvent(
-        event_id=event_id,
-        kind=kind,
-        ts_ms=ts_ms,
-        agent_arn=agent_arn,
-        instance=instance,
-        aws_account_id=detail["AWSAccountId"],
-        offline=offline,
-        status_start_ms=status_start_ms,
+        event_id, kind, ts_ms, agent_arn, instance, detail["AWSAccountId"], offline, status_start_ms
     )
 
 
