@@ -372,23 +372,22 @@ def _common_agent_event(detail: dict[str, Any]) -> AgentEvent | None:
     common shape and passes every rule the general way checks (rules 1 and 2); None for anything else,
     which the general way then reads (and refuses with the reason it finds).
     ``tests/unit/test_agent_event_fast_path.py`` holds the two to the same answer on mutated events."""
-    event_id, instance_text = detail.get("EventId"), detail.get("InstanceARN")
-    if not (_is_identifier(event_id) and _is_identifier(instance_text)):
+    try:
+        event_id, event_type, stamp = detail["EventId"], detail["EventType"], detail["EventTimestamp"]
+        instance_text, agent_arn, account_id = detail["InstanceARN"], detail["AgentARN"], detail["AWSAccountId"]
+    except KeyError:
         return None
-    event_type, agent_arn = detail.get("EventType"), detail.get("AgentARN")
-    if type(event_type) is not str or not _is_identifier(agent_arn):
+    if not _is_identifier(event_id) or type(event_type) is not str or type(stamp) is not str:
         return None
     kind = _KIND_BY_TYPE.get(event_type)
-    stamp = detail.get("EventTimestamp")
-    if kind is None or type(stamp) is not str or not _is_account_id(detail.get("AWSAccountId")):
+    if kind is None or not _is_account_id(account_id):
+        return None
+    instance = _agent_instance(agent_arn, instance_text)
+    if instance is None:
         return None
     try:
-        instance, agent_prefix = _instance_arn(instance_text)
         ts_ms = parse_iso_ms(stamp, field="EventTimestamp")
-    except (TenancyError, InstantError):
-        return None
-    agent_id = agent_arn[len(agent_prefix) :]
-    if not agent_arn.startswith(agent_prefix) or not agent_id or "/" in agent_id or "#" in agent_id:
+    except InstantError:
         return None
     status = _common_status(detail)
     offline, status_start_ms = (
@@ -396,9 +395,35 @@ def _common_agent_event(detail: dict[str, Any]) -> AgentEvent | None:
         if status is not None
         else (offline_from_agent_event(detail), status_start_from_agent_event(detail))
     )
-    return AgentEvent(
-        event_id, kind, ts_ms, agent_arn, instance, detail["AWSAccountId"], offline, status_start_ms
-    )
+    return AgentEvent(event_id, kind, ts_ms, agent_arn, instance, account_id, offline, status_start_ms)
+
+
+# AgentARN -> (InstanceARN, its instance) for the agents already found to be agents of that instance
+# (both identifiers within rule 1's bound, the ARN an agent of the instance): a stream names each agent
+# again and again, and these checks depend on the two texts alone. Bounded.
+_AGENTS: dict[str, tuple[str, InstanceArn]] = {}
+_MAX_AGENTS = 100_000
+
+
+def _agent_instance(agent_arn: object, instance_text: object) -> InstanceArn | None:
+    """The instance, when ``instance_text`` is a well-formed InstanceARN and ``agent_arn`` an agent of it,
+    both within rule 1's bound on identifiers; None otherwise."""
+    known = _AGENTS.get(agent_arn) if type(agent_arn) is str else None
+    if known is not None and known[0] == instance_text:
+        return known[1]
+    if not (_is_identifier(instance_text) and _is_identifier(agent_arn)):
+        return None
+    try:
+        instance, agent_prefix = _instance_arn(instance_text)
+    except TenancyError:
+        return None
+    agent_id = agent_arn[len(agent_prefix) :]
+    if not agent_arn.startswith(agent_prefix) or not agent_id or "/" in agent_id or "#" in agent_id:
+        return None
+    if len(_AGENTS) >= _MAX_AGENTS:
+        _AGENTS.clear()
+    _AGENTS[agent_arn] = (instance_text, instance)
+    return instance
 
 
 def _common_status(detail: dict[str, Any]) -> tuple[bool, int] | None:
