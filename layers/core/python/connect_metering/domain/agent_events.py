@@ -374,7 +374,11 @@ def _common_agent_event(detail: dict[str, Any]) -> AgentEvent | None:
     ``tests/unit/test_agent_event_fast_path.py`` holds the two to the same answer on mutated events."""
     try:
         event_id, event_type, stamp = detail["EventId"], detail["EventType"], detail["EventTimestamp"]
-        instance_text, agent_arn, account_id = detail["InstanceARN"], detail["AgentARN"], detail["AWSAccountId"]
+        instance_text, agent_arn, account_id = (
+            detail["InstanceARN"],
+            detail["AgentARN"],
+            detail["AWSAccountId"],
+        )
     except KeyError:
         return None
     if not _is_identifier(event_id) or type(event_type) is not str or type(stamp) is not str:

@@ -207,7 +207,7 @@ class IngestService:
         stored_by_environment: dict[tuple[str, str], list[str]] = {}
         for (_, hour_ms), members in groups.items():
             late_from_ms = metering_instant_ms(hour_ms, self._grace_ms)
-            latest_ms = max(member[1].arrival_ms for member in members)
+            latest_ms = max([member[1].arrival_ms for member in members])
             try:
                 added = self._activity.add_events(
                     [member[2] for member in members],
