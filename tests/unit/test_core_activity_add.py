@@ -102,3 +102,36 @@ def test_a_full_agent_hour_refuses_and_a_duplicate_is_told() -> None:
     partition[sk] |= {f"{n}|2|0|filler" for n in range(MAX_EVENTS_PER_AGENT_HOUR - 1)}
     refused = store.add_events([event(0, 0, 1, "b", False, None)], late_at_ms=None)
     assert [o.value for o in refused.outcomes] == ["refused"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(events, min_size=1, max_size=6), st.none() | st.integers(0, 10**13)), max_size=12
+    ),
+    st.none() | st.integers(0, 6),
+)
+def test_a_group_of_events_near_the_bound_is_answered_as_the_adapter_does(
+    sequence: list[tuple[list[AgentEvent], int | None]], room: int | None
+) -> None:
+    """Groups of several events (duplicates among them, or already stored), with the agent-hour ``room``
+    events short of the bound: the direct answer and the adapter's agree on outcomes, sets and markers,
+    and a call mixing agent-hours is refused by both."""
+    direct, through_adapter = MemoryActivityStore(), MemoryActivityStore()
+    for store in (direct, through_adapter):
+        if room is not None:
+            store.add_events([event(0, 0, 59, "first", False, None)], late_at_ms=None)
+            partition = next(iter(store._event_sets.values()))
+            sk = next(iter(partition))
+            partition[sk] |= {f"{n}|2|0|filler" for n in range(MAX_EVENTS_PER_AGENT_HOUR - 1 - room)}
+    for batch, late_at_ms in sequence:
+        try:
+            expected: Any = DynamoActivityStore.add_events(through_adapter, batch, late_at_ms=late_at_ms)
+        except ValueError as error:
+            expected = str(error)
+        try:
+            answer: Any = direct.add_events(batch, late_at_ms=late_at_ms)
+        except ValueError as error:
+            answer = str(error)
+        assert answer == expected
+        assert state(direct) == state(through_adapter)

@@ -117,10 +117,11 @@ def stored_event_id(event_id: str) -> str:
 def encode_event(event: AgentEvent) -> str:
     """Compact, exact form of what the session scan needs: ``ts|kind|offline[@status_start]|EventId``
     (the status's StartTimestamp only when it has one; EventId last, since it may hold ``|``)."""
-    status = f"{int(event.offline)}"
+    event_id = event.event_id
+    stored_id = event_id if len(event_id) <= MAX_STORED_EVENT_ID else stored_event_id(event_id)
     if event.status_start_ms != UNKNOWN_STATUS_START_MS:
-        status += f"@{event.status_start_ms}"
-    return f"{event.ts_ms}|{int(event.kind)}|{status}|{stored_event_id(event.event_id)}"
+        return f"{event.ts_ms}|{int(event.kind)}|{int(event.offline)}@{event.status_start_ms}|{stored_id}"
+    return f"{event.ts_ms}|{int(event.kind)}|{int(event.offline)}|{stored_id}"
 
 
 _KINDS = {str(int(kind)): kind for kind in EventKind}

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from connect_metering.adapters.activity_table import (
     LATE_SHARDS,
     DynamoActivityStore,
+    _outcomes,
     decode_event,
     encode_event,
     late_shard,
@@ -58,37 +59,38 @@ class MemoryActivityStore(DynamoActivityStore):
         self._points: dict[str, dict[str, AgentEventPoint]] = {}
 
     def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents:
-        """The adapter's ``add_events``, with its commonest call answered directly: one event, for an
-        agent-hour that is not full, of a day not frozen. That call's one ``ADD`` succeeds in the
-        adapter too; the outcome, the set and the late marker come out the same (the encoding decides,
-        as the string set does). Every other call is the adapter's own."""
-        if len(events) != 1:
+        """The adapter's ``add_events``, with its commonest calls answered directly: events of one
+        agent-hour that has room for all of them, of a day not frozen. The adapter's first ``ADD`` then
+        succeeds too; the outcomes, the set and the late marker come out the same (the encoding decides,
+        as the string set does). Every other call (a full or nearly full agent-hour, a frozen day, events
+        of several agent-hours) is the adapter's own."""
+        first = events[0]
+        hour_ms = first.ts_ms - first.ts_ms % MS_PER_HOUR
+        if len(events) > 1 and not _one_agent_hour(events, first.agent_arn, hour_ms):
             return super().add_events(events, late_at_ms=late_at_ms)
-        event = events[0]
-        hour_ms = event.ts_ms - event.ts_ms % MS_PER_HOUR
-        instance_arn = event.instance.arn
+        instance_arn = first.instance.arn
         pk = partition_key(instance_arn, hour_ms)
         partition = self._event_sets.get(pk)
         if partition is None:
             if pk in self._frozen:
                 return super().add_events(events, late_at_ms=late_at_ms)
             partition = self._event_sets[pk] = {}
-        sk = f"{(hour_ms // MS_PER_HOUR) % 24:02d}#E#{event.agent_id}"
+        sk = f"{(hour_ms // MS_PER_HOUR) % 24:02d}#E#{first.agent_id}"
         stored = partition.get(sk)
-        encoding = encode_event(event)
-        if stored is None:
-            partition[sk] = {encoding}
-            outcome = EventStored.NEW
-        elif len(stored) >= MAX_EVENTS_PER_AGENT_HOUR:
+        # The adapter's first ADD succeeds when the set has room for every encoding, stored or not.
+        if (0 if stored is None else len(stored)) + len(events) > MAX_EVENTS_PER_AGENT_HOUR:
             return super().add_events(events, late_at_ms=late_at_ms)
-        elif encoding in stored:
-            outcome = EventStored.DUPLICATE
+        encodings = [encode_event(event) for event in events]
+        if stored is None:
+            new = partition[sk] = set(encodings)
         else:
-            stored.add(encoding)
-            outcome = EventStored.NEW
+            new = set(encodings).difference(stored)
+            stored.update(new)
         if late_at_ms is not None:
             self._marked_late[(pk, sk)] = (late_shard(instance_arn), late_at_ms)
-        return AddedEvents([outcome])
+        if len(new) == len(encodings):
+            return AddedEvents([EventStored.NEW] * len(encodings))
+        return _outcomes(encodings, new, set())
 
     def _add(
         self, key: dict[str, Any], encodings: list[str], instance_arn: str, late_at_ms: int | None, ttl: str
@@ -188,6 +190,10 @@ class MemoryActivityStore(DynamoActivityStore):
             current = self._marked_late.get((marker.pk, marker.sk))
             if current is not None and current[1] == marker.late_at_ms:
                 del self._marked_late[(marker.pk, marker.sk)]
+
+
+def _one_agent_hour(events: Sequence[AgentEvent], agent_arn: str, hour_ms: int) -> bool:
+    return all(e.agent_arn == agent_arn and e.ts_ms - e.ts_ms % MS_PER_HOUR == hour_ms for e in events)
 
 
 class MemoryQuarantineStore:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import boto3
 from botocore.config import Config
@@ -208,15 +208,17 @@ class CoreEngine:
         self, bodies: list[str], first_message: int, documents: list[Any] | None = None
     ) -> list[IngestResult]:
         decoded = documents if documents is not None else [NOT_DECODED] * len(bodies)
+        numbers = range(first_message, first_message + len(bodies))
         messages = [
-            Message(f"message-{first_message + index}", body, 0, document)
-            for index, (body, document) in enumerate(zip(bodies, decoded, strict=True))
+            Message(f"message-{number}", body, 0, document)
+            for number, body, document in zip(numbers, bodies, decoded, strict=True)
         ]
         outcomes = self._ingest.ingest_batch(messages)
-        failed = [outcome for outcome in outcomes.values() if isinstance(outcome, Exception)]
+        results = [outcomes[message.message_id] for message in messages]
+        failed = [outcome for outcome in results if isinstance(outcome, Exception)]
         if failed:
             raise RuntimeError(f"ingest failed {len(failed)} records") from failed[0]
-        return [outcome for m in messages if isinstance(outcome := outcomes[m.message_id], IngestResult)]
+        return cast(list[IngestResult], results)
 
     def notify(self, body: str, message_id: str) -> tuple[bool, list[LifecycleResult]]:
         """As the lifecycle handler's batch processor: any error refuses the message."""

@@ -34,11 +34,11 @@ from connect_metering.domain.agent_events import (
     check_sender,
     check_timestamp,
     claimed_instance,
-    is_late,
+    metering_instant_ms,
     parse_agent_event,
     parse_envelope,
 )
-from connect_metering.domain.instants import hour_floor
+from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
 from connect_metering.domain.tenancy import Environment, InstanceArn
 
 
@@ -63,6 +63,8 @@ class QuarantineStore(Protocol):
 
 
 class AcceptedEventHook(Protocol):
+    def awaits_proof(self, environment: Environment) -> bool: ...
+
     def after_accepted(self, environment: Environment, envelope: Envelope) -> bool: ...
 
 
@@ -72,9 +74,9 @@ class Outcome(StrEnum):
     QUARANTINED = "quarantined"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One SQS record: ``received_ms`` stands in for the arrival time only when the envelope is unreadable."""
+class Message(NamedTuple):
+    """One SQS record: ``received_ms`` stands in for the arrival time only when the envelope is unreadable.
+    A named tuple (immutable, and cheap to make: the replay makes one per line)."""
 
     message_id: str
     body: str
@@ -124,11 +126,10 @@ class CachedEnvironmentLookup:
         return environment
 
 
-class _Admitted(NamedTuple):
-    message_id: str
-    event: AgentEvent
-    envelope: Envelope
-    environment: Environment
+# One admitted message: the message, its envelope, its event and the environment the event's instance is.
+_Admitted = tuple[Message, Envelope, AgentEvent, Environment]
+# How many distinct results ``IngestService`` shares before it starts afresh.
+_MAX_SHARED_RESULTS = 10_000
 
 
 class IngestService:
@@ -153,6 +154,9 @@ class IngestService:
         # (sender account, hour) whose sample this container already wrote: a flood then costs one
         # counter write per batch and no sample writes. Cleared when it grows; a miss is one more write.
         self._sampled: set[tuple[str, int]] = set()
+        # The results of accepted events, by their fields: they are frozen, and an agent's events of a
+        # batch mostly share one, so each is made once. Cleared when it grows.
+        self._shared: dict[tuple[Outcome, str, str, str, bool, str], IngestResult] = {}
 
     def ingest_batch(self, messages: Sequence[Message]) -> dict[str, IngestResult | Exception]:
         """Every message -> its result, or the storage error that must fail it (SQS redelivers it).
@@ -162,62 +166,107 @@ class IngestService:
         agent-hour full (rule 6). Rejections are kept last, together, so a flood costs few writes."""
         results: dict[str, IngestResult | Exception] = {}
         rejected: list[tuple[Message, Quarantined]] = []
-        by_id = {message.message_id: message for message in messages}
-        groups: dict[tuple[str, int], list[_Admitted]] = defaultdict(list)
-        admitted: dict[str, tuple[Envelope, Environment]] = {}
+        groups: dict[tuple[str, int], list[_Admitted]] = {}
+        # The admitted messages whose environment's claim an event may prove (``_verify_claims``).
+        proofs: dict[str, tuple[Envelope, Environment]] = {}
+        awaits_proof = None if self._claims is None else self._claims.awaits_proof
+        admit = self._admit
         for message in messages:
             try:
-                envelope, event, environment = self._admit(message)
+                envelope, event, environment = admit(message)
             except Quarantined as rejection:
                 rejected.append((message, rejection))
                 continue
-            admitted[message.message_id] = (envelope, environment)
-            key = (event.agent_arn, hour_floor(event.ts_ms))
-            groups[key].append(_Admitted(message.message_id, event, envelope, environment))
-        stored_by_environment: dict[tuple[str, str], list[str]] = defaultdict(list)
-        grace_ms = self._grace_ms
-        for members in groups.values():
-            late = [is_late(m.event, m.envelope.arrival_ms, grace_ms) for m in members]
-            late_arrivals = [
-                m.envelope.arrival_ms for m, is_late_one in zip(members, late, strict=True) if is_late_one
-            ]
-            try:
-                added = self._activity.add_events(
-                    [m.event for m in members], late_at_ms=max(late_arrivals, default=None)
-                )
-            except Exception as error:
-                results.update((m.message_id, error) for m in members)
-                continue
-            for member, stored, arrived_late in zip(members, added.outcomes, late, strict=True):
-                if stored is EventStored.REFUSED:
-                    rejected.append((by_id[member.message_id], _too_many_events(member)))
-                    continue
-                first_copy = stored is EventStored.NEW
-                results[member.message_id] = IngestResult(
-                    outcome=Outcome.ACCEPTED if first_copy else Outcome.DUPLICATE,
-                    company=member.environment.company_alias,
-                    environment=member.environment.name,
-                    agent_arn=member.event.agent_arn,
-                    late=first_copy and arrived_late,
-                    sender=member.envelope.account,
-                )
-                environment = member.environment
-                stored_by_environment[(environment.company_alias, environment.name)].append(member.message_id)
-        self._count(stored_by_environment, results)
-        self._verify_claims(admitted, results)
+            if awaits_proof is not None and awaits_proof(environment):
+                proofs[message.message_id] = (envelope, environment)
+            key = (event.agent_arn, event.ts_ms - event.ts_ms % MS_PER_HOUR)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [(message, envelope, event, environment)]
+            else:
+                group.append((message, envelope, event, environment))
+        refused: list[tuple[str, Quarantined]] = []
+        stored = self._store(groups, results, refused)
+        if refused:
+            by_id = {message.message_id: message for message in messages}
+            rejected += [(by_id[message_id], rejection) for message_id, rejection in refused]
+        self._count(stored, results)
+        self._verify_claims(proofs, results)
         self._keep_rejected(rejected, results)
         return results
 
+    def _store(
+        self,
+        groups: Mapping[tuple[str, int], list[_Admitted]],
+        results: dict[str, IngestResult | Exception],
+        refused: list[tuple[str, Quarantined]],
+    ) -> dict[tuple[str, str], list[str]]:
+        """Each agent-hour's events with one write; the stored messages by environment (for ``_count``).
+        An agent-hour is marked late at its latest arrival when that one came after the hour was metered
+        (then it is the latest of the late ones)."""
+        stored_by_environment: dict[tuple[str, str], list[str]] = {}
+        for (_, hour_ms), members in groups.items():
+            late_from_ms = metering_instant_ms(hour_ms, self._grace_ms)
+            latest_ms = max([member[1].arrival_ms for member in members])
+            try:
+                added = self._activity.add_events(
+                    [member[2] for member in members],
+                    late_at_ms=latest_ms if latest_ms >= late_from_ms else None,
+                )
+            except Exception as error:
+                results.update((member[0].message_id, error) for member in members)
+                continue
+            for (message, envelope, event, environment), outcome in zip(members, added.outcomes, strict=True):
+                if outcome is EventStored.REFUSED:
+                    refused.append((message.message_id, _too_many_events(event, envelope)))
+                    continue
+                first_copy = outcome is EventStored.NEW
+                results[message.message_id] = self._result(
+                    Outcome.ACCEPTED if first_copy else Outcome.DUPLICATE,
+                    environment,
+                    event.agent_arn,
+                    first_copy and envelope.arrival_ms >= late_from_ms,
+                    envelope.account,
+                )
+                where = (environment.company_alias, environment.name)
+                stored_ids = stored_by_environment.get(where)
+                if stored_ids is None:
+                    stored_by_environment[where] = [message.message_id]
+                else:
+                    stored_ids.append(message.message_id)
+        return stored_by_environment
+
+    def _result(
+        self, outcome: Outcome, environment: Environment, agent_arn: str, late: bool, sender: str
+    ) -> IngestResult:
+        """The result of an accepted (or duplicate) event, shared with every equal one."""
+        key = (outcome, environment.company_alias, environment.name, agent_arn, late, sender)
+        result = self._shared.get(key)
+        if result is None:
+            if len(self._shared) >= _MAX_SHARED_RESULTS:
+                self._shared.clear()
+            result = self._shared[key] = IngestResult(
+                outcome=outcome,
+                company=environment.company_alias,
+                environment=environment.name,
+                agent_arn=agent_arn,
+                late=late,
+                sender=sender,
+            )
+        return result
+
     def _verify_claims(
         self,
-        admitted: Mapping[str, tuple[Envelope, Environment]],
+        proofs: Mapping[str, tuple[Envelope, Environment]],
         results: dict[str, IngestResult | Exception],
     ) -> None:
         """Accepted events (and duplicates of them, so a redelivery retries a failed verification) may
-        prove their environment's account claim. A storage error fails the record: SQS brings it back."""
+        prove their environment's account claim: those of ``proofs``, the admitted messages whose
+        environment awaits a proof (``AcceptedEventHook.awaits_proof``; for any other the hook does
+        nothing). A storage error fails the record: SQS brings it back."""
         if self._claims is None:
             return
-        for message_id, (envelope, environment) in admitted.items():
+        for message_id, (envelope, environment) in proofs.items():
             result = results.get(message_id)
             if not isinstance(result, IngestResult) or result.outcome is Outcome.QUARANTINED:
                 continue
@@ -348,14 +397,14 @@ MALFORMED = frozenset(
 )
 
 
-def _too_many_events(member: _Admitted) -> Quarantined:
+def _too_many_events(event: AgentEvent, envelope: Envelope) -> Quarantined:
     return Quarantined(
         QuarantineReason.TOO_MANY_EVENTS,
         f"the agent already has {MAX_EVENTS_PER_AGENT_HOUR} accepted events in this hour",
-        instance_arn=member.event.instance.arn,
-        account=member.envelope.account,
-        arrival_ms=member.envelope.arrival_ms,
-        detail=member.envelope.detail,
+        instance_arn=event.instance.arn,
+        account=envelope.account,
+        arrival_ms=envelope.arrival_ms,
+        detail=envelope.detail,
     )
 
 

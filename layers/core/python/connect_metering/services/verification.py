@@ -30,6 +30,15 @@ class ClaimVerification:
         self._store = store
         self._settled: set[tuple[str, str]] = set()
 
+    def awaits_proof(self, environment: Environment) -> bool:
+        """False when no event of this environment can verify anything (``after_accepted`` would then
+        read, write and return nothing): it has no claim to prove, or its claim is verified or settled.
+        Ingest asks this once per event, instead of keeping every event for ``after_accepted``."""
+        verification = environment.verification
+        if verification is None or verification.verified_at is not None:
+            return False
+        return (environment.instance_arn.arn, verification.code) not in self._settled
+
     def after_accepted(self, environment: Environment, envelope: Envelope) -> bool:
         """Verify the environment's claim if this accepted event proves it; True when it did just now."""
         verification = environment.verification
