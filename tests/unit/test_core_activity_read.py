@@ -101,7 +101,8 @@ def test_a_read_gives_what_the_adapter_decodes(sequence: list[tuple[str, object]
             assert isinstance(argument, int)
             store.freeze_before(argument)
         else:
-            first_ms, last_ms = argument  # type: ignore[misc]
+            assert isinstance(argument, tuple)
+            first_ms, last_ms = argument
             window = store.read_hours(INSTANCE.arn, first_ms, last_ms)
             read = Counter((stored.agent_arn, stored.point) for stored in window.events)
             assert read == adapter_view(store, first_ms, last_ms)
