@@ -254,6 +254,18 @@ class DynamoActivityStore:
         """Checkpoints and events of hours [first, last] of one instance: one query per UTC day touched.
         A checkpoint that does not decode or does not sit at its own hour is skipped (the metering job
         then uses an earlier one and recomputes the hours after it) and counted."""
+        documents, events = self._read(instance_arn, first_hour_ms, last_hour_ms)
+        return HourWindow(self._checkpoints(instance_arn, documents), events)
+
+    def read_events(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> list[StoredEvent]:
+        """The events of ``read_hours`` alone, its checkpoints left undecoded (a whole-history reader
+        such as the replay's summary has no use for them)."""
+        return self._read(instance_arn, first_hour_ms, last_hour_ms)[1]
+
+    def _read(
+        self, instance_arn: str, first_hour_ms: int, last_hour_ms: int
+    ) -> tuple[dict[int, bytes], list[StoredEvent]]:
+        """The checkpoint documents (by hour) and the decoded events of hours [first, last]."""
         documents: dict[int, bytes] = {}
         events: list[StoredEvent] = []
         agent_prefix = f"{instance_arn}/agent/"
@@ -273,18 +285,26 @@ class DynamoActivityStore:
                 except (KeyError, TypeError, ValueError) as error:
                     self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
                     continue
-                agent_arn = agent_prefix + sort_key.split("#", 2)[2]
-                for text in texts:
-                    try:
-                        events.append(StoredEvent(agent_arn, self._event_point(pk, text)))
-                    except (TypeError, ValueError) as error:
-                        self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
+                events += self._item_events(pk, sort_key, agent_prefix + sort_key.split("#", 2)[2], texts)
             day_start += MS_PER_DAY
-        return HourWindow(self._checkpoints(instance_arn, documents), events)
+        return documents, events
 
-    def _event_point(self, pk: str, text: str) -> AgentEventPoint:
-        """A stored event of partition ``pk``, decoded (a store that keeps it decoded may answer)."""
-        return decode_event(text)
+    def _item_events(self, pk: str, sort_key: str, agent_arn: str, texts: Sequence[str]) -> list[StoredEvent]:
+        """The events of one agent-hour item, decoded (a store that keeps them decoded may answer)."""
+        found: list[StoredEvent] = []
+        for text in texts:
+            event = self._stored_event(pk, sort_key, agent_arn, text)
+            if event is not None:
+                found.append(event)
+        return found
+
+    def _stored_event(self, pk: str, sort_key: str, agent_arn: str, text: str) -> StoredEvent | None:
+        """One stored event, decoded; None when it does not decode (skipped and counted)."""
+        try:
+            return StoredEvent(agent_arn, decode_event(text))
+        except (TypeError, ValueError) as error:
+            self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
+            return None
 
     def _checkpoints(
         self, instance_arn: str, documents: dict[int, bytes]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from botocore.exceptions import ClientError
@@ -22,14 +22,13 @@ from connect_metering.adapters.activity_table import (
     LATE_SHARDS,
     DynamoActivityStore,
     _outcomes,
-    decode_event,
     encode_event,
     late_shard,
     parse_partition_key,
     partition_key,
     read_late_marker,
 )
-from connect_metering.domain.activity import AddedEvents, EventStored, LateMarker
+from connect_metering.domain.activity import AddedEvents, EventStored, LateMarker, StoredEvent
 from connect_metering.domain.agent_events import (
     MAX_EVENTS_PER_AGENT_HOUR,
     AgentEvent,
@@ -37,7 +36,6 @@ from connect_metering.domain.agent_events import (
     QuarantineTally,
 )
 from connect_metering.domain.instants import MS_PER_HOUR
-from connect_metering.domain.sessions import AgentEventPoint
 from connect_metering.local.core_tables import Item
 from connect_metering.unreadable import UnreadableItems
 
@@ -54,9 +52,11 @@ class MemoryActivityStore(DynamoActivityStore):
         # Day partitions no event can reach any more, compressed: pk -> zlib(JSON {sk: [encodings]}).
         self._frozen: dict[str, bytes] = {}
         self._days: dict[str, int] = {}
-        # pk -> encoding -> its decoding, for the partitions not frozen: a stored event is read by the
-        # metering of its hour, by recomputes and by the summary, and decoded once.
-        self._points: dict[str, dict[str, AgentEventPoint]] = {}
+        # pk -> sk -> encoding -> its decoding, for the partitions not frozen: a stored event is read by
+        # the metering of its hour and of the hour before, by recomputes and by the summary, and decoded
+        # once; a read of an agent-hour whose set did not grow since (sets only grow: the same size is
+        # the same set) decodes nothing.
+        self._decoded: dict[str, dict[str, dict[str, StoredEvent]]] = {}
 
     def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents:
         """The adapter's ``add_events``, with its commonest calls answered directly: events of one
@@ -117,7 +117,11 @@ class MemoryActivityStore(DynamoActivityStore):
         return old
 
     def _query(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
-        partition = self._thawed(pk) if pk in self._frozen else self._event_sets.get(pk, {})
+        partition: Mapping[str, Collection[str]] = (
+            json.loads(zlib.decompress(self._frozen[pk]))
+            if pk in self._frozen
+            else self._event_sets.get(pk, {})
+        )
         items: list[tuple[str, dict[str, Any]]] = [
             (sk, {"sk": {"S": sk}, "ev": {"SS": list(events)}})
             for sk, events in partition.items()
@@ -131,16 +135,22 @@ class MemoryActivityStore(DynamoActivityStore):
         for _, found in sorted(items, key=lambda pair: pair[0]):
             yield found
 
-    def _event_point(self, pk: str, text: str) -> AgentEventPoint:
+    def _item_events(self, pk: str, sort_key: str, agent_arn: str, texts: Sequence[str]) -> list[StoredEvent]:
         if pk in self._frozen:
-            return decode_event(text)
-        points = self._points.get(pk)
-        if points is None:
-            points = self._points[pk] = {}
-        point = points.get(text)
-        if point is None:
-            point = points[text] = decode_event(text)
-        return point
+            return super()._item_events(pk, sort_key, agent_arn, texts)
+        items = self._decoded.get(pk)
+        if items is None:
+            items = self._decoded[pk] = {}
+        known = items.get(sort_key)
+        if known is None:
+            known = items[sort_key] = {}
+        if len(known) != len(texts):
+            # The adapter's own decoding; one that does not decode is skipped and counted at every read,
+            # as the adapter does.
+            for text in texts:
+                if text not in known and (event := self._stored_event(pk, sort_key, agent_arn, text)):
+                    known[text] = event
+        return list(known.values())
 
     def _thawed(self, pk: str) -> dict[str, set[str]]:
         stored: dict[str, list[str]] = json.loads(zlib.decompress(self._frozen[pk]))
@@ -156,8 +166,10 @@ class MemoryActivityStore(DynamoActivityStore):
                 day = self._days[pk] = parse_partition_key(pk)[1]
             if day < day_ms:
                 partition = {sk: sorted(events) for sk, events in self._event_sets.pop(pk).items()}
-                self._points.pop(pk, None)
-                self._frozen[pk] = zlib.compress(json.dumps(partition, separators=(",", ":")).encode())
+                self._decoded.pop(pk, None)
+                # Level 1: twice as fast as the default for a few per cent more bytes (EventIds are
+                # random, they hardly compress at any level).
+                self._frozen[pk] = zlib.compress(json.dumps(partition, separators=(",", ":")).encode(), 1)
 
     def save_checkpoint(self, instance_arn: str, hour_ms: int, document: bytes) -> None:
         if hour_ms % MS_PER_HOUR:

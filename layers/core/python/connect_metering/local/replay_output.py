@@ -197,11 +197,11 @@ def _billable(
 
     if run.earliest_event_ms == sys.maxsize:
         return 0, 0, {}
-    window = run.aws.activity.read_hours(
+    events = run.aws.activity.read_events(
         instance_arn, hour_floor(run.earliest_event_ms), hour_floor(until_ms) + 48 * MS_PER_HOUR
     )
     by_agent: dict[str, list[Any]] = defaultdict(list)
-    for stored in window.events:
+    for stored in events:
         by_agent[stored.agent_arn].append(stored.point)
     pieces = [
         piece

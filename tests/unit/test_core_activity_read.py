@@ -1,0 +1,142 @@
+"""The core engine's memory store answers reads from the decodings it keeps (an agent-hour's events are
+decoded once, not at every read): whatever the writes, reads and freezes in between, a read must return
+exactly the events the adapter's own decoding of the stored sets gives, and count an event that does
+not decode at every read, as the adapter does. ``read_events`` is ``read_hours`` without checkpoints."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connect_metering.adapters.activity_table import (
+    MS_PER_DAY,
+    decode_event,
+    parse_hour_of_day,
+    parse_partition_key,
+)
+from connect_metering.domain.agent_events import AgentEvent
+from connect_metering.domain.instants import MS_PER_HOUR
+from connect_metering.domain.sessions import UNKNOWN_STATUS_START_MS, AgentEventPoint, EventKind
+from connect_metering.domain.tenancy import InstanceArn
+from connect_metering.local.core_activity import MemoryActivityStore
+from connect_metering.unreadable import ACTIVITY_EVENTS, CHECKPOINTS
+
+pytestmark = pytest.mark.unit
+
+INSTANCE = InstanceArn.parse(
+    "arn:aws:connect:us-east-1:210000000006:instance/bbbbbbbb-0000-4000-8000-000000000006"
+)
+DAY_MS = 1_767_225_600_000  # 2026-01-01
+HOURS = (0, 1, 23, 25)
+
+
+def event(agent: int, hour: int, second: int, event_id: str, offline: bool) -> AgentEvent:
+    ts_ms = DAY_MS + hour * MS_PER_HOUR + second * 1000
+    return AgentEvent(
+        event_id=event_id,
+        kind=EventKind.HEART_BEAT,
+        ts_ms=ts_ms,
+        agent_arn=f"{INSTANCE.arn}/agent/agent-{agent}",
+        instance=INSTANCE,
+        aws_account_id=INSTANCE.account_id,
+        offline=offline,
+        status_start_ms=UNKNOWN_STATUS_START_MS,
+    )
+
+
+events = st.builds(
+    event,
+    agent=st.integers(0, 2),
+    hour=st.sampled_from(HOURS),
+    second=st.integers(0, 3),
+    event_id=st.sampled_from(["a", "b", "x|y"]),
+    offline=st.booleans(),
+)
+spans = st.tuples(st.sampled_from(HOURS), st.sampled_from(HOURS)).map(
+    lambda pair: (DAY_MS + min(pair) * MS_PER_HOUR, DAY_MS + max(pair) * MS_PER_HOUR)
+)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), events),
+        st.tuples(st.just("read"), spans),
+        st.tuples(st.just("freeze"), st.sampled_from([DAY_MS, DAY_MS + MS_PER_DAY, DAY_MS + 2 * MS_PER_DAY])),
+    ),
+    max_size=40,
+)
+
+
+def stored_sets(store: MemoryActivityStore) -> dict[str, dict[str, set[str]]]:
+    """Every partition's sets as stored (a frozen one decompressed)."""
+    partitions = {pk: store._thawed(pk) for pk in store._frozen}
+    partitions.update(store._event_sets)
+    return partitions
+
+
+def adapter_view(
+    store: MemoryActivityStore, first_ms: int, last_ms: int
+) -> Counter[tuple[str, AgentEventPoint]]:
+    """What the adapter's decoding gives for hours [first, last]: every stored encoding, decoded."""
+    found: Counter[tuple[str, AgentEventPoint]] = Counter()
+    for pk, partition in stored_sets(store).items():
+        day_ms = parse_partition_key(pk)[1]
+        for sk, texts in partition.items():
+            if first_ms <= day_ms + parse_hour_of_day(sk) * MS_PER_HOUR <= last_ms:
+                agent_arn = f"{INSTANCE.arn}/agent/{sk.split('#', 2)[2]}"
+                found.update((agent_arn, decode_event(text)) for text in texts)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations)
+def test_a_read_gives_what_the_adapter_decodes(sequence: list[tuple[str, object]]) -> None:
+    store = MemoryActivityStore()
+    for kind, argument in sequence:
+        if kind == "add":
+            assert isinstance(argument, AgentEvent)
+            store.add_events([argument], late_at_ms=None)
+        elif kind == "freeze":
+            assert isinstance(argument, int)
+            store.freeze_before(argument)
+        else:
+            assert isinstance(argument, tuple)
+            first_ms, last_ms = argument
+            window = store.read_hours(INSTANCE.arn, first_ms, last_ms)
+            read = Counter((stored.agent_arn, stored.point) for stored in window.events)
+            assert read == adapter_view(store, first_ms, last_ms)
+            assert store.read_events(INSTANCE.arn, first_ms, last_ms) == window.events
+    assert not store.unreadable.counts
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_an_event_that_does_not_decode_is_counted_at_every_read(frozen: bool) -> None:
+    store = MemoryActivityStore()
+    store.add_events([event(0, 0, 0, "a", False)], late_at_ms=None)
+    next(iter(next(iter(store._event_sets.values())).values())).add("not an event")
+    if frozen:
+        store.freeze_before(DAY_MS + MS_PER_DAY)
+    hour = DAY_MS
+    for reads in (1, 2):
+        assert [stored.point.event_id for stored in store.read_hours(INSTANCE.arn, hour, hour).events] == [
+            "a"
+        ]
+        assert store.unreadable.counts == {ACTIVITY_EVENTS: reads}
+    if not frozen:  # the set grows: the new event is read, the bad one still counted
+        store.add_events([event(0, 0, 1, "b", False)], late_at_ms=None)
+        ids = sorted(stored.point.event_id for stored in store.read_hours(INSTANCE.arn, hour, hour).events)
+        assert ids == ["a", "b"]
+        assert store.unreadable.counts == {ACTIVITY_EVENTS: 3}
+
+
+def test_read_events_leaves_checkpoints_undecoded() -> None:
+    store = MemoryActivityStore()
+    store.add_events([event(0, 0, 0, "a", False)], late_at_ms=None)
+    store.save_checkpoint(INSTANCE.arn, DAY_MS, b"not a checkpoint")
+    events = store.read_events(INSTANCE.arn, DAY_MS, DAY_MS)
+    assert not store.unreadable.counts
+    window = store.read_hours(INSTANCE.arn, DAY_MS, DAY_MS)
+    assert window.events == events
+    assert window.checkpoints == {}
+    assert store.unreadable.counts == {CHECKPOINTS: 1}
