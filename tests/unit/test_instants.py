@@ -76,3 +76,33 @@ def test_fast_path_is_the_general_parser_on_any_text(value: str) -> None:
 def test_fast_path_edges(value: object) -> None:
     assert _fast(value) == _general(value)
     assert _fast(value) == _general(value)  # the remembered minute gives the same answer again
+
+
+# A canonical timestamp with one to three characters replaced, inserted or removed: a fast path that
+# checks too little, or reads a shape the general parser refuses, gives a different answer here.
+_mutation_chars = st.sampled_from("0123456789:-.,+TtZz WZ\u0661\u00b2_\n")
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    text = list(
+        draw(
+            st.sampled_from(["2026-01-01T06:01:00.598Z", "2026-01-01T06:01:00Z", "2024-02-29T23:59:59.999Z"])
+        )
+    )
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        where = draw(st.integers(min_value=0, max_value=len(text)))
+        action = draw(st.sampled_from(["replace", "insert", "delete"]))
+        if action == "insert" or not text:
+            text.insert(where, draw(_mutation_chars))
+        elif action == "replace":
+            text[min(where, len(text) - 1)] = draw(_mutation_chars)
+        else:
+            del text[min(where, len(text) - 1)]
+    return "".join(text)
+
+
+@settings(max_examples=3000)
+@given(mutated())
+def test_fast_path_is_the_general_parser_on_mutated_timestamps(value: str) -> None:
+    assert _fast(value) == _general(value)

@@ -119,3 +119,26 @@ def test_a_missing_recording_or_an_empty_folder_is_refused(tmp_path: Path) -> No
     (tmp_path / "empty" / ".hidden").write_text("{}")
     with pytest.raises(RecordingError, match="holds no file"):
         recording_files(tmp_path / "empty")
+
+
+def test_lines_keep_their_numbers_and_blanks_across_decoded_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines are decoded a block at a time: a block holding a byte that is not UTF-8 is read line by
+    line (only that line reported, at its own offset), a line of Unicode blanks is an empty item as
+    before (``bytes.strip`` does not take them), and every line keeps its number."""
+    monkeypatch.setattr(recordings, "CHUNK_BYTES", 16)
+    monkeypatch.setattr(recordings, "SNIFF_BYTES", 16)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(
+        b'{"a": 1}\r\n\n  \n{"b": "\xe9t\xc3\xa9"}\n\xc2\xa0\n\x1c\n\t{"c": "caf\xc3\xa9"}  \n{"d": 4}'
+    )
+    items = list(read_recording([path]))
+    assert [(item.where.rsplit(" ", 1)[1], item.problem, item.text) for item in items] == [
+        ("1", None, '{"a": 1}'),
+        ("4", "not UTF-8 (byte 0xe9 at offset 7)", '{"b": "\\xe9t\u00e9"}'),
+        ("5", None, ""),
+        ("6", None, ""),
+        ("7", None, '{"c": "caf\u00e9"}'),
+        ("8", None, '{"d": 4}'),
+    ]

@@ -52,13 +52,16 @@ BASE64_TOKEN = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 NEXT_DOCUMENT = re.compile(r"\}\s*(?=\{)")
 BLANKS = re.compile(r"[ \t\r\n\ufeff]*")
 SURROGATE = re.compile("[\udc80-\udcff]")
+# What ``bytes.strip()`` takes away: a line of these only is blank.
+ASCII_BLANKS = " \t\n\r\x0b\x0c"
 
 
 class RecordingError(Exception):
     """The recording cannot be read at all (missing, empty folder, unknown format): bad input."""
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass's __init__ costs a call per field, and there is one item per line.
+@dataclass(slots=True)
 class RecordedItem:
     where: str
     text: str
@@ -168,22 +171,28 @@ def _base64_json(token: bytes) -> bool:
 # Lines -------------------------------------------------------------------------------------------------
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
-    """The lines of a byte stream, numbered from 1; a long line costs one join, however many chunks."""
+def _line_blocks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The byte stream in blocks of whole lines, each block's last newline left out (the stream's last
+    line may have none); a long line costs one join, however many chunks it spans."""
     pending: list[bytes] = []
-    number = 0
     for chunk in chunks:
-        parts = chunk.split(b"\n")
-        if len(parts) == 1:
+        end = chunk.rfind(b"\n")
+        if end < 0:
             pending.append(chunk)
             continue
-        parts[0] = b"".join([*pending, parts[0]])
-        pending = [parts.pop()]
-        for line in parts:
+        yield b"".join([*pending, chunk[:end]]) if pending else chunk[:end]
+        pending = [chunk[end + 1 :]]
+    if rest := b"".join(pending):
+        yield rest
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The lines of a byte stream, numbered from 1."""
+    number = 0
+    for block in _line_blocks(chunks):
+        for line in block.split(b"\n"):
             number += 1
             yield number, line
-    if rest := b"".join(pending):
-        yield number + 1, rest
 
 
 def _utf8(raw: bytes, where: str) -> RecordedItem:
@@ -195,9 +204,24 @@ def _utf8(raw: bytes, where: str) -> RecordedItem:
 
 
 def read_json_lines(name: str, chunks: Iterator[bytes], head: bytes) -> Iterator[RecordedItem]:
-    for number, line in _lines(chunks):
-        if line.strip():
-            yield _utf8(line, f"{name} line {number}")
+    """Each line that is not blank (ASCII blanks only, as ``bytes.strip`` sees them), stripped. A block
+    of lines is decoded at once; one holding bytes that are not UTF-8 is read line by line, so only
+    those lines are reported."""
+    number = 0
+    for block in _line_blocks(chunks):
+        try:
+            lines = block.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            for raw in block.split(b"\n"):
+                number += 1
+                if raw.strip():
+                    yield _utf8(raw, f"{name} line {number}")
+            continue
+        for line in lines:
+            number += 1
+            text = line.strip()
+            if text or line.strip(ASCII_BLANKS):  # blanks only Unicode knows (U+00A0) make an empty item
+                yield RecordedItem(f"{name} line {number}", text)
 
 
 def read_base64_lines(name: str, chunks: Iterator[bytes], head: bytes) -> Iterator[RecordedItem]:

@@ -242,7 +242,8 @@ def decode_json(text: str) -> Any:
     return json.loads(text)
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass's __init__ costs a call per field, and there is one delivery per line.
+@dataclass(slots=True)
 class Delivery:
     """One item of the recording (a line of E.jsonl) as EventBridge would deliver it: to the agent-events queue, or (``lifecycle``)
     to the subscription lifecycle queue (a Marketplace EventBridge event or SNS notification)."""
