@@ -13,30 +13,11 @@ from hypothesis import strategies as st
 from connect_metering.adapters.activity_table import DynamoActivityStore
 from connect_metering.domain.agent_events import MAX_EVENTS_PER_AGENT_HOUR, AgentEvent
 from connect_metering.domain.instants import MS_PER_HOUR
-from connect_metering.domain.sessions import UNKNOWN_STATUS_START_MS, EventKind
-from connect_metering.domain.tenancy import InstanceArn
 from connect_metering.local.core_activity import MemoryActivityStore
+from tests.activity_events import DAY_MS
+from tests.activity_events import heartbeat as event
 
 pytestmark = pytest.mark.unit
-
-INSTANCE = InstanceArn.parse(
-    "arn:aws:connect:us-east-1:210000000006:instance/bbbbbbbb-0000-4000-8000-000000000006"
-)
-DAY_MS = 1_767_225_600_000  # 2026-01-01
-
-
-def event(agent: int, hour: int, second: int, event_id: str, offline: bool, start: int | None) -> AgentEvent:
-    ts_ms = DAY_MS + hour * MS_PER_HOUR + second * 1000
-    return AgentEvent(
-        event_id=event_id,
-        kind=EventKind.HEART_BEAT,
-        ts_ms=ts_ms,
-        agent_arn=f"{INSTANCE.arn}/agent/agent-{agent}",
-        instance=INSTANCE,
-        aws_account_id=INSTANCE.account_id,
-        offline=offline,
-        status_start_ms=UNKNOWN_STATUS_START_MS if start is None else ts_ms - start,
-    )
 
 
 events = st.builds(
