@@ -20,7 +20,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeGuard
 
-from connect_metering.domain.instants import MS_PER_HOUR, InstantError, hour_floor, parse_iso_ms
+from connect_metering.domain.instants import MS_PER_HOUR, InstantError, parse_iso_ms
 from connect_metering.domain.sessions import (
     OFFLINE_STATUS_NAME,
     UNKNOWN_STATUS_START_MS,
@@ -572,9 +572,3 @@ def audit_record(
 def metering_instant_ms(hour_ms: int, grace_ms: int) -> int:
     """BILLING.md section 6: hour H is metered at H + 1 h + grace."""
     return hour_ms + MS_PER_HOUR + grace_ms
-
-
-def is_late(event: AgentEvent, arrival_ms: int, grace_ms: int) -> bool:
-    """Arrived at or after its hour was metered (section 9: an event arriving exactly at the metering
-    instant is ingested after it), so it is billed in a later record."""
-    return arrival_ms >= metering_instant_ms(hour_floor(event.ts_ms), grace_ms)

@@ -206,6 +206,8 @@ class IngestService:
         (then it is the latest of the late ones)."""
         stored_by_environment: dict[tuple[str, str], list[str]] = {}
         for (_, hour_ms), members in groups.items():
+            # Late: arrived at or after its hour was metered (BILLING.md section 9: an event arriving
+            # exactly at the metering instant is ingested after it), so it is billed in a later record.
             late_from_ms = metering_instant_ms(hour_ms, self._grace_ms)
             latest_ms = max([member[1].arrival_ms for member in members])
             try:
