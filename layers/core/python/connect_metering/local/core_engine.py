@@ -215,8 +215,9 @@ class CoreEngine:
     ) -> list[IngestResult]:
         decoded = documents if documents is not None else [NOT_DECODED] * len(bodies)
         numbers = range(first_message, first_message + len(bodies))
+        polled_ms = self._now_ms()
         messages = [
-            Message(f"message-{number}", body, 0, document)
+            Message(f"message-{number}", body, 0, document, polled_ms)
             for number, body, document in zip(numbers, bodies, decoded, strict=True)
         ]
         outcomes = self._ingest.ingest_batch(messages)
