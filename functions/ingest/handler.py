@@ -84,17 +84,24 @@ def publish_counts(results: list[IngestResult]) -> None:
     count_by("EventsQuarantined", "Reason", Counter(r.reason.value for r in results if r.reason is not None))
 
 
+def _message(record: dict[str, Any]) -> Message:
+    """An SQS record: SentTimestamp is when the bus put it in the queue, ApproximateFirstReceiveTimestamp
+    when the event source took it out (what tells an event ingested after its hour was metered)."""
+    attributes = record.get("attributes", {})
+    return Message(
+        record["messageId"],
+        record["body"],
+        int(attributes.get("SentTimestamp") or 0),
+        polled_ms=int(attributes.get("ApproximateFirstReceiveTimestamp") or 0),
+    )
+
+
 def handle_batch(event: dict[str, Any]) -> tuple[dict[str, Any], list[IngestResult]]:
     """The batch -> the partial failure response and each successful record's result (replay reads them).
 
     The service stores the batch with one write per agent-hour; BatchProcessor then turns each record's
     outcome into the partial batch response: a record fails only if storing it failed."""
-    messages = [
-        Message(
-            record["messageId"], record["body"], int(record.get("attributes", {}).get("SentTimestamp") or 0)
-        )
-        for record in event["Records"]
-    ]
+    messages = [_message(record) for record in event["Records"]]
     response, results = respond(processor, event["Records"], ingest_service().ingest_batch(messages), _log)
     publish_counts(results)
     return response, results

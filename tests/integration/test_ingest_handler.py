@@ -216,6 +216,26 @@ def test_late_events_are_flagged_for_the_metering_job(ingest: DynamoActivityStor
     assert hours == {SAMPLE_INSTANCE: to_ms(H)}
 
 
+def test_an_event_taken_from_the_queue_after_its_hour_was_metered_is_late(ingest: DynamoActivityStore) -> None:
+    """Dated before the metering instant by its envelope, but still in the queue when the hour was
+    metered (SQS's ApproximateFirstReceiveTimestamp is later): the metering could not have read it, so
+    the agent-hour is marked late at the moment it was taken, and a later record bills it."""
+    grace = timedelta(seconds=load_settings(IngestSettings).policy.grace)
+    instant = H + timedelta(hours=1) + grace
+    body = envelope(agent_event(event_id="in-flight", at=H), arrived=instant - timedelta(seconds=1))
+    event = sqs_event([body])
+    event["Records"][0]["attributes"]["ApproximateFirstReceiveTimestamp"] = str(to_ms(instant))
+    _, results = handler.handle_batch(event)
+    assert [(r.outcome.value, r.late) for r in results] == [("accepted", True)]
+    assert ingest.late_event_hours(arrived_since_ms=to_ms(instant)) == {SAMPLE_INSTANCE: to_ms(H)}
+    # taken a millisecond before the instant: on time, as its envelope says
+    body = envelope(agent_event(event_id="on-time", at=H), arrived=instant - timedelta(seconds=1))
+    event = sqs_event([body])
+    event["Records"][0]["attributes"]["ApproximateFirstReceiveTimestamp"] = str(to_ms(instant) - 1)
+    _, results = handler.handle_batch(event)
+    assert [(r.outcome.value, r.late) for r in results] == [("accepted", False)]
+
+
 def test_agent_hours_and_checkpoints_expire_after_the_retention(
     ingest: DynamoActivityStore, dynamodb: DynamoDBClient
 ) -> None:

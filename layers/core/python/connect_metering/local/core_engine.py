@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
 from connect_metering.adapters.marketplace import MarketplaceEntitlements
@@ -51,6 +52,7 @@ from connect_metering.local.core_activity import MemoryActivityStore, MemoryQuar
 from connect_metering.local.core_tables import InMemoryTables, Item
 from connect_metering.local.embedded import ACTIVITY_TABLE, LEDGER_TABLE, REGION, TENANCY_TABLE, VirtualClock
 from connect_metering.local.marketplace_sim import MarketplaceSimulator
+from connect_metering.local.marketplace_sim.wire import MeteringRules
 from connect_metering.local.replay_engine import WORKER_BATCH, crash_hook
 from connect_metering.local.replay_input import FaultsFile, Registry
 from connect_metering.local.replay_output import StoredState
@@ -100,12 +102,22 @@ class CoreEngine:
     def __init__(self, registry: Registry, faults: FaultsFile, start_ms: int, observer: Observer) -> None:
         policy = registry.policy
         self.clock = VirtualClock(from_ms(start_ms))
+        # In-process botocore clients the simulator answers (no credentials, no HTTP, no retries), and
+        # the simulator's own reading of the metering model, all from one botocore session.
+        botocore_session = botocore.session.get_session()
+        session = boto3.session.Session(
+            aws_access_key_id="core",
+            aws_secret_access_key="core",  # noqa: S106 - never sent: the simulator answers first
+            region_name=REGION,
+            botocore_session=botocore_session,
+        )
         self.marketplace = MarketplaceSimulator(
             product_code=registry.product_code,
             dimensions=(policy.usage_dimension, policy.overage_dimension),
             clock=self.clock.now,
             monotonic=self.clock.monotonic,
             faults=faults.plan(),
+            rules=MeteringRules.from_botocore(botocore_session),
         )
         unreadable = UnreadableItems()
         self._freeze_after_ms = (policy.max_event_age + 2 * 86_400) * 1000
@@ -137,12 +149,6 @@ class CoreEngine:
             queue=self.queue,
             grace_ms=policy.grace * 1000,
             max_event_age_ms=policy.max_event_age * 1000,
-        )
-        # In-process botocore clients the simulator answers (no credentials, no HTTP, no retries).
-        session = boto3.session.Session(
-            aws_access_key_id="core",
-            aws_secret_access_key="core",  # noqa: S106 - never sent: the simulator answers first
-            region_name=REGION,
         )
         entitlements = self.marketplace.attach(session.client("marketplace-entitlement"))
         metering = self.marketplace.attach(
@@ -209,8 +215,9 @@ class CoreEngine:
     ) -> list[IngestResult]:
         decoded = documents if documents is not None else [NOT_DECODED] * len(bodies)
         numbers = range(first_message, first_message + len(bodies))
+        polled_ms = self._now_ms()
         messages = [
-            Message(f"message-{number}", body, 0, document)
+            Message(f"message-{number}", body, 0, document, polled_ms)
             for number, body, document in zip(numbers, bodies, decoded, strict=True)
         ]
         outcomes = self._ingest.ingest_batch(messages)

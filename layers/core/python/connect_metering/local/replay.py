@@ -160,12 +160,13 @@ class Replay:
                 # year 999 must not make the summary read a thousand years of days.
                 arrived = clock if delivery.raw else arrival
                 oldest = event_ms if arrived is None else arrived - max_age
-                earliest = min(earliest, event_ms if event_ms > oldest else oldest)
+                if (event_ms if event_ms > oldest else oldest) < earliest:
+                    earliest = event_ms if event_ms > oldest else oldest
             if delivery.lifecycle:
                 self._ingest(gathering.take())
                 self._notify(delivery)
                 continue
-            delivered = delivery.delivered(clock)
+            delivered = (delivery.body, delivery.document) if not delivery.raw else delivery.delivered(clock)
             for batch in gathering.add(delivered, delivered[0], clock):
                 self._ingest(batch)
         self._earliest_event = earliest

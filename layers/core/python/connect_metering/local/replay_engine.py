@@ -158,7 +158,10 @@ class HandlersEngine:
     def ingest(
         self, bodies: list[str], first_message: int, documents: list[Any] | None = None
     ) -> list[IngestResult]:
-        response, results = self._ingest.handle_batch(sqs_batch(bodies, first_message=first_message))
+        batch = sqs_batch(
+            bodies, first_message=first_message, received_timestamp=str(to_ms(self.clock.now()))
+        )
+        response, results = self._ingest.handle_batch(batch)
         self._ingest.metrics.clear_metrics()
         if response.get("batchItemFailures"):
             raise RuntimeError(f"ingest failed {len(response['batchItemFailures'])} records")

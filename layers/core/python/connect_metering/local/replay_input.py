@@ -318,10 +318,10 @@ def _delivery(number: int, text: str, where: str = "") -> Delivery:
         return Delivery(number, None, text, where=where)
     if document.get("source") == MARKETPLACE_SOURCE:
         return Delivery(number, _arrival(document.get("time")), text, lifecycle=True, where=where)
-    if document.get("Type") == "Notification" and "Message" in document:
+    if "Message" in document and document.get("Type") == "Notification":
         return Delivery(number, _arrival(document.get("Timestamp")), text, lifecycle=True, where=where)
     if "detail" in document and "source" in document:
-        detail = document.get("detail")
+        detail = document["detail"]
         event_ms = _arrival(detail.get("EventTimestamp")) if isinstance(detail, dict) else None
         return Delivery(
             number, _arrival(document.get("time")), text, event_ms, where=where, document=document

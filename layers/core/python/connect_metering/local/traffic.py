@@ -195,15 +195,22 @@ def eventbridge_envelope(
     }
 
 
-def sqs_batch(bodies: list[str], *, first_message: int = 0, sent_timestamp: str = "0") -> dict[str, Any]:
-    """An SQS event as the ingest Lambda receives it."""
+def sqs_batch(
+    bodies: list[str], *, first_message: int = 0, sent_timestamp: str = "0", received_timestamp: str = "0"
+) -> dict[str, Any]:
+    """An SQS event as the ingest Lambda receives it: ``received_timestamp`` is when the event source
+    took the records from the queue (epoch ms, SQS's ApproximateFirstReceiveTimestamp)."""
     return {
         "Records": [
             {
                 "messageId": f"message-{first_message + index}",
                 "receiptHandle": f"receipt-{first_message + index}",
                 "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": sent_timestamp},
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": sent_timestamp,
+                    "ApproximateFirstReceiveTimestamp": received_timestamp,
+                },
                 "messageAttributes": {},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
@@ -216,9 +223,23 @@ def sqs_batch(bodies: list[str], *, first_message: int = 0, sent_timestamp: str 
 
 
 # A record's share of the Lambda payload besides its body's JSON text: the other fields, with message
-# and receipt ids of ten digits (longer than any run numbers, so the count never falls short), and the
-# ", " before it. The batch's own '{"Records": []}' is taken off the limit once.
-_RECORD_OVERHEAD = len(json.dumps(sqs_batch([""], first_message=10**9)["Records"][0])) - len('""') + len(", ")
+# and receipt ids of ten digits (longer than any run numbers) and timestamps of fourteen (longer than
+# any epoch ms until the year 2286), so the count never falls short, and the ", " before it. The batch's own '{"Records": []}' is taken off the limit once.
+_LONGEST_TIMESTAMP = str(10**13)
+_RECORD_OVERHEAD = (
+    len(
+        json.dumps(
+            sqs_batch(
+                [""],
+                first_message=10**9,
+                sent_timestamp=_LONGEST_TIMESTAMP,
+                received_timestamp=_LONGEST_TIMESTAMP,
+            )["Records"][0]
+        )
+    )
+    - len('""')
+    + len(", ")
+)
 _PAYLOAD_FOR_RECORDS = ingest_batching.LAMBDA_PAYLOAD_LIMIT_BYTES - len(json.dumps(sqs_batch([])))
 
 Gathered = TypeVar("Gathered")

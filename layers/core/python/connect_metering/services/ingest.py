@@ -83,6 +83,10 @@ class Message(NamedTuple):
     received_ms: int
     # ``json.loads(body)``, when the caller has it already (the replay's reader): not decoded twice.
     document: Any = NOT_DECODED
+    # When the event source took the record from the queue (epoch ms; 0 if unknown). An event whose
+    # envelope is dated before its hour's metering instant but is stored after it missed that metering
+    # all the same: it is late (``_known_ms``).
+    polled_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +213,7 @@ class IngestService:
             # Late: arrived at or after its hour was metered (BILLING.md section 9: an event arriving
             # exactly at the metering instant is ingested after it), so it is billed in a later record.
             late_from_ms = metering_instant_ms(hour_ms, self._grace_ms)
-            latest_ms = max([member[1].arrival_ms for member in members])
+            latest_ms = max([_known_ms(member[0], member[1]) for member in members])
             try:
                 added = self._activity.add_events(
                     [member[2] for member in members],
@@ -227,7 +231,7 @@ class IngestService:
                     Outcome.ACCEPTED if first_copy else Outcome.DUPLICATE,
                     environment,
                     event.agent_arn,
-                    first_copy and envelope.arrival_ms >= late_from_ms,
+                    first_copy and _known_ms(message, envelope) >= late_from_ms,
                     envelope.account,
                 )
                 where = (environment.company_alias, environment.name)
@@ -397,6 +401,15 @@ class IngestService:
 MALFORMED = frozenset(
     {QuarantineReason.TOO_LARGE, QuarantineReason.UNPARSEABLE, QuarantineReason.UNSUPPORTED_TYPE}
 )
+
+
+def _known_ms(message: Message, envelope: Envelope) -> int:
+    """When the product could know the event: its arrival (the envelope's time, BILLING.md section 9),
+    or when it was taken from the queue if that is later. Either at or after its hour's metering
+    instant makes it late: a replayed archive out of order, or a record still in flight when the hour
+    was metered, is billed in a later record instead of never."""
+    polled_ms = message.polled_ms
+    return polled_ms if polled_ms > envelope.arrival_ms else envelope.arrival_ms
 
 
 def _too_many_events(event: AgentEvent, envelope: Envelope) -> Quarantined:

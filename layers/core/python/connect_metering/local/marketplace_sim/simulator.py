@@ -65,7 +65,9 @@ class MarketplaceSimulator:
         calls_per_second: int = 10,
         acceptance_window: timedelta = timedelta(hours=6),
         token_ttl: timedelta = timedelta(hours=1),
+        rules: MeteringRules | None = None,
     ) -> None:
+        """``rules``: the metering model's constraints, when the caller has read them already."""
         self._product = Product(product_code, frozenset(dimensions))
         # Read at every call: a test may swap the plan of a running simulator.
         self.faults = faults or FaultPlan()
@@ -84,7 +86,7 @@ class MarketplaceSimulator:
         self._book = SubscriptionBook(self._product)
         self._registration = Registration(self._book, self._ids)
         self._entitlements = Entitlements(self._product, lambda: self.faults, page_seed=self.faults.seed)
-        parser = UsageRecordParser(MeteringRules.from_botocore(), self._product)
+        parser = UsageRecordParser(rules or MeteringRules.from_botocore(), self._product)
         parts = MeteringParts(
             product=self._product,
             book=self._book,

@@ -107,8 +107,10 @@ class MeteringRules:
     dimension: StringRule
 
     @classmethod
-    def from_botocore(cls) -> MeteringRules:
-        model = botocore.session.get_session().get_service_model(METERING_SERVICE)
+    def from_botocore(cls, session: botocore.session.Session | None = None) -> MeteringRules:
+        """The rules of botocore's metering model, read through ``session`` (one that is already loaded
+        saves making another: about 0.03 CPU s, a tenth of a small replay's whole cost)."""
+        model = (session or botocore.session.get_session()).get_service_model(METERING_SERVICE)
         return cls(
             tag_key=_string_rule(model, "TagKey"),
             tag_value=_string_rule(model, "TagValue"),
