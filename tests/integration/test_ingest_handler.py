@@ -216,7 +216,9 @@ def test_late_events_are_flagged_for_the_metering_job(ingest: DynamoActivityStor
     assert hours == {SAMPLE_INSTANCE: to_ms(H)}
 
 
-def test_an_event_taken_from_the_queue_after_its_hour_was_metered_is_late(ingest: DynamoActivityStore) -> None:
+def test_an_event_taken_from_the_queue_after_its_hour_was_metered_is_late(
+    ingest: DynamoActivityStore,
+) -> None:
     """Dated before the metering instant by its envelope, but still in the queue when the hour was
     metered (SQS's ApproximateFirstReceiveTimestamp is later): the metering could not have read it, so
     the agent-hour is marked late at the moment it was taken, and a later record bills it."""
