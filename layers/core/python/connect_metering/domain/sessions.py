@@ -195,7 +195,7 @@ def sorted_points(events: Iterable[AgentEventPoint]) -> list[AgentEventPoint]:
     return points
 
 
-_EVENT_POINT: Final = AgentEventPoint
+_EVENT_POINT_TYPE: Final = frozenset({AgentEventPoint})
 _KIND_TYPES: Final = frozenset({EventKind, int})
 
 
@@ -203,7 +203,7 @@ def _well_formed(points: list[AgentEventPoint]) -> bool:
     """Whether every point is an ``AgentEventPoint`` with fields of the right types (True for none)."""
     if not points:
         return True
-    if any(type(point) is not _EVENT_POINT for point in points):
+    if set(map(type, points)) != _EVENT_POINT_TYPE:  # C-level: no Python step per point
         return False
     stamps, kinds, event_ids, offlines, status_starts = zip(*points, strict=True)
     return (

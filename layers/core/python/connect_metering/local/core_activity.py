@@ -26,6 +26,7 @@ from connect_metering.adapters.activity_table import (
     _hour_of_day,
     _outcomes,
     decode_event,
+    encode_checkpoint,
     encode_event,
     late_shard,
     parse_hour_of_day,
@@ -66,8 +67,11 @@ class MemoryActivityStore(DynamoActivityStore):
         self._decoded: dict[str, dict[str, _DecodedItem]] = {}
         # pk -> its event sort keys, sorted (a partition only grows: the same size is the same keys).
         self._sorted_keys: dict[str, list[str]] = {}
-        # (instance ARN, hour) -> (checkpoint document, its decoding).
-        self._decoded_checkpoints: dict[tuple[str, int], tuple[bytes, EnvironmentCheckpoint]] = {}
+        # Checkpoints the meter store encoded and has not written here yet: id(document) -> (document,
+        # checkpoint); and per instance, the latest checkpoint written or decoded: (hour, document,
+        # checkpoint). One per instance: the hourly run reads the checkpoint the previous run wrote.
+        self._encoded: dict[int, tuple[bytes, EnvironmentCheckpoint]] = {}
+        self._latest_checkpoints: dict[str, tuple[int, bytes, EnvironmentCheckpoint]] = {}
 
     def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents:
         """The adapter's ``add_events``, with its commonest calls answered directly: events of one
@@ -218,26 +222,35 @@ class MemoryActivityStore(DynamoActivityStore):
         known.count = len(decoded)
         return known.agent_arn, known.events
 
+    def encode_checkpoint(self, checkpoint: EnvironmentCheckpoint) -> bytes:
+        """The adapter's encoding (the meter store's encoder in the core engine), remembered until the
+        document is written here (``store_table_write``)."""
+        document = encode_checkpoint(checkpoint)
+        if len(self._encoded) >= MAX_ENCODED_UNWRITTEN:
+            self._encoded.clear()  # documents of failed transactions, never written: forgotten
+        self._encoded[id(document)] = (document, checkpoint)
+        return document
+
     def _checkpoints(
         self, instance_arn: str, documents: dict[int, bytes]
     ) -> dict[int, EnvironmentCheckpoint]:
-        """The adapter's decoding of checkpoint documents, remembered per document: the hourly run reads
-        the checkpoint the previous run stored. A checkpoint is immutable; one that does not decode is
-        not remembered (it is counted at every read, as the adapter does)."""
+        """The adapter's decoding of checkpoint documents, except for the instance's latest one written
+        or read: the very document (the same bytes object) gives the checkpoint it was encoded from (or
+        decoded to), as the codec round trip does (``tests/unit/test_usage_properties.py``). One that
+        does not decode is counted at every read, as the adapter does."""
+        latest = self._latest_checkpoints.get(instance_arn)
+        undecoded = dict(documents)
         readable: dict[int, EnvironmentCheckpoint] = {}
-        undecoded: dict[int, bytes] = {}
-        for hour_ms, document in documents.items():
-            remembered = self._decoded_checkpoints.get((instance_arn, hour_ms))
-            if remembered is not None and remembered[0] is document:
-                readable[hour_ms] = remembered[1]
-            else:
-                undecoded[hour_ms] = document
+        if latest is not None and undecoded.get(latest[0]) is latest[1]:
+            del undecoded[latest[0]]
+            readable[latest[0]] = latest[2]
         if undecoded:
             decoded = super()._checkpoints(instance_arn, undecoded)
-            for hour_ms, checkpoint in decoded.items():
-                self._decoded_checkpoints[(instance_arn, hour_ms)] = (undecoded[hour_ms], checkpoint)
+            if decoded:
+                hour_ms = max(decoded)
+                self._latest_checkpoints[instance_arn] = (hour_ms, undecoded[hour_ms], decoded[hour_ms])
             readable.update(decoded)
-        return dict(sorted(readable.items()))
+        return {hour_ms: readable[hour_ms] for hour_ms in documents if hour_ms in readable}
 
     def _thawed(self, pk: str) -> dict[str, set[str]]:
         stored: dict[str, list[str]] = json.loads(zlib.decompress(self._frozen[pk]))
@@ -270,7 +283,18 @@ class MemoryActivityStore(DynamoActivityStore):
         """A write the meter store makes to the activity table (its checkpoints, in its transaction)."""
         if item is None or "doc" not in item:
             raise ValueError(f"the activity table takes checkpoints only from the meter: {key}")
-        self._checkpoint_docs.setdefault(item["pk"]["S"], {})[item["sk"]["S"]] = item["doc"]["B"]
+        pk, document = item["pk"]["S"], item["doc"]["B"]
+        self._checkpoint_docs.setdefault(pk, {})[item["sk"]["S"]] = document
+        encoded = self._encoded.pop(id(document), None)
+        if encoded is not None and encoded[0] is document:
+            checkpoint = encoded[1]
+            try:
+                instance_arn, day_ms = parse_partition_key(pk)
+                hour_ms = day_ms + parse_hour_of_day(item["sk"]["S"]) * MS_PER_HOUR
+            except ValueError:
+                return
+            if checkpoint.boundary_ms == hour_ms:  # else the read's decoding refuses it, as the adapter's
+                self._latest_checkpoints[instance_arn] = (hour_ms, document, checkpoint)
 
     def _read_markers(self, arrived_since_ms: int) -> tuple[list[LateMarker], list[LateMarker]]:
         """The late-events index: by shard, then by arrival, as one query per shard returns them."""
@@ -290,6 +314,10 @@ class MemoryActivityStore(DynamoActivityStore):
             current = self._marked_late.get((marker.pk, marker.sk))
             if current is not None and current[1] == marker.late_at_ms:
                 del self._marked_late[(marker.pk, marker.sk)]
+
+
+# Encoded checkpoints kept while waiting for their write (a failed transaction's are never written).
+MAX_ENCODED_UNWRITTEN = 10_000
 
 
 class _DecodedItem:
