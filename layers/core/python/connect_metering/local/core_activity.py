@@ -161,10 +161,8 @@ class MemoryActivityStore(DynamoActivityStore):
     ) -> None:
         """The adapter's day query answered from the partition's dicts, without building its items: the
         sort keys in range (kept sorted while the partition does not grow) and each agent-hour's
-        decodings. A frozen day, and a sort key the adapter would not read, take the adapter's path."""
-        if pk in self._frozen:
-            super()._read_day(pk, day_start, hours, agent_prefix, documents, events)
-            return
+        decodings; a frozen day decompressed and decoded item by item (nothing kept). A sort key the
+        adapter would not read takes the adapter's path."""
         low, high = f"{_hour_of_day(hours[0]):02d}#", f"{_hour_of_day(hours[1]):02d}#~"
         for sort_key, document in self._checkpoint_docs.get(pk, {}).items():
             if low <= sort_key <= high:
@@ -176,6 +174,9 @@ class MemoryActivityStore(DynamoActivityStore):
                     documents,
                     events,
                 )
+        if pk in self._frozen:
+            self._read_frozen(pk, day_start, (low, high), agent_prefix, documents, events)
+            return
         partition = self._event_sets.get(pk)
         if partition is None:
             return
@@ -195,6 +196,32 @@ class MemoryActivityStore(DynamoActivityStore):
             else:
                 item = {"sk": {"S": sort_key}, "ev": {"SS": list(texts)}}
                 self._read_item(pk, day_start, item, agent_prefix, documents, events)
+
+    def _read_frozen(
+        self,
+        pk: str,
+        day_start: int,
+        sort_keys: tuple[str, str],
+        agent_prefix: str,
+        documents: dict[int, bytes],
+        events: AgentHours,
+    ) -> None:
+        """A frozen day's agent-hours in [low, high], decoded (the summary reads every day once)."""
+        low, high = sort_keys
+        partition: dict[str, list[str]] = json.loads(zlib.decompress(self._frozen[pk]))
+        for sort_key in sorted(partition):
+            if not low <= sort_key <= high:
+                continue
+            texts = partition[sort_key]
+            if not _readable_events_key(sort_key):
+                item = {"sk": {"S": sort_key}, "ev": {"SS": texts}}
+                self._read_item(pk, day_start, item, agent_prefix, documents, events)
+                continue
+            try:
+                points = [decode_event(text) for text in texts]
+            except (TypeError, ValueError):
+                points = self._item_events(pk, sort_key, texts)  # the adapter's: skips and counts
+            events.append((agent_prefix + sort_key.split("#", 2)[2], points))
 
     def _decoded_item(
         self,
