@@ -13,13 +13,17 @@ from hypothesis import strategies as st
 
 from connect_metering.adapters.activity_table import (
     MS_PER_DAY,
+    decode_checkpoint,
     decode_event,
+    encode_checkpoint,
     parse_hour_of_day,
     parse_partition_key,
+    partition_key,
 )
 from connect_metering.domain.agent_events import AgentEvent
 from connect_metering.domain.instants import MS_PER_HOUR
-from connect_metering.domain.sessions import AgentEventPoint
+from connect_metering.domain.sessions import AgentEventPoint, EventKind
+from connect_metering.domain.usage import checkpoint_from_events
 from connect_metering.local.core_activity import MemoryActivityStore
 from connect_metering.unreadable import ACTIVITY_EVENTS, CHECKPOINTS
 from tests.activity_events import DAY_MS, INSTANCE
@@ -122,4 +126,44 @@ def test_read_events_leaves_checkpoints_undecoded() -> None:
     window = store.read_hours(INSTANCE.arn, DAY_MS, DAY_MS)
     assert window.events == events
     assert window.checkpoints == {}
+    assert store.unreadable.counts == {CHECKPOINTS: 1}
+
+
+def _written(store: MemoryActivityStore, hour_ms: int, document: bytes) -> None:
+    """A checkpoint document written as the meter store's transaction writes it."""
+    key = {
+        "pk": {"S": partition_key(INSTANCE.arn, hour_ms)},
+        "sk": {"S": f"{(hour_ms // MS_PER_HOUR) % 24:02d}#C"},
+    }
+    store.store_table_write({**key, "doc": {"B": document}}, key)
+
+
+def test_a_checkpoint_written_by_the_meter_is_read_back_without_decoding() -> None:
+    store = MemoryActivityStore()
+    hour = DAY_MS + 3 * MS_PER_HOUR
+    checkpoint = checkpoint_from_events(
+        {"agent": [AgentEventPoint(hour - 60_000, EventKind.LOGIN, "a", False)]}, [], hour
+    )
+    document = store.encode_checkpoint(checkpoint)
+    assert document == encode_checkpoint(checkpoint)
+    _written(store, hour, document)
+    read = store.read_hours(INSTANCE.arn, hour, hour).checkpoints
+    assert read == {hour: decode_checkpoint(document, hour)}
+    assert read[hour] is checkpoint  # the remembered one, not a decoding
+    # Another document at the same hour (written by something else) is decoded, and a bad one counted.
+    other = checkpoint_from_events({}, [], hour)
+    _written(store, hour, encode_checkpoint(other))
+    assert store.read_hours(INSTANCE.arn, hour, hour).checkpoints == {hour: other}
+    _written(store, hour, b"not a checkpoint")
+    for reads in (1, 2):
+        assert store.read_hours(INSTANCE.arn, hour, hour).checkpoints == {}
+        assert store.unreadable.counts == {CHECKPOINTS: reads}
+
+
+def test_a_checkpoint_encoded_for_another_hour_is_refused_as_the_adapter_refuses_it() -> None:
+    store = MemoryActivityStore()
+    hour = DAY_MS + 3 * MS_PER_HOUR
+    document = store.encode_checkpoint(checkpoint_from_events({}, [], hour))
+    _written(store, hour + MS_PER_HOUR, document)
+    assert store.read_hours(INSTANCE.arn, hour, hour + MS_PER_HOUR).checkpoints == {}
     assert store.unreadable.counts == {CHECKPOINTS: 1}

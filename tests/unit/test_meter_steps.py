@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from connect_metering.domain.activity import Checkpoint, HourWindow, StoredEvent
+from connect_metering.domain.activity import AgentHoursWindow, Checkpoint, HourWindow, StoredEvent
 from connect_metering.domain.instants import MS_PER_HOUR, from_ms, parse_iso_ms
 from connect_metering.domain.metering import (
     CompanyMeterState,
@@ -103,6 +103,12 @@ class World:
             if arn == instance_arn and first_hour_ms <= hour <= last_hour_ms
         }
         return HourWindow(checkpoints, events)
+
+    def read_agent_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> AgentHoursWindow:
+        window = self.read_hours(instance_arn, first_hour_ms, last_hour_ms)
+        return AgentHoursWindow(
+            window.checkpoints, [(stored.agent_arn, [stored.point]) for stored in window.events]
+        )
 
     # MeterStore
     def commit(

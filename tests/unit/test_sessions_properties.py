@@ -16,9 +16,12 @@ from connect_metering.domain.sessions import (
     AgentEventPoint,
     BillableTimePolicy,
     EventKind,
+    ScanState,
     billable_intervals,
     billable_ms_by_hour,
     billable_ms_by_hour_for_agents,
+    scan_pieces,
+    scan_spans,
     sessions_for_agent,
 )
 
@@ -209,3 +212,56 @@ def test_scan_matches_a_literal_reference(events: list[AgentEventPoint], timeout
     assert billable_intervals(events, silence_timeout_ms=timeout) == logged_in
     online = billable_intervals(events, policy=BillableTimePolicy.ONLINE, silence_timeout_ms=timeout)
     assert _total(online) == online_ms
+
+
+def _joined(pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Touching pieces ([a, b] then [b, c]) joined, in order."""
+    spans: list[tuple[int, int]] = []
+    for low, high in pieces:
+        if spans and spans[-1][1] == low:
+            spans[-1] = (spans[-1][0], high)
+        else:
+            spans.append((low, high))
+    return spans
+
+
+scan_states = st.one_of(
+    st.just(ScanState()),
+    st.builds(
+        ScanState,
+        st.booleans(),
+        st.integers(BASE_MS - 600_000, BASE_MS),
+        st.integers(BASE_MS - 400_000, BASE_MS),
+        st.booleans(),
+        st.one_of(st.none(), st.integers(BASE_MS - 120_000, BASE_MS)),
+    ).map(lambda state: state._replace(start_ms=min(state.start_ms, state.last_ms))),
+)
+
+
+@PROPERTY_SETTINGS
+@given(
+    events=point_lists,
+    timeout=TIMEOUTS,
+    track_online=st.booleans(),
+    state=scan_states,
+    seen=st.sets(st.integers(0, 80).map(lambda n: f"e{n:02d}"), max_size=5),
+    cut=st.integers(0, 60),
+)
+def test_scan_spans_are_the_joined_pieces_of_scan_pieces(
+    events: list[AgentEventPoint],
+    timeout: int,
+    track_online: bool,
+    state: ScanState,
+    seen: set[str],
+    cut: int,
+) -> None:
+    points = sorted(events)
+    seen_pieces, seen_spans = set(seen), set(seen)
+    # In two parts sharing ``seen``, as advance_split runs them.
+    pieces, after_pieces = scan_pieces(points[:cut], timeout, track_online, state, seen_pieces)
+    spans, after_spans = scan_spans(points[:cut], timeout, track_online, state, seen_spans)
+    assert (spans, after_spans, seen_spans) == (_joined(pieces), after_pieces, seen_pieces)
+    pieces, end_pieces = scan_pieces(points[cut:], timeout, track_online, after_pieces, seen_pieces)
+    spans, end_spans = scan_spans(points[cut:], timeout, track_online, after_spans, seen_spans)
+    assert (spans, end_spans, seen_spans) == (_joined(pieces), end_pieces, seen_pieces)
+    assert sum(high - low for low, high in spans) == sum(high - low for low, high in pieces)

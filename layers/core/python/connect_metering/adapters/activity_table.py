@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from connect_metering.adapters.table_schema import Index, create_table
-from connect_metering.domain.activity import AddedEvents, EventStored, HourWindow, LateMarker, StoredEvent
+from connect_metering.domain.activity import (
+    AddedEvents,
+    AgentHoursWindow,
+    EventStored,
+    HourWindow,
+    LateMarker,
+    StoredEvent,
+)
 from connect_metering.domain.agent_events import MAX_EVENTS_PER_AGENT_HOUR, AgentEvent, split_at_hour_bound
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor, iso_ms, to_ms, utc_day
 from connect_metering.domain.sessions import UNKNOWN_STATUS_START_MS, AgentEventPoint, EventKind
@@ -62,6 +69,8 @@ def expires_at(hour_ms: int) -> str:
 
 
 MS_PER_DAY = 24 * MS_PER_HOUR
+# Events read, per agent-hour item: (agent ARN, its decoded events).
+AgentHours = list[tuple[str, list[AgentEventPoint]]]
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _HOUR_SORT_KEY = re.compile(r"(\d{2})#(C|E#.+)", re.DOTALL)
 
@@ -125,17 +134,22 @@ def encode_event(event: AgentEvent) -> str:
 
 
 _KINDS = {str(int(kind)): kind for kind in EventKind}
+_new_point = tuple.__new__
 
 
 def decode_event(text: str) -> AgentEventPoint:
     ts_ms, kind, status, event_id = text.split("|", 3)
     offline, _, status_start = status.partition("@")
-    return AgentEventPoint(
-        int(ts_ms),
-        _KINDS.get(kind) or EventKind(int(kind)),
-        event_id,
-        offline == "1",
-        int(status_start) if status_start else UNKNOWN_STATUS_START_MS,
+    # The tuple built directly: a NamedTuple's own constructor is a Python-level call per event.
+    return _new_point(
+        AgentEventPoint,
+        (
+            int(ts_ms),
+            _KINDS.get(kind) or EventKind(int(kind)),
+            event_id,
+            offline == "1",
+            int(status_start) if status_start else UNKNOWN_STATUS_START_MS,
+        ),
     )
 
 
@@ -254,57 +268,95 @@ class DynamoActivityStore:
         """Checkpoints and events of hours [first, last] of one instance: one query per UTC day touched.
         A checkpoint that does not decode or does not sit at its own hour is skipped (the metering job
         then uses an earlier one and recomputes the hours after it) and counted."""
-        documents, events = self._read(instance_arn, first_hour_ms, last_hour_ms)
-        return HourWindow(self._checkpoints(instance_arn, documents), events)
+        documents, agent_hours = self._read(instance_arn, first_hour_ms, last_hour_ms)
+        return HourWindow(self._checkpoints(instance_arn, documents), _stored_events(agent_hours))
+
+    def read_agent_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> AgentHoursWindow:
+        """``read_hours`` with the events left as the items hold them: (agent ARN, its events) per
+        agent-hour, for a reader that groups them by agent anyway."""
+        documents, agent_hours = self._read(instance_arn, first_hour_ms, last_hour_ms)
+        return AgentHoursWindow(self._checkpoints(instance_arn, documents), agent_hours)
 
     def read_events(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> list[StoredEvent]:
         """The events of ``read_hours`` alone, its checkpoints left undecoded (a whole-history reader
         such as the replay's summary has no use for them)."""
+        return _stored_events(self._read(instance_arn, first_hour_ms, last_hour_ms)[1])
+
+    def read_agent_events(
+        self, instance_arn: str, first_hour_ms: int, last_hour_ms: int
+    ) -> list[tuple[str, list[AgentEventPoint]]]:
+        """The events of ``read_agent_hours`` alone, its checkpoints left undecoded."""
         return self._read(instance_arn, first_hour_ms, last_hour_ms)[1]
 
     def _read(
         self, instance_arn: str, first_hour_ms: int, last_hour_ms: int
-    ) -> tuple[dict[int, bytes], list[StoredEvent]]:
-        """The checkpoint documents (by hour) and the decoded events of hours [first, last]."""
+    ) -> tuple[dict[int, bytes], AgentHours]:
+        """The checkpoint documents (by hour) and the decoded events of hours [first, last], by item."""
         documents: dict[int, bytes] = {}
-        events: list[StoredEvent] = []
+        events: AgentHours = []
         agent_prefix = f"{instance_arn}/agent/"
         day_start = first_hour_ms - first_hour_ms % MS_PER_DAY
         while day_start <= last_hour_ms:
             low = max(first_hour_ms, day_start)
             high = min(last_hour_ms, day_start + MS_PER_DAY - MS_PER_HOUR)
-            pk = partition_key(instance_arn, day_start)
-            for item in self._query(pk, f"{_hour_of_day(low):02d}#", f"{_hour_of_day(high):02d}#~"):
-                sort_key = str(item.get("sk", {}).get("S", ""))
-                try:
-                    hour_ms = day_start + parse_hour_of_day(sort_key) * MS_PER_HOUR
-                    if sort_key[3] == "C":
-                        documents[hour_ms] = item["doc"]["B"]
-                        continue
-                    texts = item["ev"]["SS"]
-                except (KeyError, TypeError, ValueError) as error:
-                    self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
-                    continue
-                events += self._item_events(pk, sort_key, agent_prefix + sort_key.split("#", 2)[2], texts)
+            self._read_day(
+                partition_key(instance_arn, day_start),
+                day_start,
+                (low, high),
+                agent_prefix,
+                documents,
+                events,
+            )
             day_start += MS_PER_DAY
         return documents, events
 
-    def _item_events(self, pk: str, sort_key: str, agent_arn: str, texts: Sequence[str]) -> list[StoredEvent]:
-        """The events of one agent-hour item, decoded (a store that keeps them decoded may answer)."""
-        found: list[StoredEvent] = []
-        for text in texts:
-            event = self._stored_event(pk, sort_key, agent_arn, text)
-            if event is not None:
-                found.append(event)
-        return found
+    def _read_day(
+        self,
+        pk: str,
+        day_start: int,
+        hours: tuple[int, int],
+        agent_prefix: str,
+        documents: dict[int, bytes],
+        events: AgentHours,
+    ) -> None:
+        """One day's query, hours [low, high] of it: its checkpoint documents and decoded events added."""
+        low, high = hours
+        for item in self._query(pk, f"{_hour_of_day(low):02d}#", f"{_hour_of_day(high):02d}#~"):
+            self._read_item(pk, day_start, item, agent_prefix, documents, events)
 
-    def _stored_event(self, pk: str, sort_key: str, agent_arn: str, text: str) -> StoredEvent | None:
-        """One stored event, decoded; None when it does not decode (skipped and counted)."""
+    def _read_item(
+        self,
+        pk: str,
+        day_start: int,
+        item: dict[str, Any],
+        agent_prefix: str,
+        documents: dict[int, bytes],
+        events: AgentHours,
+    ) -> None:
+        """One item of a day's query: a checkpoint document or an agent-hour's events (or, when it cannot
+        be read, nothing: skipped and counted)."""
+        sort_key = str(item.get("sk", {}).get("S", ""))
         try:
-            return StoredEvent(agent_arn, decode_event(text))
-        except (TypeError, ValueError) as error:
+            hour_ms = day_start + parse_hour_of_day(sort_key) * MS_PER_HOUR
+            if sort_key[3] == "C":
+                documents[hour_ms] = item["doc"]["B"]
+                return
+            texts = item["ev"]["SS"]
+        except (KeyError, TypeError, ValueError) as error:
             self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
-            return None
+            return
+        events.append((agent_prefix + sort_key.split("#", 2)[2], self._item_events(pk, sort_key, texts)))
+
+    def _item_events(self, pk: str, sort_key: str, texts: Sequence[str]) -> list[AgentEventPoint]:
+        """The events of one agent-hour item, decoded (a store that keeps them decoded may answer); one
+        that does not decode is skipped and counted."""
+        found: list[AgentEventPoint] = []
+        for text in texts:
+            try:
+                found.append(decode_event(text))
+            except (TypeError, ValueError) as error:
+                self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
+        return found
 
     def _checkpoints(
         self, instance_arn: str, documents: dict[int, bytes]
@@ -395,6 +447,10 @@ class DynamoActivityStore:
             ConsistentRead=True,
         ):
             yield from page.get("Items", [])
+
+
+def _stored_events(agent_hours: AgentHours) -> list[StoredEvent]:
+    return [StoredEvent(agent_arn, point) for agent_arn, points in agent_hours for point in points]
 
 
 def read_late_marker(pk: str, sk: str, late_at_ms: int, skipped: UnreadableItems) -> LateMarker:

@@ -30,6 +30,15 @@ class HourWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentHoursWindow:
+    """``HourWindow`` with the events as stored: per agent-hour item, the agent's ARN and its events
+    (one agent may have several items; the lists belong to the store and are not to be changed)."""
+
+    checkpoints: dict[int, EnvironmentCheckpoint]
+    agent_hours: list[tuple[str, list[AgentEventPoint]]]
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """An environment's scan state at the start of ``hour_ms``, to be stored with the metering commit."""
 

@@ -34,6 +34,7 @@ from connect_metering.domain.sessions import (
     check_policy,
     check_timeout,
     scan_pieces,
+    scan_spans,
     sorted_points,
 )
 from connect_metering.domain.usage_inputs import UsageInputError, require_bool, require_int, require_mapping
@@ -207,17 +208,21 @@ def advance_split(
     timeout: int,
     track_online: bool,
     where: str,
+    *,
+    joined: bool = False,
 ) -> tuple[list[Piece], AgentCarry, list[Piece]]:
     """``advance`` over sorted, validated points with no new boundary, in ONE scan that also stops at
     ``cut_ms`` (not before the carry's boundary): the pieces produced by the points before ``cut_ms``, the
     carry at ``cut_ms`` (what ``advance`` over those points with that boundary returns), and the pieces
     produced by the points from ``cut_ms`` on. The two parts share the duplicate check, so together they
-    are exactly the pieces of one ``advance`` over every point."""
+    are exactly the pieces of one ``advance`` over every point. ``joined``: each part's touching pieces
+    joined (``scan_spans``), for a caller that only adds up or places their milliseconds."""
     _check_advance(carry.boundary_ms, points, None, where)
     cut = bisect.bisect_left(points, cut_ms, key=_timestamp)
     seen: set[str] = set()
-    before, state = scan_pieces(points[:cut], timeout, track_online, carry.state, seen)
-    after, _ = scan_pieces(points[cut:], timeout, track_online, state, seen)
+    scan = scan_spans if joined else scan_pieces
+    before, state = scan(points[:cut], timeout, track_online, carry.state, seen)
+    after, _ = scan(points[cut:], timeout, track_online, state, seen)
     at_cut = (
         AgentCarry(cut_ms, True, state.start_ms, state.last_ms, state.online, state.logout_ms)
         if state.is_open

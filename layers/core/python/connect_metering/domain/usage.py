@@ -409,8 +409,16 @@ def resume(
     }
     for agent in _agents(checkpoint, points_by_agent):
         carry = checkpoint.carries.get(agent) or AgentCarry(boundary)
+        # Joined pieces: every use below adds up or places milliseconds (an hour, a subscription), and
+        # a span per stretch makes that work per agent-hour instead of per event.
         agent_before, carries[agent], agent_after = advance_split(
-            carry, points_by_agent.get(agent, []), until, timeout, track_online, f"events_by_agent[{agent!r}]"
+            carry,
+            points_by_agent.get(agent, []),
+            until,
+            timeout,
+            track_online,
+            f"events_by_agent[{agent!r}]",
+            joined=True,
         )
         clipped = [(low, min(high, until)) for low, high in agent_after if low < until]
         before.extend(agent_before)

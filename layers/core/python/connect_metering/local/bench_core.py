@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 
 from connect_metering.adapters.activity_table import decode_checkpoint, encode_checkpoint
-from connect_metering.domain.activity import HourWindow, StoredEvent
+from connect_metering.domain.activity import AgentHoursWindow, HourWindow, StoredEvent
 from connect_metering.domain.instants import MS_PER_HOUR, MS_PER_SECOND, hour_floor
 from connect_metering.domain.metering import CompanyMeterState
 from connect_metering.domain.sessions import (
@@ -175,6 +175,12 @@ class _StoredActivity:
                 if hour in self.checkpoints
             },
             [event for hour in hours for event in self.by_hour.get(hour, ())],
+        )
+
+    def read_agent_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> AgentHoursWindow:
+        window = self.read_hours(instance_arn, first_hour_ms, last_hour_ms)
+        return AgentHoursWindow(
+            window.checkpoints, [(stored.agent_arn, [stored.point]) for stored in window.events]
         )
 
 

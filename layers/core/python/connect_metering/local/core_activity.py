@@ -10,6 +10,7 @@ does) is the adapter's own code.
 
 from __future__ import annotations
 
+import bisect
 import json
 import zlib
 from collections import Counter
@@ -20,15 +21,20 @@ from botocore.exceptions import ClientError
 
 from connect_metering.adapters.activity_table import (
     LATE_SHARDS,
+    AgentHours,
     DynamoActivityStore,
+    _hour_of_day,
     _outcomes,
+    decode_event,
+    encode_checkpoint,
     encode_event,
     late_shard,
+    parse_hour_of_day,
     parse_partition_key,
     partition_key,
     read_late_marker,
 )
-from connect_metering.domain.activity import AddedEvents, EventStored, LateMarker, StoredEvent
+from connect_metering.domain.activity import AddedEvents, EventStored, LateMarker
 from connect_metering.domain.agent_events import (
     MAX_EVENTS_PER_AGENT_HOUR,
     AgentEvent,
@@ -36,8 +42,10 @@ from connect_metering.domain.agent_events import (
     QuarantineTally,
 )
 from connect_metering.domain.instants import MS_PER_HOUR
+from connect_metering.domain.sessions import AgentEventPoint
+from connect_metering.domain.usage import EnvironmentCheckpoint
 from connect_metering.local.core_tables import Item
-from connect_metering.unreadable import UnreadableItems
+from connect_metering.unreadable import ACTIVITY_EVENTS, UnreadableItems
 
 
 class MemoryActivityStore(DynamoActivityStore):
@@ -56,7 +64,14 @@ class MemoryActivityStore(DynamoActivityStore):
         # the metering of its hour and of the hour before, by recomputes and by the summary, and decoded
         # once; a read of an agent-hour whose set did not grow since (sets only grow: the same size is
         # the same set) decodes nothing.
-        self._decoded: dict[str, dict[str, dict[str, StoredEvent]]] = {}
+        self._decoded: dict[str, dict[str, _DecodedItem]] = {}
+        # pk -> its event sort keys, sorted (a partition only grows: the same size is the same keys).
+        self._sorted_keys: dict[str, list[str]] = {}
+        # Checkpoints the meter store encoded and has not written here yet: id(document) -> (document,
+        # checkpoint); and per instance, the latest checkpoint written or decoded: (hour, document,
+        # checkpoint). One per instance: the hourly run reads the checkpoint the previous run wrote.
+        self._encoded: dict[int, tuple[bytes, EnvironmentCheckpoint]] = {}
+        self._latest_checkpoints: dict[str, tuple[int, bytes, EnvironmentCheckpoint]] = {}
 
     def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents:
         """The adapter's ``add_events``, with its commonest calls answered directly: events of one
@@ -135,22 +150,134 @@ class MemoryActivityStore(DynamoActivityStore):
         for _, found in sorted(items, key=lambda pair: pair[0]):
             yield found
 
-    def _item_events(self, pk: str, sort_key: str, agent_arn: str, texts: Sequence[str]) -> list[StoredEvent]:
+    def _read_day(
+        self,
+        pk: str,
+        day_start: int,
+        hours: tuple[int, int],
+        agent_prefix: str,
+        documents: dict[int, bytes],
+        events: AgentHours,
+    ) -> None:
+        """The adapter's day query answered from the partition's dicts, without building its items: the
+        sort keys in range (kept sorted while the partition does not grow) and each agent-hour's
+        decodings; a frozen day decompressed and decoded item by item (nothing kept). A sort key the
+        adapter would not read takes the adapter's path."""
+        low, high = f"{_hour_of_day(hours[0]):02d}#", f"{_hour_of_day(hours[1]):02d}#~"
+        for sort_key, document in self._checkpoint_docs.get(pk, {}).items():
+            if low <= sort_key <= high:
+                self._read_item(
+                    pk,
+                    day_start,
+                    {"sk": {"S": sort_key}, "doc": {"B": document}},
+                    agent_prefix,
+                    documents,
+                    events,
+                )
         if pk in self._frozen:
-            return super()._item_events(pk, sort_key, agent_arn, texts)
+            self._read_frozen(pk, day_start, (low, high), agent_prefix, documents, events)
+            return
+        partition = self._event_sets.get(pk)
+        if partition is None:
+            return
+        keys = self._sorted_keys.get(pk)
+        if keys is None or len(keys) != len(partition):
+            keys = self._sorted_keys[pk] = sorted(partition)
         items = self._decoded.get(pk)
         if items is None:
             items = self._decoded[pk] = {}
-        known = items.get(sort_key)
+        for sort_key in keys[bisect.bisect_left(keys, low) : bisect.bisect_right(keys, high)]:
+            texts = partition[sort_key]
+            known = items.get(sort_key)
+            if known is not None and known.count == len(texts):
+                events.append((known.agent_arn, known.events))
+            elif _readable_events_key(sort_key):
+                events.append(self._decoded_item(known, items, pk, sort_key, agent_prefix, texts))
+            else:
+                item = {"sk": {"S": sort_key}, "ev": {"SS": list(texts)}}
+                self._read_item(pk, day_start, item, agent_prefix, documents, events)
+
+    def _read_frozen(
+        self,
+        pk: str,
+        day_start: int,
+        sort_keys: tuple[str, str],
+        agent_prefix: str,
+        documents: dict[int, bytes],
+        events: AgentHours,
+    ) -> None:
+        """A frozen day's agent-hours in [low, high], decoded (the summary reads every day once)."""
+        low, high = sort_keys
+        partition: dict[str, list[str]] = json.loads(zlib.decompress(self._frozen[pk]))
+        for sort_key in sorted(partition):
+            if not low <= sort_key <= high:
+                continue
+            texts = partition[sort_key]
+            if not _readable_events_key(sort_key):
+                item = {"sk": {"S": sort_key}, "ev": {"SS": texts}}
+                self._read_item(pk, day_start, item, agent_prefix, documents, events)
+                continue
+            try:
+                points = [decode_event(text) for text in texts]
+            except (TypeError, ValueError):
+                points = self._item_events(pk, sort_key, texts)  # the adapter's: skips and counts
+            events.append((agent_prefix + sort_key.split("#", 2)[2], points))
+
+    def _decoded_item(
+        self,
+        known: _DecodedItem | None,
+        items: dict[str, _DecodedItem],
+        pk: str,
+        sort_key: str,
+        agent_prefix: str,
+        texts: Collection[str],
+    ) -> tuple[str, list[AgentEventPoint]]:
+        """An agent-hour's decodings brought up to its set: only encodings not decoded yet are decoded
+        (the adapter's own decoding); one that does not decode is skipped and counted at every read, as
+        the adapter does, and keeps the item from being taken as fully decoded."""
         if known is None:
-            known = items[sort_key] = {}
-        if len(known) != len(texts):
-            # The adapter's own decoding; one that does not decode is skipped and counted at every read,
-            # as the adapter does.
-            for text in texts:
-                if text not in known and (event := self._stored_event(pk, sort_key, agent_arn, text)):
-                    known[text] = event
-        return list(known.values())
+            known = items[sort_key] = _DecodedItem(agent_prefix + sort_key.split("#", 2)[2])
+        decoded = known.decoded
+        for text in texts:
+            if text not in decoded:
+                try:
+                    decoded[text] = decode_event(text)
+                except (TypeError, ValueError) as error:
+                    self.unreadable.skip(ACTIVITY_EVENTS, f"{pk} {sort_key}", error)
+        # A new list: the one handed out by earlier reads stays as it was.
+        known.events = list(decoded.values())
+        known.count = len(decoded)
+        return known.agent_arn, known.events
+
+    def encode_checkpoint(self, checkpoint: EnvironmentCheckpoint) -> bytes:
+        """The adapter's encoding (the meter store's encoder in the core engine), remembered until the
+        document is written here (``store_table_write``)."""
+        document = encode_checkpoint(checkpoint)
+        if len(self._encoded) >= MAX_ENCODED_UNWRITTEN:
+            self._encoded.clear()  # documents of failed transactions, never written: forgotten
+        self._encoded[id(document)] = (document, checkpoint)
+        return document
+
+    def _checkpoints(
+        self, instance_arn: str, documents: dict[int, bytes]
+    ) -> dict[int, EnvironmentCheckpoint]:
+        """The adapter's decoding of checkpoint documents, except for the instance's latest one written
+        or read: the very document (the same bytes object) gives the checkpoint it was encoded from (or
+        decoded to), as the codec round trip does (``tests/unit/test_usage_properties.py``). One that
+        does not decode is counted at every read, as the adapter does."""
+        latest = self._latest_checkpoints.get(instance_arn)
+        undecoded = dict(documents)
+        readable: dict[int, EnvironmentCheckpoint] = {}
+        if latest is not None and undecoded.get(latest[0]) is latest[1]:
+            del undecoded[latest[0]]
+            readable[latest[0]] = latest[2]
+        if undecoded:
+            decoded = super()._checkpoints(instance_arn, undecoded)
+            if decoded:
+                hour_ms = max(decoded)
+                self._latest_checkpoints[instance_arn] = (hour_ms, undecoded[hour_ms], decoded[hour_ms])
+            readable.update(decoded)
+        return {hour_ms: readable[hour_ms] for hour_ms in documents if hour_ms in readable}
 
     def _thawed(self, pk: str) -> dict[str, set[str]]:
         stored: dict[str, list[str]] = json.loads(zlib.decompress(self._frozen[pk]))
@@ -167,6 +294,7 @@ class MemoryActivityStore(DynamoActivityStore):
             if day < day_ms:
                 partition = {sk: sorted(events) for sk, events in self._event_sets.pop(pk).items()}
                 self._decoded.pop(pk, None)
+                self._sorted_keys.pop(pk, None)
                 # Level 1: twice as fast as the default for a few per cent more bytes (EventIds are
                 # random, they hardly compress at any level).
                 self._frozen[pk] = zlib.compress(json.dumps(partition, separators=(",", ":")).encode(), 1)
@@ -182,7 +310,18 @@ class MemoryActivityStore(DynamoActivityStore):
         """A write the meter store makes to the activity table (its checkpoints, in its transaction)."""
         if item is None or "doc" not in item:
             raise ValueError(f"the activity table takes checkpoints only from the meter: {key}")
-        self._checkpoint_docs.setdefault(item["pk"]["S"], {})[item["sk"]["S"]] = item["doc"]["B"]
+        pk, document = item["pk"]["S"], item["doc"]["B"]
+        self._checkpoint_docs.setdefault(pk, {})[item["sk"]["S"]] = document
+        encoded = self._encoded.pop(id(document), None)
+        if encoded is not None and encoded[0] is document:
+            checkpoint = encoded[1]
+            try:
+                instance_arn, day_ms = parse_partition_key(pk)
+                hour_ms = day_ms + parse_hour_of_day(item["sk"]["S"]) * MS_PER_HOUR
+            except ValueError:
+                return
+            if checkpoint.boundary_ms == hour_ms:  # else the read's decoding refuses it, as the adapter's
+                self._latest_checkpoints[instance_arn] = (hour_ms, document, checkpoint)
 
     def _read_markers(self, arrived_since_ms: int) -> tuple[list[LateMarker], list[LateMarker]]:
         """The late-events index: by shard, then by arrival, as one query per shard returns them."""
@@ -202,6 +341,31 @@ class MemoryActivityStore(DynamoActivityStore):
             current = self._marked_late.get((marker.pk, marker.sk))
             if current is not None and current[1] == marker.late_at_ms:
                 del self._marked_late[(marker.pk, marker.sk)]
+
+
+# Encoded checkpoints kept while waiting for their write (a failed transaction's are never written).
+MAX_ENCODED_UNWRITTEN = 10_000
+
+
+class _DecodedItem:
+    """One agent-hour's decodings: its agent, encoding -> event, the events in a list, and how many."""
+
+    __slots__ = ("agent_arn", "count", "decoded", "events")
+
+    def __init__(self, agent_arn: str) -> None:
+        self.agent_arn = agent_arn
+        self.decoded: dict[str, AgentEventPoint] = {}
+        self.events: list[AgentEventPoint] = []
+        self.count = -1
+
+
+def _readable_events_key(sort_key: str) -> bool:
+    """Whether the adapter reads an item with this sort key as an agent-hour's events."""
+    try:
+        parse_hour_of_day(sort_key)
+    except ValueError:
+        return False
+    return sort_key[3] != "C"
 
 
 def _one_agent_hour(events: Sequence[AgentEvent], agent_arn: str, hour_ms: int) -> bool:

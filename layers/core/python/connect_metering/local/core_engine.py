@@ -171,6 +171,7 @@ class CoreEngine:
                 ledger_table=LEDGER_TABLE,
                 activity_table=ACTIVITY_TABLE,
                 client=tables,
+                encode=self.activity.encode_checkpoint,
             ),
             marketplace=MarketplaceMeter(
                 metering,

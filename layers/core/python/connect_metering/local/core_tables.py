@@ -288,6 +288,9 @@ class InMemoryTables:
     def __init__(self, indexes: Mapping[str, Mapping[str, tuple[str, str]]], sink: Sink) -> None:
         self._indexes = indexes
         self._tables: dict[str, dict[str, dict[str, Item]]] = {name: {} for name in indexes}
+        # table -> index -> the table's items that have both of the index's keys (a sparse index), kept
+        # until the table's next write: the dispatcher's queries of every shard share one walk.
+        self._index_items: dict[str, dict[str, list[Item]]] = {}
         self._sink = sink
 
     # Single items ----------------------------------------------------------------------------------
@@ -303,6 +306,7 @@ class InMemoryTables:
         if table not in self._tables:
             self._sink(table, item, dict(key))
             return
+        self._index_items.pop(table, None)
         pk, sk = self._key(key)
         partition = self._tables[table].setdefault(pk, {})
         if item is None:
@@ -420,12 +424,15 @@ class InMemoryTables:
             order = SORT_KEY
         else:
             partition, order = self._indexes[table][index]
-            candidates = [
-                item
-                for items in self._tables[table].values()
-                for item in items.values()
-                if partition in item and order in item
-            ]
+            indexed = self._index_items.setdefault(table, {})
+            candidates = indexed.get(index)  # type: ignore[assignment]
+            if candidates is None:
+                candidates = indexed[index] = [
+                    item
+                    for items in self._tables[table].values()
+                    for item in items.values()
+                    if partition in item and order in item
+                ]
         found = [item for item in candidates if values.holds(condition.tree, item)]
         found = [item for item in found if _check(item, request.get("FilterExpression"), values)]
         found.sort(key=lambda item: _plain_value(item[order]))

@@ -197,12 +197,12 @@ def _billable(
 
     if run.earliest_event_ms == sys.maxsize:
         return 0, 0, {}
-    events = run.aws.activity.read_events(
+    agent_hours = run.aws.activity.read_agent_events(
         instance_arn, hour_floor(run.earliest_event_ms), hour_floor(until_ms) + 48 * MS_PER_HOUR
     )
     by_agent: dict[str, list[Any]] = defaultdict(list)
-    for stored in events:
-        by_agent[stored.agent_arn].append(stored.point)
+    for agent_arn, points in agent_hours:
+        by_agent[agent_arn] += points
     pieces = [
         piece
         for points in by_agent.values()

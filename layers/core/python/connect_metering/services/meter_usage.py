@@ -9,12 +9,11 @@ linear in its hours and in the environment's events; the worker bounds a step's 
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from connect_metering.domain.activity import HourWindow, StoredEvent
+from connect_metering.domain.activity import AgentHoursWindow
 from connect_metering.domain.instants import MS_PER_HOUR
 from connect_metering.domain.metering import CompanyMeterState, IdleEnvironment
 from connect_metering.domain.sessions import AgentEventPoint, BillableTimePolicy
@@ -22,12 +21,16 @@ from connect_metering.domain.tenancy import Environment, Subscription
 from connect_metering.domain.usage import EnvironmentCheckpoint, UsageView, resume
 
 MS_PER_DAY = 24 * MS_PER_HOUR
+# Events read, per agent-hour item: (agent ARN, its events); the lists are the store's, never changed.
+AgentHours = Sequence[tuple[str, list[AgentEventPoint]]]
 # How far back a missing checkpoint is looked for before the environment's history is taken as empty.
 MAX_LOOKBACK_DAYS = 62
 
 
 class ActivityReader(Protocol):
-    def read_hours(self, instance_arn: str, first_hour_ms: int, last_hour_ms: int) -> HourWindow: ...
+    def read_agent_hours(
+        self, instance_arn: str, first_hour_ms: int, last_hour_ms: int
+    ) -> AgentHoursWindow: ...
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,9 @@ class UsageCalculator:
             if read_to > carry.read_through_ms:
                 _merge(
                     points,
-                    self._activity.read_hours(arn, carry.read_through_ms + MS_PER_HOUR, read_to).events,
+                    self._activity.read_agent_hours(
+                        arn, carry.read_through_ms + MS_PER_HOUR, read_to
+                    ).agent_hours,
                 )
         elif (
             late_ms is None
@@ -155,8 +160,8 @@ class UsageCalculator:
         """The latest checkpoint at or before ``start`` and every stored event from it through
         ``last_hour``. A missing checkpoint is looked for day by day; a day without any item means the
         agents were all logged out, so an empty checkpoint at the next day is exact."""
-        window = self._activity.read_hours(arn, start, last_hour)
-        events = list(window.events)
+        window = self._activity.read_agent_hours(arn, start, last_hour)
+        agent_hours = list(window.agent_hours)
         stored_checkpoint = window.checkpoints.get(start)
         boundary = start
         day = start - start % MS_PER_DAY
@@ -165,16 +170,16 @@ class UsageCalculator:
             if stored_checkpoint is not None:
                 break
             earlier = (
-                self._activity.read_hours(arn, day, searched_to - MS_PER_HOUR)
+                self._activity.read_agent_hours(arn, day, searched_to - MS_PER_HOUR)
                 if searched_to > day
-                else HourWindow({}, [])
+                else AgentHoursWindow({}, [])
             )
-            events += earlier.events
+            agent_hours += earlier.agent_hours
             if earlier.checkpoints:  # only those that decode and sit at their own hour
                 boundary = max(earlier.checkpoints)
                 stored_checkpoint = earlier.checkpoints[boundary]
                 break
-            if not earlier.events and searched_to - day == MS_PER_DAY:
+            if not any(points for _, points in earlier.agent_hours) and searched_to - day == MS_PER_DAY:
                 boundary = searched_to
                 break
             searched_to, day = day, day - MS_PER_DAY
@@ -184,16 +189,23 @@ class UsageCalculator:
             if stored_checkpoint is not None
             else EnvironmentCheckpoint.empty(boundary, policy=self._policy, silence_timeout_ms=self._timeout)
         )
-        by_agent: dict[str, list[AgentEventPoint]] = defaultdict(list)
-        for stored in events:
-            if stored.point.ts_ms >= checkpoint.boundary_ms:
-                by_agent[stored.agent_arn].append(stored.point)
+        by_agent: dict[str, list[AgentEventPoint]] = {}
+        first = checkpoint.boundary_ms
+        for agent_arn, points in agent_hours:
+            kept = [point for point in points if point.ts_ms >= first]
+            if kept:
+                known = by_agent.get(agent_arn)
+                if known is None:
+                    by_agent[agent_arn] = kept
+                else:
+                    known += kept
         return checkpoint, by_agent
 
 
-def _merge(points: dict[str, list[AgentEventPoint]], events: Sequence[StoredEvent]) -> None:
-    for stored in events:
-        points.setdefault(stored.agent_arn, []).append(stored.point)
+def _merge(points: dict[str, list[AgentEventPoint]], agent_hours: AgentHours) -> None:
+    for agent_arn, agent_points in agent_hours:
+        if agent_points:
+            points.setdefault(agent_arn, []).extend(agent_points)
 
 
 def _from(points: Mapping[str, list[AgentEventPoint]], first_ms: int) -> dict[str, list[AgentEventPoint]]:
