@@ -24,7 +24,7 @@ from connect_metering.domain.agent_events import (
     parse_envelope,
 )
 from connect_metering.domain.common_messages import read_common_message
-from tests.unit.test_agent_event_fast_path import mutation, mutated, odd_values, published_event
+from tests.unit.test_agent_event_fast_path import mutated, mutation, odd_values, published_event
 
 pytestmark = pytest.mark.unit
 
@@ -65,7 +65,9 @@ envelope_values = st.one_of(
     st.sampled_from(["connect-metering.forwarder", "Amazon Connect Agent Event", "aws.connect"]),
     st.lists(st.one_of(st.text(max_size=8), st.integers()), max_size=3),
 )
-envelope_mutation = st.tuples(st.sampled_from(["set", "delete"]), st.sampled_from(ENVELOPE_FIELDS), envelope_values)
+envelope_mutation = st.tuples(
+    st.sampled_from(["set", "delete"]), st.sampled_from(ENVELOPE_FIELDS), envelope_values
+)
 
 
 def long_way(body: str, document: Any) -> object:
@@ -114,7 +116,7 @@ def test_the_short_way_gives_what_the_long_way_gives(
     short = read_common_message(body, decoded, max_event_age_ms=MAX_EVENT_AGE_MS)
     if short is not None:
         assert short == expected
-        assert type(short[0]) is type(expected[0]) and type(short[1]) is type(expected[1])  # type: ignore[index]
+        assert type(short[0]) is type(expected[0]) and type(short[1]) is type(expected[1])
     else:
         assert read_common_message(body, NOT_DECODED, max_event_age_ms=MAX_EVENT_AGE_MS) is None
 
