@@ -214,9 +214,9 @@ class CoreEngine:
         if len(decoded) != len(bodies):
             raise ValueError(f"{len(bodies)} bodies, {len(decoded)} documents")
         numbers = range(first_message, first_message + len(bodies))
-        results = self._ingest.ingest(
-            list(map(Message, map("message-{}".format, numbers), bodies, repeat(0), decoded))
-        )
+        # ``Message(...)`` without the named tuple's Python-level ``__new__``, as its ``_make`` does.
+        fields = zip(map("message-{}".format, numbers), bodies, repeat(0), decoded)
+        results = self._ingest.ingest([tuple.__new__(Message, message) for message in fields])
         failed = [outcome for outcome in results if isinstance(outcome, Exception)]
         if failed:
             raise RuntimeError(f"ingest failed {len(failed)} records") from failed[0]

@@ -176,10 +176,10 @@ class IngestService:
         # The admitted messages whose environment's claim an event may prove (``_verify_claims``).
         proofs: list[tuple[int, Envelope, Environment]] = []
         awaits_proof = None if self._claims is None else self._claims.awaits_proof
-        # ``awaits_proof`` of the last environment asked: nothing it reads changes before
-        # ``_verify_claims``, and consecutive events mostly share their environment (the same object).
-        asked: Environment | None = None
-        awaits = False
+        # ``awaits_proof`` of each environment asked, by identity (each is kept alive by its admitted
+        # events meanwhile): nothing it reads changes before ``_verify_claims``, and a batch's events
+        # share few environments (the same objects, from the lookup's cache).
+        asked: dict[int, bool] = {}
         read, lookup = read_common_message, self._environments.environment_for_instance
         max_event_age_ms = self._max_event_age_ms
         for position, message in enumerate(messages):
@@ -195,8 +195,9 @@ class IngestService:
                     rejected.append((position, rejection))
                     continue
             if awaits_proof is not None:
-                if environment is not asked:
-                    asked, awaits = environment, awaits_proof(environment)
+                awaits = asked.get(id(environment))
+                if awaits is None:
+                    awaits = asked[id(environment)] = awaits_proof(environment)
                 if awaits:
                     proofs.append((position, envelope, environment))
             ts_ms = event.ts_ms
@@ -254,7 +255,9 @@ class IngestService:
         """``_settle`` of an agent-hour none of whose events is late, when every event is new and of one
         environment (the common case): they share one result. False, having done nothing, otherwise."""
         _, envelope, event, environment = members[0]
-        if outcomes.count(EventStored.NEW) != len(outcomes) or any(m[3] is not environment for m in members):
+        if outcomes.count(EventStored.NEW) != len(outcomes) or (
+            len(members) > 1 and any(member[3] is not environment for member in members)
+        ):
             return False
         # The agent and the sender are the group's (its agent's instance's account, by rule 4).
         result = self._result(Outcome.ACCEPTED, environment, event.agent_arn, False, envelope.account)
