@@ -26,7 +26,7 @@ from connect_metering.domain.agent_events import (
     _agent_instance,
     _resources,
 )
-from connect_metering.domain.instants import InstantError, parse_iso_ms
+from connect_metering.domain.instants import PARSED_MS, InstantError, parse_iso_ms
 from connect_metering.domain.sessions import (
     OFFLINE_STATUS_NAME,
     UNKNOWN_STATUS_START_MS,
@@ -85,7 +85,8 @@ def read_common_message(
     if instance is None or not account == account_id == instance.account_id:
         return None
     try:
-        arrival_ms, ts_ms = parse_iso_ms(time), parse_iso_ms(stamp)
+        arrival_ms = PARSED_MS.get(time) or parse_iso_ms(time)
+        ts_ms = PARSED_MS.get(stamp) or parse_iso_ms(stamp)
     except InstantError:
         return None
     if not -max_event_age_ms <= ts_ms - arrival_ms <= MAX_FUTURE_SKEW_MS:
@@ -95,7 +96,7 @@ def read_common_message(
     if type(status) is dict and type(start := status.get("StartTimestamp")) is str:
         offline = status.get("Name") == OFFLINE_STATUS_NAME
         try:
-            status_start_ms = parse_iso_ms(start)
+            status_start_ms = PARSED_MS.get(start) or parse_iso_ms(start)
         except InstantError:
             status_start_ms = UNKNOWN_STATUS_START_MS
     else:
