@@ -27,12 +27,7 @@ from connect_metering.domain.agent_events import (
     _resources,
 )
 from connect_metering.domain.instants import PARSED_MS, InstantError, parse_iso_ms
-from connect_metering.domain.sessions import (
-    OFFLINE_STATUS_NAME,
-    UNKNOWN_STATUS_START_MS,
-    offline_from_agent_event,
-    status_start_from_agent_event,
-)
+from connect_metering.domain.sessions import OFFLINE_STATUS_NAME, UNKNOWN_STATUS_START_MS
 
 # A UTF-8 character is at most 4 bytes: a text this long or shorter is within ``MAX_BODY_BYTES``.
 _SURELY_SMALL = MAX_BODY_BYTES // 4
@@ -50,30 +45,34 @@ def read_common_message(
     Written out in one function, on purpose: it runs once per line of a replay, where every call counts."""
     if type(document) is not dict or (len(body) > _SURELY_SMALL and _too_large(body)):
         return None
-    detail = document.get("detail")
-    if type(detail) is not dict:
-        return None
+    # The common shape: every field there, each envelope and status a plain object (subscripts, not
+    # ``get``: a missing field, or a list or a text where an object or a text belongs, raises here).
     try:
-        account, time = document["account"], document["time"]
+        detail, account, time = document["detail"], document["account"], document["time"]
+        source, detail_type, resources = document["source"], document["detail-type"], document["resources"]
         event_id, stamp = detail["EventId"], detail["EventTimestamp"]
         agent_arn, instance_text, account_id = (
             detail["AgentARN"],
             detail["InstanceARN"],
             detail["AWSAccountId"],
         )
-        kind = _KIND_BY_TYPE.get(detail["EventType"])
+        kind = _KIND_BY_TYPE[detail["EventType"]]
+        status = detail["CurrentAgentSnapshot"]["AgentStatus"]
+        start, offline = status["StartTimestamp"], status["Name"] == OFFLINE_STATUS_NAME
         known = _AGENTS.get(agent_arn)
-    except (KeyError, TypeError):  # a field missing, or a list or an object where a text belongs
+    except (KeyError, TypeError, IndexError):
         return None
     if (
-        kind is None
+        type(detail) is not dict
+        or type(status) is not dict
         or type(event_id) is not str
         or not 0 < len(event_id) <= MAX_IDENTIFIER_LENGTH
         or not event_id.isascii()
         or type(time) is not str
         or type(stamp) is not str
-        or document.get("source") != FORWARDER_SOURCE
-        or document.get("detail-type") != AGENT_EVENT_DETAIL_TYPE
+        or type(start) is not str
+        or source != FORWARDER_SOURCE
+        or detail_type != AGENT_EVENT_DETAIL_TYPE
     ):
         return None
     instance = (
@@ -91,17 +90,10 @@ def read_common_message(
         return None
     if not -max_event_age_ms <= ts_ms - arrival_ms <= MAX_FUTURE_SKEW_MS:
         return None
-    snapshot = detail.get("CurrentAgentSnapshot")
-    status = snapshot.get("AgentStatus") if type(snapshot) is dict else None
-    if type(status) is dict and type(start := status.get("StartTimestamp")) is str:
-        offline = status.get("Name") == OFFLINE_STATUS_NAME
-        try:
-            status_start_ms = PARSED_MS.get(start) or parse_iso_ms(start)
-        except InstantError:
-            status_start_ms = UNKNOWN_STATUS_START_MS
-    else:
-        offline, status_start_ms = offline_from_agent_event(detail), status_start_from_agent_event(detail)
-    resources = document.get("resources")
+    try:
+        status_start_ms = PARSED_MS.get(start) or parse_iso_ms(start)
+    except InstantError:
+        status_start_ms = UNKNOWN_STATUS_START_MS
     # ``Envelope(...)`` and ``AgentEvent(...)`` without the named tuples' Python-level ``__new__``: what
     # their ``_make`` does, with a tuple of exactly their fields.
     return (
