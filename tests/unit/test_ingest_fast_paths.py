@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connect_metering.adapters.activity_table import decode_event, encode_event, stored_event_id
+from connect_metering.adapters.activity_table import (
+    decode_event,
+    encode_event,
+    encode_events,
+    stored_event_id,
+)
 from connect_metering.domain.agent_events import (
     AgentEvent,
     Envelope,
@@ -68,6 +73,10 @@ def test_the_encoding_is_the_long_ways(
     )
     text = encode_event(event)
     assert text == encoded_the_long_way(event)
+    assert encode_events([event, event._replace(ts_ms=ts_ms + 1)]) == [
+        text,
+        encode_event(event._replace(ts_ms=ts_ms + 1)),
+    ]
     assert decode_event(text) == (ts_ms, kind, stored_event_id(event_id), offline, event.status_start_ms)
 
 

@@ -133,6 +133,17 @@ def encode_event(event: AgentEvent) -> str:
     return f"{event.ts_ms}|{int(event.kind)}|{int(event.offline)}|{stored_id}"
 
 
+def encode_events(events: Sequence[AgentEvent]) -> list[str]:
+    """``encode_event`` of each event; the commonest (an EventId Connect sends, a status with a start)
+    written out in place, without a call per event."""
+    return [
+        f"{event.ts_ms}|{event.kind:d}|{event.offline:d}@{event.status_start_ms}|{event.event_id}"
+        if event.status_start_ms != UNKNOWN_STATUS_START_MS and len(event.event_id) <= MAX_STORED_EVENT_ID
+        else encode_event(event)
+        for event in events
+    ]
+
+
 _KINDS = {str(int(kind)): kind for kind in EventKind}
 _new_point = tuple.__new__
 
@@ -216,7 +227,7 @@ class DynamoActivityStore:
             "sk": {"S": f"{_hour_of_day(hour_ms):02d}#E#{first.agent_id}"},
         }
         ttl = expires_at(hour_ms)
-        encodings = [encode_event(event) for event in events]
+        encodings = encode_events(events)
         wanted = list(dict.fromkeys(encodings)) if len(encodings) > 1 else encodings
         stored: set[str] | None = None  # the item's set as last seen; unknown until a write answers
         added: set[str] = set()

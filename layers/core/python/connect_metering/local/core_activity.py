@@ -27,7 +27,7 @@ from connect_metering.adapters.activity_table import (
     _outcomes,
     decode_event,
     encode_checkpoint,
-    encode_event,
+    encode_events,
     late_shard,
     parse_hour_of_day,
     parse_partition_key,
@@ -46,6 +46,9 @@ from connect_metering.domain.sessions import AgentEventPoint
 from connect_metering.domain.usage import EnvironmentCheckpoint
 from connect_metering.local.core_tables import Item
 from connect_metering.unreadable import ACTIVITY_EVENTS, UnreadableItems
+
+# How many agent-hours' keys ``MemoryActivityStore`` remembers (a few MB at most).
+_MAX_ITEMS = 20_000
 
 
 class MemoryActivityStore(DynamoActivityStore):
@@ -72,6 +75,9 @@ class MemoryActivityStore(DynamoActivityStore):
         # checkpoint). One per instance: the hourly run reads the checkpoint the previous run wrote.
         self._encoded: dict[int, tuple[bytes, EnvironmentCheckpoint]] = {}
         self._latest_checkpoints: dict[str, tuple[int, bytes, EnvironmentCheckpoint]] = {}
+        # (agent ARN, hour) -> (instance ARN, pk, sk) of the agent-hours written lately: an agent's events
+        # of one hour come in several batches. Bounded; a forgotten one is worked out again.
+        self._items: dict[tuple[str, int], tuple[str, str, str]] = {}
 
     def add_events(self, events: Sequence[AgentEvent], *, late_at_ms: int | None) -> AddedEvents:
         """The adapter's ``add_events``, with its commonest calls answered directly: events of one
@@ -80,22 +86,22 @@ class MemoryActivityStore(DynamoActivityStore):
         as the string set does). Every other call (a full or nearly full agent-hour, a frozen day, events
         of several agent-hours) is the adapter's own."""
         first = events[0]
-        hour_ms = first.ts_ms - first.ts_ms % MS_PER_HOUR
-        if len(events) > 1 and not _one_agent_hour(events, first.agent_arn, hour_ms):
-            return super().add_events(events, late_at_ms=late_at_ms)
-        instance_arn = first.instance.arn
-        pk = partition_key(instance_arn, hour_ms)
+        agent_arn, hour_ms = first.agent_arn, first.ts_ms - first.ts_ms % MS_PER_HOUR
+        if len(events) > 1:
+            for event in events:
+                if event.agent_arn != agent_arn or event.ts_ms - event.ts_ms % MS_PER_HOUR != hour_ms:
+                    return super().add_events(events, late_at_ms=late_at_ms)
+        instance_arn, pk, sk = self._items.get((agent_arn, hour_ms)) or self._item(first, hour_ms)
         partition = self._event_sets.get(pk)
         if partition is None:
             if pk in self._frozen:
                 return super().add_events(events, late_at_ms=late_at_ms)
             partition = self._event_sets[pk] = {}
-        sk = f"{(hour_ms // MS_PER_HOUR) % 24:02d}#E#{first.agent_id}"
         stored = partition.get(sk)
         # The adapter's first ADD succeeds when the set has room for every encoding, stored or not.
         if (0 if stored is None else len(stored)) + len(events) > MAX_EVENTS_PER_AGENT_HOUR:
             return super().add_events(events, late_at_ms=late_at_ms)
-        encodings = [encode_event(event) for event in events]
+        encodings = encode_events(events)
         if stored is None:
             new = partition[sk] = set(encodings)
         else:
@@ -106,6 +112,19 @@ class MemoryActivityStore(DynamoActivityStore):
         if len(new) == len(encodings):
             return AddedEvents([EventStored.NEW] * len(encodings))
         return _outcomes(encodings, new, set())
+
+    def _item(self, event: AgentEvent, hour_ms: int) -> tuple[str, str, str]:
+        """(instance ARN, pk, sk) of the item holding the agent-hour of ``event``, remembered."""
+        instance_arn = event.instance.arn
+        item = (
+            instance_arn,
+            partition_key(instance_arn, hour_ms),
+            f"{(hour_ms // MS_PER_HOUR) % 24:02d}#E#{event.agent_id}",
+        )
+        if len(self._items) >= _MAX_ITEMS:
+            self._items.clear()
+        self._items[(event.agent_arn, hour_ms)] = item
+        return item
 
     def _add(
         self, key: dict[str, Any], encodings: list[str], instance_arn: str, late_at_ms: int | None, ttl: str
@@ -366,10 +385,6 @@ def _readable_events_key(sort_key: str) -> bool:
     except ValueError:
         return False
     return sort_key[3] != "C"
-
-
-def _one_agent_hour(events: Sequence[AgentEvent], agent_arn: str, hour_ms: int) -> bool:
-    return all(e.agent_arn == agent_arn and e.ts_ms - e.ts_ms % MS_PER_HOUR == hour_ms for e in events)
 
 
 class MemoryQuarantineStore:

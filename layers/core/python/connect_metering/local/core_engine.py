@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import repeat
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -214,15 +215,16 @@ class CoreEngine:
     def ingest(
         self, bodies: list[str], first_message: int, documents: list[Any] | None = None
     ) -> list[IngestResult]:
+        """The results of ``bodies`` (their documents decoded, when given), in order; numbered from
+        ``first_message`` (the message ids an audit record names). A record that failed fails the run."""
         decoded = documents if documents is not None else [NOT_DECODED] * len(bodies)
+        if len(decoded) != len(bodies):
+            raise ValueError(f"{len(bodies)} bodies, {len(decoded)} documents")
         numbers = range(first_message, first_message + len(bodies))
-        polled_ms = self._now_ms()
-        messages = [
-            Message(f"message-{number}", body, 0, document, polled_ms)
-            for number, body, document in zip(numbers, bodies, decoded, strict=True)
-        ]
-        outcomes = self._ingest.ingest_batch(messages)
-        results = [outcomes[message.message_id] for message in messages]
+        # ``Message(...)`` without the named tuple's Python-level ``__new__``, as its ``_make`` does: every
+        # field given, ``polled_ms`` the replay clock's now (when the batch is taken from the queue).
+        fields = zip(map("message-{}".format, numbers), bodies, repeat(0), decoded, repeat(self._now_ms()))
+        results = self._ingest.ingest([tuple.__new__(Message, message) for message in fields])
         failed = [outcome for outcome in results if isinstance(outcome, Exception)]
         if failed:
             raise RuntimeError(f"ingest failed {len(failed)} records") from failed[0]

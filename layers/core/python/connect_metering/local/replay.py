@@ -25,6 +25,7 @@ import heapq
 import itertools
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -351,20 +352,25 @@ class Replay:
     def _ingest(self, batch: list[tuple[str, Any]]) -> None:
         if not batch:
             return
-        bodies = [body for body, _ in batch]
-        documents = [document for _, document in batch]
+        bodies, documents = (list(column) for column in zip(*batch, strict=True))
         tally = self.tally
         first_message, self._messages = self._messages, self._messages + len(batch)
-        for result in self.engine.ingest(bodies, first_message, documents):
+        results = self.engine.ingest(bodies, first_message, documents)
+        # Ingest shares one result among the equal ones (an agent's events of a batch, mostly): each is
+        # tallied once with its count, in the order of its first line, as the lines would be one by one.
+        # (``results`` holds every one, so no two of them share an id meanwhile.)
+        distinct = dict(zip(map(id, results), results, strict=True))
+        for key, count in Counter(map(id, results)).items():
+            result = distinct[key]
             company = result.company or UNATTRIBUTED
             if result.reason is not None:
-                tally.quarantined[company][result.reason.value] += 1
+                tally.quarantined[company][result.reason.value] += count
             elif result.outcome is Outcome.DUPLICATE:
-                tally.duplicates[company] += 1
+                tally.duplicates[company] += count
             else:
-                tally.accepted[company] += 1
+                tally.accepted[company] += count
                 if result.late:
-                    tally.late[company] += 1
+                    tally.late[company] += count
 
     # Output ----------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from connect_metering.domain.activity import AddedEvents, EventStored
 from connect_metering.domain.agent_events import (
@@ -38,6 +38,7 @@ from connect_metering.domain.agent_events import (
     parse_agent_event,
     parse_envelope,
 )
+from connect_metering.domain.common_messages import read_common_message
 from connect_metering.domain.instants import MS_PER_HOUR, hour_floor
 from connect_metering.domain.tenancy import Environment, InstanceArn
 
@@ -130,8 +131,9 @@ class CachedEnvironmentLookup:
         return environment
 
 
-# One admitted message: the message, its envelope, its event and the environment the event's instance is.
-_Admitted = tuple[Message, Envelope, AgentEvent, Environment]
+# One admitted message: its position in the batch, its envelope, its event and the environment the
+# event's instance is.
+_Admitted = tuple[int, Envelope, AgentEvent, Environment]
 # How many distinct results ``IngestService`` shares before it starts afresh.
 _MAX_SHARED_RESULTS = 10_000
 
@@ -163,84 +165,151 @@ class IngestService:
         self._shared: dict[tuple[Outcome, str, str, str, bool, str], IngestResult] = {}
 
     def ingest_batch(self, messages: Sequence[Message]) -> dict[str, IngestResult | Exception]:
-        """Every message -> its result, or the storage error that must fail it (SQS redelivers it).
+        """``ingest``'s results by message id (SQS gives each message of a batch its own id)."""
+        return dict(zip([message.message_id for message in messages], self.ingest(messages), strict=True))
+
+    def ingest(self, messages: Sequence[Message]) -> list[IngestResult | Exception]:
+        """Every message's result, or the storage error that must fail it (SQS redelivers it), in order.
 
         Accepted events are grouped by (instance, agent, hour) and each group is stored with one write,
         whose answer also tells which events were already stored (the duplicates) and which found the
         agent-hour full (rule 6). Rejections are kept last, together, so a flood costs few writes."""
-        results: dict[str, IngestResult | Exception] = {}
-        rejected: list[tuple[Message, Quarantined]] = []
+        results: list[IngestResult | Exception | None] = [None] * len(messages)
+        rejected: list[tuple[int, Quarantined]] = []
         groups: dict[tuple[str, int], list[_Admitted]] = {}
         # The admitted messages whose environment's claim an event may prove (``_verify_claims``).
-        proofs: dict[str, tuple[Envelope, Environment]] = {}
+        proofs: list[tuple[int, Envelope, Environment]] = []
         awaits_proof = None if self._claims is None else self._claims.awaits_proof
-        admit = self._admit
-        for message in messages:
-            try:
-                envelope, event, environment = admit(message)
-            except Quarantined as rejection:
-                rejected.append((message, rejection))
-                continue
-            if awaits_proof is not None and awaits_proof(environment):
-                proofs[message.message_id] = (envelope, environment)
-            key = (event.agent_arn, event.ts_ms - event.ts_ms % MS_PER_HOUR)
+        # ``awaits_proof`` of each environment asked, by identity (each is kept alive by its admitted
+        # events meanwhile): nothing it reads changes before ``_verify_claims``, and a batch's events
+        # share few environments (the same objects, from the lookup's cache).
+        asked: dict[int, bool] = {}
+        read, lookup = read_common_message, self._environments.environment_for_instance
+        max_event_age_ms = self._max_event_age_ms
+        for position, message in enumerate(messages):
+            # The short way (a message of the common shape that passes rules 1, 2, 4 and 5), else the
+            # long way (``_admit``), which names the first rule a message breaks.
+            common = read(message.body, message.document, max_event_age_ms=max_event_age_ms)
+            if common is not None and (found := lookup(common[2])) is not None:
+                envelope, event, environment = common[0], common[1], found
+            else:
+                try:
+                    envelope, event, environment = self._admit(message, common)
+                except Quarantined as rejection:
+                    rejected.append((position, rejection))
+                    continue
+            if awaits_proof is not None:
+                awaits = asked.get(id(environment))
+                if awaits is None:
+                    awaits = asked[id(environment)] = awaits_proof(environment)
+                if awaits:
+                    proofs.append((position, envelope, environment))
+            ts_ms = event.ts_ms
+            key = (event.agent_arn, ts_ms - ts_ms % MS_PER_HOUR)
             group = groups.get(key)
             if group is None:
-                groups[key] = [(message, envelope, event, environment)]
+                groups[key] = [(position, envelope, event, environment)]
             else:
-                group.append((message, envelope, event, environment))
-        refused: list[tuple[str, Quarantined]] = []
-        stored = self._store(groups, results, refused)
-        if refused:
-            by_id = {message.message_id: message for message in messages}
-            rejected += [(by_id[message_id], rejection) for message_id, rejection in refused]
+                group.append((position, envelope, event, environment))
+        refused: list[tuple[int, Quarantined]] = []
+        stored = self._store(groups, [message.polled_ms for message in messages], results, refused)
+        rejected += refused
         self._count(stored, results)
         self._verify_claims(proofs, results)
-        self._keep_rejected(rejected, results)
-        return results
+        self._keep_rejected(messages, rejected, results)
+        return cast(list[IngestResult | Exception], results)
 
     def _store(
         self,
         groups: Mapping[tuple[str, int], list[_Admitted]],
-        results: dict[str, IngestResult | Exception],
-        refused: list[tuple[str, Quarantined]],
-    ) -> dict[tuple[str, str], list[str]]:
+        polled: Sequence[int],
+        results: list[IngestResult | Exception | None],
+        refused: list[tuple[int, Quarantined]],
+    ) -> dict[tuple[str, str], list[int]]:
         """Each agent-hour's events with one write; the stored messages by environment (for ``_count``).
-        An agent-hour is marked late at its latest arrival when that one came after the hour was metered
+        ``polled``: each message's ``polled_ms``, by position. An agent-hour is marked late at the latest
+        instant one of its events became known (``_known_ms``) when that came after the hour was metered
         (then it is the latest of the late ones)."""
-        stored_by_environment: dict[tuple[str, str], list[str]] = {}
+        stored_by_environment: dict[tuple[str, str], list[int]] = {}
         for (_, hour_ms), members in groups.items():
             # Late: arrived at or after its hour was metered (BILLING.md section 9: an event arriving
             # exactly at the metering instant is ingested after it), so it is billed in a later record.
             late_from_ms = metering_instant_ms(hour_ms, self._grace_ms)
-            latest_ms = max([_known_ms(member[0], member[1]) for member in members])
+            latest_ms = max([_known_ms(polled[member[0]], member[1]) for member in members])
+            late = latest_ms >= late_from_ms
             try:
                 added = self._activity.add_events(
-                    [member[2] for member in members],
-                    late_at_ms=latest_ms if latest_ms >= late_from_ms else None,
+                    [member[2] for member in members], late_at_ms=latest_ms if late else None
                 )
             except Exception as error:
-                results.update((member[0].message_id, error) for member in members)
+                for member in members:
+                    results[member[0]] = error
                 continue
-            for (message, envelope, event, environment), outcome in zip(members, added.outcomes, strict=True):
-                if outcome is EventStored.REFUSED:
-                    refused.append((message.message_id, _too_many_events(event, envelope)))
-                    continue
-                first_copy = outcome is EventStored.NEW
-                results[message.message_id] = self._result(
-                    Outcome.ACCEPTED if first_copy else Outcome.DUPLICATE,
-                    environment,
-                    event.agent_arn,
-                    first_copy and _known_ms(message, envelope) >= late_from_ms,
-                    envelope.account,
+            if late or not self._all_new_of_one_environment(
+                members, added.outcomes, results, stored_by_environment
+            ):
+                self._settle(
+                    members, added.outcomes, late_from_ms, polled, results, refused, stored_by_environment
                 )
-                where = (environment.company_alias, environment.name)
-                stored_ids = stored_by_environment.get(where)
-                if stored_ids is None:
-                    stored_by_environment[where] = [message.message_id]
-                else:
-                    stored_ids.append(message.message_id)
         return stored_by_environment
+
+    def _all_new_of_one_environment(
+        self,
+        members: list[_Admitted],
+        outcomes: list[EventStored],
+        results: list[IngestResult | Exception | None],
+        stored_by_environment: dict[tuple[str, str], list[int]],
+    ) -> bool:
+        """``_settle`` of an agent-hour none of whose events is late, when every event is new and of one
+        environment (the common case): they share one result. False, having done nothing, otherwise."""
+        _, envelope, event, environment = members[0]
+        if outcomes.count(EventStored.NEW) != len(outcomes) or (
+            len(members) > 1 and any(member[3] is not environment for member in members)
+        ):
+            return False
+        # The agent and the sender are the group's (its agent's instance's account, by rule 4).
+        result = self._result(Outcome.ACCEPTED, environment, event.agent_arn, False, envelope.account)
+        positions = [member[0] for member in members]
+        for position in positions:
+            results[position] = result
+        where = (environment.company_alias, environment.name)
+        stored_positions = stored_by_environment.get(where)
+        if stored_positions is None:
+            stored_by_environment[where] = positions
+        else:
+            stored_positions += positions
+        return True
+
+    def _settle(
+        self,
+        members: list[_Admitted],
+        outcomes: list[EventStored],
+        late_from_ms: int,
+        polled: Sequence[int],
+        results: list[IngestResult | Exception | None],
+        refused: list[tuple[int, Quarantined]],
+        stored_by_environment: dict[tuple[str, str], list[int]],
+    ) -> None:
+        """Each event's result from its write's outcome: accepted (late when it became known at or after
+        ``late_from_ms``: ``_known_ms``), duplicate, or refused (rule 6)."""
+        for (position, envelope, event, environment), outcome in zip(members, outcomes, strict=True):
+            if outcome is EventStored.REFUSED:
+                refused.append((position, _too_many_events(event, envelope)))
+                continue
+            first_copy = outcome is EventStored.NEW
+            results[position] = self._result(
+                Outcome.ACCEPTED if first_copy else Outcome.DUPLICATE,
+                environment,
+                event.agent_arn,
+                first_copy and _known_ms(polled[position], envelope) >= late_from_ms,
+                envelope.account,
+            )
+            where = (environment.company_alias, environment.name)
+            stored_positions = stored_by_environment.get(where)
+            if stored_positions is None:
+                stored_by_environment[where] = [position]
+            else:
+                stored_positions.append(position)
 
     def _result(
         self, outcome: Outcome, environment: Environment, agent_arn: str, late: bool, sender: str
@@ -263,8 +332,8 @@ class IngestService:
 
     def _verify_claims(
         self,
-        proofs: Mapping[str, tuple[Envelope, Environment]],
-        results: dict[str, IngestResult | Exception],
+        proofs: Sequence[tuple[int, Envelope, Environment]],
+        results: list[IngestResult | Exception | None],
     ) -> None:
         """Accepted events (and duplicates of them, so a redelivery retries a failed verification) may
         prove their environment's account claim: those of ``proofs``, the admitted messages whose
@@ -272,41 +341,51 @@ class IngestService:
         nothing). A storage error fails the record: SQS brings it back."""
         if self._claims is None:
             return
-        for message_id, (envelope, environment) in proofs.items():
-            result = results.get(message_id)
+        for position, envelope, environment in proofs:
+            result = results[position]
             if not isinstance(result, IngestResult) or result.outcome is Outcome.QUARANTINED:
                 continue
             try:
                 self._claims.after_accepted(environment, envelope)
             except Exception as error:
-                results[message_id] = error
+                results[position] = error
 
     def _count(
-        self, stored: Mapping[tuple[str, str], list[str]], results: dict[str, IngestResult | Exception]
+        self, stored: Mapping[tuple[str, str], list[int]], results: list[IngestResult | Exception | None]
     ) -> None:
         """One counter write per environment and batch, after its events are stored (so the meter never
         trusts a count whose events it could not read yet), counting every event tried, duplicates too:
         over-counting only costs the meter a read. If it fails, those records come back (harmless)."""
         if self._counter is None:
             return
-        for (company, environment), message_ids in stored.items():
+        for (company, environment), positions in stored.items():
             try:
-                self._counter.count_activity(company, environment, len(message_ids))
+                self._counter.count_activity(company, environment, len(positions))
             except Exception as error:
-                results.update((message_id, error) for message_id in message_ids)
+                for position in positions:
+                    results[position] = error
 
-    def _admit(self, message: Message) -> tuple[Envelope, AgentEvent, Environment]:
-        """BILLING.md section 2 rules 1 to 5 in order (rule 6 needs the store); else Quarantined."""
+    def _admit(
+        self, message: Message, common: tuple[Envelope, AgentEvent, str] | None
+    ) -> tuple[Envelope, AgentEvent, Environment]:
+        """BILLING.md section 2 rules 1 to 5 in order (rule 6 needs the store); else Quarantined.
+        ``common``: the message read the short way (``read_common_message``), whose instance is then
+        no registered environment's (rule 3); None when it was not of the common shape."""
+        if common is None:
+            return self._admit_generally(message)
+        envelope, event, _ = common
+        rejection = _unknown_instance(event)
+        rejection.account, rejection.arrival_ms = envelope.account, envelope.arrival_ms
+        rejection.detail = envelope.detail
+        raise rejection
+
+    def _admit_generally(self, message: Message) -> tuple[Envelope, AgentEvent, Environment]:
         envelope = parse_envelope(message.body, document=message.document)
         try:
             event = parse_agent_event(envelope.detail)
             environment = self._environments.environment_for_instance(event.instance.arn)
             if environment is None:
-                raise Quarantined(
-                    QuarantineReason.UNKNOWN_INSTANCE,
-                    "InstanceARN is not a registered environment",
-                    instance_arn=event.instance.arn,
-                )
+                raise _unknown_instance(event)
             check_sender(envelope, event)
             check_timestamp(envelope, event, max_event_age_ms=self._max_event_age_ms)
         except Quarantined as rejection:
@@ -317,15 +396,19 @@ class IngestService:
         return envelope, event, environment
 
     def _keep_rejected(
-        self, rejected: Sequence[tuple[Message, Quarantined]], results: dict[str, IngestResult | Exception]
+        self,
+        messages: Sequence[Message],
+        rejected: Sequence[tuple[int, Quarantined]],
+        results: list[IngestResult | Exception | None],
     ) -> None:
         """A record per message from registered senders; counters and a sample for everyone else.
         A failed write fails its messages (redelivered), so a counter may count a message twice: it
         measures a flood, it bills nothing."""
-        tallies: dict[QuarantineTally, list[str]] = defaultdict(list)
+        tallies: dict[QuarantineTally, list[int]] = defaultdict(list)
         tally_companies: dict[QuarantineTally, str] = {}
-        samples: dict[tuple[str, int], tuple[str, QuarantinedEvent]] = {}
-        for message, rejection in rejected:
+        samples: dict[tuple[str, int], tuple[int, QuarantinedEvent]] = {}
+        for position, rejection in rejected:
+            message = messages[position]
             if rejection.instance_arn is None:
                 rejection.instance_arn = claimed_instance(rejection.detail)
             company = self._company_named(rejection)
@@ -338,7 +421,7 @@ class IngestService:
             )
             # Only a well-formed, supported event is held against the company it names; a malformed
             # one's instance is just text (its record still names the owner, for the owner's audit).
-            results[message.message_id] = IngestResult(
+            results[position] = IngestResult(
                 outcome=Outcome.QUARANTINED,
                 company=None if rejection.reason in MALFORMED else company,
                 reason=rejection.reason,
@@ -348,43 +431,44 @@ class IngestService:
                 try:
                     self._quarantine.keep(record)
                 except Exception as error:
-                    results[message.message_id] = error
+                    results[position] = error
                 continue
             account = rejection.account or UNKNOWN_SENDER
             hour_ms = hour_floor(record.arrival_ms)
             tally = QuarantineTally(account, rejection.reason.value, hour_ms)
-            tallies[tally].append(message.message_id)
+            tallies[tally].append(position)
             if company is not None:
                 tally_companies.setdefault(tally, company)
-            samples.setdefault((account, hour_ms), (message.message_id, record))
+            samples.setdefault((account, hour_ms), (position, record))
         self._count_tallies(tallies, tally_companies, results)
         self._keep_samples(samples, results)
 
     def _count_tallies(
         self,
-        tallies: Mapping[QuarantineTally, list[str]],
+        tallies: Mapping[QuarantineTally, list[int]],
         companies: Mapping[QuarantineTally, str],
-        results: dict[str, IngestResult | Exception],
+        results: list[IngestResult | Exception | None],
     ) -> None:
-        for tally, message_ids in tallies.items():
+        for tally, positions in tallies.items():
             try:
-                self._quarantine.count(tally, len(message_ids), company=companies.get(tally))
+                self._quarantine.count(tally, len(positions), company=companies.get(tally))
             except Exception as error:
-                results.update((message_id, error) for message_id in message_ids)
+                for position in positions:
+                    results[position] = error
 
     def _keep_samples(
         self,
-        samples: Mapping[tuple[str, int], tuple[str, QuarantinedEvent]],
-        results: dict[str, IngestResult | Exception],
+        samples: Mapping[tuple[str, int], tuple[int, QuarantinedEvent]],
+        results: list[IngestResult | Exception | None],
     ) -> None:
         """One sample per (sender account, hour), written once per container (``_sampled``)."""
-        for key, (message_id, record) in samples.items():
+        for key, (position, record) in samples.items():
             if key in self._sampled:
                 continue
             try:
                 self._quarantine.keep_sample(record)
             except Exception as error:
-                results[message_id] = error
+                results[position] = error
                 continue
             if len(self._sampled) >= 10_000:
                 self._sampled.clear()
@@ -403,13 +487,20 @@ MALFORMED = frozenset(
 )
 
 
-def _known_ms(message: Message, envelope: Envelope) -> int:
+def _known_ms(polled_ms: int, envelope: Envelope) -> int:
     """When the product could know the event: its arrival (the envelope's time, BILLING.md section 9),
     or when it was taken from the queue if that is later. Either at or after its hour's metering
     instant makes it late: a replayed archive out of order, or a record still in flight when the hour
     was metered, is billed in a later record instead of never."""
-    polled_ms = message.polled_ms
     return polled_ms if polled_ms > envelope.arrival_ms else envelope.arrival_ms
+
+
+def _unknown_instance(event: AgentEvent) -> Quarantined:
+    return Quarantined(
+        QuarantineReason.UNKNOWN_INSTANCE,
+        "InstanceARN is not a registered environment",
+        instance_arn=event.instance.arn,
+    )
 
 
 def _too_many_events(event: AgentEvent, envelope: Envelope) -> Quarantined:
