@@ -53,7 +53,7 @@ from connect_metering.services.registration import (
 from connect_metering.settings import RegistrationSettings, load_settings
 from connect_metering.web.forms import BROWSER_COOKIE, cookie_value
 from connect_metering.web.page_lambda import html, observed, page_resolver, resolve_page_event, see_other
-from connect_metering.web.pages import problem_page, security_headers, signup_page, success_page
+from connect_metering.web.pages import CONSOLE_HOME, problem_page, security_headers, signup_page, success_page
 
 if TYPE_CHECKING:
     from connect_metering.domain.registration import PendingRegistration
@@ -196,6 +196,7 @@ def _success(registration: PendingRegistration) -> Response[str]:
             agent_events_bus_arn=settings.agent_events_bus_arn,
             forwarder_template_url=settings.forwarder_template_url,
             environments=registration_service().environments(alias),
+            console_url=CONSOLE_HOME if settings.console_user_pool_id else "",
         ),
     )
 

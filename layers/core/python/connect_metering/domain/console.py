@@ -39,6 +39,7 @@ LOCKED_OUT = "Too many failed sign-ins. Wait 15 minutes and try again."
 MIN_PASSWORD_LENGTH = 12
 PASSWORD_RULES = "at least 12 characters with upper and lower case letters, digits and symbols"  # noqa: S105
 WEAK_PASSWORD = f"Choose a stronger password: {PASSWORD_RULES}."
+PASSWORD_TOO_LONG = f"Choose a shorter password: at most {MAX_PASSWORD_LENGTH} characters."
 # Password reset: one answer whoever asks, so the form tells nobody who administers which company.
 RESET_CODE_SENT = (
     "If this email is an administrator of this company, a code is on its way to it. Enter it below with "
@@ -158,6 +159,17 @@ def normal_email(email: str) -> str:
     return email.strip().lower()
 
 
+def normal_alias(alias: str) -> str:
+    """Aliases are lower case (``ALIAS_PATTERN``): one typed with capitals (a phone's first letter)
+    still names its company."""
+    return alias.strip().lower()
+
+
+def normal_mfa_code(code: str) -> str:
+    """A one-time code as typed: authenticator apps show it in groups (``123 456``)."""
+    return "".join(code.split())
+
+
 def credentials_plausible(alias: str, email: str, password: str) -> bool:
     """Whether a sign-in is worth asking the identity provider about: a malformed alias or email can
     match nobody (and is answered with the same message as a wrong password)."""
@@ -185,7 +197,9 @@ def reset_code_plausible(code: str) -> bool:
 def password_policy_problem(password: str) -> str | None:
     """The user pool's policy checked before asking the identity provider (which checks it again): the
     same words whichever refuses."""
-    if not (MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH):
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return PASSWORD_TOO_LONG
+    if len(password) < MIN_PASSWORD_LENGTH:
         return WEAK_PASSWORD
     classes = (
         any(c.islower() for c in password),

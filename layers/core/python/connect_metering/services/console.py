@@ -36,7 +36,9 @@ from connect_metering.domain.console import (
     csrf_matches,
     invitation_email_error,
     new_session,
+    normal_alias,
     normal_email,
+    normal_mfa_code,
     password_policy_problem,
     read_session,
     reset_code_plausible,
@@ -296,7 +298,7 @@ class ConsoleService:
     def sign_in(
         self, company_alias: str, email: str, password: str, new_password: str = ""
     ) -> SignedIn | SignInRefused | MfaCodeNeeded:
-        alias, email = company_alias.strip(), normal_email(email)
+        alias, email = normal_alias(company_alias), normal_email(email)
         if not credentials_plausible(alias, email, password):
             return SignInRefused(WRONG_CREDENTIALS)
         username = sign_in_name(alias, email)
@@ -323,7 +325,7 @@ class ConsoleService:
     def sign_in_with_code(self, challenge_cookie: str | None, code: str) -> SignedIn | SignInRefused:
         """The TOTP code step of a sign-in whose password was right; the challenge names who and which
         company (signed: the form cannot change them). A wrong code counts as a failed sign-in."""
-        now, code = self._clock(), code.strip()
+        now, code = self._clock(), normal_mfa_code(code)
         challenge = read_challenge(challenge_cookie, self._key, now)
         if challenge is None:
             return SignInRefused(WRONG_MFA_CODE)
@@ -361,6 +363,10 @@ class ConsoleService:
         if isinstance(answer, NewPasswordRequired) and new_password:
             if new_password == password:
                 raise PasswordRejected("The new password must differ from the temporary one.")
+            # The pool's policy checked first, as a reset does: the same words, and one that says what
+            # is wrong (the identity provider only answers that a password breaks its policy).
+            if (problem := password_policy_problem(new_password)) is not None:
+                raise PasswordRejected(problem)
             return self._identity.set_new_password(username, password, new_password)
         return answer
 
@@ -383,7 +389,7 @@ class ConsoleService:
     def request_password_reset(self, company_alias: str, email: str) -> None:
         """Asks for a reset code. Whatever the alias and email, the caller learns nothing: the answer is
         the same whether they name an administrator, another company's or nobody."""
-        alias, email = company_alias.strip(), normal_email(email)
+        alias, email = normal_alias(company_alias), normal_email(email)
         if not account_plausible(alias, email):
             return
         code = self._identity.forgot_password(sign_in_name(alias, email))
@@ -393,7 +399,7 @@ class ConsoleService:
     def reset_password(self, company_alias: str, email: str, code: str, new_password: str) -> None:
         """Sets the new password if the code is the one mailed to this administrator of this company;
         then the administrator's earlier sessions end and failed sign-ins are forgotten."""
-        alias, email, code = company_alias.strip(), normal_email(email), code.strip()
+        alias, email, code = normal_alias(company_alias), normal_email(email), code.strip()
         if not (account_plausible(alias, email) and reset_code_plausible(code)):
             raise ConsoleRefusal("code", WRONG_RESET_CODE, 401)
         problem = password_policy_problem(new_password)

@@ -21,6 +21,7 @@ from connect_metering.domain.console import (
     MfaNotOn,
     WrongCredentials,
     WrongMfaCode,
+    normal_mfa_code,
     sign_in_name,
 )
 from connect_metering.domain.console_mfa import (
@@ -113,7 +114,7 @@ class MfaEnrolments:
         """The access token of a sign-in with password and code; a wrong one counts as a failed sign-in."""
         username = sign_in_name(session.company_alias, session.email)
         failures = self._not_locked(username)
-        code = code.strip()
+        code = normal_mfa_code(code)
         try:
             if not 0 < len(password) <= MAX_PASSWORD_LENGTH:
                 raise WrongCredentials
@@ -153,7 +154,7 @@ class MfaEnrolments:
         enrolment = read_enrolment(cookie, self._key, session, self._clock())
         if enrolment is None:
             raise MfaRefusal("code", MFA_RESTART, 409)
-        code = code.strip()
+        code = normal_mfa_code(code)
         try:
             if not mfa_code_plausible(code):
                 raise WrongMfaCode

@@ -35,6 +35,8 @@ CONTENT_SECURITY_POLICY = (
 )
 MARKETPLACE_SUBSCRIPTIONS_URL = "https://console.aws.amazon.com/marketplace/home#/subscriptions"
 CLOUDFORMATION_CONSOLE_URL = "https://console.aws.amazon.com/cloudformation/home"
+# The customer console, on the same API (and host) as these pages (infra/constructs/console.py).
+CONSOLE_HOME = "/console/"
 # One forwarder per account and region (its bus has a fixed name), so one stack name; the README's
 # `aws cloudformation deploy` uses the same.
 FORWARDER_STACK_NAME = "connect-metering-forwarder"
@@ -212,7 +214,10 @@ def success_page(
     agent_events_bus_arn: str = "",
     forwarder_template_url: str = "",
     environments: Sequence[Environment] = (),
+    console_url: str = "",
 ) -> str:
+    """``console_url``: the customer console's address when the seller runs one (its first
+    administrator, the contact email, is invited by mail at sign-up)."""
     bus = (
         f"<code>{escape(agent_events_bus_arn)}</code>"
         if agent_events_bus_arn
@@ -232,16 +237,43 @@ def success_page(
         "<li><strong>Deploy the forwarder template</strong>"
         f"{template} in each AWS account that holds an Amazon Connect instance. Give it your instance's "
         "agent event stream (parameter <code>AgentEventStreamArn</code>) and, as "
-        f"<code>SellerEventBusArn</code>, {bus}; as <code>VerificationCode</code>, the environment's "
-        "code below: its first agent event proves the account is yours, and its minutes are billed "
-        "from then on (including those before).</li>"
+        f"<code>SellerEventBusArn</code>, {bus}; as <code>VerificationCode</code>, "
+        f"{_where_codes_are(environments, console_url)}: its first agent event proves the account is "
+        "yours, and its minutes are billed from then on (including those before).</li>"
         f"{_environment_list(environments, template_url=forwarder_template_url, seller_bus_arn=agent_events_bus_arn)}"
-        "<li><strong>Add your environments</strong>: send us the ARN of each Amazon Connect instance to "
-        "bill (any account, any region). An AWS account belongs to one company only.</li>"
+        f"{_console_steps(console_url)}"
         "<li>Agents' logged-in minutes are billed through AWS Marketplace from the hour your "
         "subscription is active; nothing else is needed.</li></ol>"
     )
     return layout(_HEADINGS.get(landing, _HEADINGS["created"]), body)
+
+
+def _where_codes_are(environments: Sequence[Environment], console_url: str) -> str:
+    if any(
+        environment.verification is not None and not environment.is_verified for environment in environments
+    ):
+        return "the environment's code below"
+    if console_url:
+        return "the code the console shows for each environment you add"
+    return "the code we send you for each environment"
+
+
+def _console_steps(console_url: str) -> str:
+    if not console_url:
+        return (
+            "<li><strong>Add your environments</strong>: reply to our welcome email with the ARN of each "
+            "Amazon Connect instance to bill (any account, any region). An AWS account belongs to one "
+            "company only.</li>"
+        )
+    link = f'<a href="{escape(console_url)}" id="console-link">your console</a>'
+    return (
+        f"<li><strong>Sign in to {link}</strong> with your company alias and the contact email: an "
+        "invitation with a temporary password has been mailed to that address (the first sign-in asks "
+        "for a new password).</li>"
+        "<li><strong>Add your environments</strong> in the console: the ARN of each Amazon Connect "
+        "instance to bill (any account, any region). An AWS account belongs to one company only. The "
+        "console also shows your usage, records and administrators.</li>"
+    )
 
 
 def forwarder_quick_create_url(
