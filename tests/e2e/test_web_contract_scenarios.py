@@ -324,6 +324,29 @@ def test_the_alias_is_matched_whatever_its_case(site: LocalServer) -> None:
     assert Client(site).sign_in("GradeCo", EMAIL, PASSWORD) == 303
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a new password over the 256-character maximum is refused saying so; instead 'Choose a stronger "
+    "password: at least 12 characters with upper and lower case letters, digits and symbols' for a password "
+    "that has all of them",
+)
+def test_a_too_long_new_password_is_refused_naming_the_maximum(site: LocalServer) -> None:
+    """A password manager set to its longest: the refusal must say what is wrong with it."""
+    email = "ops@longpw.example"
+    sign_up(site, "longpwco", email)
+    client = Client(site)
+    _, _, page = client.request("GET", "/console/")
+    form = {
+        "company_alias": "longpwco",
+        "email": email,
+        "password": site.mailbox.temporary_password(email),
+        "new_password": "Aa1!" * 80,  # 320 characters, every class
+        "csrf_token": hidden(page, "csrf_token"),
+    }
+    status, _, page = client.request("POST", "/console/", form)
+    assert status != 303 and "256" in main_text(page)
+
+
 # What the success page tells the buyer ---------------------------------------------------------------
 
 
