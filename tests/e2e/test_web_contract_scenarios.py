@@ -63,7 +63,9 @@ def errors(page: str) -> list[str]:
     return [e.strip() for e in re.findall(r'id="[a-z_]+-error"[^>]*>([^<]*)<', page) if e.strip()]
 
 
-def sign_up(server: LocalServer, alias: str, email: str, instance_arn: str = "") -> tuple[Client, str, str]:
+def sign_up(
+    server: LocalServer, alias: str, email: str, instance_arn: str = "", name: str = ""
+) -> tuple[Client, str, str]:
     """From /dev/marketplace to the sign-up form, submitted: the browser's client, its link, the answer."""
     client = Client(server)
     _, _, marketplace = client.request("GET", "/dev/marketplace")
@@ -76,7 +78,7 @@ def sign_up(server: LocalServer, alias: str, email: str, instance_arn: str = "")
         "registration": hidden(form, "registration"),
         "csrf_token": hidden(form, "csrf_token"),
         "company_alias": alias,
-        "company_name": alias.title(),
+        "company_name": name or alias.title(),
         "contact_email": email,
         "instance_arn": instance_arn,
     }
@@ -273,24 +275,21 @@ def test_inviting_a_malformed_email_is_422_with_an_example_and_no_markup(
 
 def test_a_non_ascii_company_name_is_kept_and_shown_as_typed(site: LocalServer) -> None:
     """A buyer called Société Générale, with a dash and Japanese in its name, is a company like any other."""
-    client = Client(site)
-    _, _, marketplace = client.request("GET", "/dev/marketplace")
-    token = hidden(marketplace, "x-amzn-marketplace-token")
-    link = client.request("POST", "/register", {"x-amzn-marketplace-token": token})[1]["Location"]
-    _, _, form = client.request("GET", link)
     name = "Société Générale \u2013 東京"  # an en dash
-    fields = {
-        "registration": hidden(form, "registration"),
-        "csrf_token": hidden(form, "csrf_token"),
-        "company_alias": "unicodeco",
-        "company_name": name,
-        "contact_email": "ops@unicode.example",
-        "instance_arn": "",
-    }
-    assert client.request("POST", "/signup", fields)[0] == 303
-    assert name in client.request("GET", link)[2]
+    _, _, page = sign_up(site, "unicodeco", "ops@unicode.example", name=name)
+    assert name in page
     company = site.aws.tenancy.get_company("unicodeco")
     assert company is not None and company.name == name
+
+
+def test_a_company_name_with_markup_is_text_on_the_console_licence_page(site: LocalServer) -> None:
+    """Stored XSS: the name typed at sign-up comes back on another page, the console's licence."""
+    email, name = "ops@storedxss.example", '<img src=x onerror="alert(1)">Stored & Co'
+    sign_up(site, "storedxss", email, name=name)
+    admin = Client(site)
+    assert admin.sign_in("storedxss", email, site.mailbox.temporary_password(email), PASSWORD) == 303
+    _, _, page = admin.request("GET", "/console/licence")
+    assert "<img" not in page and html.escape(name) in page
 
 
 def test_non_ascii_environment_names_are_422_naming_the_rule(site: LocalServer) -> None:
