@@ -321,21 +321,10 @@ def test_the_email_is_matched_whatever_its_case_and_surrounding_spaces(site: Loc
     assert Client(site).sign_in(f" {ALIAS} ", email, PASSWORD) == 303
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the alias typed with capitals (as phones auto-capitalise it) signs in, aliases being lower-case "
-    "only and the email case-insensitive; instead 401 'The company alias, email or password is not right.'",
-)
 def test_the_alias_is_matched_whatever_its_case(site: LocalServer) -> None:
     assert Client(site).sign_in("GradeCo", EMAIL, PASSWORD) == 303
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new password over the 256-character maximum is refused saying so; instead 'Choose a stronger "
-    "password: at least 12 characters with upper and lower case letters, digits and symbols' for a password "
-    "that has all of them",
-)
 def test_a_too_long_new_password_is_refused_naming_the_maximum(site: LocalServer) -> None:
     """A password manager set to its longest: the refusal must say what is wrong with it."""
     email = "ops@longpw.example"
@@ -356,12 +345,6 @@ def test_a_too_long_new_password_is_refused_naming_the_maximum(site: LocalServer
 # What the success page tells the buyer ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sign-up success page says how to reach the console (a link to /console/ and that an "
-    "invitation with a temporary password is mailed to the contact email), where environments are added; "
-    "instead it has no console link, no word of the invitation, and says 'send us the ARN' with no address",
-)
 def test_the_success_page_leads_the_new_administrator_to_the_console(site: LocalServer) -> None:
     _, _, page = sign_up(site, "nextstepco", "ops@nextstep.example")
     assert "Your company is registered" in page
@@ -369,11 +352,6 @@ def test_the_success_page_leads_the_new_administrator_to_the_console(site: Local
     assert "ops@nextstep.example" in page or "invitation" in main_text(page).lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="signed up without an instance ARN, the success page's steps make sense without one; instead "
-    "it says to pass 'the environment's code below' and nothing is below",
-)
 def test_the_success_page_without_an_environment_points_to_no_missing_code(site: LocalServer) -> None:
     _, _, page = sign_up(site, "nocodeco", "ops@nocode.example")
     assert "code below" not in main_text(page)
@@ -415,11 +393,6 @@ def test_an_instance_of_another_partition_gets_no_dead_quick_create_link(
 # Two-step sign-in as an authenticator app shows the code ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a code typed as the authenticator app shows it ('123 456') is read as 123456; instead 422 "
-    "'The code is not right'",
-)
 def test_a_code_typed_with_the_apps_space_is_accepted(site: LocalServer) -> None:
     _, _, _ = sign_up(site, "spaceco", "ops@space.example")
     client = Client(site)
