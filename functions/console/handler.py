@@ -456,6 +456,8 @@ def add_environment(
     try:
         added = console_service().add_environment(session, name, instance_arn)
     except TenancyError as error:
+        if console_service().environment_already_added(session, name, instance_arn):
+            return _environments(session, notice=f"Environment {name.strip()} is already added.")
         refusal = environment_refusal(error)
         _audit(session, f"environment {name} ({instance_arn})", error.rule, refusal.status)
         return _environments(

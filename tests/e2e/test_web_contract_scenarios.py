@@ -370,12 +370,6 @@ def test_the_success_page_links_the_template_and_the_quick_create_page(site: Loc
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an instance in the aws-cn or aws-us-gov partition, whose forwarder cannot reach the seller's "
-    "bus in partition aws, is refused at the instance field (or linked to that partition's console); instead "
-    "it is accepted (201) with a quick-create link to console.aws.amazon.com?region=cn-north-1, a dead link",
-)
 @pytest.mark.parametrize(("partition", "region"), [("aws-cn", "cn-north-1"), ("aws-us-gov", "us-gov-west-1")])
 def test_an_instance_of_another_partition_gets_no_dead_quick_create_link(
     site: LocalServer, partition: str, region: str
@@ -478,12 +472,6 @@ def test_reloading_the_success_page_and_going_back_keep_the_buyer_on_its_company
     assert text(tab, "#company-alias") == "reloadco"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reloading the page after adding an environment shows it added (the form answers with a "
-    "redirect, or a repeat is no error); instead the browser posts the form again and gets 409 'There is a "
-    "problem: the company already has ...'",
-)
 def test_reloading_after_adding_an_environment_is_no_error(site: LocalServer, tab: Page) -> None:
     assert browser_sign_in(tab, site.url) == 200
     assert goto(tab, f"{site.url}/console/environments") == 200
@@ -538,11 +526,6 @@ def test_every_page_has_a_title_one_heading_labelled_inputs_and_no_store(
     assert headers["Cache-Control"] == "no-store"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HEAD of a page that GET serves answers like GET without a body (RFC 9110 9.3.2; link checkers "
-    "and uptime monitors use it); instead 404 'Page not found'",
-)
 @pytest.mark.parametrize("path", ["/", "/console/"])
 def test_head_answers_like_get(site: LocalServer, path: str) -> None:
     assert site.handle("HEAD", path, {}, b"").status == site.handle("GET", path, {}, b"").status

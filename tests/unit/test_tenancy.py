@@ -17,6 +17,7 @@ from connect_metering.domain.tenancy import (
     SubscriptionIdentity,
     TenancyError,
     build,
+    check_buyer_instance,
     ensure_pricing_compatible,
     instance_arn_of_agent,
     licence_id,
@@ -79,6 +80,16 @@ def test_instance_arn_parts() -> None:
     assert arn.instance_id == "aaaaaaaa-bbbb-cccc-dddd-111111111111"
     assert arn.arn == INSTANCE
     assert InstanceArn.parse(INSTANCE.replace(":aws:", ":aws-us-gov:").replace("eu-west-2", "us-gov-west-1"))
+
+
+@pytest.mark.parametrize(("partition", "region"), [("aws-cn", "cn-north-1"), ("aws-us-gov", "us-gov-west-1")])
+def test_a_buyer_instance_of_another_partition_is_refused_naming_it(partition: str, region: str) -> None:
+    """Parsed (it is an ARN), but a buyer cannot add it: its events could never reach the seller's bus."""
+    other = InstanceArn.parse(INSTANCE.replace(":aws:", f":{partition}:").replace("eu-west-2", region))
+    with pytest.raises(TenancyError, match=f"in the {partition} partition") as refused:
+        check_buyer_instance(other)
+    assert (refused.value.field, refused.value.rule) == ("instance_arn", "instance_arn_partition")
+    assert check_buyer_instance(InstanceArn.parse(INSTANCE)).arn == INSTANCE
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from connect_metering.domain.tenancy import (
     Subscription,
     SubscriptionIdentity,
     TenancyError,
+    check_buyer_instance,
     legacy_key,
 )
 
@@ -179,12 +180,16 @@ def _instance_arn_error(arn: str) -> str | None:
     if not arn:
         return None
     try:
-        InstanceArn.parse(arn)
+        instance = InstanceArn.parse(arn)
     except TenancyError:
         return (
             "Enter an Amazon Connect instance ARN: arn:aws:connect:REGION:ACCOUNT:instance/ID "
             "(or leave it empty and add environments later)."
         )
+    try:
+        check_buyer_instance(instance)
+    except TenancyError as error:
+        return error.message
     return None
 
 

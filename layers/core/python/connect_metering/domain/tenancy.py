@@ -106,6 +106,25 @@ class PricingModel(StrEnum):
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9]{2,31}")
 ACCOUNT_ID_PATTERN = re.compile(r"[0-9]{12}")
 PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"})
+# Where the product's agent-event bus is: AWS Marketplace sells in the standard partition, and an
+# EventBridge rule cannot target a bus of another partition, so a buyer's instance elsewhere (China,
+# AWS GovCloud (US)) could never send it an event nor prove its account.
+SELLER_PARTITION = "aws"
+OTHER_PARTITION_MESSAGE = (
+    "This Amazon Connect instance is in the {partition} partition; its events cannot reach this product, "
+    "which runs in the standard AWS partition (arn:aws:...). Choose an instance in a standard AWS Region."
+)
+
+
+def check_buyer_instance(instance: InstanceArn, *, field: str = "instance_arn") -> InstanceArn:
+    """A buyer's instance as the product can meter it: in the seller's partition."""
+    if instance.partition != SELLER_PARTITION:
+        raise TenancyError(
+            field, "instance_arn_partition", OTHER_PARTITION_MESSAGE.format(partition=instance.partition)
+        )
+    return instance
+
+
 REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso|-isob)?-[a-z]+-[0-9]{1,2}")
 INSTANCE_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Every spelling AWS uses for one licence (BILLING.md section 1). ResolveCustomer and GetEntitlements

@@ -36,7 +36,7 @@ import signal
 import sys
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -362,6 +362,9 @@ class LocalServer:
     ) -> HttpResponse:
         parts = urlsplit(target)
         path = parts.path or "/"
+        if method == "HEAD" and path in ("/", "/dev/marketplace", "/dev/mailbox"):
+            # The local pages answer HEAD as the Lambdas do (``page_lambda.resolve_page_event``).
+            return replace(self.handle("GET", target, headers, body, source_ip), body=b"")
         with self._lock:
             self.aws.clock.advance_to(datetime.now(UTC))
             if path == "/" and method == "GET":

@@ -427,6 +427,15 @@ class ConsoleService:
     def add_environment(self, session: ConsoleSession, name: str, instance_arn: str) -> Environment:
         return self._licence.add_environment(session.company_alias, name.strip(), instance_arn.strip())
 
+    def environment_already_added(self, session: ConsoleSession, name: str, instance_arn: str) -> bool:
+        """Whether the company already has this very environment (the same name and instance): the form
+        sent again (a reload, a second click) after it was added."""
+        name, instance_arn = name.strip(), instance_arn.strip()
+        return any(
+            environment.name == name and environment.instance_arn.arn == instance_arn
+            for environment in self._licence.environments(session.company_alias)
+        )
+
     def remove_environment(self, session: ConsoleSession, name: str) -> None:
         self._licence.remove_environment(session.company_alias, name)
 

@@ -31,6 +31,7 @@ from connect_metering.domain.tenancy import (
     Subscription,
     TenancyError,
     build,
+    check_buyer_instance,
     instance_arn_of_agent,
 )
 
@@ -84,7 +85,7 @@ class LicenceService:
             Environment,
             company_alias=alias,
             name=name,
-            instance_arn=InstanceArn.parse(instance_arn),
+            instance_arn=check_buyer_instance(InstanceArn.parse(instance_arn)),
             verification=EnvironmentVerification.new(claimed_at=self._clock()),
         )
         return self._tenancy.add_environment(environment)

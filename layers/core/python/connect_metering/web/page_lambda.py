@@ -74,7 +74,17 @@ def resolve_page_event(
     malformed: PageFactory,
 ) -> dict[str, Any]:
     """Resolves a request; one that ``reads_form`` has its body checked first (refused with the handler's
-    page) and read as a url-encoded form whatever its content-type said (``as_form``)."""
+    page) and read as a url-encoded form whatever its content-type said (``as_form``). A HEAD is answered
+    as its GET without the body (RFC 9110 section 9.3.2: link checkers and uptime monitors use it)."""
+    http = event.get("requestContext", {}).get("http", {})
+    if http.get("method") == "HEAD":
+        as_get = {**event, "requestContext": {**event["requestContext"], "http": {**http, "method": "GET"}}}
+        return {
+            **resolve_page_event(
+                app, as_get, context, reads_form=reads_form, too_large=too_large, malformed=malformed
+            ),
+            "body": "",
+        }
     request = APIGatewayProxyEventV2(event)
     if not reads_form(request):
         return app.resolve(event, context)
