@@ -301,6 +301,8 @@ def scan_pieces(
     track_online: bool,
     state: ScanState = CLOSED,
     seen: set[str] | None = None,
+    *,
+    joined: bool = False,
 ) -> tuple[list[Piece], ScanState]:
     """The section 3 scan over sorted, validated points from ``state``, as billable pieces.
 
@@ -309,7 +311,10 @@ def scan_pieces(
     than 0 ms are returned, in time order. The pieces of a session chain from its start to its end, so
     for ``logged_in`` they add up to the sessions and for ``online`` they chain into its online stretches.
     Returns the pieces and the state after the last point. ``seen``: the event ids already scanned, when
-    one scan is run in consecutive parts (updated in place); a fresh scan by default.
+    one scan is run in consecutive parts (updated in place); a fresh scan by default. ``joined``: each run
+    of touching pieces comes as one span ([a, b] and [b, c] give [a, c]), for readers that only add up or
+    place the milliseconds (the metering's hourly view: about one span per agent-hour instead of a piece
+    per heartbeat); see ``scan_spans``.
     """
     pieces: list[Piece] = []
     append = pieces.append
@@ -317,6 +322,7 @@ def scan_pieces(
         seen = set()
     seen_add = seen.add
     is_open, start, last, online, logout = state
+    piece_end: int | None = None  # where the latest piece ends, when ``joined``
     for ts, kind, event_id, named_offline, status_start in points:
         if event_id in seen:
             continue
@@ -327,7 +333,11 @@ def scan_pieces(
         logout = None if kind == _LOGIN else ts if kind == _LOGOUT else logout
         if is_open and ts - last <= timeout:
             if ts > last and (online or not track_online):
-                append((last, ts))
+                if joined and last == piece_end:  # touches the piece before: it grows
+                    pieces[-1] = (pieces[-1][0], ts)
+                else:
+                    append((last, ts))
+                piece_end = ts
             if kind == _LOGOUT:
                 is_open = False
             else:
@@ -349,44 +359,10 @@ def scan_spans(
     state: ScanState = CLOSED,
     seen: set[str] | None = None,
 ) -> tuple[list[Piece], ScanState]:
-    """``scan_pieces`` with each run of touching pieces joined into one span: [a, b] and [b, c] give
-    [a, c]. The same milliseconds in the same places, in a piece per stretch instead of a piece per
-    event, for readers that only add up or place the milliseconds (the metering's hourly view: about
-    one span per agent-hour where there were as many pieces as heartbeats). The same state and ``seen``
-    (``tests/unit/test_sessions_properties.py``: the joined pieces of ``scan_pieces``)."""
-    spans: list[Piece] = []
-    append = spans.append
-    if seen is None:
-        seen = set()
-    seen_add = seen.add
-    is_open, start, last, online, logout = state
-    span_start = 0
-    span_end: int | None = None
-    for ts, kind, event_id, named_offline, status_start in points:
-        if event_id in seen:
-            continue
-        seen_add(event_id)
-        offline = named_offline or (logout is not None and is_post_logout_status(status_start, ts, logout))
-        logout = None if kind == _LOGIN else ts if kind == _LOGOUT else logout
-        if is_open and ts - last <= timeout:
-            if ts > last and (online or not track_online):
-                if last == span_end:  # touches the span before: it grows
-                    spans[-1] = (span_start, ts)
-                else:
-                    span_start = last
-                    append((last, ts))
-                span_end = ts
-            if kind == _LOGOUT:
-                is_open = False
-            else:
-                last = ts
-                online = not offline
-            continue
-        is_open = kind == _LOGIN or (kind != _LOGOUT and not offline)
-        if is_open:
-            start = last = ts
-            online = not offline
-    return spans, ScanState(is_open, start, last, online, logout)
+    """``scan_pieces`` with each run of touching pieces joined into one span: the same milliseconds in the
+    same places, the same state and ``seen`` (``tests/unit/test_sessions_properties.py``: the joined
+    pieces of ``scan_pieces``)."""
+    return scan_pieces(points, timeout, track_online, state, seen, joined=True)
 
 
 def _online_stretches(points: list[AgentEventPoint], timeout: int) -> list[Piece]:
