@@ -106,9 +106,11 @@ def replay(
     events: list[dict[str, Any]],
     until: datetime,
     faults: dict[str, Any] | None = None,
+    engines: tuple[str, ...] = ENGINES,
 ) -> ReplayResult:
-    """Replays with the handlers engine (the reference, whose result is returned) and with the core
-    engine, and asserts both give the same records and summary."""
+    """Replays with each of ``engines`` (by default the handlers engine, the reference, whose result is
+    returned, then the core engine), and with two asserts both give the same records and summary. The
+    first engine's output folder is ``tmp_path / "out"``."""
     registry_file = tmp_path / "registry.json"
     events_file = tmp_path / "events.jsonl"
     registry_file.write_text(json.dumps(registry))
@@ -118,7 +120,7 @@ def replay(
         faults_file = tmp_path / "faults.json"
         faults_file.write_text(json.dumps(faults))
     summaries = []
-    for engine in ENGINES:
+    for engine in engines:
         with environment_restored():
             summaries.append(
                 Replay(load_registry(registry_file), load_faults(faults_file), tmp_path / engine, engine).run(
@@ -126,8 +128,9 @@ def replay(
                 )
             )
     out = tmp_path / "out"
-    (tmp_path / "handlers").rename(out)
-    same_outcome(out, tmp_path / "core", (summaries[0], summaries[1]))
+    (tmp_path / engines[0]).rename(out)
+    if len(engines) == 2:
+        same_outcome(out, tmp_path / engines[1], (summaries[0], summaries[1]))
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return ReplayResult(records, summaries[0])
 

@@ -6,7 +6,6 @@ xfail(strict) test is a place where the product does not do what BILLING.md says
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,9 +16,8 @@ import pytest
 
 from connect_metering.domain.instants import iso
 from connect_metering.local import traffic
-from connect_metering.local.replay import Replay, load_faults, load_registry, read_events
-from tests.conftest import environment_restored
-from tests.replay_harness import ACCOUNT, LICENSE, agent_event, instance, same_outcome, session, usage_company
+from tests.replay_harness import ACCOUNT, LICENSE, agent_event, instance, session, usage_company
+from tests.replay_harness import replay as harness_replay
 
 pytestmark = pytest.mark.integration
 
@@ -100,22 +98,8 @@ def replay(
     engines: tuple[str, ...] = CORE,
 ) -> Outcome:
     """`connect-metering replay` in-process; with both engines, their outputs must be identical."""
-    (tmp_path / "R.json").write_text(json.dumps(document))
-    (tmp_path / "E.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    faults_file = None if faults is None else tmp_path / "F.json"
-    if faults_file:
-        faults_file.write_text(json.dumps(faults))
-    summaries = []
-    for engine in engines:
-        with environment_restored():
-            run = Replay(
-                load_registry(tmp_path / "R.json"), load_faults(faults_file), tmp_path / engine, engine
-            )
-            summaries.append(run.run(read_events(tmp_path / "E.jsonl"), int(until.timestamp() * 1000)))
-    if len(engines) == 2:
-        same_outcome(tmp_path / engines[0], tmp_path / engines[1], (summaries[0], summaries[1]))
-    records = (tmp_path / engines[0] / "records.jsonl").read_text().splitlines()
-    return Outcome([json.loads(line) for line in records], summaries[0])
+    result = harness_replay(tmp_path, document, lines, until, faults, engines)
+    return Outcome(result.records, result.summary)
 
 
 def test_s2_each_quarantine_reason_and_the_exact_bounds_of_rule_5(tmp_path: Path) -> None:
